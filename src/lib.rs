@@ -1,0 +1,16 @@
+//! Ringstream: a Kafka-compatible event streaming broker, thread-per-core on
+//! glommio and io_uring. See ARCHITECTURE.md for the map.
+//!
+//! Layers, with dependencies running downwards only:
+//! - `shard`: executors pinned to CPUs, placement of partitions onto shards,
+//!   and the router, the only code that crosses cores.
+//! - `storage`: record-batch validation, segments, indexes, the partition log,
+//!   group commit, recovery and the per-shard batch cache. It knows record
+//!   batches, never Kafka requests.
+//! - `limits`, `types`: bounds and newtypes used everywhere.
+#![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
+
+pub mod limits;
+pub mod shard;
+pub mod storage;
+pub mod types;

@@ -1,0 +1,97 @@
+//! Every bound in Ringstream, in one place.
+//!
+//! Each queue, channel, cache, frame and loop has a named `*_max` limit here,
+//! and the relations between them are checked at compile time. A value a user
+//! can configure is checked against these bounds when the configuration is
+//! loaded, never on the data path.
+
+/// O_DIRECT alignment for positions, lengths and buffers. The devices we run on
+/// report 512-byte logical blocks but 4096-byte physical ones; writing whole
+/// physical blocks avoids read-modify-write in the device (NOTES-glommio #4).
+pub const io_alignment: usize = 4096;
+
+/// Largest Kafka request frame the broker will ever accept (Kafka's
+/// `socket.request.max.bytes` default is 100 MiB; this is the hard ceiling).
+pub const frame_bytes_max: usize = 100 * 1024 * 1024;
+
+/// Largest single RecordBatch (12-byte log overhead included) that storage accepts.
+/// Kafka's `message.max.bytes` is configured below this.
+pub const batch_bytes_max: usize = 64 * 1024 * 1024;
+
+/// Smallest legal RecordBatch v2: the 61-byte header with zero records.
+pub const batch_bytes_min: usize = 61;
+
+/// A segment's positions are stored as `u32` in its offset index.
+pub const segment_bytes_max: u64 = 2 * 1024 * 1024 * 1024 - 1;
+/// Small segments are allowed so tests can exercise rolling; one aligned block.
+pub const segment_bytes_min: u64 = io_alignment as u64;
+
+/// Preallocation step for the active segment (fallocate with KEEP_SIZE).
+pub const segment_prealloc_step_bytes: u64 = 32 * 1024 * 1024;
+
+/// Kafka's `index.interval.bytes` default: one offset-index entry per this many
+/// bytes of log.
+pub const index_interval_bytes: u32 = 4096;
+/// Entries in one segment's offset index cannot exceed this.
+pub const index_entries_max: usize =
+    (segment_bytes_max / index_interval_bytes as u64) as usize + 1;
+
+/// Bytes one group-commit round may write for a single partition. Pending
+/// appends beyond it wait for the next round.
+pub const commit_round_bytes_max: usize = 16 * 1024 * 1024;
+/// Appends waiting for a group commit, per partition. A full queue pushes back
+/// on the submitter (the append future waits), it never grows.
+pub const partition_pending_appends_max: usize = 4096;
+/// Bytes waiting for a group commit, per partition.
+pub const partition_pending_bytes_max: usize = 128 * 1024 * 1024;
+
+/// Depth of every router channel between two shards.
+pub const router_queue_depth_max: usize = 1024;
+/// Shards in one process.
+pub const shards_max: usize = 1024;
+/// Partitions owned by one shard.
+pub const shard_partitions_max: usize = 100_000;
+
+/// Largest read a single `read` call returns (sum of whole batches, except
+/// that the first batch is always returned whole, as in Kafka's KIP-74).
+pub const read_bytes_max: usize = 64 * 1024 * 1024;
+/// One disk read never asks for more than this.
+pub const read_window_bytes_max: usize = 8 * 1024 * 1024;
+/// Default disk read window when the caller's limit is smaller.
+pub const read_window_bytes_min: usize = 64 * 1024;
+
+/// Default and ceiling of the per-shard batch cache.
+pub const batch_cache_bytes_default: usize = 256 * 1024 * 1024;
+pub const batch_cache_bytes_max: usize = 64 * 1024 * 1024 * 1024;
+
+/// Recovery reads a segment in windows of this size.
+pub const recovery_read_bytes: usize = 4 * 1024 * 1024;
+
+/// Topic names, as in Kafka.
+pub const topic_name_bytes_max: usize = 249;
+
+/// Leader-epoch checkpoint entries kept per partition.
+pub const epoch_entries_max: usize = 65_536;
+
+/// Spin-before-park ceiling: spinning longer than this is never useful.
+pub const spin_before_park_us_max: u64 = 10_000;
+
+// Relations between the limits.
+const _: () = assert!(io_alignment.is_power_of_two());
+const _: () = assert!(batch_bytes_min < io_alignment);
+const _: () = assert!(batch_bytes_max <= frame_bytes_max);
+const _: () = assert!(batch_bytes_max <= commit_round_bytes_max * 4);
+const _: () = assert!((batch_bytes_max as u64) < segment_bytes_max);
+const _: () = assert!(segment_bytes_min % io_alignment as u64 == 0);
+const _: () = assert!(segment_bytes_max <= u32::MAX as u64);
+const _: () = assert!(segment_prealloc_step_bytes % io_alignment as u64 == 0);
+const _: () = assert!(commit_round_bytes_max % io_alignment == 0);
+const _: () = assert!(commit_round_bytes_max <= partition_pending_bytes_max);
+const _: () = assert!(batch_bytes_max <= partition_pending_bytes_max);
+const _: () = assert!(read_window_bytes_min <= read_window_bytes_max);
+const _: () = assert!(read_window_bytes_max <= read_bytes_max);
+const _: () = assert!(read_window_bytes_max % io_alignment == 0);
+const _: () = assert!(recovery_read_bytes % io_alignment == 0);
+const _: () = assert!(recovery_read_bytes <= read_window_bytes_max);
+const _: () = assert!(batch_cache_bytes_default <= batch_cache_bytes_max);
+const _: () = assert!(router_queue_depth_max >= 1);

@@ -1,0 +1,1 @@
+pub mod placement; pub mod router; pub mod runtime;
