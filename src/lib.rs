@@ -10,6 +10,7 @@
 //! - `limits`, `types`: bounds and newtypes used everywhere.
 #![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
 
+pub mod config;
 pub mod limits;
 pub mod shard;
 pub mod storage;

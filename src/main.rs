@@ -1,1 +1,240 @@
-fn main() {}
+//! The `ringstream` command: the broker and its tools.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use ringstream::config::apply_setting;
+use ringstream::shard::{RuntimeConfig, Shard, ShardSet};
+use ringstream::storage::batch::{build_test_batch, BatchHeader};
+use ringstream::storage::log::FlushPolicy;
+use ringstream::storage::shard_storage::StorageConfig;
+use ringstream::types::{Offset, ShardId, TopicPartition};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(name = "ringstream", version, about = "Kafka-compatible, thread-per-core event streaming broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker: start the shards and serve until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Storage tools for developers and operators.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Args, Clone)]
+struct ShardArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Number of shards (default: one per CPU in the affinity mask).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// How long an idle shard spins before it parks, in microseconds.
+    #[arg(long, default_value_t = 50)]
+    spin_before_park_us: u64,
+    /// `always` (fdatasync before acknowledging) or `interval_ms=<n>`.
+    #[arg(long, default_value = "always")]
+    flush: FlushPolicy,
+    /// Broker settings under Kafka's names, e.g. --set log.segment.bytes=1048576
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    settings: Vec<String>,
+}
+
+impl ShardArgs {
+    fn runtime_config(&self) -> Result<RuntimeConfig, String> {
+        let mut storage = StorageConfig::new(&self.data_dir);
+        storage.flush = self.flush;
+        let mut config = RuntimeConfig::new(storage);
+        config.shards = self.shards;
+        config.spin_before_park_us = self.spin_before_park_us;
+        for setting in &self.settings {
+            apply_setting(&mut config, setting)?;
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Append generated batches through the router and print each
+    /// acknowledgement as `ack <partition> <base> <last>` (used by the crash
+    /// test; also a quick storage smoke test).
+    Append(AppendArgs),
+    /// Print every batch of a partition: offsets, size, record count.
+    Dump(DumpArgs),
+}
+
+#[derive(Args)]
+struct AppendArgs {
+    #[command(flatten)]
+    shard: ShardArgs,
+    #[arg(long, default_value = "test")]
+    topic: String,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Batches to append in all.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    #[arg(long, default_value_t = 10)]
+    records_per_batch: u32,
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Appends in flight at once (exercises group commit).
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+}
+
+#[derive(Args)]
+struct DumpArgs {
+    #[command(flatten)]
+    shard: ShardArgs,
+    #[arg(long)]
+    topic: String,
+    #[arg(long)]
+    partition: i32,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RINGSTREAM_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Debug(DebugCommand::Append(args)) => debug_append(args),
+        Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),
+    };
+    if let Err(message) = result {
+        eprintln!("ringstream: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn start(args: &ShardArgs) -> Result<ShardSet, String> {
+    let config = args.runtime_config()?;
+    ShardSet::start(config).map_err(|e| e.to_string())
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Register before starting, so a signal during start-up is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
+    let shards = start(&args.shard)?;
+    info!(data_dir = %args.shard.data_dir.display(), shards = shards.shard_count(), "ringstream ready");
+    println!("ready shards={}", shards.shard_count());
+    let _ = std::io::stdout().flush();
+    if let Some(signal) = signals.forever().next() {
+        info!(signal, "shutting down");
+    }
+    shards.shutdown().map_err(|e| e.to_string())?;
+    info!("stopped cleanly");
+    Ok(())
+}
+
+fn debug_append(args: AppendArgs) -> Result<(), String> {
+    if args.partitions < 1 || args.records_per_batch < 1 || args.in_flight < 1 {
+        return Err("--partitions, --records-per-batch and --in-flight must be at least 1".into());
+    }
+    let shards = start(&args.shard)?;
+    let topic = args.topic.clone();
+    let partitions = args.partitions;
+    let created: Result<(), String> = shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+        for p in 0..partitions {
+            let tp = TopicPartition::new(topic.clone(), p);
+            if shard.owner(&tp).is_none() {
+                let config = shard.storage.config().default_log.clone();
+                shard.create_partition(&tp, config).await.map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    });
+    created?;
+    let (count, records, value_bytes, in_flight, topic) =
+        (args.count, args.records_per_batch, args.value_bytes, args.in_flight, args.topic.clone());
+    let result: Result<(), String> = shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+        let slots = Rc::new(glommio::sync::Semaphore::new(in_flight as u64));
+        let failed = Rc::new(std::cell::Cell::new(None::<String>));
+        for i in 0..count {
+            if let Some(error) = failed.take() {
+                return Err(error);
+            }
+            let permit = slots.acquire_static_permit(1).await.map_err(|e| e.to_string())?;
+            let partition = (i % partitions as u64) as i32;
+            let tp = TopicPartition::new(topic.clone(), partition);
+            let batch = Bytes::from(build_test_batch(records, value_bytes, i, 1_700_000_000_000 + i as i64));
+            let ticket = shard.submit(&tp, batch).await.map_err(|e| e.to_string())?;
+            let failed = failed.clone();
+            glommio::spawn_local(async move {
+                match ticket.wait().await {
+                    Ok(info) => {
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "ack {partition} {} {}", info.base_offset, info.last_offset);
+                        let _ = out.flush();
+                    }
+                    Err(e) => failed.set(Some(format!("append to {tp} failed: {e}"))),
+                }
+                drop(permit);
+            })
+            .detach();
+        }
+        let _ = slots.acquire(in_flight as u64).await; // all acknowledged
+        failed.take().map_or(Ok(()), Err)
+    });
+    let closed = shards.shutdown().map_err(|e| e.to_string());
+    result.and(closed)
+}
+
+fn debug_dump(args: DumpArgs) -> Result<(), String> {
+    let shards = start(&args.shard)?;
+    let tp = TopicPartition::new(args.topic.clone(), args.partition);
+    let result: Result<(), String> = shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+        let offsets = shard.offsets(&tp).await.map_err(|e| e.to_string())?;
+        println!(
+            "partition {tp} log_start={} high_watermark={} segments={} bytes={}",
+            offsets.log_start_offset, offsets.high_watermark, offsets.segments, offsets.size_bytes
+        );
+        let mut cursor = offsets.log_start_offset;
+        while cursor < offsets.high_watermark {
+            let read = shard.read(&tp, cursor, 1024 * 1024).await.map_err(|e| e.to_string())?;
+            let batches = read.batches();
+            if batches.is_empty() {
+                break;
+            }
+            for bytes in batches {
+                let header = BatchHeader::ref_from_prefix(bytes).ok_or("short batch")?;
+                let last = header.base_offset().0 + i64::from(header.last_offset_delta());
+                println!(
+                    "batch base={} last={} records={} bytes={} epoch={} max_timestamp={}",
+                    header.base_offset(),
+                    last,
+                    header.records_count(),
+                    bytes.len(),
+                    header.leader_epoch(),
+                    header.max_timestamp()
+                );
+                cursor = Offset(last + 1);
+            }
+        }
+        Ok(())
+    });
+    let closed = shards.shutdown().map_err(|e| e.to_string());
+    result.and(closed)
+}

@@ -110,7 +110,7 @@ mod tests {
             assert_eq!(TopicPartition::from_dir_name(&tp.dir_name()), Some(tp));
         }
         assert_eq!(TopicPartition::from_dir_name("nodash"), None);
-        assert_eq!(TopicPartition::from_dir_name("t--1"), None);
+        assert_eq!(TopicPartition::from_dir_name("t--1"), Some(TopicPartition::new("t-", 1)));
         assert_eq!(TopicPartition::from_dir_name("-3"), None);
         assert_eq!(TopicPartition::from_dir_name("bad/name-3"), None);
     }

@@ -1,1 +1,315 @@
-//! (in progress)
+//! The router: the only code that crosses cores.
+//!
+//! Every shard has one bounded inbox (a flume channel of depth
+//! `router_queue_depth_max`) and a sender to every other shard's inbox. Code
+//! on any shard calls `Shard::append`/`read`/...: if this shard owns the
+//! partition it goes straight to local storage, otherwise a typed `Message`
+//! carries it to the owner, whose receive loop runs it and sends the result
+//! back on a oneshot. A full inbox makes the sender wait: that pressure
+//! reaches the submitting connection, and nothing grows.
+//!
+//! Order: one shard's messages to another arrive in the order sent, and the
+//! owner queues appends (assigning offsets) in arrival order before it takes
+//! the next message, so appends from shard A to a partition on shard B land
+//! in submission order.
+//!
+//! Only `Send` data crosses: `Bytes` for appends; for reads, the owner's
+//! zero-copy slices (`Rc` of its write and read buffers) cannot leave their
+//! shard, so a remote read copies the batches once into one `Bytes`.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use tracing::error;
+
+use crate::shard::placement::{place, PlacementTable};
+use crate::storage::dir;
+use crate::storage::log::{AppendInfo, LogConfig, PartitionOffsets};
+use crate::storage::shard_storage::{BatchBytes, ReadOutput, ShardStorage};
+use crate::storage::{StorageError, StorageResult};
+use crate::types::{Offset, ShardId, TopicPartition};
+
+/// A task shipped to a shard: built there, run there.
+pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+pub enum Message {
+    Append { tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>> },
+    Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<OwnedRead>> },
+    Offsets { tp: TopicPartition, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
+    /// To shard 0, the control plane: decide an owner, persist, broadcast.
+    CreatePartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<ShardId>> },
+    /// To the chosen owner: open (create or recover) the partition.
+    OpenPartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
+    /// To every shard: a new placement-table entry.
+    Placement { tp: TopicPartition, shard: ShardId, reply: oneshot::Sender<()> },
+    Run(ShardTask),
+    Shutdown { reply: oneshot::Sender<StorageResult<()>> },
+}
+
+pub struct Envelope {
+    pub to: ShardId,
+    pub message: Message,
+}
+
+/// A read whose batches were copied off their owner's shard.
+pub struct OwnedRead {
+    pub batches: Vec<Bytes>,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+}
+
+impl OwnedRead {
+    fn copy_of(read: &ReadOutput) -> OwnedRead {
+        let mut all = BytesMut::with_capacity(read.bytes);
+        let mut ends = Vec::with_capacity(read.batches.len());
+        for batch in &read.batches {
+            all.extend_from_slice(batch);
+            ends.push(all.len());
+        }
+        let all = all.freeze();
+        let mut start = 0;
+        let batches = ends
+            .into_iter()
+            .map(|end| {
+                let slice = all.slice(start..end);
+                start = end;
+                slice
+            })
+            .collect();
+        OwnedRead { batches, high_watermark: read.high_watermark, log_start_offset: read.log_start_offset }
+    }
+}
+
+/// A read as seen by the shard that asked for it.
+pub enum RoutedRead {
+    Local(ReadOutput),
+    Remote(OwnedRead),
+}
+
+impl RoutedRead {
+    pub fn batches(&self) -> Vec<&[u8]> {
+        match self {
+            RoutedRead::Local(read) => read.batches.iter().map(|b: &BatchBytes| &b[..]).collect(),
+            RoutedRead::Remote(read) => read.batches.iter().map(|b| &b[..]).collect(),
+        }
+    }
+
+    pub fn high_watermark(&self) -> Offset {
+        match self {
+            RoutedRead::Local(read) => read.high_watermark,
+            RoutedRead::Remote(read) => read.high_watermark,
+        }
+    }
+}
+
+/// An append queued on its owner; resolves when acknowledged.
+pub struct RoutedTicket {
+    receiver: oneshot::Receiver<StorageResult<AppendInfo>>,
+}
+
+impl RoutedTicket {
+    pub async fn wait(self) -> StorageResult<AppendInfo> {
+        self.receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+    }
+}
+
+/// One shard: its storage, its copy of the placement table, and its senders
+/// to every shard's inbox. Lives on its executor only.
+pub struct Shard {
+    pub id: ShardId,
+    pub storage: ShardStorage,
+    placement: RefCell<PlacementTable>,
+    peers: Vec<flume::Sender<Envelope>>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, storage: ShardStorage, placement: PlacementTable, peers: Vec<flume::Sender<Envelope>>) -> Shard {
+        assert!(id.index() < peers.len());
+        Shard { id, storage, placement: RefCell::new(placement), peers }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The shard that owns `tp`, from this shard's copy of the table.
+    pub fn owner(&self, tp: &TopicPartition) -> Option<ShardId> {
+        self.placement.borrow().owner(tp)
+    }
+
+    fn owner_or_err(&self, tp: &TopicPartition) -> StorageResult<ShardId> {
+        self.owner(tp).ok_or_else(|| StorageError::UnknownPartition(tp.clone()))
+    }
+
+    async fn send(&self, to: ShardId, message: Message) -> StorageResult<()> {
+        assert_ne!(to, self.id, "local work does not go through the router");
+        self.peers[to.index()].send_async(Envelope { to, message }).await.map_err(|_| StorageError::ShuttingDown)
+    }
+
+    /// Queues an append on the owning shard, preserving submission order.
+    pub async fn submit(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<RoutedTicket> {
+        let owner = self.owner_or_err(tp)?;
+        let (reply, receiver) = oneshot::channel();
+        if owner == self.id {
+            let ticket = self.storage.submit(tp, batch).await?;
+            glommio::spawn_local(async move {
+                let _ = reply.send(ticket.wait().await);
+            })
+            .detach();
+        } else {
+            self.send(owner, Message::Append { tp: tp.clone(), batch, reply }).await?;
+        }
+        Ok(RoutedTicket { receiver })
+    }
+
+    pub async fn append(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendInfo> {
+        let owner = self.owner_or_err(tp)?;
+        if owner == self.id {
+            return self.storage.append(tp, batch).await;
+        }
+        self.submit(tp, batch).await?.wait().await
+    }
+
+    pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<RoutedRead> {
+        let owner = self.owner_or_err(tp)?;
+        if owner == self.id {
+            return Ok(RoutedRead::Local(self.storage.read(tp, offset, max_bytes).await?));
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.send(owner, Message::Read { tp: tp.clone(), offset, max_bytes, reply }).await?;
+        receiver.await.unwrap_or(Err(StorageError::ShuttingDown)).map(RoutedRead::Remote)
+    }
+
+    pub async fn offsets(&self, tp: &TopicPartition) -> StorageResult<PartitionOffsets> {
+        let owner = self.owner_or_err(tp)?;
+        if owner == self.id {
+            return self.storage.offsets(tp);
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.send(owner, Message::Offsets { tp: tp.clone(), reply }).await?;
+        receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+    }
+
+    /// Creates a partition: shard 0 picks the owner, persists the table,
+    /// has the owner open it, then tells every other shard. Returns once
+    /// every shard can route to it.
+    pub async fn create_partition(&self, tp: &TopicPartition, config: LogConfig) -> StorageResult<ShardId> {
+        if self.id == ShardId(0) {
+            return self.create_partition_here(tp.clone(), config).await;
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.send(ShardId(0), Message::CreatePartition { tp: tp.clone(), config, reply }).await?;
+        receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+    }
+
+    async fn create_partition_here(&self, tp: TopicPartition, config: LogConfig) -> StorageResult<ShardId> {
+        assert_eq!(self.id, ShardId(0), "the placement table is written by shard 0 only");
+        if !crate::types::is_valid_topic_name(&tp.topic) || tp.partition.0 < 0 {
+            return Err(StorageError::Config(format!("invalid partition name {tp}")));
+        }
+        config.validate()?;
+        if self.owner(&tp).is_some() {
+            return Err(StorageError::PartitionExists(tp));
+        }
+        let owner = place(&tp, self.shard_count());
+        // Open on the owner first: only then may anyone route to it.
+        if owner == self.id {
+            self.storage.open_partition(tp.clone(), config).await?;
+        } else {
+            let (reply, receiver) = oneshot::channel();
+            self.send(owner, Message::OpenPartition { tp: tp.clone(), config, reply }).await?;
+            receiver.await.unwrap_or(Err(StorageError::ShuttingDown))?;
+        }
+        let text = {
+            let mut table = self.placement.borrow_mut();
+            table.insert(tp.clone(), owner);
+            table.encode()
+        };
+        let data_dir = self.storage.config().data_dir.clone();
+        dir::write_file_atomic(&data_dir, dir::PLACEMENT_FILE_NAME, text.into_bytes())
+            .await
+            .map_err(|e| StorageError::io("write placement table", &data_dir, e))?;
+        for peer in 1..self.shard_count() {
+            let (reply, receiver) = oneshot::channel();
+            self.send(ShardId(peer as u16), Message::Placement { tp: tp.clone(), shard: owner, reply }).await?;
+            receiver.await.map_err(|_| StorageError::ShuttingDown)?;
+        }
+        Ok(owner)
+    }
+
+    /// The receive loop: runs every routed message addressed to this shard.
+    /// Returns after a `Shutdown` message closed storage.
+    pub async fn serve(self: Rc<Self>, inbox: flume::Receiver<Envelope>) {
+        while let Ok(envelope) = inbox.recv_async().await {
+            assert_eq!(envelope.to, self.id, "router delivered to the wrong shard");
+            match envelope.message {
+                Message::Append { tp, batch, reply } => {
+                    self.assert_owned(&tp);
+                    // Queue before taking the next message: keeps order.
+                    match self.storage.submit(&tp, batch).await {
+                        Ok(ticket) => {
+                            glommio::spawn_local(async move {
+                                let _ = reply.send(ticket.wait().await);
+                            })
+                            .detach();
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Message::Read { tp, offset, max_bytes, reply } => {
+                    self.assert_owned(&tp);
+                    let storage = self.storage.clone();
+                    glommio::spawn_local(async move {
+                        let read = storage.read(&tp, offset, max_bytes).await;
+                        let _ = reply.send(read.map(|r| OwnedRead::copy_of(&r)));
+                    })
+                    .detach();
+                }
+                Message::Offsets { tp, reply } => {
+                    self.assert_owned(&tp);
+                    let _ = reply.send(self.storage.offsets(&tp));
+                }
+                Message::CreatePartition { tp, config, reply } => {
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(shard.create_partition_here(tp, config).await);
+                    })
+                    .detach();
+                }
+                Message::OpenPartition { tp, config, reply } => {
+                    let result = self.storage.open_partition(tp.clone(), config).await;
+                    if result.is_ok() {
+                        self.placement.borrow_mut().insert(tp, self.id);
+                    }
+                    let _ = reply.send(result);
+                }
+                Message::Placement { tp, shard, reply } => {
+                    self.placement.borrow_mut().insert(tp, shard);
+                    let _ = reply.send(());
+                }
+                Message::Run(task) => {
+                    glommio::spawn_local(task(self.clone())).detach();
+                }
+                Message::Shutdown { reply } => {
+                    let result = self.storage.close().await;
+                    if let Err(e) = &result {
+                        error!(shard = %self.id, "storage close failed: {e}");
+                    }
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A routed partition request must reach the partition's owner.
+    fn assert_owned(&self, tp: &TopicPartition) {
+        assert_eq!(self.owner(tp), Some(self.id), "routed request for {tp} reached a shard that does not own it");
+    }
+}

@@ -1,1 +1,78 @@
-//! (in progress)
+//! Typed storage errors. Each says what failed and on which input; the
+//! protocol layer maps them to Kafka error codes (see `kafka_error_name`).
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::storage::batch::BatchError;
+use crate::types::{Offset, TopicPartition};
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("record batch of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    BatchTooLarge { size_bytes: usize, limit_bytes: usize },
+    #[error("partition {0} is not owned by this shard")]
+    UnknownPartition(TopicPartition),
+    #[error("partition {0} already exists")]
+    PartitionExists(TopicPartition),
+    #[error("offset {offset} of {tp} is out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange { tp: TopicPartition, offset: Offset, log_start: Offset, high_watermark: Offset },
+    #[error("no space left on the device holding {path}")]
+    NoSpace { path: PathBuf },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("append to {0} aborted: an earlier append to it failed and was rolled back")]
+    AppendAborted(TopicPartition),
+    #[error("storage is shutting down")]
+    ShuttingDown,
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("corrupt {what} in {path}: {reason}")]
+    Corrupt { what: &'static str, path: PathBuf, reason: String },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with the operation and path it came from. ENOSPC
+    /// becomes its own variant so callers can keep serving reads.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, error: io::Error) -> StorageError {
+        let path = path.into();
+        if error.raw_os_error() == Some(libc::ENOSPC) {
+            return StorageError::NoSpace { path };
+        }
+        StorageError::Io { op, path, source: Arc::new(error) }
+    }
+
+    /// The Kafka error this maps to, by name; the protocol layer turns names
+    /// into codes. Kept here so every variant is mapped in one place.
+    pub fn kafka_error_name(&self) -> &'static str {
+        match self {
+            StorageError::InvalidBatch(e) if e.is_corruption() => "CORRUPT_MESSAGE",
+            StorageError::InvalidBatch(_) => "INVALID_RECORD",
+            StorageError::BatchTooLarge { .. } => "MESSAGE_TOO_LARGE",
+            StorageError::UnknownPartition(_) => "NOT_LEADER_OR_FOLLOWER",
+            StorageError::PartitionExists(_) => "TOPIC_ALREADY_EXISTS",
+            StorageError::OffsetOutOfRange { .. } => "OFFSET_OUT_OF_RANGE",
+            StorageError::NoSpace { .. } => "KAFKA_STORAGE_ERROR",
+            StorageError::Io { .. } => "KAFKA_STORAGE_ERROR",
+            StorageError::AppendAborted(_) => "KAFKA_STORAGE_ERROR",
+            StorageError::ShuttingDown => "NOT_LEADER_OR_FOLLOWER",
+            StorageError::Config(_) => "INVALID_CONFIG",
+            StorageError::Corrupt { .. } => "KAFKA_STORAGE_ERROR",
+        }
+    }
+}
+
+/// glommio reports `GlommioError`; storage reports `io::Error` with context.
+pub(crate) fn glommio_io<T>(error: glommio::GlommioError<T>) -> io::Error {
+    io::Error::from(error)
+}

@@ -1,1 +1,867 @@
-//! (in progress)
+//! One shard's storage: the partitions it owns, its group commit, its batch
+//! cache and its background tasks (interval flush, retention).
+//!
+//! Runs on exactly one shard. All state is `Rc`/`RefCell`; no borrow is held
+//! across an `.await`: each step copies out what its I/O needs (an
+//! `Rc<DmaFile>`, positions, a buffer) and borrows again to apply the result.
+//! A per-partition write lock (a one-permit semaphore) orders the commit
+//! path with roll, retention and close.
+//!
+//! Group commit. `submit` validates a batch, assigns its offsets and queues
+//! it. The commit loop then takes the queued batches of every partition with
+//! work and, for each partition, copies them behind the carried bytes of the
+//! segment's last partial block into one 4 KiB-aligned `DmaBuffer` (the one
+//! copy on ingest), writes it with O_DIRECT, and under `flush=always`
+//! fdatasyncs it. All partitions of a round run concurrently on the shard's
+//! io_uring. Appends that arrive meanwhile wait for the next round, so one
+//! fdatasync covers every append that was in flight with it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use futures_util::future::join_all;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::io::ReadResult;
+use glommio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::limits;
+use crate::storage::batch::{self, BatchHeader};
+use crate::storage::cache::{BatchCache, CacheSlice, CacheStats, PartitionKey};
+use crate::storage::checkpoint::CleanMarker;
+use crate::storage::dir;
+use crate::storage::error::{glommio_io, StorageError, StorageResult};
+use crate::storage::faults::Faults;
+use crate::storage::log::{AppendInfo, FlushPolicy, LogConfig, PartitionLog, PartitionOffsets, Pending};
+use crate::storage::segment::{self, Segment};
+use crate::types::{LeaderEpoch, Offset, ShardId, TopicPartition};
+
+/// Storage settings for one shard.
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub flush: FlushPolicy,
+    /// Bytes of the shard's batch cache.
+    pub batch_cache_bytes: usize,
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: u64,
+    /// Topic defaults (`log.segment.bytes`, `log.retention.ms`, ...).
+    pub default_log: LogConfig,
+}
+
+impl StorageConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> StorageConfig {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            flush: FlushPolicy::Always,
+            batch_cache_bytes: limits::batch_cache_bytes_default,
+            retention_check_interval_ms: 300_000,
+            default_log: LogConfig::default(),
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One record batch returned by a read: a slice of a cached write buffer or
+/// of a DMA read buffer. Either way, no copy was made.
+#[derive(Clone)]
+pub enum BatchBytes {
+    Cached(CacheSlice),
+    Disk(ReadResult),
+}
+
+impl Deref for BatchBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            BatchBytes::Cached(slice) => slice,
+            BatchBytes::Disk(read) => read,
+        }
+    }
+}
+
+/// The result of a read: whole batches, in offset order.
+pub struct ReadOutput {
+    pub batches: Vec<BatchBytes>,
+    pub bytes: usize,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub from_cache: usize,
+}
+
+/// Counters for benchmarks and, later, metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitStats {
+    pub rounds: u64,
+    pub writes: u64,
+    pub fdatasyncs: u64,
+    pub batches: u64,
+    pub bytes: u64,
+}
+
+/// A queued append; resolves when the append is acknowledged or fails.
+pub struct AppendTicket {
+    receiver: oneshot::Receiver<StorageResult<AppendInfo>>,
+}
+
+impl AppendTicket {
+    pub async fn wait(self) -> StorageResult<AppendInfo> {
+        self.receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+    }
+}
+
+struct Partition {
+    log: RefCell<PartitionLog>,
+    /// Bytes queued for commit; a full queue makes `submit` wait.
+    pending_bytes: Rc<Semaphore>,
+    /// One permit: held by a commit round, a roll, retention or close.
+    write_lock: Rc<Semaphore>,
+}
+
+struct Inner {
+    shard: ShardId,
+    config: StorageConfig,
+    partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    next_key: Cell<PartitionKey>,
+    cache: RefCell<BatchCache>,
+    doorbell: LocalSender<()>,
+    closing: Cell<bool>,
+    faults: Faults,
+    stats: Cell<CommitStats>,
+}
+
+/// A shard's storage handle. Cheap to clone; never leaves its shard.
+#[derive(Clone)]
+pub struct ShardStorage {
+    inner: Rc<Inner>,
+}
+
+impl ShardStorage {
+    /// Opens storage for `shard`. Must run inside that shard's executor.
+    pub async fn open(shard: ShardId, config: StorageConfig) -> StorageResult<ShardStorage> {
+        config.default_log.validate()?;
+        if config.batch_cache_bytes > limits::batch_cache_bytes_max {
+            return Err(StorageError::Config(format!(
+                "batch cache of {} bytes exceeds {}",
+                config.batch_cache_bytes,
+                limits::batch_cache_bytes_max
+            )));
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StorageError::io("create data dir", &config.data_dir, e))?;
+        dir::probe_dma_device(&config.data_dir)
+            .await
+            .map_err(|e| StorageError::io("probe DMA device", &config.data_dir, e))?;
+        let (doorbell, ring) = local_channel::new_bounded(1);
+        let inner = Rc::new(Inner {
+            shard,
+            cache: RefCell::new(BatchCache::new(config.batch_cache_bytes)),
+            config,
+            partitions: RefCell::new(HashMap::new()),
+            next_key: Cell::new(0),
+            doorbell,
+            closing: Cell::new(false),
+            faults: Faults::default(),
+            stats: Cell::new(CommitStats::default()),
+        });
+        let storage = ShardStorage { inner };
+
+        let weak = Rc::downgrade(&storage.inner);
+        glommio::spawn_local(async move {
+            while ring.recv().await.is_some() {
+                let Some(storage) = upgrade(&weak) else { break };
+                while storage.commit_round().await {}
+                if storage.inner.closing.get() {
+                    break;
+                }
+            }
+        })
+        .detach();
+
+        if let FlushPolicy::Interval { interval_ms } = storage.inner.config.flush {
+            let weak = Rc::downgrade(&storage.inner);
+            glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
+                    let Some(storage) = upgrade(&weak) else { break };
+                    if storage.inner.closing.get() {
+                        break;
+                    }
+                    storage.flush_unsynced().await;
+                }
+            })
+            .detach();
+        }
+
+        let interval_ms = storage.inner.config.retention_check_interval_ms.max(1);
+        let weak = Rc::downgrade(&storage.inner);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
+                let Some(storage) = upgrade(&weak) else { break };
+                if storage.inner.closing.get() {
+                    break;
+                }
+                if let Err(e) = storage.enforce_retention(now_ms()).await {
+                    error!(shard = %storage.inner.shard, "retention failed: {e}");
+                }
+            }
+        })
+        .detach();
+        Ok(storage)
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.inner.shard
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.borrow().stats()
+    }
+
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.stats.get()
+    }
+
+    pub fn owns(&self, tp: &TopicPartition) -> bool {
+        self.inner.partitions.borrow().contains_key(tp)
+    }
+
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        let mut tps: Vec<_> = self.inner.partitions.borrow().keys().cloned().collect();
+        tps.sort();
+        tps
+    }
+
+    /// Creates (or recovers, if its directory exists) a partition on this shard.
+    pub async fn open_partition(&self, tp: TopicPartition, config: LogConfig) -> StorageResult<PartitionOffsets> {
+        if self.inner.closing.get() {
+            return Err(StorageError::ShuttingDown);
+        }
+        if self.owns(&tp) {
+            return Err(StorageError::PartitionExists(tp));
+        }
+        if self.inner.partitions.borrow().len() >= limits::shard_partitions_max {
+            return Err(StorageError::Config(format!(
+                "shard {} already owns {} partitions",
+                self.inner.shard,
+                limits::shard_partitions_max
+            )));
+        }
+        let key = self.inner.next_key.get();
+        self.inner.next_key.set(key.checked_add(1).expect("partition keys exhausted"));
+        let dir = self.inner.config.data_dir.join(tp.dir_name());
+        let log = PartitionLog::open(tp.clone(), key, dir, config, now_ms()).await?;
+        let offsets = log.offsets();
+        info!(
+            shard = %self.inner.shard,
+            partition = %tp,
+            log_start = %offsets.log_start_offset,
+            log_end = %offsets.log_end_offset,
+            segments = offsets.segments,
+            "partition opened"
+        );
+        let partition = Rc::new(Partition {
+            log: RefCell::new(log),
+            pending_bytes: Rc::new(Semaphore::new(limits::partition_pending_bytes_max as u64)),
+            write_lock: Rc::new(Semaphore::new(1)),
+        });
+        if self.inner.partitions.borrow_mut().insert(tp.clone(), partition).is_some() {
+            return Err(StorageError::PartitionExists(tp));
+        }
+        Ok(offsets)
+    }
+
+    fn partition(&self, tp: &TopicPartition) -> StorageResult<Rc<Partition>> {
+        self.inner.partitions.borrow().get(tp).cloned().ok_or_else(|| StorageError::UnknownPartition(tp.clone()))
+    }
+
+    pub fn offsets(&self, tp: &TopicPartition) -> StorageResult<PartitionOffsets> {
+        Ok(self.partition(tp)?.log.borrow().offsets())
+    }
+
+    pub fn epochs(&self, tp: &TopicPartition) -> StorageResult<crate::storage::checkpoint::EpochCheckpoint> {
+        Ok(self.partition(tp)?.log.borrow().epochs.clone())
+    }
+
+    /// Sets the epoch stamped into batches from now on (a new leader term).
+    pub fn set_leader_epoch(&self, tp: &TopicPartition, epoch: LeaderEpoch) -> StorageResult<()> {
+        let partition = self.partition(tp)?;
+        let mut log = partition.log.borrow_mut();
+        assert!(epoch >= log.leader_epoch, "leader epochs only grow");
+        log.leader_epoch = epoch;
+        Ok(())
+    }
+
+    /// Replaces a partition's settings (e.g. a topic config change).
+    pub fn set_log_config(&self, tp: &TopicPartition, config: LogConfig) -> StorageResult<()> {
+        config.validate()?;
+        self.partition(tp)?.log.borrow_mut().config = config;
+        Ok(())
+    }
+
+    /// Appends one record batch and waits until it is acknowledged.
+    pub async fn append(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendInfo> {
+        self.submit(tp, batch).await?.wait().await
+    }
+
+    /// Validates a batch, assigns its offsets and queues it for the next
+    /// group commit. Returns once queued: batches submitted one after another
+    /// get increasing offsets even if their tickets are awaited later.
+    pub async fn submit(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendTicket> {
+        if self.inner.closing.get() {
+            return Err(StorageError::ShuttingDown);
+        }
+        let partition = self.partition(tp)?;
+        let (limit_bytes, segment_bytes) = {
+            let log = partition.log.borrow();
+            (log.config.max_message_bytes, log.config.segment_bytes)
+        };
+        let limit_bytes = limit_bytes.min(segment_bytes as usize);
+        if batch.len() > limit_bytes {
+            return Err(StorageError::BatchTooLarge { size_bytes: batch.len(), limit_bytes });
+        }
+        let info = batch::validate(&batch, limit_bytes)?;
+        let permit = partition
+            .pending_bytes
+            .acquire_static_permit(batch.len() as u64)
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?;
+        if self.inner.closing.get() {
+            return Err(StorageError::ShuttingDown);
+        }
+        let receiver = partition.log.borrow_mut().enqueue(batch, info, permit);
+        let _ = self.inner.doorbell.try_send(()); // full means already rung
+        Ok(AppendTicket { receiver })
+    }
+
+    /// One group-commit round over every partition with queued appends.
+    /// Returns false when there was nothing to do.
+    async fn commit_round(&self) -> bool {
+        let ready: Vec<Rc<Partition>> = self
+            .inner
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| !p.log.borrow().pending.is_empty())
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            return false;
+        }
+        let mut stats = self.inner.stats.get();
+        stats.rounds += 1;
+        self.inner.stats.set(stats);
+        join_all(ready.into_iter().map(|p| self.commit_partition(p))).await;
+        true
+    }
+
+    async fn commit_partition(&self, partition: Rc<Partition>) {
+        let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { return };
+        let now = now_ms();
+        let roll = {
+            let log = partition.log.borrow();
+            let Some(first) = log.pending.front() else { return };
+            let active = log.active();
+            !active.is_empty()
+                && (active.size_bytes + first.batch.len() as u64 > log.config.segment_bytes
+                    || now.saturating_sub(active.created_ms) >= log.config.segment_ms)
+        };
+        if roll {
+            if let Err(e) = self.roll_locked(&partition, now).await {
+                error!(shard = %self.inner.shard, "segment roll failed: {e}");
+                self.fail_round(&partition, Vec::new(), e).await;
+                return;
+            }
+        }
+
+        // Take what fits in the active segment and in one round, and build
+        // the aligned buffer: carried block bytes, then the batches.
+        let (taken, file, log_path, aligned_position, buffer, positions, partition_dir) = {
+            let mut log = partition.log.borrow_mut();
+            let segment_bytes = log.config.segment_bytes;
+            let active_size = log.active().size_bytes;
+            let mut planned = 0usize;
+            let mut taken: Vec<Pending> = Vec::new();
+            while let Some(next) = log.pending.front() {
+                let len = next.batch.len();
+                let fits_segment = active_size + (planned + len) as u64 <= segment_bytes;
+                let fits_round = planned + len <= limits::commit_round_bytes_max;
+                if !taken.is_empty() && !(fits_segment && fits_round) {
+                    break;
+                }
+                let pending = log.pending.pop_front().expect("front exists");
+                log.pending_bytes -= len;
+                planned += len;
+                taken.push(pending);
+            }
+            assert!(!taken.is_empty());
+            let aligned_position = dir::align_down(active_size);
+            let carry_len = log.carry.len();
+            assert_eq!(aligned_position + carry_len as u64, active_size);
+            let used = carry_len + planned;
+            let buffer_len = dir::align_up(used as u64) as usize;
+            let active = log.active();
+            let mut buffer = active.file.alloc_dma_buffer(buffer_len);
+            let bytes = buffer.as_bytes_mut();
+            bytes[..carry_len].copy_from_slice(&log.carry);
+            let mut cursor = carry_len;
+            let mut positions = Vec::with_capacity(taken.len());
+            for pending in &taken {
+                let len = pending.batch.len();
+                let slot = &mut bytes[cursor..cursor + len];
+                slot.copy_from_slice(&pending.batch);
+                batch::set_base_offset(slot, pending.base_offset);
+                batch::set_leader_epoch(slot, log.leader_epoch);
+                positions.push(cursor);
+                cursor += len;
+            }
+            assert_eq!(cursor, used);
+            bytes[used..].fill(0); // padding reaches the disk: never leak memory
+            (taken, active.file.clone(), active.log_path.clone(), aligned_position, Rc::new(buffer), positions, log.dir.clone())
+        };
+
+        let result = self.write_and_sync(&partition, &file, &log_path, aligned_position, &buffer).await;
+        if let Err(e) = result {
+            error!(shard = %self.inner.shard, segment = %log_path.display(), "append write failed: {e}");
+            self.fail_round(&partition, taken, e).await;
+            return;
+        }
+
+        // Apply: sizes, indexes, offsets, cache, epochs; then acknowledge.
+        let (replies, epochs_text) = {
+            let mut log = partition.log.borrow_mut();
+            let interval = log.config.index_interval_bytes;
+            let epoch = log.leader_epoch;
+            let key = log.key;
+            let mut cache = self.inner.cache.borrow_mut();
+            let mut epochs_changed = false;
+            let mut replies = Vec::with_capacity(taken.len());
+            let mut bytes_total = 0u64;
+            for (pending, &position) in taken.into_iter().zip(&positions) {
+                let mut info = pending.info;
+                info.base_offset = pending.base_offset;
+                info.leader_epoch = epoch;
+                let newer = log.epochs.latest().map_or(true, |latest| latest.epoch < epoch);
+                if newer {
+                    epochs_changed |= log.epochs.assign(epoch, pending.base_offset);
+                }
+                let active = log.active_mut();
+                active.on_batch_written(&info, aligned_position + position as u64, interval);
+                active.acked_bytes = active.size_bytes;
+                cache.insert(
+                    key,
+                    CacheSlice::new(buffer.clone(), position, info.total_bytes as usize, info.base_offset, info.last_offset()),
+                );
+                bytes_total += u64::from(info.total_bytes);
+                replies.push((pending.reply, info));
+            }
+            let active = log.active();
+            let end = active.size_bytes;
+            let next_offset = active.next_offset;
+            let carry_start = (dir::align_down(end) - aligned_position) as usize;
+            let carry_end = (end - aligned_position) as usize;
+            log.carry = buffer.as_bytes()[carry_start..carry_end].to_vec();
+            log.log_end_offset = next_offset;
+            log.high_watermark = next_offset;
+            if matches!(self.inner.config.flush, FlushPolicy::Interval { .. }) {
+                log.unsynced = true;
+            }
+            log.check_invariants();
+            let mut stats = self.inner.stats.get();
+            stats.batches += replies.len() as u64;
+            stats.bytes += bytes_total;
+            self.inner.stats.set(stats);
+            (replies, epochs_changed.then(|| (log.epochs.encode(), partition_dir.clone())))
+        };
+        if let Some((text, partition_dir)) = epochs_text {
+            // The epoch → offset map must be durable before the batches that
+            // started the epoch are acknowledged.
+            if let Err(e) = dir::write_file_atomic(&partition_dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes()).await {
+                error!(shard = %self.inner.shard, "writing epoch checkpoint failed: {e}");
+            }
+        }
+        let log_start_offset = partition.log.borrow().log_start_offset();
+        for (reply, info) in replies {
+            let _ = reply.send(Ok(AppendInfo { base_offset: info.base_offset, last_offset: info.last_offset(), log_start_offset }));
+        }
+    }
+
+    async fn write_and_sync(
+        &self,
+        partition: &Partition,
+        file: &Rc<glommio::io::DmaFile>,
+        log_path: &PathBuf,
+        position: u64,
+        buffer: &Rc<glommio::io::DmaBuffer>,
+    ) -> StorageResult<()> {
+        let end = position + buffer.len() as u64;
+        let (preallocated, segment_bytes) = {
+            let log = partition.log.borrow();
+            (log.active().preallocated_bytes, log.config.segment_bytes)
+        };
+        if let Some(target) = segment::preallocation_target(preallocated, end, segment_bytes) {
+            segment::preallocate(file, log_path, target).await?;
+            partition.log.borrow_mut().active_mut().preallocated_bytes = target;
+        }
+        if self.inner.faults.take_write_failure() {
+            // Simulated full disk: a torn prefix reaches the file, then ENOSPC.
+            let torn_len = dir::align_down(buffer.len() as u64 / 2) as usize;
+            if torn_len > 0 {
+                let mut torn = file.alloc_dma_buffer(torn_len);
+                torn.as_bytes_mut().copy_from_slice(&buffer.as_bytes()[..torn_len]);
+                let _ = file.write_at(torn, position).await;
+            }
+            return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
+        let written = file
+            .write_rc_at(buffer.clone(), position)
+            .await
+            .map_err(|e| StorageError::io("write segment", log_path, glommio_io(e)))?;
+        if written != buffer.len() {
+            // O_DIRECT writes come back short only when the device is full.
+            return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
+        let mut stats = self.inner.stats.get();
+        stats.writes += 1;
+        if self.inner.config.flush == FlushPolicy::Always {
+            file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", log_path, glommio_io(e)))?;
+            stats.fdatasyncs += 1;
+        }
+        self.inner.stats.set(stats);
+        Ok(())
+    }
+
+    /// A write failed: the round's appends get the error, queued ones are
+    /// aborted, offsets rewind to the log end, and whatever the failed write
+    /// left past the log end is cut off so it can never resurface.
+    async fn fail_round(&self, partition: &Partition, taken: Vec<Pending>, error: StorageError) {
+        let (file, log_path, size) = {
+            let mut log = partition.log.borrow_mut();
+            for pending in taken {
+                let _ = pending.reply.send(Err(error.clone()));
+            }
+            log.abort_pending();
+            let active = log.active();
+            (active.file.clone(), active.log_path.clone(), active.size_bytes)
+        };
+        if let Err(e) = file.truncate(size).await {
+            warn!(segment = %log_path.display(), "could not cut a failed write: {e}");
+        }
+        partition.log.borrow_mut().active_mut().preallocated_bytes = 0;
+    }
+
+    /// Seals the active segment and starts a new one at the log end. The
+    /// caller holds the partition's write lock.
+    async fn roll_locked(&self, partition: &Partition, now: i64) -> StorageResult<()> {
+        let (job, dir, base, segment_bytes) = {
+            let log = partition.log.borrow();
+            assert_eq!(log.high_watermark, log.log_end_offset);
+            (log.active().seal_job(), log.dir.clone(), log.log_end_offset, log.config.segment_bytes)
+        };
+        job.run(&dir).await?;
+        let segment = Segment::create(&dir, base, segment_bytes, now).await?;
+        dir::sync_dir(&dir).await.map_err(|e| StorageError::io("sync dir", &dir, e))?;
+        let mut log = partition.log.borrow_mut();
+        debug!(partition = %log.tp, base = %base, "rolled segment");
+        log.segments.insert(base, segment);
+        log.carry.clear();
+        log.check_invariants();
+        Ok(())
+    }
+
+    /// Rolls a partition's active segment now if it holds any data.
+    pub async fn roll(&self, tp: &TopicPartition) -> StorageResult<()> {
+        let partition = self.partition(tp)?;
+        let _lock = partition.write_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
+        if partition.log.borrow().active().is_empty() {
+            return Ok(());
+        }
+        self.roll_locked(&partition, now_ms()).await
+    }
+
+    async fn flush_unsynced(&self) {
+        let partitions: Vec<Rc<Partition>> = self.inner.partitions.borrow().values().cloned().collect();
+        let jobs = partitions.into_iter().filter_map(|p| {
+            let mut log = p.log.borrow_mut();
+            if !log.unsynced {
+                return None;
+            }
+            log.unsynced = false;
+            let active = log.active();
+            Some((p.clone(), active.file.clone(), active.log_path.clone()))
+        });
+        let jobs: Vec<_> = jobs.collect();
+        join_all(jobs.into_iter().map(|(partition, file, path)| async move {
+            if let Err(e) = file.fdatasync().await {
+                error!(segment = %path.display(), "interval fdatasync failed: {e}");
+                partition.log.borrow_mut().unsynced = true;
+            }
+        }))
+        .await;
+    }
+
+    /// Deletes whole segments past `retention.ms` or beyond
+    /// `retention.bytes`, oldest first, never the active one, and moves the
+    /// log start offset forward. Returns the number of segments deleted.
+    pub async fn enforce_retention(&self, now: i64) -> StorageResult<usize> {
+        let partitions: Vec<Rc<Partition>> = self.inner.partitions.borrow().values().cloned().collect();
+        let mut deleted = 0;
+        for partition in partitions {
+            let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { continue };
+            let (victims, epochs_text, dir) = {
+                let mut log = partition.log.borrow_mut();
+                let bases = log.retention_victims(now);
+                if bases.is_empty() {
+                    continue;
+                }
+                let victims: Vec<Segment> =
+                    bases.iter().map(|base| log.segments.remove(base).expect("victim exists")).collect();
+                let start = log.log_start_offset();
+                self.inner.cache.borrow_mut().evict_below(log.key, start);
+                let changed = log.epochs.truncate_from_start(start);
+                info!(partition = %log.tp, segments = victims.len(), log_start = %start, "retention deleted segments");
+                log.check_invariants();
+                (victims, changed.then(|| log.epochs.encode()), log.dir.clone())
+            };
+            deleted += victims.len();
+            for segment in &victims {
+                segment.remove_files(&dir).await?;
+            }
+            if let Some(text) = epochs_text {
+                dir::write_file_atomic(&dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes())
+                    .await
+                    .map_err(|e| StorageError::io("write epoch checkpoint", &dir, e))?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Reads whole batches from `offset`, up to `max_bytes` (the first batch
+    /// is returned whole even if larger, as Kafka does), below the high
+    /// watermark. The hot tail comes from the batch cache, the rest from DMA
+    /// reads of the segments.
+    pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
+        let partition = self.partition(tp)?;
+        let max_bytes = max_bytes.min(limits::read_bytes_max);
+        let (key, high_watermark, log_start_offset) = {
+            let log = partition.log.borrow();
+            (log.key, log.high_watermark, log.log_start_offset())
+        };
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange { tp: tp.clone(), offset, log_start: log_start_offset, high_watermark });
+        }
+        let mut out = ReadOutput { batches: Vec::new(), bytes: 0, high_watermark, log_start_offset, from_cache: 0 };
+        let mut cursor = offset;
+        // Each step adds a batch or a disk window; bounded by the byte limit.
+        let steps_max = max_bytes / limits::batch_bytes_min + 2;
+        for _ in 0..steps_max {
+            if cursor >= high_watermark || out.bytes >= max_bytes {
+                break;
+            }
+            let cached = self.inner.cache.borrow_mut().lookup(key, cursor);
+            if let Some(slice) = cached {
+                if !out.batches.is_empty() && out.bytes + slice.len() > max_bytes {
+                    break;
+                }
+                cursor = slice.next_offset();
+                out.bytes += slice.len();
+                out.from_cache += 1;
+                out.batches.push(BatchBytes::Cached(slice));
+                continue;
+            }
+            let located = partition.log.borrow().locate(cursor);
+            let Some((file, path, position, limit)) = located else {
+                return Err(StorageError::OffsetOutOfRange { tp: tp.clone(), offset: cursor, log_start: log_start_offset, high_watermark });
+            };
+            if position >= limit {
+                break; // nothing acknowledged past here in this segment
+            }
+            let want = (max_bytes - out.bytes).clamp(limits::read_window_bytes_min, limits::read_window_bytes_max);
+            let len = (want as u64).min(limit - position) as usize;
+            let window = file.read_at(position, len).await.map_err(|e| StorageError::io("read segment", &path, glommio_io(e)))?;
+            let mut local = 0usize;
+            let mut progressed = false;
+            while local < window.len() && cursor < high_watermark {
+                let total = match batch::peek_total_bytes(&window[local..], limits::batch_bytes_max) {
+                    Ok(total) => total,
+                    Err(batch::BatchError::Truncated { .. }) => break,
+                    Err(e) => {
+                        return Err(StorageError::Corrupt {
+                            what: "segment batch",
+                            path,
+                            reason: format!("at byte {}: {e}", position + local as u64),
+                        })
+                    }
+                };
+                let header = BatchHeader::ref_from_prefix(&window[local..]).expect("peeked a whole header");
+                let last_offset = Offset(header.base_offset().0 + i64::from(header.last_offset_delta()));
+                if last_offset < cursor {
+                    local += total; // before the target: the index points at or before it
+                    continue;
+                }
+                if !out.batches.is_empty() && out.bytes + total > max_bytes {
+                    return Ok(out);
+                }
+                let bytes = if local + total <= window.len() {
+                    ReadResult::slice(&window, local, total).expect("in bounds")
+                } else if !progressed {
+                    // One batch larger than the window: read exactly it.
+                    let read = file
+                        .read_at(position + local as u64, total)
+                        .await
+                        .map_err(|e| StorageError::io("read segment", &path, glommio_io(e)))?;
+                    if read.len() != total {
+                        return Err(StorageError::Corrupt { what: "segment batch", path, reason: "short read".into() });
+                    }
+                    read
+                } else {
+                    break;
+                };
+                out.bytes += total;
+                out.batches.push(BatchBytes::Disk(bytes));
+                cursor = Offset(last_offset.0 + 1);
+                local += total;
+                progressed = true;
+                if out.bytes >= max_bytes {
+                    return Ok(out);
+                }
+            }
+            if !progressed {
+                // Nothing usable in this segment past `cursor`: move on to the next.
+                let next = partition.log.borrow().next_segment_base(cursor);
+                match next {
+                    Some(base) if base > cursor => cursor = base,
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp_ms`
+    /// (Kafka's ListOffsets by time), with that record's timestamp, found
+    /// through the time indexes. None when every record is older.
+    pub async fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp_ms: i64) -> StorageResult<Option<(Offset, i64)>> {
+        let partition = self.partition(tp)?;
+        let start = {
+            let log = partition.log.borrow();
+            let segment = log.segments.values().find(|s| s.time_index.max_timestamp() >= timestamp_ms);
+            match segment {
+                None => return Ok(None),
+                Some(segment) => segment.time_index.lookup(timestamp_ms).max(log.log_start_offset()),
+            }
+        };
+        let mut cursor = start;
+        loop {
+            let read = self.read(tp, cursor, limits::read_window_bytes_min).await?;
+            if read.batches.is_empty() {
+                return Ok(None);
+            }
+            for bytes in &read.batches {
+                let header = BatchHeader::ref_from_prefix(bytes).expect("stored batches have headers");
+                cursor = Offset(header.base_offset().0 + i64::from(header.last_offset_delta()) + 1);
+                if header.max_timestamp() < timestamp_ms {
+                    continue;
+                }
+                let base = header.base_offset();
+                if matches!(header.compression(), Ok(batch::Compression::None)) {
+                    let records = batch::records(bytes)?;
+                    for record in records {
+                        let ts = header.base_timestamp() + record.timestamp_delta;
+                        if ts >= timestamp_ms {
+                            return Ok(Some((Offset(base.0 + i64::from(record.offset_delta)), ts)));
+                        }
+                    }
+                }
+                // Compressed: the batch is the finest unit we look into.
+                return Ok(Some((base, header.max_timestamp())));
+            }
+        }
+    }
+
+    /// The offset and value of the largest timestamp in the log, if any.
+    pub fn max_timestamp(&self, tp: &TopicPartition) -> StorageResult<Option<(Offset, i64)>> {
+        let partition = self.partition(tp)?;
+        let log = partition.log.borrow();
+        Ok(log
+            .segments
+            .values()
+            .filter(|s| s.time_index.max_timestamp() >= 0)
+            .max_by_key(|s| s.time_index.max_timestamp())
+            .map(|s| (s.time_index.max_timestamp_offset(), s.time_index.max_timestamp())))
+    }
+
+    /// Clean close: refuse new appends, drain the queued ones, then for each
+    /// partition fdatasync, trim block padding, write indexes and epochs, and
+    /// leave a clean-shutdown marker so the next start skips the scan.
+    pub async fn close(&self) -> StorageResult<()> {
+        self.inner.closing.set(true);
+        let _ = self.inner.doorbell.try_send(());
+        while self.commit_round().await {}
+        let partitions: Vec<Rc<Partition>> = self.inner.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let mut first_error = None;
+        for partition in partitions {
+            let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { continue };
+            partition.pending_bytes.close();
+            let result = self.close_partition(&partition).await;
+            if let Err(e) = result {
+                error!(partition = %partition.log.borrow().tp, "unclean close: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        info!(shard = %self.inner.shard, stats = ?self.inner.stats.get(), "storage closed");
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn close_partition(&self, partition: &Partition) -> StorageResult<()> {
+        let (file, path, size, index_bytes, time_bytes, base, dir, epochs, marker) = {
+            let log = partition.log.borrow();
+            assert!(log.pending.is_empty());
+            let active = log.active();
+            let marker = CleanMarker { log_end_offset: log.log_end_offset, tail_segment_bytes: active.size_bytes };
+            (
+                active.file.clone(),
+                active.log_path.clone(),
+                active.size_bytes,
+                active.offset_index.encode(),
+                active.time_index.encode(),
+                active.base_offset,
+                log.dir.clone(),
+                log.epochs.encode(),
+                marker,
+            )
+        };
+        file.truncate(size).await.map_err(|e| StorageError::io("truncate segment", &path, glommio_io(e)))?;
+        file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", &path, glommio_io(e)))?;
+        segment::write_index_files(&dir, base, index_bytes, time_bytes).await?;
+        dir::write_file_atomic(&dir, dir::EPOCH_CHECKPOINT_FILE_NAME, epochs.into_bytes())
+            .await
+            .map_err(|e| StorageError::io("write epoch checkpoint", &dir, e))?;
+        dir::write_file_atomic(&dir, dir::CLEAN_MARKER_FILE_NAME, marker.encode().into_bytes())
+            .await
+            .map_err(|e| StorageError::io("write clean marker", &dir, e))?;
+        Ok(())
+    }
+}
+
+fn upgrade(weak: &Weak<Inner>) -> Option<ShardStorage> {
+    weak.upgrade().map(|inner| ShardStorage { inner })
+}

@@ -1,0 +1,117 @@
+#![allow(non_upper_case_globals)]
+//! The shard runtime and router: appends submitted on shard A to a partition
+//! owned by shard B land in submission order; placement persists.
+
+mod common;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ringstream::shard::{place, RuntimeConfig, Shard, ShardSet};
+use ringstream::storage::batch::{records, BatchBuilder, Record};
+use ringstream::storage::shard_storage::StorageConfig;
+use ringstream::types::{Offset, ShardId, TopicPartition};
+
+fn shard_count() -> usize {
+    let cpus = ringstream_tuning::allowed_cpus().unwrap().len();
+    assert!(cpus >= 2, "the cross-shard test needs 2 CPUs in the affinity mask, found {cpus}");
+    2
+}
+
+fn start(dir: &std::path::Path, shards: usize) -> ShardSet {
+    let mut config = RuntimeConfig::new(StorageConfig::new(dir));
+    config.shards = Some(shards);
+    ShardSet::start(config).expect("shards start")
+}
+
+/// A one-record batch whose value is the sequence number.
+fn numbered(sequence: u64) -> Bytes {
+    let value = sequence.to_be_bytes();
+    let mut builder = BatchBuilder::new(0);
+    builder.push(&Record { key: None, value: Some(&value), headers: &[], timestamp_delta: 0 });
+    Bytes::from(builder.build())
+}
+
+#[test]
+fn appends_from_another_shard_land_in_submission_order() {
+    let shards = shard_count();
+    let dir = tempfile::tempdir().unwrap();
+    let set = start(dir.path(), shards);
+    // A partition that placement puts on shard 1.
+    let tp = (0..64).map(|p| TopicPartition::new("routed", p)).find(|tp| place(tp, shards) == ShardId(1)).unwrap();
+    let owner = set.run_on(ShardId(0), {
+        let tp = tp.clone();
+        move |shard: Rc<Shard>| async move {
+            let config = shard.storage.config().default_log.clone();
+            shard.create_partition(&tp, config).await.unwrap()
+        }
+    });
+    assert_eq!(owner, ShardId(1));
+    const count: u64 = 2000;
+    let offsets: Vec<Offset> = set.run_on(ShardId(0), {
+        let tp = tp.clone();
+        move |shard: Rc<Shard>| async move {
+            assert!(!shard.storage.owns(&tp), "shard 0 must not own it: this test is about routing");
+            let mut tickets = Vec::new();
+            for sequence in 0..count {
+                tickets.push(shard.submit(&tp, numbered(sequence)).await.unwrap());
+            }
+            let mut offsets = Vec::new();
+            for ticket in tickets {
+                offsets.push(ticket.wait().await.unwrap().base_offset);
+            }
+            offsets
+        }
+    });
+    assert_eq!(offsets, (0..count as i64).map(Offset).collect::<Vec<_>>(), "offsets follow submission order");
+    // Read back through the router from shard 0 (a remote read).
+    let values: Vec<u64> = set.run_on(ShardId(0), {
+        let tp = tp.clone();
+        move |shard: Rc<Shard>| async move {
+            let mut values = Vec::new();
+            let mut cursor = Offset(0);
+            while values.len() < count as usize {
+                let read = shard.read(&tp, cursor, 64 * 1024).await.unwrap();
+                for bytes in read.batches() {
+                    for record in records(bytes).unwrap() {
+                        values.push(u64::from_be_bytes(record.value.unwrap().try_into().unwrap()));
+                    }
+                    cursor = cursor.next(1);
+                }
+            }
+            values
+        }
+    });
+    assert_eq!(values, (0..count).collect::<Vec<_>>());
+    set.shutdown().unwrap();
+
+    // Restart: the persisted table keeps the owner and the data.
+    let set = start(dir.path(), shards);
+    let (owner, hw) = set.run_on(ShardId(0), {
+        let tp = tp.clone();
+        move |shard: Rc<Shard>| async move { (shard.owner(&tp), shard.offsets(&tp).await.unwrap().high_watermark) }
+    });
+    assert_eq!(owner, Some(ShardId(1)));
+    assert_eq!(hw, Offset(count as i64));
+    set.shutdown().unwrap();
+
+    // With one shard, the partition is re-placed onto shard 0 and still readable.
+    let set = start(dir.path(), 1);
+    let hw = set.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+        assert!(shard.storage.owns(&tp));
+        shard.offsets(&tp).await.unwrap().high_watermark
+    });
+    assert_eq!(hw, Offset(count as i64));
+    set.shutdown().unwrap();
+}
+
+#[test]
+fn too_many_shards_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cpus = ringstream_tuning::allowed_cpus().unwrap().len();
+    let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
+    config.shards = Some(cpus + 1);
+    let error = ShardSet::start(config).err().expect("must not start");
+    let message = error.to_string();
+    assert!(message.contains(&format!("--shards {}", cpus + 1)), "{message}");
+}

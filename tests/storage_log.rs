@@ -1,0 +1,266 @@
+#![allow(non_upper_case_globals)]
+//! Partition log behaviour through `ShardStorage`: round trips, rolling,
+//! restart, retention, reads by time, bad batches and a full disk.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use ringstream::storage::log::LogConfig;
+use ringstream::storage::shard_storage::{BatchBytes, ShardStorage};
+use ringstream::storage::StorageError;
+use ringstream::types::{Offset, TopicPartition};
+
+fn tp() -> TopicPartition {
+    TopicPartition::new("events", 0)
+}
+
+#[test]
+fn append_read_round_trip_assigns_contiguous_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig::default()).await;
+        let mut sent = Vec::new();
+        let mut expected_base = 0;
+        for i in 0..50u64 {
+            let records = 1 + (i % 7) as u32;
+            let batch = batch(records, 10 + i as usize * 13, i, 1_000 + i as i64);
+            let info = storage.append(&tp(), batch.clone()).await.unwrap();
+            assert_eq!(info.base_offset, Offset(expected_base));
+            assert_eq!(info.last_offset, Offset(expected_base + i64::from(records) - 1));
+            sent.push(stamped(&batch, info.base_offset, 0));
+            expected_base += i64::from(records);
+        }
+        let offsets = storage.offsets(&tp()).unwrap();
+        assert_eq!(offsets.high_watermark, Offset(expected_base));
+        assert_eq!(offsets.log_end_offset, Offset(expected_base));
+        let all = read_all(&storage, &tp()).await;
+        assert_eq!(all.into_iter().map(|(_, _, b)| b).collect::<Vec<_>>(), sent);
+        // The hot tail came from the batch cache, without a disk read.
+        let read = storage.read(&tp(), Offset(0), 1 << 20).await.unwrap();
+        assert!(read.batches.iter().all(|b| matches!(b, BatchBytes::Cached(_))));
+        // A read in the middle of a batch returns that whole batch.
+        let read = storage.read(&tp(), Offset(2), 1).await.unwrap();
+        assert_eq!(read.batches.len(), 1, "max_bytes smaller than a batch still returns one whole batch");
+        assert_eq!(&read.batches[0][..], &sent[1][..]);
+        // At the high watermark: nothing; beyond it: out of range.
+        assert!(storage.read(&tp(), Offset(expected_base), 1 << 20).await.unwrap().batches.is_empty());
+        assert!(matches!(
+            storage.read(&tp(), Offset(expected_base + 1), 1 << 20).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn segments_roll_by_size_and_survive_clean_and_unclean_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let expected: Vec<Vec<u8>> = run_local({
+        let path = path.clone();
+        move || async move {
+            let storage = open(&path, &tp(), small_segments(16 * 1024)).await;
+            let mut sent = Vec::new();
+            for i in 0..60u64 {
+                let batch = batch(3, 900, i, 5_000 + i as i64);
+                let info = storage.append(&tp(), batch.clone()).await.unwrap();
+                sent.push(stamped(&batch, info.base_offset, 0));
+            }
+            let offsets = storage.offsets(&tp()).unwrap();
+            assert!(offsets.segments >= 4, "60 x ~3 KiB batches roll 16 KiB segments: {}", offsets.segments);
+            storage.close().await.unwrap();
+            sent
+        }
+    });
+    assert!(path.join("events-0").join("clean-shutdown").exists());
+    // Clean restart: the marker lets recovery skip the scan; data is intact.
+    let expected_clone = expected.clone();
+    run_local({
+        let path = path.clone();
+        move || async move {
+            let storage = open(&path, &tp(), small_segments(16 * 1024)).await;
+            let all = read_all(&storage, &tp()).await;
+            assert_eq!(all.into_iter().map(|(_, _, b)| b).collect::<Vec<_>>(), expected_clone);
+            // Append more, then drop without close: an unclean stop.
+            storage.append(&tp(), batch(2, 50, 999, 9_000)).await.unwrap();
+            std::mem::forget(storage);
+        }
+    });
+    assert!(!path.join("events-0").join("clean-shutdown").exists(), "marker removed while open");
+    run_local(move || async move {
+        let storage = open(&path, &tp(), small_segments(16 * 1024)).await;
+        let all = read_all(&storage, &tp()).await;
+        assert_eq!(all.len(), expected.len() + 1);
+        assert_eq!(all[..expected.len()].iter().map(|(_, _, b)| b.clone()).collect::<Vec<_>>(), expected);
+        // Disk reads (cold, after restart) and offsets continue.
+        let next = storage.append(&tp(), batch(1, 10, 1000, 9_500)).await.unwrap();
+        assert_eq!(next.base_offset, all.last().unwrap().1.next(1));
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn retention_by_bytes_and_time_deletes_whole_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let config = LogConfig { segment_bytes: 8192, retention_bytes: 20_000, ..LogConfig::default() };
+        let storage = open(&path, &tp(), config).await;
+        let now = ringstream::storage::shard_storage::now_ms();
+        for i in 0..40u64 {
+            storage.append(&tp(), batch(2, 1000, i, now)).await.unwrap();
+        }
+        let before = storage.offsets(&tp()).unwrap();
+        let deleted = storage.enforce_retention(now).await.unwrap();
+        let after = storage.offsets(&tp()).unwrap();
+        assert!(deleted > 0);
+        assert_eq!(after.segments, before.segments - deleted);
+        assert!(after.size_bytes >= 20_000 - 8192 && after.size_bytes < 20_000 + 8192, "{after:?}");
+        assert!(after.log_start_offset > Offset(0));
+        assert_eq!(after.high_watermark, before.high_watermark);
+        assert!(matches!(storage.read(&tp(), Offset(0), 1024).await, Err(StorageError::OffsetOutOfRange { .. })));
+        let remaining = read_all(&storage, &tp()).await;
+        assert_eq!(remaining.first().unwrap().0, after.log_start_offset);
+
+        // Time: everything but the active segment is older than retention.ms.
+        let tp_time = TopicPartition::new("old", 0);
+        let config = LogConfig { segment_bytes: 8192, retention_ms: 60_000, ..LogConfig::default() };
+        storage.open_partition(tp_time.clone(), config).await.unwrap();
+        for i in 0..20u64 {
+            storage.append(&tp_time, batch(2, 1000, i, now - 3_600_000)).await.unwrap();
+        }
+        let before = storage.offsets(&tp_time).unwrap();
+        assert!(before.segments > 1);
+        storage.enforce_retention(now).await.unwrap();
+        let after = storage.offsets(&tp_time).unwrap();
+        assert_eq!(after.segments, 1, "only the active segment is kept");
+        assert!(after.log_start_offset > Offset(0));
+        assert_eq!(after.high_watermark, before.high_watermark);
+        let remaining = read_all(&storage, &tp_time).await;
+        assert_eq!(remaining.first().unwrap().0, after.log_start_offset);
+        assert_eq!(remaining.last().unwrap().1.next(1), after.high_watermark);
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn reads_by_timestamp_use_the_time_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let storage = open(&path, &tp(), small_segments(8192)).await;
+        // Batch i has 4 records at timestamps 10_000 + 100 i + (0..4).
+        for i in 0..60i64 {
+            storage.append(&tp(), batch(4, 200, i as u64, 10_000 + 100 * i)).await.unwrap();
+        }
+        assert_eq!(storage.offset_for_timestamp(&tp(), 0).await.unwrap(), Some((Offset(0), 10_000)));
+        // Record timestamps inside batch 7: 10_700..10_703 at offsets 28..31.
+        assert_eq!(storage.offset_for_timestamp(&tp(), 10_702).await.unwrap(), Some((Offset(30), 10_702)));
+        // Between batches: the next batch's first record.
+        assert_eq!(storage.offset_for_timestamp(&tp(), 10_750).await.unwrap(), Some((Offset(32), 10_800)));
+        assert_eq!(storage.offset_for_timestamp(&tp(), 99_999).await.unwrap(), None);
+        let (offset, ts) = storage.max_timestamp(&tp()).unwrap().unwrap();
+        assert_eq!(ts, 10_000 + 100 * 59 + 3);
+        assert_eq!(offset, Offset(59 * 4 + 3));
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn invalid_batches_never_enter_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig { max_message_bytes: 4096, ..LogConfig::default() }).await;
+        let good = batch(3, 20, 1, 0);
+        let mut bad_crc = good.to_vec();
+        *bad_crc.last_mut().unwrap() ^= 1;
+        let mut bad_magic = good.to_vec();
+        bad_magic[16] = 1;
+        let mut bad_length = good.to_vec();
+        bad_length[8..12].copy_from_slice(&40i32.to_be_bytes());
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (bad_crc, "CORRUPT_MESSAGE"),
+            (bad_magic, "CORRUPT_MESSAGE"),
+            (bad_length, "CORRUPT_MESSAGE"),
+            (good[..good.len() - 1].to_vec(), "CORRUPT_MESSAGE"),
+            (batch(1, 5000, 2, 0).to_vec(), "MESSAGE_TOO_LARGE"),
+        ];
+        for (bytes, kafka_error) in cases {
+            let error = storage.append(&tp(), Bytes::from(bytes)).await.unwrap_err();
+            assert_eq!(error.kafka_error_name(), kafka_error, "{error}");
+        }
+        // A record count that disagrees with the records (CRC re-signed).
+        let mut bad_count = good.to_vec();
+        bad_count[57..61].copy_from_slice(&2i32.to_be_bytes());
+        bad_count[23..27].copy_from_slice(&1i32.to_be_bytes());
+        ringstream::storage::batch::write_crc(&mut bad_count);
+        let error = storage.append(&tp(), Bytes::from(bad_count)).await.unwrap_err();
+        assert_eq!(error.kafka_error_name(), "INVALID_RECORD", "{error}");
+        let offsets = storage.offsets(&tp()).unwrap();
+        assert_eq!(offsets.high_watermark, Offset(0));
+        assert_eq!(offsets.size_bytes, 0);
+        assert_eq!(storage.append(&tp(), good).await.unwrap().base_offset, Offset(0));
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn enospc_fails_the_append_leaves_nothing_visible_and_reads_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let (kept, last_good): (Vec<Vec<u8>>, Offset) = run_local({
+        let path = path.clone();
+        move || async move {
+            let storage = open(&path, &tp(), LogConfig::default()).await;
+            let mut kept = Vec::new();
+            for i in 0..5u64 {
+                let b = batch(2, 3000, i, 0);
+                let info = storage.append(&tp(), b.clone()).await.unwrap();
+                kept.push(stamped(&b, info.base_offset, 0));
+            }
+            let before = storage.offsets(&tp()).unwrap();
+            storage.faults().arm_write_enospc(1);
+            // Several appends in one round: all fail, none becomes visible.
+            let tickets = futures_lite_join(&storage, 4).await;
+            for result in tickets {
+                let error = result.unwrap_err();
+                assert!(
+                    matches!(error, StorageError::NoSpace { .. } | StorageError::AppendAborted(_)),
+                    "{error}"
+                );
+            }
+            assert_eq!(storage.offsets(&tp()).unwrap(), before, "no partial batch visible");
+            // Reads keep working, and the next append reuses the offsets.
+            assert_eq!(read_all(&storage, &tp()).await.into_iter().map(|(_, _, b)| b).collect::<Vec<_>>(), kept);
+            let b = batch(1, 10, 77, 0);
+            let info = storage.append(&tp(), b.clone()).await.unwrap();
+            assert_eq!(info.base_offset, before.high_watermark);
+            kept.push(stamped(&b, info.base_offset, 0));
+            std::mem::forget(storage); // crash: recovery must not resurrect the torn write
+            (kept, info.base_offset)
+        }
+    });
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig::default()).await;
+        let all = read_all(&storage, &tp()).await;
+        assert_eq!(all.last().unwrap().0, last_good);
+        assert_eq!(all.into_iter().map(|(_, _, b)| b).collect::<Vec<_>>(), kept);
+        storage.close().await.unwrap();
+    });
+}
+
+/// Submits `n` appends before awaiting any, so they share a commit round.
+async fn futures_lite_join(storage: &ShardStorage, n: u64) -> Vec<Result<ringstream::storage::log::AppendInfo, StorageError>> {
+    let mut tickets = Vec::new();
+    for i in 0..n {
+        tickets.push(storage.submit(&tp(), batch(2, 3000, 100 + i, 0)).await.unwrap());
+    }
+    let mut results = Vec::new();
+    for ticket in tickets {
+        results.push(ticket.wait().await);
+    }
+    results
+}
