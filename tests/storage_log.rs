@@ -264,3 +264,81 @@ async fn futures_lite_join(storage: &ShardStorage, n: u64) -> Vec<Result<ringstr
     }
     results
 }
+
+#[test]
+fn close_drains_queued_appends_before_closing_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let acked = run_local({
+        let path = path.clone();
+        move || async move {
+            let storage = open(&path, &tp(), LogConfig::default()).await;
+            let mut tickets = Vec::new();
+            for i in 0..200u64 {
+                tickets.push(storage.submit(&tp(), batch(2, 400, i, 0)).await.unwrap());
+            }
+            // Close while appends are still queued: they drain first.
+            storage.close().await.unwrap();
+            assert!(matches!(storage.submit(&tp(), batch(1, 1, 1, 0)).await, Err(StorageError::ShuttingDown)));
+            let mut last = Offset(-1);
+            for ticket in tickets {
+                let info = ticket.wait().await.expect("queued append acknowledged during close");
+                assert_eq!(info.base_offset, last.next(1));
+                last = info.last_offset;
+            }
+            last
+        }
+    });
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig::default()).await;
+        assert_eq!(storage.offsets(&tp()).unwrap().high_watermark, acked.next(1));
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn segments_roll_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig { segment_ms: 1, ..LogConfig::default() }).await;
+        for i in 0..4u64 {
+            storage.append(&tp(), batch(1, 10, i, 0)).await.unwrap();
+            // The wall clock moves past segment.ms between appends.
+            glommio::timer::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        assert_eq!(storage.offsets(&tp()).unwrap().segments, 4, "each append after segment.ms starts a segment");
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn interval_flush_acknowledges_after_the_write_and_syncs_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let sent = run_local({
+        let path = path.clone();
+        move || async move {
+            let mut config = config(&path);
+            config.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 5 };
+            let storage = ShardStorage::open(ringstream::types::ShardId(0), config).await.unwrap();
+            storage.open_partition(tp(), LogConfig::default()).await.unwrap();
+            let mut sent = Vec::new();
+            for i in 0..20u64 {
+                let b = batch(3, 100, i, 0);
+                let info = storage.append(&tp(), b.clone()).await.unwrap();
+                sent.push(stamped(&b, info.base_offset, 0));
+            }
+            let stats = storage.commit_stats();
+            assert_eq!(stats.fdatasyncs, 0, "no fdatasync on the acknowledgement path");
+            assert!(stats.writes >= 1);
+            std::mem::forget(storage); // kill -9: written data is in the kernel, not the process
+            sent
+        }
+    });
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig::default()).await;
+        assert_eq!(read_all(&storage, &tp()).await.into_iter().map(|(_, _, b)| b).collect::<Vec<_>>(), sent);
+        storage.close().await.unwrap();
+    });
+}
