@@ -52,18 +52,7 @@ impl Segment {
             .dma_open(&log_path)
             .await
             .map_err(|e| StorageError::io("create segment", &log_path, glommio_io(e)))?;
-        let mut segment = Segment {
-            base_offset,
-            file: Rc::new(file),
-            log_path,
-            size_bytes: 0,
-            acked_bytes: 0,
-            next_offset: base_offset,
-            offset_index: OffsetIndex::new(base_offset),
-            time_index: TimeIndex::new(base_offset),
-            created_ms: now_ms,
-            preallocated_bytes: 0,
-        };
+        let mut segment = Segment::empty(base_offset, file, log_path, now_ms);
         segment.preallocate_for(0, segment_bytes).await?;
         Ok(segment)
     }
@@ -80,7 +69,11 @@ impl Segment {
             .map_err(|e| StorageError::io("open segment", &log_path, glommio_io(e)))?;
         let file_bytes =
             file.file_size().await.map_err(|e| StorageError::io("stat segment", &log_path, glommio_io(e)))?;
-        let segment = Segment {
+        Ok((Segment::empty(base_offset, file, log_path, now_ms), file_bytes))
+    }
+
+    fn empty(base_offset: Offset, file: DmaFile, log_path: PathBuf, now_ms: i64) -> Segment {
+        Segment {
             base_offset,
             file: Rc::new(file),
             log_path,
@@ -91,8 +84,7 @@ impl Segment {
             time_index: TimeIndex::new(base_offset),
             created_ms: now_ms,
             preallocated_bytes: 0,
-        };
-        Ok((segment, file_bytes))
+        }
     }
 
     pub fn is_empty(&self) -> bool {

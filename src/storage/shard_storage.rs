@@ -188,22 +188,24 @@ impl ShardStorage {
         .detach();
 
         if let FlushPolicy::Interval { interval_ms } = storage.inner.config.flush {
-            let weak = Rc::downgrade(&storage.inner);
-            glommio::spawn_local(async move {
-                loop {
-                    glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
-                    let Some(storage) = upgrade(&weak) else { break };
-                    if storage.inner.closing.get() {
-                        break;
-                    }
-                    storage.flush_unsynced().await;
-                }
-            })
-            .detach();
+            storage.spawn_periodic(interval_ms, |storage| async move { storage.flush_unsynced().await });
         }
-
         let interval_ms = storage.inner.config.retention_check_interval_ms.max(1);
-        let weak = Rc::downgrade(&storage.inner);
+        storage.spawn_periodic(interval_ms, |storage| async move {
+            if let Err(e) = storage.enforce_retention(now_ms()).await {
+                error!(shard = %storage.inner.shard, "retention failed: {e}");
+            }
+        });
+        Ok(storage)
+    }
+
+    /// Runs `job` every `interval_ms` until storage closes or is dropped.
+    fn spawn_periodic<F, Fut>(&self, interval_ms: u64, job: F)
+    where
+        F: Fn(ShardStorage) -> Fut + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let weak = Rc::downgrade(&self.inner);
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
@@ -211,13 +213,10 @@ impl ShardStorage {
                 if storage.inner.closing.get() {
                     break;
                 }
-                if let Err(e) = storage.enforce_retention(now_ms()).await {
-                    error!(shard = %storage.inner.shard, "retention failed: {e}");
-                }
+                job(storage).await;
             }
         })
         .detach();
-        Ok(storage)
     }
 
     pub fn shard(&self) -> ShardId {
