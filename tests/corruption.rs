@@ -145,3 +145,42 @@ fn a_clean_marker_that_no_longer_matches_the_file_is_not_trusted() {
     let (kept, _) = recover(&path, &segment);
     assert_eq!(kept, sent[..4].to_vec());
 }
+
+#[test]
+fn missing_or_damaged_indexes_of_sealed_segments_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let config = LogConfig { segment_bytes: 16 * 1024, index_interval_bytes: 1024, ..LogConfig::default() };
+    let sent = run_local({
+        let (path, config) = (path.clone(), config.clone());
+        move || async move {
+            let storage = open(&path, &tp(), config).await;
+            let mut sent = Vec::new();
+            for i in 0..40u64 {
+                let b = batch(2, 700, i, 1_000 + i as i64);
+                let info = storage.append(&tp(), b.clone()).await.unwrap();
+                sent.push(stamped(&b, info.base_offset, 0));
+            }
+            storage.close().await.unwrap();
+            sent
+        }
+    });
+    let partition_dir = path.join("damaged-0");
+    let first_index = partition_dir.join("00000000000000000000.index");
+    let first_time_index = partition_dir.join("00000000000000000000.timeindex");
+    let original = std::fs::read(&first_index).unwrap();
+    let original_time = std::fs::read(&first_time_index).unwrap();
+    assert!(original.len() >= 8, "the sealed segment has index entries");
+    std::fs::write(&first_index, b"7 bytes").unwrap(); // not a whole entry
+    std::fs::remove_file(&first_time_index).unwrap();
+    run_local({
+        let path = path.clone();
+        move || async move {
+            let storage = open(&path, &tp(), config).await;
+            assert_eq!(read_all(&storage, &tp()).await.into_iter().map(|(_, _, b)| b).collect::<Vec<_>>(), sent);
+            storage.close().await.unwrap();
+        }
+    });
+    assert_eq!(std::fs::read(&first_index).unwrap(), original, "rebuilt index equals the original");
+    assert_eq!(std::fs::read(&first_time_index).unwrap(), original_time);
+}

@@ -274,7 +274,14 @@ impl PartitionLog {
                 }
             }
             let clean_tail = is_tail && marker.is_some_and(|m| m.tail_segment_bytes == file_bytes);
-            let indexes = if is_tail && !clean_tail { None } else { self.load_indexes(base, file_bytes) };
+            // Where a trusted segment ends: the next segment's base, or the
+            // clean marker's log end for the tail.
+            let trusted_end = match (is_tail, clean_tail) {
+                (false, _) => Some(bases[i + 1]),
+                (true, true) => marker.map(|m| m.log_end_offset),
+                (true, false) => None,
+            };
+            let indexes = trusted_end.and_then(|end| self.load_indexes(base, file_bytes, end));
             match indexes {
                 Some((offset_index, time_index)) => {
                     // Trusted: a sealed segment, or the tail after a clean close.
@@ -354,8 +361,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Loads a segment's index files if both decode and fit the segment.
-    fn load_indexes(&self, base: Offset, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex)> {
+    /// Loads a segment's index files if both decode and fit the segment:
+    /// positions inside the file, offsets below `next_offset`.
+    fn load_indexes(&self, base: Offset, file_bytes: u64, next_offset: Offset) -> Option<(OffsetIndex, TimeIndex)> {
         let index_path = dir::segment_index_path(&self.dir, base);
         let time_path = dir::segment_time_index_path(&self.dir, base);
         let index_bytes = std::fs::read(&index_path).ok()?;
@@ -366,6 +374,15 @@ impl PartitionLog {
         let time_index = TimeIndex::decode(base, &time_bytes)
             .map_err(|e| warn!(partition = %self.tp, "stale time index {}: {e}", time_path.display()))
             .ok()?;
+        // Offsets never decrease in an index, so checking the newest entry suffices.
+        let offset_index_end = offset_index.entries().last().map(|e| Offset(base.0 + i64::from(e.relative_offset)));
+        let stale = offset_index_end.is_some_and(|o| o >= next_offset)
+            || time_index.max_timestamp_offset() >= next_offset
+            || next_offset < base;
+        if stale {
+            warn!(partition = %self.tp, segment_base = %base, "index points past the segment's end; rebuilding");
+            return None;
+        }
         Some((offset_index, time_index))
     }
 
