@@ -2,10 +2,88 @@
 //! configuration. Unknown names and bad values are errors that name the
 //! setting, never silently ignored.
 
+use crate::broker::BrokerConfig;
 use crate::shard::RuntimeConfig;
 use crate::storage::log::FlushPolicy;
 
-/// Applies one `name=value` setting.
+/// Everything `ringstream serve` is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub runtime: RuntimeConfig,
+    pub broker: BrokerConfig,
+}
+
+impl Settings {
+    /// Applies one `name=value` setting (Kafka's broker setting names).
+    pub fn apply(&mut self, setting: &str) -> Result<(), String> {
+        if let Some(result) = apply_broker_setting(&mut self.broker, setting) {
+            return result;
+        }
+        apply_setting(&mut self.runtime, setting)
+    }
+
+    /// Applies a TOML config file whose keys are setting names, e.g.
+    /// `"log.retention.ms" = 86400000` or `num.partitions = 3` (dotted keys
+    /// are read back into the dotted name).
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), String> {
+        let table: toml::Table = text.parse().map_err(|e| format!("config file: {e}"))?;
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat)?;
+        for (name, value) in flat {
+            self.apply(&format!("{name}={value}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) -> Result<(), String> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => flatten(&name, inner, out)?,
+            toml::Value::String(s) => out.push((name, s.clone())),
+            toml::Value::Integer(i) => out.push((name, i.to_string())),
+            toml::Value::Boolean(b) => out.push((name, b.to_string())),
+            other => return Err(format!("config file: unsupported value for {name}: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Broker (protocol-level) settings; None when `setting` is not one.
+fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Result<(), String>> {
+    let (name, value) = setting.split_once('=')?;
+    let (name, value) = (name.trim(), value.trim());
+    let int = |min: i64, max: i64| -> Result<i64, String> {
+        let v: i64 = value.parse().map_err(|_| format!("{name} must be an integer, got {value:?}"))?;
+        if !(min..=max).contains(&v) {
+            return Err(format!("{name} must be in [{min}, {max}], got {v}"));
+        }
+        Ok(v)
+    };
+    let result = match name {
+        "num.partitions" => int(1, 100_000).map(|v| broker.num_partitions = v as i32),
+        "auto.create.topics.enable" => match value {
+            "true" => Ok(broker.auto_create_topics = true),
+            "false" => Ok(broker.auto_create_topics = false),
+            _ => Err(format!("{name} must be true or false, got {value:?}")),
+        },
+        "default.replication.factor" => int(1, 1).map(|v| broker.default_replication_factor = v as i16),
+        "socket.request.max.bytes" => {
+            int(1024, crate::limits::frame_bytes_max as i64).map(|v| broker.socket_request_max_bytes = v as usize)
+        }
+        "node.id" | "broker.id" => int(0, i32::MAX as i64).map(|v| broker.node_id = v as i32),
+        "cluster.id" => Ok(broker.cluster_id = value.to_owned()),
+        "connection.requests.in.flight.max" => {
+            int(1, 1024).map(|v| broker.connection_requests_in_flight_max = v as usize)
+        }
+        "group.initial.rebalance.delay.ms" => int(0, i32::MAX as i64).map(|_| ()),
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// Applies one storage/runtime `name=value` setting.
 pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), String> {
     let (name, value) = setting
         .split_once('=')
@@ -59,6 +137,18 @@ mod tests {
         assert_eq!(config.storage.flush, FlushPolicy::Interval { interval_ms: 20 });
         apply_setting(&mut config, "log.flush.policy=always").unwrap();
         assert_eq!(config.storage.flush, FlushPolicy::Always);
+        let mut settings = Settings { runtime: config.clone(), broker: BrokerConfig::default() };
+        settings.apply("num.partitions=6").unwrap();
+        settings.apply("auto.create.topics.enable=false").unwrap();
+        assert!(settings.apply("default.replication.factor=3").is_err());
+        settings
+            .apply_toml("num.partitions = 4\n\"log.segment.bytes\" = 65536\n[log.retention]\nms = 1000\n")
+            .unwrap();
+        assert_eq!(settings.broker.num_partitions, 4);
+        assert!(!settings.broker.auto_create_topics);
+        assert_eq!(settings.runtime.storage.default_log.retention_ms, 1000);
+        assert_eq!(settings.runtime.storage.default_log.segment_bytes, 65536);
+        assert!(settings.apply_toml("nope = 1").is_err());
         for bad in ["nope=1", "log.segment.bytes", "log.segment.bytes=abc", "log.segment.bytes=10", "log.flush.policy=sometimes"] {
             assert!(apply_setting(&mut config, bad).is_err(), "{bad} accepted");
         }

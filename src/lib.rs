@@ -2,6 +2,9 @@
 //! glommio and io_uring. See ARCHITECTURE.md for the map.
 //!
 //! Layers, with dependencies running downwards only:
+//! - `broker`, `handlers`: the Kafka broker: listening, connections, one
+//!   handler per Kafka API, the topic table.
+//! - `protocol`: Kafka framing and codecs; no I/O.
 //! - `shard`: executors pinned to CPUs, placement of partitions onto shards,
 //!   and the router, the only code that crosses cores.
 //! - `storage`: record-batch validation, segments, indexes, the partition log,
@@ -10,8 +13,11 @@
 //! - `limits`, `types`: bounds and newtypes used everywhere.
 #![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
 
+pub mod broker;
 pub mod config;
+pub mod handlers;
 pub mod limits;
+pub mod protocol;
 pub mod shard;
 pub mod storage;
 pub mod types;

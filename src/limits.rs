@@ -67,6 +67,9 @@ pub const batch_cache_bytes_max: usize = 64 * 1024 * 1024 * 1024;
 /// Recovery reads a segment in windows of this size.
 pub const recovery_read_bytes: usize = 4 * 1024 * 1024;
 
+/// Fetch long-polls parked on one partition at once.
+pub const partition_data_waiters_max: usize = 4096;
+
 /// Topic names, as in Kafka.
 pub const topic_name_bytes_max: usize = 249;
 

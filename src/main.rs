@@ -50,12 +50,19 @@ struct ShardArgs {
 }
 
 impl ShardArgs {
-    fn runtime_config(&self) -> Result<RuntimeConfig, String> {
+    /// The runtime configuration from the flags, without `--set`.
+    fn base_runtime_config(&self) -> RuntimeConfig {
         let mut storage = StorageConfig::new(&self.data_dir);
         storage.flush = self.flush;
         let mut config = RuntimeConfig::new(storage);
         config.shards = self.shards;
         config.spin_before_park_us = self.spin_before_park_us;
+        config
+    }
+
+    /// For the storage tools: flags plus storage `--set` settings.
+    fn runtime_config(&self) -> Result<RuntimeConfig, String> {
+        let mut config = self.base_runtime_config();
         for setting in &self.settings {
             apply_setting(&mut config, setting)?;
         }
@@ -67,6 +74,15 @@ impl ShardArgs {
 struct ServeArgs {
     #[command(flatten)]
     shard: ShardArgs,
+    /// Address to listen on for Kafka clients.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: std::net::SocketAddr,
+    /// host:port given to clients in Metadata (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// TOML file of settings under Kafka's names (applied before --set).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -134,12 +150,61 @@ fn start(args: &ShardArgs) -> Result<ShardSet, String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    use ringstream::broker::{connection, topics::TopicTable, Broker};
     use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::Arc;
     // Register before starting, so a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
-    let shards = start(&args.shard)?;
-    info!(data_dir = %args.shard.data_dir.display(), shards = shards.shard_count(), "ringstream ready");
-    println!("ready shards={}", shards.shard_count());
+    let mut settings = ringstream::config::Settings {
+        runtime: args.shard.base_runtime_config(),
+        broker: ringstream::broker::BrokerConfig::default(),
+    };
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        settings.apply_toml(&text)?;
+        for setting in &args.shard.settings {
+            settings.apply(setting)?; // --set wins over the file
+        }
+    } else {
+        for setting in &args.shard.settings {
+            settings.apply(setting)?;
+        }
+    }
+    let data_dir = settings.runtime.storage.data_dir.clone();
+    let topics = TopicTable::load(&data_dir).map_err(|e| e.to_string())?;
+    let shards = ShardSet::start(settings.runtime.clone()).map_err(|e| e.to_string())?;
+
+    // Bind on shard 0 first (resolving port 0), then the others on the same
+    // port; accept only after every shard has its broker installed.
+    let listen = args.listen;
+    let bound = shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
+    for i in 1..shards.shard_count() {
+        shards.run_on(ShardId(i as u16), move |_| async move { connection::bind(bound) }).map_err(|e| e.to_string())?;
+    }
+    let mut broker = settings.broker.clone();
+    match &args.advertise {
+        Some(advertise) => {
+            let (host, port) = advertise.rsplit_once(':').ok_or("--advertise must be host:port")?;
+            broker.advertised_host = host.to_owned();
+            broker.advertised_port = port.parse().map_err(|_| "--advertise port must be a number")?;
+        }
+        None => {
+            broker.advertised_host = bound.ip().to_string();
+            broker.advertised_port = i32::from(bound.port());
+        }
+    }
+    let broker = Arc::new(broker);
+    for i in 0..shards.shard_count() {
+        let (broker, topics) = (broker.clone(), topics.clone());
+        shards
+            .run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
+                let broker = Broker::install(shard, broker, topics)?;
+                connection::start(broker);
+                Ok::<(), String>(())
+            })?;
+    }
+    info!(data_dir = %data_dir.display(), shards = shards.shard_count(), listen = %bound, "ringstream ready");
+    println!("ready shards={} listen={bound}", shards.shard_count());
     let _ = std::io::stdout().flush();
     if let Some(signal) = signals.forever().next() {
         info!(signal, "shutting down");

@@ -150,6 +150,44 @@ impl Shard {
         self.peers[to.index()].send_async(Envelope { to, message }).await.map_err(|_| StorageError::ShuttingDown)
     }
 
+    /// Runs `task` on shard `to` (right here when `to` is this shard) and
+    /// returns its result.
+    pub async fn run_on<T, F, Fut>(self: &Rc<Self>, to: ShardId, task: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if to == self.id {
+            return Ok(task(self.clone()).await);
+        }
+        let (reply, receiver) = oneshot::channel();
+        let boxed: ShardTask = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = reply.send(task(shard).await);
+            })
+        });
+        self.send(to, Message::Run(boxed)).await?;
+        receiver.await.map_err(|_| StorageError::ShuttingDown)
+    }
+
+    /// Runs `task` with the storage of the shard that owns `tp`, which
+    /// asserts that it does.
+    pub async fn with_owner<T, F, Fut>(self: &Rc<Self>, tp: &TopicPartition, task: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(ShardStorage, TopicPartition) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let owner = self.owner_or_err(tp)?;
+        let tp = tp.clone();
+        self.run_on(owner, move |shard| {
+            shard.assert_owned(&tp);
+            task(shard.storage.clone(), tp)
+        })
+        .await
+    }
+
     /// Queues an append on the owning shard, preserving submission order.
     pub async fn submit(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<RoutedTicket> {
         let owner = self.owner_or_err(tp)?;

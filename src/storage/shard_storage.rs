@@ -125,6 +125,9 @@ struct Partition {
     pending_bytes: Rc<Semaphore>,
     /// One permit: held by a commit round, a roll, retention or close.
     write_lock: Rc<Semaphore>,
+    /// Readers waiting for the high watermark to move (fetch long-polls);
+    /// at most `partition_data_waiters_max`, woken by every commit.
+    data_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 struct Inner {
@@ -281,6 +284,7 @@ impl ShardStorage {
             log: RefCell::new(log),
             pending_bytes: Rc::new(Semaphore::new(limits::partition_pending_bytes_max as u64)),
             write_lock: Rc::new(Semaphore::new(1)),
+            data_waiters: RefCell::new(Vec::new()),
         });
         if self.inner.partitions.borrow_mut().insert(tp.clone(), partition).is_some() {
             return Err(StorageError::PartitionExists(tp));
@@ -496,6 +500,9 @@ impl ShardStorage {
             if let Err(e) = dir::write_file_atomic(&partition_dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes()).await {
                 error!(shard = %self.inner.shard, "writing epoch checkpoint failed: {e}");
             }
+        }
+        for waiter in partition.data_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
         }
         let log_start_offset = partition.log.borrow().log_start_offset();
         for (reply, info) in replies {
@@ -753,6 +760,37 @@ impl ShardStorage {
             }
         }
         Ok(out)
+    }
+
+    /// Waits until the high watermark passes `offset` (data to read there)
+    /// or `timeout` elapses; true when data is available. Woken by commits,
+    /// not by polling.
+    pub async fn wait_for_data(&self, tp: &TopicPartition, offset: Offset, timeout: Duration) -> StorageResult<bool> {
+        let partition = self.partition(tp)?;
+        if partition.log.borrow().high_watermark > offset {
+            return Ok(true);
+        }
+        let (waiter, woken) = oneshot::channel();
+        {
+            let mut waiters = partition.data_waiters.borrow_mut();
+            waiters.retain(|w| !w.is_canceled());
+            if waiters.len() >= limits::partition_data_waiters_max {
+                // Too many readers parked here: this one sleeps out its
+                // timeout instead of being woken early.
+                drop(waiters);
+                glommio::timer::sleep(timeout).await;
+                let high_watermark = partition.log.borrow().high_watermark;
+                return Ok(high_watermark > offset);
+            }
+            waiters.push(waiter);
+        }
+        let _ = futures_lite::future::or(async { woken.await.is_ok() }, async {
+            glommio::timer::sleep(timeout).await;
+            false
+        })
+        .await;
+        let high_watermark = partition.log.borrow().high_watermark;
+        Ok(high_watermark > offset)
     }
 
     /// The first offset whose record timestamp is at or after `timestamp_ms`

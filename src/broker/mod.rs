@@ -1,0 +1,231 @@
+//! The Kafka broker on top of the shards: per-shard broker state, the topic
+//! table, listening and connections. Handlers (one per Kafka API) live in
+//! `crate::handlers`.
+//!
+//! Runs on: every shard. Each shard binds the same port (SO_REUSEPORT, set
+//! by glommio), accepts its share of connections and serves them; requests
+//! for partitions owned elsewhere go through the router. Topic changes are
+//! made on shard 0 and copied to the others.
+
+pub mod connection;
+pub mod topics;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::protocol::error_code;
+use crate::shard::Shard;
+use crate::storage::dir;
+use crate::types::{is_valid_topic_name, ShardId, TopicPartition};
+use topics::{apply_topic_configs, new_topic_id, TopicMeta, TopicTable, TOPICS_FILE_NAME};
+
+/// Broker settings (Kafka names in comments).
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// Host and port put in Metadata responses (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// Requests read ahead on one connection before its responses are written.
+    pub connection_requests_in_flight_max: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            cluster_id: "ringstream-cluster".to_owned(),
+            advertised_host: "127.0.0.1".to_owned(),
+            advertised_port: 9092,
+            num_partitions: 1,
+            auto_create_topics: true,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 104_857_600,
+            connection_requests_in_flight_max: 32,
+        }
+    }
+}
+
+/// One shard's broker: its shard, the broker settings and its copy of the
+/// topic table.
+pub struct Broker {
+    pub shard: Rc<Shard>,
+    pub config: Arc<BrokerConfig>,
+    topics: RefCell<TopicTable>,
+}
+
+thread_local! {
+    /// The broker of the shard running on this thread (thread-per-core).
+    static BROKER: RefCell<Option<Rc<Broker>>> = const { RefCell::new(None) };
+}
+
+/// The broker installed on this shard.
+pub fn local() -> Rc<Broker> {
+    BROKER.with(|b| b.borrow().clone()).expect("broker installed on this shard")
+}
+
+/// A topic-level failure, as a Kafka error code plus message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl TopicError {
+    fn new(code: i16, message: impl Into<String>) -> TopicError {
+        TopicError { code, message: message.into() }
+    }
+}
+
+impl Broker {
+    /// Installs the broker on the current shard and applies topic configs to
+    /// the partitions this shard owns.
+    pub fn install(shard: Rc<Shard>, config: Arc<BrokerConfig>, topics: TopicTable) -> Result<Rc<Broker>, String> {
+        let defaults = shard.storage.config().default_log.clone();
+        for tp in shard.storage.partitions() {
+            if let Some(topic) = topics.get(&tp.topic) {
+                let log = topic.log_config(&defaults).map_err(|e| format!("topic {}: {e}", topic.name))?;
+                shard.storage.set_log_config(&tp, log).map_err(|e| e.to_string())?;
+            }
+        }
+        let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics) });
+        BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
+        Ok(broker)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<TopicMeta> {
+        self.topics.borrow().by_id(id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<TopicMeta> {
+        self.topics.borrow().iter().cloned().collect()
+    }
+
+    /// Creates a topic (on shard 0, wherever it is called from). With
+    /// `validate_only`, only checks. Returns the topic as created.
+    pub async fn create_topic(
+        &self,
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
+        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        let replication_factor =
+            if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        if !is_valid_topic_name(&name) {
+            return Err(TopicError::new(error_code::INVALID_TOPIC_EXCEPTION, format!("invalid topic name {name:?}")));
+        }
+        if !(1..=topics::topic_partitions_max).contains(&partitions) {
+            return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("partition count {partitions} out of range")));
+        }
+        if replication_factor != 1 {
+            return Err(TopicError::new(
+                error_code::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {replication_factor} exceeds the 1 available broker"),
+            ));
+        }
+        let defaults = self.shard.storage.config().default_log.clone();
+        apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        if self.topic(&name).is_some() {
+            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
+        }
+        if validate_only {
+            return Ok(TopicMeta { name, id: [0; 16], partitions, configs });
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                broker.create_topic_here(&shard, name, partitions, configs).await
+            })
+            .await
+            .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?
+    }
+
+    async fn create_topic_here(
+        &self,
+        shard: &Rc<Shard>,
+        name: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta, TopicError> {
+        assert_eq!(shard.id, ShardId(0), "topics are created by the control plane");
+        if self.topic(&name).is_some() {
+            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
+        }
+        if self.topics.borrow().len() >= topics::topics_max {
+            return Err(TopicError::new(error_code::POLICY_VIOLATION, "too many topics"));
+        }
+        let defaults = shard.storage.config().default_log.clone();
+        let log = apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        for p in 0..partitions {
+            let tp = TopicPartition::new(name.clone(), p);
+            if shard.owner(&tp).is_some() {
+                continue; // left by an earlier attempt that failed half way
+            }
+            shard
+                .create_partition(&tp, log.clone())
+                .await
+                .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?;
+        }
+        let topic = TopicMeta { name, id: new_topic_id(), partitions, configs };
+        let text = {
+            let mut table = self.topics.borrow_mut();
+            table.insert(topic.clone());
+            table.encode()
+        };
+        let data_dir = shard.storage.config().data_dir.clone();
+        dir::write_file_atomic(&data_dir, TOPICS_FILE_NAME, text.into_bytes())
+            .await
+            .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        for peer in 1..shard.shard_count() {
+            let copy = topic.clone();
+            shard
+                .run_on(ShardId(peer as u16), move |_| async move {
+                    local().topics.borrow_mut().insert(copy);
+                })
+                .await
+                .map_err(|e| TopicError::new(error_code::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+        }
+        info!(topic = %topic.name, partitions = topic.partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// The topic, created with broker defaults if it does not exist and
+    /// auto-creation is on (and `allowed` by the request).
+    pub async fn topic_or_create(&self, name: &str, allowed: bool) -> Result<TopicMeta, TopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        if !(allowed && self.config.auto_create_topics) {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        }
+        match self.create_topic(name.to_owned(), -1, -1, BTreeMap::new(), false).await {
+            Ok(topic) => Ok(topic),
+            // Another request created it meanwhile.
+            Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => {
+                self.topic(name).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

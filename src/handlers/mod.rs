@@ -1,0 +1,137 @@
+//! One handler per Kafka API, each declaring the versions it serves, all in
+//! one registry (`REGISTRY`) that ApiVersions reports from.
+//!
+//! Runs on: the shard that holds the client's connection. Handlers reach
+//! partitions on other shards through the router (`Shard`), never directly.
+//!
+//! `start` runs a handler's ordered part inline (Produce queues its batches
+//! there, so pipelined produce requests keep their order) and returns the
+//! rest as a future that yields the encoded response frame, or None when
+//! the request gets no response (Produce with acks=0).
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+
+use crate::broker::Broker;
+use crate::protocol::{self, Request, WireError};
+
+/// An API and the versions this broker serves.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiSpec {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+/// Every API the broker serves. ApiVersions answers from this table.
+pub const REGISTRY: &[ApiSpec] = &[
+    api_versions::SPEC,
+    metadata::SPEC,
+    produce::SPEC,
+    fetch::SPEC,
+    list_offsets::SPEC,
+    create_topics::SPEC,
+];
+
+pub fn spec(key: ApiKey) -> Option<ApiSpec> {
+    REGISTRY.iter().copied().find(|spec| spec.key == key)
+}
+
+/// The newest version served of `key`, if it is served at all.
+pub fn max_version(key: ApiKey) -> Option<i16> {
+    spec(key).map(|spec| spec.max_version)
+}
+
+/// A started request: resolves to the response frame (None: no response).
+pub type Pending = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+
+/// Starts a request. Errors close the connection.
+pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
+    let Some(spec) = spec(request.api_key) else {
+        return Err(WireError::UnsupportedVersion {
+            api: api_name(request.api_key),
+            version: request.api_version,
+            min: 0,
+            max: -1,
+        });
+    };
+    let version = request.api_version;
+    if version < spec.min_version || version > spec.max_version {
+        if request.api_key == ApiKey::ApiVersions {
+            return Ok(api_versions::unsupported(request.header.correlation_id));
+        }
+        return Err(WireError::UnsupportedVersion {
+            api: api_name(request.api_key),
+            version,
+            min: spec.min_version,
+            max: spec.max_version,
+        });
+    }
+    match request.api_key {
+        ApiKey::ApiVersions => api_versions::handle(request),
+        ApiKey::Metadata => metadata::handle(broker, request),
+        ApiKey::Produce => produce::start(broker, request).await,
+        ApiKey::Fetch => fetch::handle(broker, request),
+        ApiKey::ListOffsets => list_offsets::handle(broker, request),
+        ApiKey::CreateTopics => create_topics::handle(broker, request),
+        other => unreachable!("{other:?} is in the registry but has no handler"),
+    }
+}
+
+/// Encodes `body` as the response to `request`, for handlers' futures.
+pub fn respond<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Option<Bytes> {
+    match protocol::encode_response(api_key, version, correlation_id, body) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::error!(api = ?api_key, version, "could not encode a response: {e}");
+            None
+        }
+    }
+}
+
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        _ => "an API this broker does not serve",
+    }
+}
+
+/// A Kafka string from a Rust one.
+pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_versions_are_within_what_the_codec_knows() {
+        for spec in REGISTRY {
+            let known = spec.key.valid_versions();
+            assert!(spec.min_version <= spec.max_version, "{spec:?}");
+            assert!(spec.min_version >= known.min && spec.max_version <= known.max, "{spec:?} vs {known:?}");
+        }
+        let mut keys: Vec<i16> = REGISTRY.iter().map(|s| s.key as i16).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), REGISTRY.len(), "one handler per API");
+    }
+}
