@@ -91,6 +91,10 @@ impl TopicError {
     }
 }
 
+fn storage_error(e: crate::storage::StorageError) -> TopicError {
+    TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string())
+}
+
 impl Broker {
     /// Installs the broker on the current shard and applies topic configs to
     /// the partitions this shard owns.
@@ -188,9 +192,128 @@ impl Broker {
                 .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?;
         }
         let topic = TopicMeta { name, id: new_topic_id(), partitions, configs };
+        self.change_topic(shard, &topic.name.clone(), Some(topic.clone())).await?;
+        info!(topic = %topic.name, partitions = topic.partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: it disappears from every shard's table first (no new
+    /// request finds it), then its partitions and their data go.
+    pub async fn delete_topic(&self, name: String) -> Result<(), TopicError> {
+        if self.topic(&name).is_none() {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let Some(topic) = broker.topic(&name) else {
+                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                };
+                broker.change_topic(&shard, &name, None).await?;
+                for p in 0..topic.partitions {
+                    let tp = TopicPartition::new(name.clone(), p);
+                    if shard.owner(&tp).is_some() {
+                        shard.delete_partition(&tp).await.map_err(storage_error)?;
+                    }
+                }
+                info!(topic = %name, "topic deleted");
+                Ok(())
+            })
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// Raises a topic's partition count (Kafka never lowers it).
+    pub async fn add_partitions(&self, name: String, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let Some(topic) = self.topic(&name) else {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        };
+        if count <= topic.partitions {
+            return Err(TopicError::new(
+                error_code::INVALID_PARTITIONS,
+                format!("topic {name:?} has {} partitions; the count can only grow", topic.partitions),
+            ));
+        }
+        if count > topics::topic_partitions_max {
+            return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let Some(mut topic) = broker.topic(&name) else {
+                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                };
+                let log = topic
+                    .log_config(&shard.storage.config().default_log)
+                    .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+                for p in topic.partitions..count {
+                    let tp = TopicPartition::new(name.clone(), p);
+                    if shard.owner(&tp).is_none() {
+                        shard.create_partition(&tp, log.clone()).await.map_err(storage_error)?;
+                    }
+                }
+                topic.partitions = count;
+                broker.change_topic(&shard, &name, Some(topic)).await
+            })
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// Replaces a topic's config overrides and applies them to its
+    /// partitions' logs on their owners.
+    pub async fn set_topic_configs(
+        &self,
+        name: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let defaults = self.shard.storage.config().default_log.clone();
+        let log = apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        if self.topic(&name).is_none() {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let Some(mut topic) = broker.topic(&name) else {
+                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                };
+                topic.configs = configs;
+                let partitions = topic.partitions;
+                broker.change_topic(&shard, &name, Some(topic)).await?;
+                for p in 0..partitions {
+                    let tp = TopicPartition::new(name.clone(), p);
+                    let log = log.clone();
+                    shard
+                        .with_owner(&tp, move |storage, tp| async move { storage.set_log_config(&tp, log) })
+                        .await
+                        .and_then(|r| r)
+                        .map_err(storage_error)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// On shard 0: replaces (Some) or removes (None) a topic, persists the
+    /// table and copies the change to every other shard.
+    async fn change_topic(&self, shard: &Rc<Shard>, name: &str, topic: Option<TopicMeta>) -> Result<(), TopicError> {
+        assert_eq!(shard.id, ShardId(0), "topics are changed by the control plane");
         let text = {
             let mut table = self.topics.borrow_mut();
-            table.insert(topic.clone());
+            match &topic {
+                Some(topic) => table.insert(topic.clone()),
+                None => {
+                    table.remove(name);
+                }
+            }
             table.encode()
         };
         let data_dir = shard.storage.config().data_dir.clone();
@@ -198,16 +321,22 @@ impl Broker {
             .await
             .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
         for peer in 1..shard.shard_count() {
-            let copy = topic.clone();
+            let (name, topic) = (name.to_owned(), topic.clone());
             shard
                 .run_on(ShardId(peer as u16), move |_| async move {
-                    local().topics.borrow_mut().insert(copy);
+                    let broker = local();
+                    let mut table = broker.topics.borrow_mut();
+                    match topic {
+                        Some(topic) => table.insert(topic),
+                        None => {
+                            table.remove(&name);
+                        }
+                    }
                 })
                 .await
-                .map_err(|e| TopicError::new(error_code::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+                .map_err(storage_error)?;
         }
-        info!(topic = %topic.name, partitions = topic.partitions, "topic created");
-        Ok(topic)
+        Ok(())
     }
 
     /// The topic, created with broker defaults if it does not exist and

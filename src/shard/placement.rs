@@ -54,6 +54,10 @@ impl PlacementTable {
         self.entries.insert(tp, shard);
     }
 
+    pub fn remove(&mut self, tp: &TopicPartition) -> Option<ShardId> {
+        self.entries.remove(tp)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

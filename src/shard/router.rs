@@ -44,8 +44,8 @@ pub enum Message {
     CreatePartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<ShardId>> },
     /// To the chosen owner: open (create or recover) the partition.
     OpenPartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
-    /// To every shard: a new placement-table entry.
-    Placement { tp: TopicPartition, shard: ShardId, reply: oneshot::Sender<()> },
+    /// To every shard: a new placement-table entry (None: the partition is gone).
+    Placement { tp: TopicPartition, shard: Option<ShardId>, reply: oneshot::Sender<()> },
     Run(ShardTask),
     Shutdown { reply: oneshot::Sender<StorageResult<()>> },
 }
@@ -273,10 +273,43 @@ impl Shard {
             .map_err(|e| StorageError::io("write placement table", &data_dir, e))?;
         for peer in 1..self.shard_count() {
             let (reply, receiver) = oneshot::channel();
-            self.send(ShardId(peer as u16), Message::Placement { tp: tp.clone(), shard: owner, reply }).await?;
+            self.send(ShardId(peer as u16), Message::Placement { tp: tp.clone(), shard: Some(owner), reply }).await?;
             receiver.await.map_err(|_| StorageError::ShuttingDown)?;
         }
         Ok(owner)
+    }
+
+    /// Deletes a partition: every shard forgets its placement first (so no
+    /// new request routes to it), then the owner deletes its data, then the
+    /// persisted table drops it. Runs the table change on shard 0.
+    pub async fn delete_partition(self: &Rc<Self>, tp: &TopicPartition) -> StorageResult<()> {
+        let tp = tp.clone();
+        self.run_on(ShardId(0), move |shard| async move { shard.delete_partition_here(tp).await }).await?
+    }
+
+    async fn delete_partition_here(self: &Rc<Self>, tp: TopicPartition) -> StorageResult<()> {
+        assert_eq!(self.id, ShardId(0), "the placement table is written by shard 0 only");
+        let owner = self.owner_or_err(&tp)?;
+        for peer in 1..self.shard_count() {
+            let (reply, receiver) = oneshot::channel();
+            self.send(ShardId(peer as u16), Message::Placement { tp: tp.clone(), shard: None, reply }).await?;
+            receiver.await.map_err(|_| StorageError::ShuttingDown)?;
+        }
+        let text = {
+            let mut table = self.placement.borrow_mut();
+            table.remove(&tp);
+            table.encode()
+        };
+        let removal = tp.clone();
+        if owner == self.id {
+            self.storage.remove_partition(&removal).await?;
+        } else {
+            self.run_on(owner, move |shard| async move { shard.storage.remove_partition(&removal).await }).await??;
+        }
+        let data_dir = self.storage.config().data_dir.clone();
+        dir::write_file_atomic(&data_dir, dir::PLACEMENT_FILE_NAME, text.into_bytes())
+            .await
+            .map_err(|e| StorageError::io("write placement table", &data_dir, e))
     }
 
     /// The receive loop: runs every routed message addressed to this shard.
@@ -328,7 +361,12 @@ impl Shard {
                     let _ = reply.send(result);
                 }
                 Message::Placement { tp, shard, reply } => {
-                    self.placement.borrow_mut().insert(tp, shard);
+                    match shard {
+                        Some(shard) => self.placement.borrow_mut().insert(tp, shard),
+                        None => {
+                            self.placement.borrow_mut().remove(&tp);
+                        }
+                    }
                     let _ = reply.send(());
                 }
                 Message::Run(task) => {

@@ -846,6 +846,38 @@ impl ShardStorage {
             .map(|s| (s.time_index.max_timestamp_offset(), s.time_index.max_timestamp())))
     }
 
+    /// Deletes a partition and its directory: queued appends fail, waiting
+    /// readers wake, its cache entries go. Runs under the write lock, so no
+    /// commit is half done.
+    pub async fn remove_partition(&self, tp: &TopicPartition) -> StorageResult<()> {
+        let partition = self.partition(tp)?;
+        let _lock = partition.write_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
+        self.inner.partitions.borrow_mut().remove(tp);
+        let (key, dir) = {
+            let mut log = partition.log.borrow_mut();
+            log.abort_pending();
+            (log.key, log.dir.clone())
+        };
+        partition.pending_bytes.close();
+        for waiter in partition.data_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+        self.inner.cache.borrow_mut().remove_partition(key);
+        // Rename first (atomic, durable), then delete at leisure: a crash in
+        // between leaves a `.deleted` directory that start-up ignores.
+        let doomed = dir.with_file_name(format!("{}.{}.deleted", tp.dir_name(), now_ms()));
+        std::fs::rename(&dir, &doomed).map_err(|e| StorageError::io("rename partition dir", &dir, e))?;
+        if let Some(parent) = dir.parent() {
+            dir::sync_dir(parent).await.map_err(|e| StorageError::io("sync dir", parent, e))?;
+        }
+        let remove = glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(&doomed));
+        if let Err(e) = remove.await {
+            warn!(partition = %tp, "deleting the partition's files failed: {e}");
+        }
+        info!(shard = %self.inner.shard, partition = %tp, "partition deleted");
+        Ok(())
+    }
+
     /// Clean close: refuse new appends, drain the queued ones, then for each
     /// partition fdatasync, trim block padding, write indexes and epochs, and
     /// leave a clean-shutdown marker so the next start skips the scan.
