@@ -342,3 +342,66 @@ fn interval_flush_acknowledges_after_the_write_and_syncs_later() {
         storage.close().await.unwrap();
     });
 }
+
+fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: u32) -> Bytes {
+    let mut builder = ringstream::storage::batch::BatchBuilder::new(1_000);
+    builder.producer(producer_id, epoch, sequence);
+    let value = [7u8; 20];
+    for _ in 0..records {
+        builder.push(&ringstream::storage::batch::Record { key: None, value: Some(&value), headers: &[], timestamp_delta: 0 });
+    }
+    Bytes::from(builder.build())
+}
+
+#[test]
+fn idempotent_producers_are_deduplicated_across_restarts_and_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    // Small segments: the producer's batches span a roll (snapshot at seal).
+    let config = LogConfig { segment_bytes: 4096, ..LogConfig::default() };
+    run_local({
+        let (path, config) = (path.clone(), config.clone());
+        move || async move {
+            let storage = open(&path, &tp(), config).await;
+            let mut sequence = 0;
+            for _ in 0..40 {
+                storage.append(&tp(), idempotent(9, 0, sequence, 3)).await.unwrap();
+                sequence += 3;
+            }
+            // A resend of the last batch is acknowledged with its original offsets.
+            let again = storage.append(&tp(), idempotent(9, 0, sequence - 3, 3)).await.unwrap();
+            assert_eq!(again.base_offset, Offset(117));
+            assert_eq!(storage.offsets(&tp()).unwrap().high_watermark, Offset(120), "not appended twice");
+            // A gap, an old epoch: rejected with Kafka's errors.
+            let gap = storage.append(&tp(), idempotent(9, 0, sequence + 1, 1)).await.unwrap_err();
+            assert_eq!(gap.kafka_error_name(), "OUT_OF_ORDER_SEQUENCE_NUMBER", "{gap}");
+            storage.append(&tp(), idempotent(9, 1, 0, 1)).await.unwrap();
+            let fenced = storage.append(&tp(), idempotent(9, 0, sequence, 1)).await.unwrap_err();
+            assert_eq!(fenced.kafka_error_name(), "INVALID_PRODUCER_EPOCH", "{fenced}");
+            // A failed write rolls the producer back: the same batch may be resent.
+            storage.faults().arm_write_enospc(1);
+            assert!(storage.append(&tp(), idempotent(9, 1, 1, 2)).await.is_err());
+            let retried = storage.append(&tp(), idempotent(9, 1, 1, 2)).await.unwrap();
+            assert_eq!(retried.base_offset, Offset(121));
+            std::mem::forget(storage); // unclean stop: snapshot at the last seal + tail scan
+        }
+    });
+    run_local({
+        let (path, config) = (path.clone(), config.clone());
+        move || async move {
+            let storage = open(&path, &tp(), config).await;
+            let again = storage.append(&tp(), idempotent(9, 1, 1, 2)).await.unwrap();
+            assert_eq!(again.base_offset, Offset(121), "duplicate recognised after an unclean restart");
+            let next = storage.append(&tp(), idempotent(9, 1, 3, 1)).await.unwrap();
+            assert_eq!(next.base_offset, Offset(123));
+            storage.close().await.unwrap();
+        }
+    });
+    run_local(move || async move {
+        let storage = open(&path, &tp(), config).await;
+        let again = storage.append(&tp(), idempotent(9, 1, 3, 1)).await.unwrap();
+        assert_eq!(again.base_offset, Offset(123), "duplicate recognised after a clean restart");
+        assert_eq!(storage.offsets(&tp()).unwrap().high_watermark, Offset(124));
+        storage.close().await.unwrap();
+    });
+}

@@ -66,7 +66,15 @@ pub struct Broker {
     pub shard: Rc<Shard>,
     pub config: Arc<BrokerConfig>,
     topics: RefCell<TopicTable>,
+    /// Producer ids handed out from [next, block_end); shard 0 only. The
+    /// block end is persisted before any id in the block is used, so ids
+    /// are never reused after a restart.
+    producer_ids: RefCell<(i64, i64)>,
 }
+
+pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
+/// Producer ids reserved per write of the producer-ids file.
+pub const producer_id_block: i64 = 1000;
 
 thread_local! {
     /// The broker of the shard running on this thread (thread-per-core).
@@ -106,7 +114,7 @@ impl Broker {
                 shard.storage.set_log_config(&tp, log).map_err(|e| e.to_string())?;
             }
         }
-        let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics) });
+        let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)) });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
         Ok(broker)
     }
@@ -337,6 +345,46 @@ impl Broker {
                 .map_err(storage_error)?;
         }
         Ok(())
+    }
+
+    /// A new producer id for an idempotent producer, allocated on shard 0.
+    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        self.shard
+            .run_on(ShardId(0), move |shard| async move { local().allocate_producer_id_here(&shard).await })
+            .await
+            .map_err(storage_error)?
+    }
+
+    async fn allocate_producer_id_here(&self, shard: &Rc<Shard>) -> Result<i64, TopicError> {
+        assert_eq!(shard.id, ShardId(0));
+        let (next, block_end) = *self.producer_ids.borrow();
+        if next < block_end {
+            self.producer_ids.borrow_mut().0 = next + 1;
+            return Ok(next);
+        }
+        let data_dir = shard.storage.config().data_dir.clone();
+        let path = data_dir.join(PRODUCER_IDS_FILE_NAME);
+        let persisted = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .strip_prefix("next_block ")
+                .and_then(|v| v.trim_end().parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| TopicError::new(error_code::KAFKA_STORAGE_ERROR, format!("corrupt {}", path.display())))?,
+            Err(_) => 0,
+        };
+        let start = persisted.max(block_end);
+        let end = start + producer_id_block;
+        dir::write_file_atomic(&data_dir, PRODUCER_IDS_FILE_NAME, format!("next_block {end}\n").into_bytes())
+            .await
+            .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        // Another allocation may have run while we wrote; take a fresh look.
+        let mut ids = self.producer_ids.borrow_mut();
+        if ids.0 >= ids.1 {
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// The topic, created with broker defaults if it does not exist and

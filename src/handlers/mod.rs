@@ -9,11 +9,19 @@
 //! rest as a future that yields the encoded response frame, or None when
 //! the request gets no response (Produce with acks=0).
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
 pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::future::Future;
@@ -43,6 +51,14 @@ pub const REGISTRY: &[ApiSpec] = &[
     fetch::SPEC,
     list_offsets::SPEC,
     create_topics::SPEC,
+    delete_topics::SPEC,
+    create_partitions::SPEC,
+    describe_configs::SPEC,
+    alter_configs::SPEC,
+    incremental_alter_configs::SPEC,
+    describe_cluster::SPEC,
+    init_producer_id::SPEC,
+    offset_for_leader_epoch::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<ApiSpec> {
@@ -86,6 +102,14 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         ApiKey::Fetch => fetch::handle(broker, request),
         ApiKey::ListOffsets => list_offsets::handle(broker, request),
         ApiKey::CreateTopics => create_topics::handle(broker, request),
+        ApiKey::DeleteTopics => delete_topics::handle(broker, request),
+        ApiKey::CreatePartitions => create_partitions::handle(broker, request),
+        ApiKey::DescribeConfigs => describe_configs::handle(broker, request),
+        ApiKey::AlterConfigs => alter_configs::handle(broker, request),
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(broker, request),
+        ApiKey::DescribeCluster => describe_cluster::handle(broker, request),
+        ApiKey::InitProducerId => init_producer_id::handle(broker, request),
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
         other => unreachable!("{other:?} is in the registry but has no handler"),
     }
 }
@@ -109,6 +133,14 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::Metadata => "Metadata",
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "an API this broker does not serve",
     }
 }

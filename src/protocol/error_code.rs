@@ -23,6 +23,8 @@ pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const INVALID_RECORD: i16 = 87;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const POLICY_VIOLATION: i16 = 44;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 
 /// The code for a storage error's Kafka name (see `StorageError::kafka_error_name`).
 pub fn from_name(name: &str) -> i16 {
@@ -36,6 +38,8 @@ pub fn from_name(name: &str) -> i16 {
         "KAFKA_STORAGE_ERROR" => KAFKA_STORAGE_ERROR,
         "INVALID_CONFIG" => INVALID_CONFIG,
         "UNKNOWN_TOPIC_OR_PARTITION" => UNKNOWN_TOPIC_OR_PARTITION,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER" => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "INVALID_PRODUCER_EPOCH" => INVALID_PRODUCER_EPOCH,
         _ => UNKNOWN_SERVER_ERROR,
     }
 }

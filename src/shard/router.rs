@@ -29,7 +29,7 @@ use tracing::error;
 use crate::shard::placement::{place, PlacementTable};
 use crate::storage::dir;
 use crate::storage::log::{AppendInfo, LogConfig, PartitionOffsets};
-use crate::storage::shard_storage::{BatchBytes, ReadOutput, ShardStorage};
+use crate::storage::shard_storage::{AppendTicket, BatchBytes, ReadOutput, ShardStorage};
 use crate::storage::{StorageError, StorageResult};
 use crate::types::{Offset, ShardId, TopicPartition};
 
@@ -107,13 +107,17 @@ impl RoutedRead {
 }
 
 /// An append queued on its owner; resolves when acknowledged.
-pub struct RoutedTicket {
-    receiver: oneshot::Receiver<StorageResult<AppendInfo>>,
+pub enum RoutedTicket {
+    Local(AppendTicket),
+    Remote(oneshot::Receiver<StorageResult<AppendInfo>>),
 }
 
 impl RoutedTicket {
     pub async fn wait(self) -> StorageResult<AppendInfo> {
-        self.receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+        match self {
+            RoutedTicket::Local(ticket) => ticket.wait().await,
+            RoutedTicket::Remote(receiver) => receiver.await.unwrap_or(Err(StorageError::ShuttingDown)),
+        }
     }
 }
 
@@ -191,17 +195,12 @@ impl Shard {
     /// Queues an append on the owning shard, preserving submission order.
     pub async fn submit(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<RoutedTicket> {
         let owner = self.owner_or_err(tp)?;
-        let (reply, receiver) = oneshot::channel();
         if owner == self.id {
-            let ticket = self.storage.submit(tp, batch).await?;
-            glommio::spawn_local(async move {
-                let _ = reply.send(ticket.wait().await);
-            })
-            .detach();
-        } else {
-            self.send(owner, Message::Append { tp: tp.clone(), batch, reply }).await?;
+            return Ok(RoutedTicket::Local(self.storage.submit(tp, batch).await?));
         }
-        Ok(RoutedTicket { receiver })
+        let (reply, receiver) = oneshot::channel();
+        self.send(owner, Message::Append { tp: tp.clone(), batch, reply }).await?;
+        Ok(RoutedTicket::Remote(receiver))
     }
 
     pub async fn append(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendInfo> {

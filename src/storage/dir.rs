@@ -9,6 +9,7 @@
 //!     00000000000000000000.index      sparse offset index (Kafka format)
 //!     00000000000000000000.timeindex  time index (Kafka format)
 //!     leader-epoch-checkpoint         epoch → start offset (Kafka format)
+//!     producer-snapshot               idempotent producers' last batches
 //!     clean-shutdown                  present only after a clean close
 //! ```
 //!
@@ -27,6 +28,7 @@ pub const PROBE_FILE_NAME: &str = ".ringstream-dma-probe";
 pub const PLACEMENT_FILE_NAME: &str = "placement-table";
 pub const EPOCH_CHECKPOINT_FILE_NAME: &str = "leader-epoch-checkpoint";
 pub const CLEAN_MARKER_FILE_NAME: &str = "clean-shutdown";
+pub const PRODUCER_SNAPSHOT_FILE_NAME: &str = "producer-snapshot";
 
 pub fn segment_log_path(dir: &Path, base_offset: Offset) -> PathBuf {
     dir.join(format!("{:020}.log", base_offset.0))

@@ -31,6 +31,10 @@ pub enum StorageError {
         #[source]
         source: Arc<io::Error>,
     },
+    #[error("producer {producer_id} sent sequence {found} to {tp}, expected {expected}")]
+    OutOfOrderSequence { tp: TopicPartition, producer_id: i64, expected: i32, found: i32 },
+    #[error("producer {producer_id} epoch {found} is older than its current epoch {current} on {tp}")]
+    InvalidProducerEpoch { tp: TopicPartition, producer_id: i64, current: i16, found: i16 },
     #[error("append to {0} aborted: an earlier append to it failed and was rolled back")]
     AppendAborted(TopicPartition),
     #[error("storage is shutting down")]
@@ -65,6 +69,8 @@ impl StorageError {
             StorageError::NoSpace { .. } => "KAFKA_STORAGE_ERROR",
             StorageError::Io { .. } => "KAFKA_STORAGE_ERROR",
             StorageError::AppendAborted(_) => "KAFKA_STORAGE_ERROR",
+            StorageError::OutOfOrderSequence { .. } => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            StorageError::InvalidProducerEpoch { .. } => "INVALID_PRODUCER_EPOCH",
             StorageError::ShuttingDown => "NOT_LEADER_OR_FOLLOWER",
             StorageError::Config(_) => "INVALID_CONFIG",
             StorageError::Corrupt { .. } => "KAFKA_STORAGE_ERROR",

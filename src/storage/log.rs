@@ -32,6 +32,7 @@ use crate::storage::checkpoint::{CleanMarker, EpochCheckpoint};
 use crate::storage::dir;
 use crate::storage::error::{glommio_io, StorageError, StorageResult};
 use crate::storage::index::{OffsetIndex, TimeIndex};
+use crate::storage::producer_state::{last_sequence, BatchRecord, ProducerState, SequenceCheck};
 use crate::storage::recovery::{self, ScanOutcome};
 use crate::storage::segment::Segment;
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
@@ -179,6 +180,15 @@ pub struct PartitionLog {
     pub carry: Vec<u8>,
     /// Written but not yet fdatasync'd (interval policy).
     pub unsynced: bool,
+    /// Idempotent producers' recent batches.
+    pub producers: ProducerState,
+}
+
+/// What queuing an append did.
+pub(crate) enum Enqueued {
+    Queued(oneshot::Receiver<StorageResult<AppendInfo>>),
+    /// An idempotent producer resent a batch already in the log (or queued).
+    Duplicate(BatchRecord),
 }
 
 impl PartitionLog {
@@ -221,14 +231,16 @@ impl PartitionLog {
             pending_bytes: 0,
             carry: Vec::new(),
             unsynced: false,
+            producers: ProducerState::default(),
         };
+        let (mut producers, producers_end) = read_producer_snapshot(&log.dir, &log.tp);
 
         if bases.is_empty() {
             let segment = Segment::create(&log.dir, Offset::ZERO, log.config.segment_bytes, now_ms).await?;
             log.segments.insert(Offset::ZERO, segment);
             dir::sync_dir(&log.dir).await.map_err(|e| StorageError::io("sync dir", &log.dir, e))?;
         } else {
-            log.recover_segments(&bases, marker, &mut epochs, now_ms).await?;
+            log.recover_segments(&bases, marker, &mut epochs, &mut producers, producers_end, now_ms).await?;
         }
 
         // A marker only describes the close that wrote it: remove it before
@@ -247,6 +259,8 @@ impl PartitionLog {
         epochs.truncate_from_start(start);
         log.leader_epoch = epochs.latest().map_or(LeaderEpoch(0), |entry| entry.epoch);
         log.epochs = epochs;
+        producers.truncate_from(end);
+        log.producers = producers;
         log.check_invariants();
         Ok(log)
     }
@@ -256,6 +270,8 @@ impl PartitionLog {
         bases: &[Offset],
         marker: Option<CleanMarker>,
         epochs: &mut EpochCheckpoint,
+        producers: &mut ProducerState,
+        producers_end: Offset,
         now_ms: i64,
     ) -> StorageResult<()> {
         assert!(!bases.is_empty());
@@ -295,7 +311,14 @@ impl PartitionLog {
                     };
                 }
                 None => {
-                    let outcome = self.rebuild_segment(&mut segment, file_bytes, epochs).await?;
+                    let outcome = self.rebuild_segment(&mut segment, file_bytes, epochs, producers, producers_end).await?;
+                    if is_tail && producers_end < segment.base_offset {
+                        warn!(
+                            partition = %self.tp,
+                            snapshot_end = %producers_end,
+                            "producer snapshot older than the tail segment: duplicates from before it may go undetected"
+                        );
+                    }
                     if outcome.valid_bytes < file_bytes {
                         let stop = outcome.stop.as_ref().map(|s| s.to_string()).unwrap_or_default();
                         if is_tail {
@@ -392,6 +415,8 @@ impl PartitionLog {
         segment: &mut Segment,
         file_bytes: u64,
         epochs: &mut EpochCheckpoint,
+        producers: &mut ProducerState,
+        producers_end: Offset,
     ) -> StorageResult<ScanOutcome> {
         let interval = self.config.index_interval_bytes;
         let mut offset_index = OffsetIndex::new(segment.base_offset);
@@ -403,6 +428,16 @@ impl PartitionLog {
             let newer = epochs.latest().map_or(true, |latest| info.leader_epoch > latest.epoch);
             if newer && info.leader_epoch.0 >= 0 {
                 epochs.assign(info.leader_epoch, info.base_offset);
+            }
+            if info.producer_id >= 0 && info.base_offset >= producers_end && info.base_sequence >= 0 {
+                let first = info.base_sequence;
+                let record = BatchRecord {
+                    first_sequence: first,
+                    last_sequence: last_sequence(first, info.last_offset_delta),
+                    base_offset: info.base_offset,
+                    last_offset: info.last_offset(),
+                };
+                producers.record_recovered(info.producer_id, info.producer_epoch, record);
             }
         })
         .await?;
@@ -440,20 +475,44 @@ impl PartitionLog {
         }
     }
 
-    /// Queues a validated batch, assigning its offsets now.
-    pub(crate) fn enqueue(
-        &mut self,
-        batch: Bytes,
-        info: BatchInfo,
-        permit: StaticPermit,
-    ) -> oneshot::Receiver<StorageResult<AppendInfo>> {
+    /// Queues a validated batch, assigning its offsets now. Batches of
+    /// idempotent producers are checked against their sequence state first.
+    pub(crate) fn enqueue(&mut self, batch: Bytes, info: BatchInfo, permit: StaticPermit) -> StorageResult<Enqueued> {
         assert_eq!(batch.len(), info.total_bytes as usize);
+        let idempotent = info.producer_id >= 0;
+        let first = info.base_sequence;
+        let last = last_sequence(first.max(0), info.last_offset_delta);
+        if idempotent {
+            let producer_id = info.producer_id;
+            if first < 0 {
+                return Err(StorageError::OutOfOrderSequence { tp: self.tp.clone(), producer_id, expected: 0, found: first });
+            }
+            match self.producers.check(producer_id, info.producer_epoch, first, last) {
+                SequenceCheck::Fresh => {}
+                SequenceCheck::Duplicate(record) => return Ok(Enqueued::Duplicate(record)),
+                SequenceCheck::OutOfOrder { expected, found } => {
+                    return Err(StorageError::OutOfOrderSequence { tp: self.tp.clone(), producer_id, expected, found })
+                }
+                SequenceCheck::FencedEpoch { current, found } => {
+                    return Err(StorageError::InvalidProducerEpoch { tp: self.tp.clone(), producer_id, current, found })
+                }
+            }
+        }
         let (reply, receiver) = oneshot::channel();
         let base_offset = self.next_offset;
         self.next_offset = base_offset.next(info.last_offset_delta as u32 + 1);
+        if idempotent {
+            let record = BatchRecord {
+                first_sequence: first,
+                last_sequence: last,
+                base_offset,
+                last_offset: Offset(self.next_offset.0 - 1),
+            };
+            self.producers.record(info.producer_id, info.producer_epoch, record);
+        }
         self.pending_bytes += batch.len();
         self.pending.push_back(Pending { batch, info, base_offset, reply, _permit: permit });
-        receiver
+        Ok(Enqueued::Queued(receiver))
     }
 
     /// Fails every queued append and rewinds `next_offset` to the log end,
@@ -465,6 +524,7 @@ impl PartitionLog {
         }
         self.pending_bytes = 0;
         self.next_offset = self.log_end_offset;
+        self.producers.truncate_from(self.log_end_offset);
     }
 
     /// Where a read of `offset` starts on disk: the segment holding it, the
@@ -533,6 +593,19 @@ fn read_epochs(dir: &Path, tp: &TopicPartition) -> EpochCheckpoint {
             EpochCheckpoint::new()
         }),
         Err(_) => EpochCheckpoint::new(),
+    }
+}
+
+/// The producer snapshot and the offset it covers up to; empty when absent
+/// or unreadable (logged).
+fn read_producer_snapshot(dir: &Path, tp: &TopicPartition) -> (ProducerState, Offset) {
+    let path = dir.join(dir::PRODUCER_SNAPSHOT_FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ProducerState::decode(&text).unwrap_or_else(|e| {
+            warn!(partition = %tp, "ignoring unreadable producer snapshot: {e}");
+            (ProducerState::default(), Offset::ZERO)
+        }),
+        Err(_) => (ProducerState::default(), Offset::ZERO),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod error;
 pub mod faults;
 pub mod index;
 pub mod log;
+pub mod producer_state;
 pub mod recovery;
 pub mod segment;
 pub mod shard_storage;
