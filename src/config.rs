@@ -110,6 +110,13 @@ pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), St
         }
         "log.flush.interval.ms" => storage.flush = FlushPolicy::Interval { interval_ms: non_negative(int(name)?, name)?.max(1) },
         "log.flush.policy" => storage.flush = value.parse()?,
+        "log.message.timestamp.type" => {
+            log.log_append_time = match value {
+                "CreateTime" => false,
+                "LogAppendTime" => true,
+                _ => return Err(format!("{name} must be CreateTime or LogAppendTime, got {value:?}")),
+            }
+        }
         "batch.cache.bytes" => storage.batch_cache_bytes = non_negative(int(name)?, name)? as usize,
         "shard.spin.before.park.us" => config.spin_before_park_us = non_negative(int(name)?, name)?,
         _ => return Err(format!("unknown setting {name:?}")),

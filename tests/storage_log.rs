@@ -161,7 +161,7 @@ fn reads_by_timestamp_use_the_time_index() {
         // Between batches: the next batch's first record.
         assert_eq!(storage.offset_for_timestamp(&tp(), 10_750).await.unwrap(), Some((Offset(32), 10_800)));
         assert_eq!(storage.offset_for_timestamp(&tp(), 99_999).await.unwrap(), None);
-        let (offset, ts) = storage.max_timestamp(&tp()).unwrap().unwrap();
+        let (offset, ts) = storage.max_timestamp(&tp()).await.unwrap().unwrap();
         assert_eq!(ts, 10_000 + 100 * 59 + 3);
         assert_eq!(offset, Offset(59 * 4 + 3));
         storage.close().await.unwrap();
@@ -402,6 +402,25 @@ fn idempotent_producers_are_deduplicated_across_restarts_and_failures() {
         let again = storage.append(&tp(), idempotent(9, 1, 3, 1)).await.unwrap();
         assert_eq!(again.base_offset, Offset(123), "duplicate recognised after a clean restart");
         assert_eq!(storage.offsets(&tp()).unwrap().high_watermark, Offset(124));
+        storage.close().await.unwrap();
+    });
+}
+
+#[test]
+fn log_append_time_topics_get_the_broker_time_and_a_valid_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let storage = open(&path, &tp(), LogConfig { log_append_time: true, ..LogConfig::default() }).await;
+        let before = ringstream::storage::shard_storage::now_ms();
+        let info = storage.append(&tp(), batch(3, 10, 1, 5)).await.unwrap();
+        let after = ringstream::storage::shard_storage::now_ms();
+        assert!((before..=after).contains(&info.log_append_time_ms), "{info:?}");
+        let stored = read_all(&storage, &tp()).await; // validates the CRC
+        let header = ringstream::storage::batch::BatchHeader::ref_from_prefix(&stored[0].2).unwrap();
+        assert!(header.timestamp_type_log_append());
+        assert_eq!(header.max_timestamp(), info.log_append_time_ms);
+        assert_eq!(storage.max_timestamp(&tp()).await.unwrap(), Some((Offset(2), info.log_append_time_ms)));
         storage.close().await.unwrap();
     });
 }

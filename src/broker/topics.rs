@@ -67,9 +67,11 @@ pub fn apply_topic_configs(defaults: &LogConfig, configs: &BTreeMap<String, Stri
                 }
             }
             "message.timestamp.type" => {
-                if value != "CreateTime" && value != "LogAppendTime" {
-                    return Err(format!("message.timestamp.type must be CreateTime or LogAppendTime, got {value:?}"));
-                }
+                log.log_append_time = match value.as_str() {
+                    "CreateTime" => false,
+                    "LogAppendTime" => true,
+                    _ => return Err(format!("message.timestamp.type must be CreateTime or LogAppendTime, got {value:?}")),
+                };
             }
             _ => return Err(format!("unknown topic config {name:?}")),
         }

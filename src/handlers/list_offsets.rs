@@ -67,7 +67,7 @@ async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64) -> StorageR
             Ok(match timestamp {
                 latest => (offsets.high_watermark.0, -1),
                 earliest => (offsets.log_start_offset.0, -1),
-                max_timestamp => storage.max_timestamp(&tp)?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
+                max_timestamp => storage.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
                 at => storage.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
             })
         })

@@ -63,6 +63,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                     Outcome::Queued(ticket) => match ticket.wait().await {
                         Ok(info) => response
                             .with_error_code(error_code::NONE)
+                            .with_log_append_time_ms(info.log_append_time_ms)
                             .with_base_offset(info.base_offset.0)
                             .with_log_start_offset(if version >= 5 { info.log_start_offset.0 } else { -1 }),
                         Err(e) => response

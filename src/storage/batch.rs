@@ -449,6 +449,17 @@ pub fn write_crc(bytes: &mut [u8]) {
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Stamps a batch with the broker's append time (a topic with
+/// `message.timestamp.type=LogAppendTime`): sets the timestamp-type bit and
+/// the max timestamp, then re-signs the CRC, which covers both.
+pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
+    assert!(bytes.len() >= BATCH_HEADER_BYTES);
+    let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | ATTRIBUTE_TIMESTAMP_LOG_APPEND;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    bytes[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
+    write_crc(bytes);
+}
+
 /// One record of an uncompressed batch, borrowed from the batch bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordView<'a> {

@@ -86,6 +86,8 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `max.message.bytes`: the largest batch accepted, log overhead included.
     pub max_message_bytes: usize,
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps batches.
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -97,6 +99,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             index_interval_bytes: limits::index_interval_bytes,
             max_message_bytes: 1_048_588,
+            log_append_time: false,
         }
     }
 }
@@ -139,6 +142,8 @@ pub struct AppendInfo {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub log_start_offset: Offset,
+    /// The broker's append time when the log stamps it, else -1.
+    pub log_append_time_ms: i64,
 }
 
 /// Offsets of a partition at one moment.

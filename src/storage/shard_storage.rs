@@ -131,7 +131,12 @@ impl AppendTicket {
                     return Err(StorageError::AppendAborted(tp));
                 }
                 let log_start_offset = storage.offsets(&tp)?.log_start_offset;
-                Ok(AppendInfo { base_offset: record.base_offset, last_offset: record.last_offset, log_start_offset })
+                Ok(AppendInfo {
+                    base_offset: record.base_offset,
+                    last_offset: record.last_offset,
+                    log_start_offset,
+                    log_append_time_ms: -1,
+                })
             }
         }
     }
@@ -457,6 +462,9 @@ impl ShardStorage {
                 slot.copy_from_slice(&pending.batch);
                 batch::set_base_offset(slot, pending.base_offset);
                 batch::set_leader_epoch(slot, log.leader_epoch);
+                if log.config.log_append_time {
+                    batch::set_log_append_time(slot, now);
+                }
                 positions.push(cursor);
                 cursor += len;
             }
@@ -478,6 +486,7 @@ impl ShardStorage {
             let interval = log.config.index_interval_bytes;
             let epoch = log.leader_epoch;
             let key = log.key;
+            let append_time = if log.config.log_append_time { now } else { -1 };
             let mut cache = self.inner.cache.borrow_mut();
             let mut epochs_changed = false;
             let mut replies = Vec::with_capacity(taken.len());
@@ -486,6 +495,10 @@ impl ShardStorage {
                 let mut info = pending.info;
                 info.base_offset = pending.base_offset;
                 info.leader_epoch = epoch;
+                if append_time >= 0 {
+                    info.max_timestamp = append_time;
+                    info.attributes |= 0x08;
+                }
                 let newer = log.epochs.latest().map_or(true, |latest| latest.epoch < epoch);
                 if newer {
                     epochs_changed |= log.epochs.assign(epoch, pending.base_offset);
@@ -530,7 +543,13 @@ impl ShardStorage {
         }
         let log_start_offset = partition.log.borrow().log_start_offset();
         for (reply, info) in replies {
-            let _ = reply.send(Ok(AppendInfo { base_offset: info.base_offset, last_offset: info.last_offset(), log_start_offset }));
+            let log_append_time_ms = if info.attributes & 0x08 != 0 { info.max_timestamp } else { -1 };
+            let _ = reply.send(Ok(AppendInfo {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset(),
+                log_start_offset,
+                log_append_time_ms,
+            }));
         }
     }
 
@@ -868,16 +887,33 @@ impl ShardStorage {
         }
     }
 
-    /// The offset and value of the largest timestamp in the log, if any.
-    pub fn max_timestamp(&self, tp: &TopicPartition) -> StorageResult<Option<(Offset, i64)>> {
+    /// The offset and value of the largest timestamp in the log, if any
+    /// (ListOffsets MAX_TIMESTAMP, KIP-734): the time indexes name the batch,
+    /// and within an uncompressed CreateTime batch the first record with
+    /// that timestamp is found.
+    pub async fn max_timestamp(&self, tp: &TopicPartition) -> StorageResult<Option<(Offset, i64)>> {
         let partition = self.partition(tp)?;
-        let log = partition.log.borrow();
-        Ok(log
-            .segments
-            .values()
-            .filter(|s| s.time_index.max_timestamp() >= 0)
-            .max_by_key(|s| s.time_index.max_timestamp())
-            .map(|s| (s.time_index.max_timestamp_offset(), s.time_index.max_timestamp())))
+        let found = {
+            let log = partition.log.borrow();
+            log.segments
+                .values()
+                .filter(|s| s.time_index.max_timestamp() >= 0)
+                .max_by_key(|s| s.time_index.max_timestamp())
+                .map(|s| (s.time_index.max_timestamp_offset(), s.time_index.max_timestamp()))
+        };
+        let Some((batch_offset, max)) = found else { return Ok(None) };
+        let read = self.read(tp, batch_offset, 1).await?;
+        let Some(bytes) = read.batches.first() else { return Ok(Some((batch_offset, max))) };
+        let header = BatchHeader::ref_from_prefix(bytes).expect("stored batches have headers");
+        if header.timestamp_type_log_append() || !matches!(header.compression(), Ok(batch::Compression::None)) {
+            return Ok(Some((batch_offset, max)));
+        }
+        for record in batch::records(bytes)? {
+            if header.base_timestamp() + record.timestamp_delta == max {
+                return Ok(Some((Offset(header.base_offset().0 + i64::from(record.offset_delta)), max)));
+            }
+        }
+        Ok(Some((batch_offset, max)))
     }
 
     /// Deletes a partition and its directory: queued appends fail, waiting
