@@ -14,6 +14,8 @@
 #![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
 
 pub mod broker;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod handlers;
 pub mod limits;

@@ -25,6 +25,27 @@ struct Cli {
 enum Command {
     /// Run the broker: start the shards and serve until SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Manage topics on a running broker (Kafka protocol).
+    Topic {
+        #[command(subcommand)]
+        command: ringstream::cli::TopicCommand,
+        #[command(flatten)]
+        connection: ringstream::cli::Connection,
+    },
+    /// Produce stdin lines to a topic on a running broker.
+    Produce {
+        #[command(flatten)]
+        args: ringstream::cli::ProduceArgs,
+        #[command(flatten)]
+        connection: ringstream::cli::Connection,
+    },
+    /// Print a topic's records from a running broker.
+    Consume {
+        #[command(flatten)]
+        args: ringstream::cli::ConsumeArgs,
+        #[command(flatten)]
+        connection: ringstream::cli::Connection,
+    },
     /// Storage tools for developers and operators.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -135,6 +156,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Topic { command, connection } => ringstream::cli::topic(&connection, command),
+        Command::Produce { args, connection } => ringstream::cli::produce(&connection, args),
+        Command::Consume { args, connection } => ringstream::cli::consume(&connection, args),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
         Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),
     };
