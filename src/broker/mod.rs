@@ -278,13 +278,21 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        let defaults = self.shard.storage.config().default_log.clone();
-        let log = apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        self.update_topic_configs(name, validate_only, move |_, _| Ok(configs)).await
+    }
+
+    /// Read-modify-write of a topic's config overrides, done on shard 0 with
+    /// no await between the read and the write, so concurrent changes (two
+    /// IncrementalAlterConfigs from different shards) cannot lose one
+    /// another. `update` gets the current overrides and the broker defaults.
+    pub async fn update_topic_configs<F>(&self, name: String, validate_only: bool, update: F) -> Result<(), TopicError>
+    where
+        F: FnOnce(&BTreeMap<String, String>, &crate::storage::log::LogConfig) -> Result<BTreeMap<String, String>, TopicError>
+            + Send
+            + 'static,
+    {
         if self.topic(&name).is_none() {
             return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
-        }
-        if validate_only {
-            return Ok(());
         }
         self.shard
             .run_on(ShardId(0), move |shard| async move {
@@ -292,6 +300,13 @@ impl Broker {
                 let Some(mut topic) = broker.topic(&name) else {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };
+                let defaults = shard.storage.config().default_log.clone();
+                let configs = update(&topic.configs, &defaults)?;
+                let log =
+                    apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+                if validate_only {
+                    return Ok(());
+                }
                 topic.configs = configs;
                 let partitions = topic.partitions;
                 broker.change_topic(&shard, &name, Some(topic)).await?;

@@ -39,7 +39,64 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
     "index.interval.bytes",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "max.compaction.lag.ms",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "unclean.leader.election.enable",
 ];
+
+/// Kafka topic configs that are accepted, validated by type and stored (and
+/// described), but do not change behaviour yet: tools that set them (Kafka's
+/// own, Terraform providers, Strimzi) must not fail. ARCHITECTURE.md lists
+/// them. (name, Kafka's default, kind)
+pub const STORED_ONLY_TOPIC_CONFIGS: &[(&str, &str, ConfigKind)] = &[
+    ("compression.type", "producer", ConfigKind::Compression),
+    ("delete.retention.ms", "86400000", ConfigKind::Long),
+    ("file.delete.delay.ms", "60000", ConfigKind::Long),
+    ("flush.messages", "9223372036854775807", ConfigKind::Long),
+    ("flush.ms", "9223372036854775807", ConfigKind::Long),
+    ("max.compaction.lag.ms", "9223372036854775807", ConfigKind::Long),
+    ("min.cleanable.dirty.ratio", "0.5", ConfigKind::Ratio),
+    ("min.compaction.lag.ms", "0", ConfigKind::Long),
+    ("min.insync.replicas", "1", ConfigKind::Long),
+    ("preallocate", "false", ConfigKind::Bool),
+    ("segment.index.bytes", "10485760", ConfigKind::Long),
+    ("segment.jitter.ms", "0", ConfigKind::Long),
+    ("unclean.leader.election.enable", "false", ConfigKind::Bool),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigKind {
+    Long,
+    Bool,
+    Ratio,
+    Compression,
+}
+
+fn check_stored(name: &str, value: &str, kind: ConfigKind) -> Result<(), String> {
+    let ok = match kind {
+        ConfigKind::Long => value.parse::<i64>().is_ok_and(|v| v >= 0),
+        ConfigKind::Bool => value == "true" || value == "false",
+        ConfigKind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+        ConfigKind::Compression => {
+            ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&value)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid value {value:?} for {name}"))
+    }
+}
 
 impl TopicMeta {
     /// The partition log settings for this topic: broker defaults with the
@@ -73,7 +130,10 @@ pub fn apply_topic_configs(defaults: &LogConfig, configs: &BTreeMap<String, Stri
                     _ => return Err(format!("message.timestamp.type must be CreateTime or LogAppendTime, got {value:?}")),
                 };
             }
-            _ => return Err(format!("unknown topic config {name:?}")),
+            other => match STORED_ONLY_TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == other) {
+                Some((_, _, kind)) => check_stored(name, value, *kind)?,
+                None => return Err(format!("unknown topic config {name:?}")),
+            },
         }
     }
     log.validate().map_err(|e| e.to_string())?;

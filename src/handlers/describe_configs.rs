@@ -116,6 +116,20 @@ pub const TOPIC_CONFIG_DEFS: &[TopicConfigDef] = &[
         value: |log| log.segment_ms.to_string(),
         default_synonym: Some(("log.roll.hours", "168")),
     },
+    // Stored-only configs (`topics::STORED_ONLY_TOPIC_CONFIGS`): Kafka's defaults.
+    TopicConfigDef { name: "compression.type", config_type: TYPE_STRING, broker_name: "compression.type", value: |_| "producer".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "delete.retention.ms", config_type: TYPE_LONG, broker_name: "log.cleaner.delete.retention.ms", value: |_| "86400000".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "file.delete.delay.ms", config_type: TYPE_LONG, broker_name: "log.segment.delete.delay.ms", value: |_| "60000".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "flush.messages", config_type: TYPE_LONG, broker_name: "log.flush.interval.messages", value: |_| "9223372036854775807".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "flush.ms", config_type: TYPE_LONG, broker_name: "log.flush.interval.ms", value: |_| "9223372036854775807".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "max.compaction.lag.ms", config_type: TYPE_LONG, broker_name: "log.cleaner.max.compaction.lag.ms", value: |_| "9223372036854775807".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "min.cleanable.dirty.ratio", config_type: TYPE_STRING, broker_name: "log.cleaner.min.cleanable.ratio", value: |_| "0.5".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "min.compaction.lag.ms", config_type: TYPE_LONG, broker_name: "log.cleaner.min.compaction.lag.ms", value: |_| "0".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "min.insync.replicas", config_type: TYPE_INT, broker_name: "min.insync.replicas", value: |_| "1".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "preallocate", config_type: TYPE_STRING, broker_name: "log.preallocate", value: |_| "false".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "segment.index.bytes", config_type: TYPE_INT, broker_name: "log.index.size.max.bytes", value: |_| "10485760".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "segment.jitter.ms", config_type: TYPE_LONG, broker_name: "log.roll.jitter.ms", value: |_| "0".to_owned(), default_synonym: None },
+    TopicConfigDef { name: "unclean.leader.election.enable", config_type: TYPE_STRING, broker_name: "unclean.leader.election.enable", value: |_| "false".to_owned(), default_synonym: None },
 ];
 
 pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
@@ -307,7 +321,9 @@ fn broker_configs(config: &BrokerConfig, storage: &StorageConfig) -> Vec<Describ
             kafka.socket_request_max_bytes.to_string(),
         ),
     ];
-    for def in TOPIC_CONFIG_DEFS {
+    // Stored-only topic configs have no broker setting behind them here.
+    let stored_only = |name: &str| crate::broker::topics::STORED_ONLY_TOPIC_CONFIGS.iter().any(|(n, _, _)| *n == name);
+    for def in TOPIC_CONFIG_DEFS.iter().filter(|def| !stored_only(def.name)) {
         entries.push((def.broker_name, (def.value)(log), def.config_type, (def.value)(kafka_log)));
     }
     match storage.flush {

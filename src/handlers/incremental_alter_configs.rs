@@ -15,7 +15,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::alter_configs::{
-    alter_topic, check_topic_name, duplicate_resources, has_duplicates, invalid_request, refuse_broker_changes,
+    check_topic_name, duplicate_resources, has_duplicates, invalid_request, refuse_broker_changes,
 };
 use super::describe_configs::{topic_config_def, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{respond, str_bytes, ApiSpec, Pending};
@@ -89,10 +89,22 @@ async fn alter_resource(
     match resource_type {
         RESOURCE_TOPIC => {
             check_topic_name(name)?;
-            let current = broker.topic(name).map(|topic| topic.configs).unwrap_or_default();
-            let defaults = broker.shard.storage.config().default_log.clone();
-            let configs = apply_ops(&current, ops, &defaults)?;
-            alter_topic(broker, name, configs, validate_only).await
+            // Applied on shard 0 against the current overrides (no lost updates).
+            let owned: Vec<(String, i8, Option<String>)> =
+                ops.iter().map(|&(n, op, v)| (n.to_owned(), op, v.map(str::to_owned))).collect();
+            let result = broker
+                .update_topic_configs(name.to_owned(), validate_only, move |current, defaults| {
+                    let ops: Vec<ConfigOp<'_>> = owned.iter().map(|(n, op, v)| (n.as_str(), *op, v.as_deref())).collect();
+                    apply_ops(current, &ops, defaults)
+                })
+                .await;
+            result.map_err(|e| {
+                if e.code == error_code::UNKNOWN_TOPIC_OR_PARTITION {
+                    TopicError { code: e.code, message: format!("The topic '{name}' does not exist.") }
+                } else {
+                    e
+                }
+            })
         }
         RESOURCE_BROKER => {
             if let Some(op) = ops.iter().find(|op| !(OP_SET..=OP_SUBTRACT).contains(&op.1)) {

@@ -84,12 +84,13 @@ pub fn decode_request(frame: Bytes, max_version: impl Fn(ApiKey) -> Option<i16>)
     Ok(Request { api_key, api_version, header, body })
 }
 
-/// Decodes a request body of type `T` at `version`; the whole body must be
-/// consumed.
+/// Decodes a request body of type `T` at `version`. Bytes after the body
+/// are ignored, as Kafka's request parser ignores them (confluent-kafka 2.16
+/// sends three after an all-topics Metadata v12 request).
 pub fn decode_body<T: Decodable>(body: &mut Bytes, version: i16, what: &'static str) -> Result<T, WireError> {
     let value = T::decode(body, version).map_err(|e| WireError::Malformed { what, reason: e.to_string() })?;
     if !body.is_empty() {
-        return Err(WireError::Malformed { what, reason: format!("{} trailing bytes", body.len()) });
+        tracing::debug!(request = what, version, trailing_bytes = body.len(), "ignoring bytes after the request body");
     }
     Ok(value)
 }
