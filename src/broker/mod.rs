@@ -8,6 +8,7 @@
 //! made on shard 0 and copied to the others.
 
 pub mod connection;
+pub mod fetch_sessions;
 pub mod topics;
 
 use std::cell::RefCell;
@@ -70,6 +71,8 @@ pub struct Broker {
     /// block end is persisted before any id in the block is used, so ids
     /// are never reused after a restart.
     producer_ids: RefCell<(i64, i64)>,
+    /// Incremental fetch sessions of the connections on this shard.
+    pub fetch_sessions: RefCell<fetch_sessions::FetchSessionCache>,
 }
 
 pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
@@ -114,7 +117,9 @@ impl Broker {
                 shard.storage.set_log_config(&tp, log).map_err(|e| e.to_string())?;
             }
         }
-        let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)) });
+        let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)),
+            fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::default()),
+        });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
         Ok(broker)
     }

@@ -4,8 +4,8 @@
 //! `min_bytes` are available, the request waits up to `max_wait_ms` for an
 //! append to any of its partitions: the owning shards wake it, no polling.
 //!
-//! Fetch sessions (KIP-227): this broker answers every fetch as sessionless
-//! (session id 0), which KIP-227 allows; clients then send full fetches.
+//! Fetch sessions (KIP-227), full and incremental: see
+//! `broker::fetch_sessions`.
 //! Isolation: there are no transactions yet, so the last stable offset is
 //! the high watermark and READ_COMMITTED reads the same as READ_UNCOMMITTED.
 
@@ -17,7 +17,8 @@ use glommio::channels::local_channel;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 
-use super::{respond, ApiSpec, Pending};
+use super::{respond, str_bytes, ApiSpec, Pending};
+use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::types::{Offset, TopicPartition};
@@ -35,6 +36,8 @@ struct Wanted {
     offset: i64,
     partition_max_bytes: i32,
     known: bool,
+    /// Named in this request (always reported in an incremental response).
+    mentioned: bool,
 }
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
@@ -43,22 +46,76 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let fetch: FetchRequest = decode_body(&mut body, version, "Fetch request")?;
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
-    let mut wanted = Vec::new();
+    let mut requested = Vec::new();
     for topic in &fetch.topics {
-        let meta = broker.topic(topic.topic.0.as_str());
         for partition in &topic.partitions {
-            if wanted.len() >= fetch_partitions_max {
+            if requested.len() >= fetch_partitions_max {
                 return Err(WireError::Malformed { what: "Fetch request", reason: "too many partitions".into() });
             }
-            wanted.push(Wanted {
-                topic: topic.topic.clone(),
-                partition: partition.partition,
-                offset: partition.fetch_offset,
-                partition_max_bytes: partition.partition_max_bytes,
-                known: meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition.partition)),
-            });
+            requested.push((
+                (topic.topic.0.as_str().to_owned(), partition.partition),
+                partition.fetch_offset,
+                partition.partition_max_bytes,
+            ));
         }
     }
+    let forgotten: Vec<(String, i32)> = fetch
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.as_str().to_owned(), *p)))
+        .take(fetch_partitions_max)
+        .collect();
+
+    // KIP-227: which partitions this fetch covers, and in which session.
+    let now = Instant::now();
+    let mode = SessionRequest::of(version, fetch.session_id, fetch.session_epoch);
+    let mentioned: std::collections::HashSet<(String, i32)> = requested.iter().map(|(key, _, _)| key.clone()).collect();
+    let (positions, session_id) = {
+        let mut sessions = broker.fetch_sessions.borrow_mut();
+        match mode {
+            SessionRequest::Sessionless => (requested.clone(), 0),
+            SessionRequest::Close { id } => {
+                sessions.close(id);
+                (requested.clone(), 0)
+            }
+            SessionRequest::Open => {
+                let partitions = requested
+                    .iter()
+                    .map(|(key, offset, max)| {
+                        (key.clone(), SessionPartition { fetch_offset: *offset, partition_max_bytes: *max, reported: None })
+                    })
+                    .collect();
+                (requested.clone(), sessions.open(partitions, now).unwrap_or(0))
+            }
+            SessionRequest::Incremental { id, epoch } => match sessions.update(id, epoch, requested.clone(), forgotten, now) {
+                Ok(session) => {
+                    let positions = session
+                        .order
+                        .iter()
+                        .map(|key| {
+                            let p = &session.partitions[key];
+                            (key.clone(), p.fetch_offset, p.partition_max_bytes)
+                        })
+                        .collect();
+                    (positions, id)
+                }
+                Err(code) => {
+                    let response = FetchResponse::default().with_error_code(code).with_session_id(0);
+                    return Ok(Box::pin(async move { respond(ApiKey::Fetch, version, correlation_id, &response) }));
+                }
+            },
+        }
+    };
+    let incremental = matches!(mode, SessionRequest::Incremental { .. });
+    tracing::trace!(?mode, session_id, partitions = positions_len(&requested), "fetch");
+    let wanted: Vec<Wanted> = positions
+        .into_iter()
+        .map(|((topic, partition), offset, partition_max_bytes)| {
+            let known = broker.topic(&topic).is_some_and(|m| (0..m.partitions).contains(&partition));
+            let mentioned = mentioned.contains(&(topic.clone(), partition));
+            Wanted { topic: TopicName(str_bytes(&topic)), partition, offset, partition_max_bytes, known, mentioned }
+        })
+        .collect();
     Ok(Box::pin(async move {
         let max_wait = Duration::from_millis(fetch.max_wait_ms.clamp(0, fetch_wait_ms_max) as u64);
         let deadline = Instant::now() + max_wait;
@@ -67,12 +124,48 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         loop {
             let (partitions, total) = read_all(&broker, &wanted, max_bytes, version).await;
             let now = Instant::now();
-            if total >= min_bytes.max(1) || now >= deadline || !partitions.iter().any(|p| p.1.error_code == error_code::NONE) {
-                return respond(ApiKey::Fetch, version, correlation_id, &response(partitions));
+            let any_ok = partitions.iter().any(|p| p.1.error_code == error_code::NONE);
+            if total >= min_bytes.max(1) || now >= deadline || !any_ok {
+                let partitions = report(&broker, session_id, incremental, &wanted, partitions);
+                let response = response(partitions).with_session_id(session_id);
+                return respond(ApiKey::Fetch, version, correlation_id, &response);
             }
             wait_for_data(&broker, &wanted, deadline - now).await;
         }
     }))
+}
+
+fn positions_len<T>(requested: &[T]) -> usize {
+    requested.len()
+}
+
+/// Records what a session's response reports, and keeps only partitions
+/// with news in an incremental response.
+fn report(
+    broker: &Broker,
+    session_id: i32,
+    incremental: bool,
+    wanted: &[Wanted],
+    partitions: Vec<(TopicName, PartitionData)>,
+) -> Vec<(TopicName, PartitionData)> {
+    if session_id == 0 {
+        return partitions;
+    }
+    let mut sessions = broker.fetch_sessions.borrow_mut();
+    let Some(session) = sessions.get_mut(session_id) else { return partitions };
+    partitions
+        .into_iter()
+        .zip(wanted)
+        .filter_map(|((topic, data), w)| {
+            let key = (topic.0.as_str().to_owned(), data.partition_index);
+            let now = (data.high_watermark, data.log_start_offset);
+            let records = data.records.as_ref().is_some_and(|r| !r.is_empty());
+            let entry = session.partitions.get_mut(&key)?;
+            let news = has_news(w.mentioned, records, data.error_code != error_code::NONE, entry.reported, now);
+            entry.reported = Some(now);
+            (!incremental || news).then_some((topic, data))
+        })
+        .collect()
 }
 
 async fn read_all(
@@ -133,14 +226,19 @@ async fn read_all(
 }
 
 fn response(partitions: Vec<(TopicName, PartitionData)>) -> FetchResponse {
+    // One entry per topic, in first-seen order.
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut index: std::collections::HashMap<TopicName, usize> = std::collections::HashMap::new();
     for (topic, data) in partitions {
-        match topics.last_mut() {
-            Some(last) if last.topic == topic => last.partitions.push(data),
-            _ => topics.push(FetchableTopicResponse::default().with_topic(topic).with_partitions(vec![data])),
+        match index.get(&topic) {
+            Some(&i) => topics[i].partitions.push(data),
+            None => {
+                index.insert(topic.clone(), topics.len());
+                topics.push(FetchableTopicResponse::default().with_topic(topic).with_partitions(vec![data]));
+            }
         }
     }
-    FetchResponse::default().with_error_code(error_code::NONE).with_session_id(0).with_responses(topics)
+    FetchResponse::default().with_error_code(error_code::NONE).with_responses(topics)
 }
 
 /// Waits until any wanted partition has data past its fetch offset, or the
