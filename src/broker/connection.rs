@@ -12,15 +12,91 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
 use crate::broker::Broker;
-use crate::handlers;
-use crate::protocol;
+use crate::handlers::{self, Response};
+use crate::protocol::{self, fetch_response::Piece};
+
+/// A response that makes no progress for this long closes its connection.
+pub const send_stall_ms_max: u64 = 60_000;
+/// Pieces per sendmsg call (Linux's IOV_MAX).
+const iov_max: usize = 1024;
+
+fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor this connection owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes `pieces` to the socket with vectored sends, straight from the
+/// buffers they live in (no user-space copy). On EAGAIN, waits for the
+/// socket to drain on glommio's blocking pool, not on the shard.
+async fn send_pieces<B: AsRef<[u8]>>(fd: RawFd, pieces: &[Piece<B>]) -> std::io::Result<()> {
+    let mut index = 0usize;
+    let mut offset = 0usize;
+    let mut stalled_since = Instant::now();
+    while index < pieces.len() {
+        let iov: Vec<libc::iovec> = pieces[index..]
+            .iter()
+            .take(iov_max)
+            .enumerate()
+            .map(|(i, piece)| {
+                let bytes = if i == 0 { &piece.as_slice()[offset..] } else { piece.as_slice() };
+                libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() }
+            })
+            .collect();
+        // SAFETY: every iovec points into a piece borrowed for this call.
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        message.msg_iovlen = iov.len();
+        let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_NOSIGNAL) };
+        if sent < 0 {
+            let error = std::io::Error::last_os_error();
+            match error.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => {
+                    if stalled_since.elapsed() > Duration::from_millis(send_stall_ms_max) {
+                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading"));
+                    }
+                    let _ = glommio::executor()
+                        .spawn_blocking(move || {
+                            let mut poll = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                            // SAFETY: one pollfd, bounded wait.
+                            unsafe { libc::poll(&mut poll, 1, 100) }
+                        })
+                        .await;
+                    continue;
+                }
+                _ => return Err(error),
+            }
+        }
+        stalled_since = Instant::now();
+        let mut sent = sent as usize;
+        while sent > 0 {
+            let remaining = pieces[index].len() - offset;
+            if sent >= remaining {
+                sent -= remaining;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += sent;
+                sent = 0;
+            }
+        }
+    }
+    Ok(())
+}
 
 thread_local! {
     /// The listener bound on this shard, until `start` begins accepting.
@@ -60,13 +136,33 @@ pub fn start(broker: Rc<Broker>) {
 async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    // NOTES-glommio #6: glommio leaves sockets blocking, and a raw vectored
+    // send on a blocking socket could stall the whole shard. glommio's own
+    // reads and writes keep working on a non-blocking socket.
+    let nonblocking = set_nonblocking(fd);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let depth = broker.config.connection_requests_in_flight_max;
-    let (queue, responses) = local_channel::new_bounded::<glommio::task::JoinHandle<Option<Bytes>>>(depth);
+    let (queue, responses) = local_channel::new_bounded::<glommio::task::JoinHandle<Option<Response>>>(depth);
     let writer_task = glommio::spawn_local(async move {
         while let Some(handle) = responses.recv().await {
-            let Some(Some(frame)) = handle.await else { continue }; // None: no response (acks=0)
-            if writer.write_all(&frame).await.is_err() {
+            let Some(Some(response)) = handle.await else { continue }; // None: no response (acks=0)
+            let written = match response {
+                Response::Frame(frame) => writer.write_all(&frame).await,
+                Response::Pieces(pieces) if nonblocking.is_ok() => match writer.flush().await {
+                    Ok(()) => send_pieces(fd, &pieces).await,
+                    Err(e) => Err(e),
+                },
+                Response::Pieces(pieces) => {
+                    // Without O_NONBLOCK: copy the pieces, never block the shard.
+                    let mut frame = Vec::with_capacity(pieces.iter().map(Piece::len).sum());
+                    for piece in &pieces {
+                        frame.extend_from_slice(piece.as_slice());
+                    }
+                    writer.write_all(&frame).await
+                }
+            };
+            if written.is_err() {
                 break;
             }
         }

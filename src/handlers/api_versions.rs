@@ -40,5 +40,5 @@ pub fn unsupported(correlation_id: i32) -> Pending {
     let response =
         ApiVersionsResponse::default().with_error_code(error_code::UNSUPPORTED_VERSION).with_api_keys(versions());
     let frame: Option<Bytes> = protocol::encode_response_with_header(0, 0, correlation_id, &response).ok();
-    Box::pin(async move { frame })
+    Box::pin(async move { frame.map(super::Response::Frame) })
 }

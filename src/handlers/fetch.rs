@@ -12,12 +12,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use glommio::channels::local_channel;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 
-use super::{respond, str_bytes, ApiSpec, Pending};
+use super::{respond, str_bytes, ApiSpec, FetchBatch, Pending, Response};
+use crate::protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
+use crate::shard::RoutedRead;
 use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
@@ -122,13 +122,18 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let min_bytes = fetch.min_bytes.max(0) as usize;
         let max_bytes = if fetch.max_bytes <= 0 { usize::MAX } else { fetch.max_bytes as usize };
         loop {
-            let (partitions, total) = read_all(&broker, &wanted, max_bytes, version).await;
+            let (partitions, total) = read_all(&broker, &wanted, max_bytes).await;
             let now = Instant::now();
             let any_ok = partitions.iter().any(|p| p.1.error_code == error_code::NONE);
             if total >= min_bytes.max(1) || now >= deadline || !any_ok {
-                let partitions = report(&broker, session_id, incremental, &wanted, partitions);
-                let response = response(partitions).with_session_id(session_id);
-                return respond(ApiKey::Fetch, version, correlation_id, &response);
+                let mut partitions = report(&broker, session_id, incremental, &wanted, partitions);
+                if version < 5 {
+                    for (_, p) in &mut partitions {
+                        p.log_start_offset = -1;
+                    }
+                }
+                let pieces = fetch_response::encode(version, correlation_id, &response(session_id, partitions));
+                return Some(Response::Pieces(pieces));
             }
             wait_for_data(&broker, &wanted, deadline - now).await;
         }
@@ -146,8 +151,8 @@ fn report(
     session_id: i32,
     incremental: bool,
     wanted: &[Wanted],
-    partitions: Vec<(TopicName, PartitionData)>,
-) -> Vec<(TopicName, PartitionData)> {
+    partitions: Vec<(String, PartitionOut<FetchBatch>)>,
+) -> Vec<(String, PartitionOut<FetchBatch>)> {
     if session_id == 0 {
         return partitions;
     }
@@ -157,9 +162,9 @@ fn report(
         .into_iter()
         .zip(wanted)
         .filter_map(|((topic, data), w)| {
-            let key = (topic.0.as_str().to_owned(), data.partition_index);
+            let key = (topic.clone(), data.partition_index);
             let now = (data.high_watermark, data.log_start_offset);
-            let records = data.records.as_ref().is_some_and(|r| !r.is_empty());
+            let records = data.batches.as_ref().is_some_and(|b| !b.is_empty());
             let entry = session.partitions.get_mut(&key)?;
             let news = has_news(w.mentioned, records, data.error_code != error_code::NONE, entry.reported, now);
             entry.reported = Some(now);
@@ -168,26 +173,25 @@ fn report(
         .collect()
 }
 
-async fn read_all(
-    broker: &Broker,
-    wanted: &[Wanted],
-    max_bytes: usize,
-    version: i16,
-) -> (Vec<(TopicName, PartitionData)>, usize) {
+async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Vec<(String, PartitionOut<FetchBatch>)>, usize) {
     let mut out = Vec::with_capacity(wanted.len());
     let mut total = 0usize;
     for w in wanted {
-        let data = PartitionData::default()
-            .with_partition_index(w.partition)
-            .with_preferred_read_replica(BrokerId(-1))
-            .with_high_watermark(-1)
-            .with_last_stable_offset(-1)
-            .with_log_start_offset(-1);
+        let mut data = PartitionOut {
+            partition_index: w.partition,
+            error_code: error_code::NONE,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            batches: None,
+        };
+        let topic = w.topic.0.as_str().to_owned();
         if !w.known {
-            out.push((w.topic.clone(), data.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION)));
+            data.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
+            out.push((topic, data));
             continue;
         }
-        let tp = TopicPartition::new(w.topic.0.as_str(), w.partition);
+        let tp = TopicPartition::new(topic.clone(), w.partition);
         let budget = if total >= max_bytes { 0 } else { (max_bytes - total).min(w.partition_max_bytes.max(0) as usize) };
         // The first batch of the response is returned whole even when it
         // exceeds the limits; later partitions get nothing once they are spent.
@@ -195,50 +199,43 @@ async fn read_all(
         let result = if read_max == 0 {
             broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset))
         } else {
-            broker.shard.read(&tp, Offset(w.offset), read_max).await.map(|read| {
-                let hw = read.high_watermark();
-                let start = match &read {
-                    crate::shard::RoutedRead::Local(r) => r.log_start_offset,
-                    crate::shard::RoutedRead::Remote(r) => r.log_start_offset,
-                };
-                (read.batches().into_iter().map(Bytes::copy_from_slice).collect::<Vec<_>>(), hw, start)
+            broker.shard.read(&tp, Offset(w.offset), read_max).await.map(|read| match read {
+                // Zero-copy: slices of the batch cache or of the DMA reads.
+                RoutedRead::Local(r) => {
+                    (r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(), r.high_watermark, r.log_start_offset)
+                }
+                RoutedRead::Remote(r) => (r.batches.into_iter().map(FetchBatch::Remote).collect(), r.high_watermark, r.log_start_offset),
             })
         };
-        let data = match result {
+        match result {
             Ok((batches, hw, start)) => {
-                let bytes: usize = batches.iter().map(Bytes::len).sum();
-                total += bytes;
-                let mut records = BytesMut::with_capacity(bytes);
-                for batch in &batches {
-                    records.extend_from_slice(batch);
-                }
-                data.with_error_code(error_code::NONE)
-                    .with_high_watermark(hw.0)
-                    .with_last_stable_offset(hw.0)
-                    .with_log_start_offset(if version >= 5 { start.0 } else { -1 })
-                    .with_records(Some(records.freeze()))
+                total += batches.iter().map(|b| b.as_ref().len()).sum::<usize>();
+                data.high_watermark = hw.0;
+                data.last_stable_offset = hw.0;
+                data.log_start_offset = start.0;
+                data.batches = Some(batches);
             }
-            Err(e) => data.with_error_code(error_code::from_name(e.kafka_error_name())),
-        };
-        out.push((w.topic.clone(), data));
+            Err(e) => data.error_code = error_code::from_name(e.kafka_error_name()),
+        }
+        out.push((topic, data));
     }
     (out, total)
 }
 
-fn response(partitions: Vec<(TopicName, PartitionData)>) -> FetchResponse {
-    // One entry per topic, in first-seen order.
-    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    let mut index: std::collections::HashMap<TopicName, usize> = std::collections::HashMap::new();
+/// Groups partitions by topic, in first-seen order.
+fn response(session_id: i32, partitions: Vec<(String, PartitionOut<FetchBatch>)>) -> FetchOut<FetchBatch> {
+    let mut topics: Vec<TopicOut<FetchBatch>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (topic, data) in partitions {
         match index.get(&topic) {
             Some(&i) => topics[i].partitions.push(data),
             None => {
                 index.insert(topic.clone(), topics.len());
-                topics.push(FetchableTopicResponse::default().with_topic(topic).with_partitions(vec![data]));
+                topics.push(TopicOut { name: topic, partitions: vec![data] });
             }
         }
     }
-    FetchResponse::default().with_error_code(error_code::NONE).with_responses(topics)
+    FetchOut { throttle_time_ms: 0, error_code: error_code::NONE, session_id, topics }
 }
 
 /// Waits until any wanted partition has data past its fetch offset, or the

@@ -33,6 +33,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 
 use crate::broker::Broker;
+use crate::protocol::fetch_response::Piece;
 use crate::protocol::{self, Request, WireError};
 
 /// An API and the versions this broker serves.
@@ -70,8 +71,32 @@ pub fn max_version(key: ApiKey) -> Option<i16> {
     spec(key).map(|spec| spec.max_version)
 }
 
-/// A started request: resolves to the response frame (None: no response).
-pub type Pending = Pin<Box<dyn Future<Output = Option<Bytes>>>>;
+/// A response ready to write: one frame, or the pieces of a frame whose
+/// record batches are written straight from where they are stored.
+pub enum Response {
+    Frame(Bytes),
+    Pieces(Vec<Piece<FetchBatch>>),
+}
+
+/// A record batch in a Fetch response: a zero-copy slice on this shard, or
+/// the one copy a read from another shard makes.
+#[derive(Clone)]
+pub enum FetchBatch {
+    Local(crate::storage::shard_storage::BatchBytes),
+    Remote(Bytes),
+}
+
+impl AsRef<[u8]> for FetchBatch {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            FetchBatch::Local(batch) => batch,
+            FetchBatch::Remote(bytes) => bytes,
+        }
+    }
+}
+
+/// A started request: resolves to the response (None: no response).
+pub type Pending = Pin<Box<dyn Future<Output = Option<Response>>>>;
 
 /// Starts a request. Errors close the connection.
 pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
@@ -115,9 +140,9 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
 }
 
 /// Encodes `body` as the response to `request`, for handlers' futures.
-pub fn respond<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Option<Bytes> {
+pub fn respond<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Option<Response> {
     match protocol::encode_response(api_key, version, correlation_id, body) {
-        Ok(frame) => Some(frame),
+        Ok(frame) => Some(Response::Frame(frame)),
         Err(e) => {
             tracing::error!(api = ?api_key, version, "could not encode a response: {e}");
             None

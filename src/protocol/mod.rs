@@ -9,6 +9,7 @@
 //! and KIP-511's rule for ApiVersions requests newer than we know.
 
 pub mod error_code;
+pub mod fetch_response;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
