@@ -13,6 +13,7 @@
 //! - `limits`, `types`: bounds and newtypes used everywhere.
 #![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
 
+pub mod alloc;
 pub mod broker;
 pub mod cli;
 pub mod client;

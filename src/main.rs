@@ -14,6 +14,11 @@ use ringstream::storage::shard_storage::StorageConfig;
 use ringstream::types::{Offset, ShardId, TopicPartition};
 use tracing::info;
 
+/// Huge allocations are reserved lazily, so a request whose decoder sizes
+/// an array from the wire cannot abort the broker (see `ringstream::alloc`).
+#[global_allocator]
+static GLOBAL: ringstream::alloc::LazyHugeAlloc = ringstream::alloc::LazyHugeAlloc;
+
 #[derive(Parser)]
 #[command(name = "ringstream", version, about = "Kafka-compatible, thread-per-core event streaming broker")]
 struct Cli {
