@@ -824,18 +824,21 @@ impl ShardStorage {
             return Ok(true);
         }
         let (waiter, woken) = oneshot::channel();
-        {
+        let parked = {
             let mut waiters = partition.data_waiters.borrow_mut();
             waiters.retain(|w| !w.is_canceled());
-            if waiters.len() >= limits::partition_data_waiters_max {
-                // Too many readers parked here: this one sleeps out its
-                // timeout instead of being woken early.
-                drop(waiters);
-                glommio::timer::sleep(timeout).await;
-                let high_watermark = partition.log.borrow().high_watermark;
-                return Ok(high_watermark > offset);
+            let room = waiters.len() < limits::partition_data_waiters_max;
+            if room {
+                waiters.push(waiter);
             }
-            waiters.push(waiter);
+            room
+        };
+        if !parked {
+            // Too many readers parked here: this one sleeps out its timeout
+            // instead of being woken early.
+            glommio::timer::sleep(timeout).await;
+            let high_watermark = partition.log.borrow().high_watermark;
+            return Ok(high_watermark > offset);
         }
         let _ = futures_lite::future::or(async { woken.await.is_ok() }, async {
             glommio::timer::sleep(timeout).await;
