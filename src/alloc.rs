@@ -42,6 +42,14 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
         }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() < lazy_bytes_min || layout.align() > 4096 {
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        // Fresh anonymous pages read as zero: no need to touch them.
+        unsafe { self.alloc(layout) }
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if layout.size() < lazy_bytes_min || layout.align() > 4096 {
             return unsafe { System.dealloc(ptr, layout) };
