@@ -73,6 +73,11 @@ pub struct Broker {
     producer_ids: RefCell<(i64, i64)>,
     /// Incremental fetch sessions of the connections on this shard.
     pub fetch_sessions: RefCell<fetch_sessions::FetchSessionCache>,
+    /// Shard 0 only: one topic change at a time (create, delete, grow,
+    /// reconfigure). Held across the whole change, broadcast included, so a
+    /// second request for the same topic sees the first one's result, and
+    /// the topic and placement files are written in order.
+    control: Rc<glommio::sync::Semaphore>,
 }
 
 pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
@@ -102,6 +107,17 @@ impl TopicError {
     }
 }
 
+impl Broker {
+    /// Takes shard 0's control-plane lock.
+    async fn control_lock(&self) -> Result<glommio::sync::StaticPermit, TopicError> {
+        assert_eq!(self.shard.id, ShardId(0), "topic changes run on shard 0");
+        self.control
+            .acquire_static_permit(1)
+            .await
+            .map_err(|_| TopicError::new(error_code::NOT_LEADER_OR_FOLLOWER, "broker is shutting down"))
+    }
+}
+
 fn storage_error(e: crate::storage::StorageError) -> TopicError {
     TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string())
 }
@@ -119,6 +135,7 @@ impl Broker {
         }
         let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)),
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::default()),
+            control: Rc::new(glommio::sync::Semaphore::new(1)),
         });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
         Ok(broker)
@@ -172,6 +189,7 @@ impl Broker {
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
+                let _control = broker.control_lock().await?;
                 broker.create_topic_here(&shard, name, partitions, configs).await
             })
             .await
@@ -219,6 +237,7 @@ impl Broker {
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
+                let _control = broker.control_lock().await?;
                 let Some(topic) = broker.topic(&name) else {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };
@@ -256,6 +275,7 @@ impl Broker {
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
+                let _control = broker.control_lock().await?;
                 let Some(mut topic) = broker.topic(&name) else {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };
@@ -302,6 +322,7 @@ impl Broker {
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
+                let _control = broker.control_lock().await?;
                 let Some(mut topic) = broker.topic(&name) else {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };

@@ -16,9 +16,11 @@ fn versions() -> Vec<ApiVersion> {
     REGISTRY
         .iter()
         .map(|spec| {
+            let min_version =
+                if spec.key == ApiKey::Produce { super::produce::advertised_min_version } else { spec.min_version };
             ApiVersion::default()
                 .with_api_key(spec.key as i16)
-                .with_min_version(spec.min_version)
+                .with_min_version(min_version)
                 .with_max_version(spec.max_version)
         })
         .collect()

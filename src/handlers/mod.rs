@@ -17,6 +17,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -59,6 +60,7 @@ pub const REGISTRY: &[ApiSpec] = &[
     incremental_alter_configs::SPEC,
     describe_cluster::SPEC,
     init_producer_id::SPEC,
+    find_coordinator::SPEC,
     offset_for_leader_epoch::SPEC,
 ];
 
@@ -134,6 +136,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(broker, request),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, request),
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
+        ApiKey::FindCoordinator => find_coordinator::handle(broker, request),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
         other => unreachable!("{other:?} is in the registry but has no handler"),
     }
@@ -165,6 +168,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::FindCoordinator => "FindCoordinator",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         _ => "an API this broker does not serve",
     }

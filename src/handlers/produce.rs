@@ -22,6 +22,13 @@ use crate::types::TopicPartition;
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Produce, min_version: 3, max_version: 9 };
 
+/// What ApiVersions reports as Produce's oldest version. librdkafka before
+/// 2.10 (Debian's kcat has 2.0.2) only compresses with gzip or snappy when
+/// the broker lists Produce v0, so, like Kafka 4.0 (KAFKA-18659), we list it;
+/// a request older than v3 still closes its connection, and librdkafka never
+/// sends one when v3+ is on offer.
+pub const advertised_min_version: i16 = 0;
+
 enum Outcome {
     Queued(RoutedTicket),
     Failed(i16),

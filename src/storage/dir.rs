@@ -98,7 +98,10 @@ pub async fn probe_dma_device(data_dir: &Path) -> io::Result<()> {
 /// directory fsync. Used for indexes and checkpoints (small, infrequent).
 pub async fn write_file_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
     let target = dir.join(name);
-    let temp = dir.join(format!("{name}.tmp"));
+    // A unique temp name: writers of the same file never share a temp file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!("{name}.{}.{serial}.tmp", std::process::id()));
     let file = BufferedFile::create(&temp).await.map_err(glommio_io)?;
     let len = bytes.len();
     let written = file.write_at(bytes, 0).await.map_err(glommio_io)?;

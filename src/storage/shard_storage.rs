@@ -874,18 +874,10 @@ impl ShardStorage {
                 if header.max_timestamp() < timestamp_ms {
                     continue;
                 }
-                let base = header.base_offset();
-                if matches!(header.compression(), Ok(batch::Compression::None)) {
-                    let records = batch::records(bytes)?;
-                    for record in records {
-                        let ts = header.base_timestamp() + record.timestamp_delta;
-                        if ts >= timestamp_ms {
-                            return Ok(Some((Offset(base.0 + i64::from(record.offset_delta)), ts)));
-                        }
-                    }
-                }
-                // Compressed: the batch is the finest unit we look into.
-                return Ok(Some((base, header.max_timestamp())));
+                let found = record_timestamps(bytes)?.into_iter().find(|(_, ts)| *ts >= timestamp_ms);
+                // The batch's max timestamp says a record qualifies; a batch
+                // too large to unpack answers at batch granularity.
+                return Ok(Some(found.unwrap_or((header.base_offset(), header.max_timestamp()))));
             }
         }
     }
@@ -908,15 +900,11 @@ impl ShardStorage {
         let read = self.read(tp, batch_offset, 1).await?;
         let Some(bytes) = read.batches.first() else { return Ok(Some((batch_offset, max))) };
         let header = BatchHeader::ref_from_prefix(bytes).expect("stored batches have headers");
-        if header.timestamp_type_log_append() || !matches!(header.compression(), Ok(batch::Compression::None)) {
+        if header.timestamp_type_log_append() {
             return Ok(Some((batch_offset, max)));
         }
-        for record in batch::records(bytes)? {
-            if header.base_timestamp() + record.timestamp_delta == max {
-                return Ok(Some((Offset(header.base_offset().0 + i64::from(record.offset_delta)), max)));
-            }
-        }
-        Ok(Some((batch_offset, max)))
+        let found = record_timestamps(bytes)?.into_iter().find(|(_, ts)| *ts == max);
+        Ok(Some(found.unwrap_or((batch_offset, max))))
     }
 
     /// Deletes a partition and its directory: queued appends fail, waiting
@@ -1005,6 +993,37 @@ impl ShardStorage {
             .await
             .map_err(|e| StorageError::io("write clean marker", &dir, e))?;
         Ok(())
+    }
+}
+
+/// Records a compressed batch may hold for its timestamps to be unpacked.
+pub const timestamp_scan_records_max: i32 = 1_000_000;
+
+/// (offset, timestamp) of every record of a batch, in order: read in place
+/// for an uncompressed batch, decompressed (with the `kafka-protocol`
+/// codecs) for a compressed one, and the batch's append time for every
+/// record of a LogAppendTime batch. Empty when a compressed batch claims
+/// more than `timestamp_scan_records_max` records.
+pub fn record_timestamps(bytes: &[u8]) -> StorageResult<Vec<(Offset, i64)>> {
+    let header = BatchHeader::ref_from_prefix(bytes).expect("stored batches have headers");
+    let base = header.base_offset();
+    if header.timestamp_type_log_append() {
+        let count = i64::from(header.last_offset_delta()) + 1;
+        return Ok((0..count).map(|i| (Offset(base.0 + i), header.max_timestamp())).collect());
+    }
+    match header.compression() {
+        Ok(batch::Compression::None) => Ok(batch::records(bytes)?
+            .into_iter()
+            .map(|r| (Offset(base.0 + i64::from(r.offset_delta)), header.base_timestamp() + r.timestamp_delta))
+            .collect()),
+        _ if header.records_count() > timestamp_scan_records_max => Ok(Vec::new()),
+        _ => {
+            let mut buffer = Bytes::copy_from_slice(bytes);
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buffer).map_err(|e| {
+                StorageError::Corrupt { what: "compressed batch", path: PathBuf::new(), reason: e.to_string() }
+            })?;
+            Ok(set.records.iter().map(|r| (Offset(r.offset), r.timestamp)).collect())
+        }
     }
 }
 
