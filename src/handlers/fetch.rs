@@ -204,7 +204,11 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Vec<
                 RoutedRead::Local(r) => {
                     (r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(), r.high_watermark, r.log_start_offset)
                 }
-                RoutedRead::Remote(r) => (r.batches.into_iter().map(FetchBatch::Remote).collect(), r.high_watermark, r.log_start_offset),
+                RoutedRead::Remote(r) => {
+                    let (hw, start) = (r.high_watermark, r.log_start_offset);
+                    let lent = Rc::new(r);
+                    ((0..lent.batches.len()).map(|i| FetchBatch::Lent(lent.clone(), i)).collect(), hw, start)
+                }
             })
         };
         match result {

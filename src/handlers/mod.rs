@@ -80,19 +80,19 @@ pub enum Response {
     Pieces(Vec<Piece<FetchBatch>>),
 }
 
-/// A record batch in a Fetch response: a zero-copy slice on this shard, or
-/// the one copy a read from another shard makes.
+/// A record batch in a Fetch response, never copied: a slice on this shard,
+/// or one of the batches another shard lent (`LentBatches`, by index).
 #[derive(Clone)]
 pub enum FetchBatch {
     Local(crate::storage::shard_storage::BatchBytes),
-    Remote(Bytes),
+    Lent(std::rc::Rc<crate::shard::router::LentRead>, usize),
 }
 
 impl AsRef<[u8]> for FetchBatch {
     fn as_ref(&self) -> &[u8] {
         match self {
             FetchBatch::Local(batch) => batch,
-            FetchBatch::Remote(bytes) => bytes,
+            FetchBatch::Lent(read, index) => read.batches.batch(*index),
         }
     }
 }

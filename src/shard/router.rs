@@ -14,15 +14,15 @@
 //! in submission order.
 //!
 //! Only `Send` data crosses: `Bytes` for appends; for reads, the owner's
-//! zero-copy slices (`Rc` of its write and read buffers) cannot leave their
-//! shard, so a remote read copies the batches once into one `Bytes`.
+//! zero-copy slices (`Rc`s of its write and read buffers) are lent to the
+//! reader (`LentBatches`): read-only there, sent home to be dropped.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::error;
 
@@ -38,7 +38,7 @@ pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()
 
 pub enum Message {
     Append { tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>> },
-    Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<OwnedRead>> },
+    Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<LentRead>> },
     Offsets { tp: TopicPartition, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
     /// To shard 0, the control plane: decide an owner, persist, broadcast.
     CreatePartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<ShardId>> },
@@ -55,46 +55,96 @@ pub struct Envelope {
     pub message: Message,
 }
 
-/// A read whose batches were copied off their owner's shard.
-pub struct OwnedRead {
-    pub batches: Vec<Bytes>,
-    pub high_watermark: Offset,
-    pub log_start_offset: Offset,
+/// Batches read on their owner shard and lent to another shard without a
+/// copy (in the manner of Redpanda's `foreign_ptr`). The borrower only reads
+/// the bytes; their `Rc` counts are touched only on the owner, to which
+/// `Drop` sends them back. If the owner has stopped (shutdown), they are
+/// leaked rather than dropped on the wrong shard.
+pub struct LentBatches {
+    batches: std::mem::ManuallyDrop<Vec<BatchBytes>>,
+    home: ShardId,
+    home_inbox: flume::Sender<Envelope>,
 }
 
-impl OwnedRead {
-    fn copy_of(read: &ReadOutput) -> OwnedRead {
-        let mut all = BytesMut::with_capacity(read.bytes);
-        let mut ends = Vec::with_capacity(read.batches.len());
-        for batch in &read.batches {
-            all.extend_from_slice(batch);
-            ends.push(all.len());
-        }
-        let all = all.freeze();
-        let mut start = 0;
-        let batches = ends
-            .into_iter()
-            .map(|end| {
-                let slice = all.slice(start..end);
-                start = end;
-                slice
-            })
-            .collect();
-        OwnedRead { batches, high_watermark: read.high_watermark, log_start_offset: read.log_start_offset }
+// SAFETY: the lent batches are immutable (written and acknowledged before
+// the read returned them, never written again). The borrower reads their
+// bytes through `batch()` only and never clones or drops the `Rc`s, so the
+// non-atomic counts are touched on the home shard alone; the memory stays
+// valid while those `Rc`s live, and they live until `Drop` has sent them
+// home and the home shard has dropped them.
+unsafe impl Send for LentBatches {}
+
+/// The lent batches on their way home, to be dropped there.
+struct Homeward(#[allow(dead_code)] Vec<BatchBytes>); // held only to be dropped at home
+// SAFETY: moved, not used, until dropped on the home shard (see above).
+unsafe impl Send for Homeward {}
+
+impl LentBatches {
+    fn lend(batches: Vec<BatchBytes>, home: ShardId, home_inbox: flume::Sender<Envelope>) -> LentBatches {
+        LentBatches { batches: std::mem::ManuallyDrop::new(batches), home, home_inbox }
     }
+
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    pub fn batch(&self, index: usize) -> &[u8] {
+        &self.batches[index]
+    }
+}
+
+impl Drop for LentBatches {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here; `self.batches` is not used again.
+        let batches = unsafe { std::mem::ManuallyDrop::take(&mut self.batches) };
+        if batches.is_empty() {
+            return; // no Rc inside: nothing to send home
+        }
+        let homeward = Homeward(batches);
+        let task: ShardTask = Box::new(move |_| {
+            Box::pin(async move {
+                drop(homeward);
+            })
+        });
+        match self.home_inbox.try_send(Envelope { to: self.home, message: Message::Run(task) }) {
+            Ok(()) => {}
+            Err(flume::TrySendError::Full(envelope)) => {
+                // Wait for room without blocking this shard.
+                let inbox = self.home_inbox.clone();
+                glommio::spawn_local(async move {
+                    if let Err(unsent) = inbox.send_async(envelope).await {
+                        std::mem::forget(unsent.into_inner());
+                    }
+                })
+                .detach();
+            }
+            Err(flume::TrySendError::Disconnected(envelope)) => std::mem::forget(envelope),
+        }
+    }
+}
+
+/// A read served by another shard: its batches lent, not copied.
+pub struct LentRead {
+    pub batches: LentBatches,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
 }
 
 /// A read as seen by the shard that asked for it.
 pub enum RoutedRead {
     Local(ReadOutput),
-    Remote(OwnedRead),
+    Remote(LentRead),
 }
 
 impl RoutedRead {
     pub fn batches(&self) -> Vec<&[u8]> {
         match self {
             RoutedRead::Local(read) => read.batches.iter().map(|b: &BatchBytes| &b[..]).collect(),
-            RoutedRead::Remote(read) => read.batches.iter().map(|b| &b[..]).collect(),
+            RoutedRead::Remote(read) => (0..read.batches.len()).map(|i| read.batches.batch(i)).collect(),
         }
     }
 
@@ -335,9 +385,16 @@ impl Shard {
                 Message::Read { tp, offset, max_bytes, reply } => {
                     self.assert_owned(&tp);
                     let storage = self.storage.clone();
+                    let (home, home_inbox) = (self.id, self.peers[self.id.index()].clone());
                     glommio::spawn_local(async move {
-                        let read = storage.read(&tp, offset, max_bytes).await;
-                        let _ = reply.send(read.map(|r| OwnedRead::copy_of(&r)));
+                        let read = storage.read(&tp, offset, max_bytes).await.map(|r| LentRead {
+                            batches: LentBatches::lend(r.batches, home, home_inbox),
+                            high_watermark: r.high_watermark,
+                            log_start_offset: r.log_start_offset,
+                        });
+                        // A read the asker no longer wants comes back here
+                        // inside the error, and its batches go home anyway.
+                        let _ = reply.send(read);
                     })
                     .detach();
                 }
