@@ -301,10 +301,14 @@ fn debug_dump(args: DumpArgs) -> Result<(), String> {
     let tp = TopicPartition::new(args.topic.clone(), args.partition);
     let result: Result<(), String> = shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
         let offsets = shard.offsets(&tp).await.map_err(|e| e.to_string())?;
-        println!(
+        // Stop at the first failed write (e.g. `| head` closed the pipe).
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
             "partition {tp} log_start={} high_watermark={} segments={} bytes={}",
             offsets.log_start_offset, offsets.high_watermark, offsets.segments, offsets.size_bytes
-        );
+        )
+        .map_err(|e| e.to_string())?;
         let mut cursor = offsets.log_start_offset;
         while cursor < offsets.high_watermark {
             let read = shard.read(&tp, cursor, 1024 * 1024).await.map_err(|e| e.to_string())?;
@@ -315,7 +319,8 @@ fn debug_dump(args: DumpArgs) -> Result<(), String> {
             for bytes in batches {
                 let header = BatchHeader::ref_from_prefix(bytes).ok_or("short batch")?;
                 let last = header.base_offset().0 + i64::from(header.last_offset_delta());
-                println!(
+                writeln!(
+                    out,
                     "batch base={} last={} records={} bytes={} epoch={} max_timestamp={}",
                     header.base_offset(),
                     last,
@@ -323,7 +328,8 @@ fn debug_dump(args: DumpArgs) -> Result<(), String> {
                     bytes.len(),
                     header.leader_epoch(),
                     header.max_timestamp()
-                );
+                )
+                .map_err(|e| e.to_string())?;
                 cursor = Offset(last + 1);
             }
         }
