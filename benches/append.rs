@@ -36,6 +36,9 @@
 //! RINGSTREAM_BENCH_RAW_DEPTH (writes in flight in the raw baselines other
 //! than the qd1 ones, default 64; a diagnostic knob).
 
+mod common;
+use common::batch_of;
+
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -45,9 +48,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
-use ringstream::storage::batch::{build_test_batch, BatchBuilder, Record};
+use ringstream::storage::batch::build_test_batch;
 use ringstream::storage::log::{FlushPolicy, LogConfig};
-use ringstream::storage::shard_storage::{now_ms, CommitStats, ShardStorage, StorageConfig};
+use ringstream::storage::shard_storage::{CommitStats, ShardStorage, StorageConfig};
 use ringstream::types::{ShardId, TopicPartition};
 
 const MIB: u64 = 1024 * 1024;
@@ -264,43 +267,6 @@ where
         .expect("executor finishes")
 }
 
-/// A valid batch of exactly `target` bytes: 16 records (64 from 256 KiB
-/// up) of pseudo-random values, the last one sized to hit the target.
-fn batch_of(target: usize, seed: u64) -> Bytes {
-    let records: usize = if target >= 256 * 1024 { 64 } else { 16 };
-    let mut state = seed | 1;
-    let value: Vec<u8> = (0..target)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let build = |each: usize, last: usize| {
-        let mut builder = BatchBuilder::new(now_ms());
-        for index in 0..records {
-            let len = if index + 1 == records { last } else { each };
-            builder.push(&Record {
-                key: None,
-                value: Some(&value[..len]),
-                headers: &[],
-                timestamp_delta: index as i64,
-            });
-        }
-        builder.build()
-    };
-    let each = (target - 61) / records - 10;
-    let mut last = each;
-    for _ in 0..8 {
-        let batch = build(each, last);
-        if batch.len() == target {
-            return Bytes::from(batch);
-        }
-        last = (last as i64 + target as i64 - batch.len() as i64) as usize;
-    }
-    panic!("no batch of exactly {target} bytes");
-}
 
 struct StorageRun {
     name: String,

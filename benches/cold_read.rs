@@ -25,6 +25,9 @@
 //! RINGSTREAM_BENCH_DIR (parent of the temp dir, default /var/tmp),
 //! RINGSTREAM_BENCH_MIB (data per partition, default 512).
 
+mod common;
+use common::batch_of;
+
 use std::collections::VecDeque;
 use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,13 +37,12 @@ use std::rc::Rc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
-use ringstream::storage::batch::{BatchBuilder, BatchHeader, Record};
+use ringstream::storage::batch::BatchHeader;
 use ringstream::storage::dir::segment_log_path;
 use ringstream::storage::log::{FlushPolicy, LogConfig};
-use ringstream::storage::shard_storage::{now_ms, ShardStorage, StorageConfig};
+use ringstream::storage::shard_storage::{ShardStorage, StorageConfig};
 use ringstream::types::{Offset, ShardId, TopicPartition};
 
 const MIB: u64 = 1024 * 1024;
@@ -223,43 +225,6 @@ fn storage_config(data_dir: &Path) -> (StorageConfig, LogConfig) {
     (config, log)
 }
 
-/// A valid batch of exactly `target` bytes: 16 records (64 from 256 KiB
-/// up) of pseudo-random values, the last one sized to hit the target.
-fn batch_of(target: usize, seed: u64) -> Bytes {
-    let records: usize = if target >= 256 * 1024 { 64 } else { 16 };
-    let mut state = seed | 1;
-    let value: Vec<u8> = (0..target)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    let build = |each: usize, last: usize| {
-        let mut builder = BatchBuilder::new(now_ms());
-        for index in 0..records {
-            let len = if index + 1 == records { last } else { each };
-            builder.push(&Record {
-                key: None,
-                value: Some(&value[..len]),
-                headers: &[],
-                timestamp_delta: index as i64,
-            });
-        }
-        builder.build()
-    };
-    let each = (target - 61) / records - 10;
-    let mut last = each;
-    for _ in 0..8 {
-        let batch = build(each, last);
-        if batch.len() == target {
-            return Bytes::from(batch);
-        }
-        last = (last as i64 + target as i64 - batch.len() as i64) as usize;
-    }
-    panic!("no batch of exactly {target} bytes");
-}
 
 /// Fills each partition with batches of its size; returns MiB/s per partition.
 fn write_partitions(
