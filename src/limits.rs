@@ -60,6 +60,11 @@ pub const read_window_bytes_max: usize = 8 * 1024 * 1024;
 /// Default disk read window when the caller's limit is smaller.
 pub const read_window_bytes_min: usize = 64 * 1024;
 
+/// Bytes of records one Fetch response carries (Kafka's broker
+/// `fetch.max.bytes` default). With the first batch always whole, a
+/// response stays below `fetch_response_bytes_max + batch_bytes_max`.
+pub const fetch_response_bytes_max: usize = 57_671_680;
+
 /// Default and ceiling of the per-shard batch cache.
 pub const batch_cache_bytes_default: usize = 256 * 1024 * 1024;
 pub const batch_cache_bytes_max: usize = 64 * 1024 * 1024 * 1024;
@@ -97,4 +102,5 @@ const _: () = assert!(read_window_bytes_max % io_alignment == 0);
 const _: () = assert!(recovery_read_bytes % io_alignment == 0);
 const _: () = assert!(recovery_read_bytes <= read_window_bytes_max);
 const _: () = assert!(batch_cache_bytes_default <= batch_cache_bytes_max);
+const _: () = assert!(fetch_response_bytes_max + batch_bytes_max < i32::MAX as usize / 2);
 const _: () = assert!(router_queue_depth_max >= 1);

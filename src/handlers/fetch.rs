@@ -20,6 +20,7 @@ use crate::protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
 use crate::shard::RoutedRead;
 use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
+use crate::limits;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::types::{Offset, TopicPartition};
 
@@ -120,7 +121,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let max_wait = Duration::from_millis(fetch.max_wait_ms.clamp(0, fetch_wait_ms_max) as u64);
         let deadline = Instant::now() + max_wait;
         let min_bytes = fetch.min_bytes.max(0) as usize;
-        let max_bytes = if fetch.max_bytes <= 0 { usize::MAX } else { fetch.max_bytes as usize };
+        // Capped like Kafka's broker `fetch.max.bytes`, whatever the client asks.
+        let max_bytes = if fetch.max_bytes <= 0 {
+            limits::fetch_response_bytes_max
+        } else {
+            (fetch.max_bytes as usize).min(limits::fetch_response_bytes_max)
+        };
         loop {
             let (partitions, total) = read_all(&broker, &wanted, max_bytes).await;
             let now = Instant::now();

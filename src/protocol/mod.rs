@@ -36,8 +36,8 @@ pub const request_header_bytes_min: usize = 10;
 /// length (excluding the prefix) once the prefix is complete. The size is
 /// checked against `frame_bytes_max` before anyone allocates for it.
 pub fn frame_size(buffer: &[u8], frame_bytes_max: usize) -> Result<Option<usize>, WireError> {
-    let Some(prefix) = buffer.get(..4) else { return Ok(None) };
-    let size = i32::from_be_bytes(prefix.try_into().expect("4 bytes"));
+    let [a, b, c, d, ..] = *buffer else { return Ok(None) };
+    let size = i32::from_be_bytes([a, b, c, d]);
     if size < request_header_bytes_min as i32 || size as i64 > frame_bytes_max as i64 {
         return Err(WireError::FrameSize { size: i64::from(size), min: request_header_bytes_min, max: frame_bytes_max });
     }
