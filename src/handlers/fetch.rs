@@ -12,7 +12,6 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use glommio::channels::local_channel;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 
 use super::{respond, str_bytes, ApiSpec, FetchBatch, Pending, Response};
@@ -249,29 +248,26 @@ fn response(session_id: i32, partitions: Vec<(String, PartitionOut<FetchBatch>)>
 }
 
 /// Waits until any wanted partition has data past its fetch offset, or the
-/// timeout. Each owner shard wakes its waiter when an append commits.
+/// timeout: one oneshot parked with each partition's owner (woken by its
+/// next commit) and one timer for the whole fetch.
 async fn wait_for_data(broker: &Broker, wanted: &[Wanted], timeout: Duration) {
-    let (wake, woken) = local_channel::new_bounded::<()>(1);
-    let wake = Rc::new(wake);
+    let mut woken = Vec::new();
     for w in wanted.iter().filter(|w| w.known) {
+        let (waiter, receiver) = futures_channel::oneshot::channel();
         let tp = TopicPartition::new(w.topic.0.as_str(), w.partition);
-        let offset = Offset(w.offset);
-        let shard = broker.shard.clone();
-        let wake = wake.clone();
-        glommio::spawn_local(async move {
-            let result = shard
-                .with_owner(&tp, move |storage, tp| async move { storage.wait_for_data(&tp, offset, timeout).await })
-                .await;
-            if matches!(result, Ok(Ok(true))) {
-                let _ = wake.try_send(());
-            }
-        })
-        .detach();
+        if broker.shard.park_data_waiter(&tp, Offset(w.offset), waiter).await.is_ok() {
+            woken.push(receiver);
+        }
     }
-    drop(wake);
-    let _ = futures_lite::future::or(async { woken.recv().await.is_some() }, async {
+    if woken.is_empty() {
         glommio::timer::sleep(timeout).await;
-        false
-    })
+        return;
+    }
+    let _ = futures_lite::future::or(
+        async {
+            let _ = futures_util::future::select_all(woken).await;
+        },
+        glommio::timer::sleep(timeout),
+    )
     .await;
 }

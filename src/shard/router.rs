@@ -242,6 +242,27 @@ impl Shard {
         .await
     }
 
+    /// Parks `waiter` with the owner of `tp` until data past `offset`
+    /// arrives there (a fetch long-poll). Fire and forget: a remote owner
+    /// gets one message and parks the waiter without a task or a timer.
+    pub async fn park_data_waiter(&self, tp: &TopicPartition, offset: Offset, waiter: oneshot::Sender<()>) -> StorageResult<()> {
+        let owner = self.owner_or_err(tp)?;
+        if owner == self.id {
+            self.storage.park_data_waiter(tp, offset, waiter)?;
+            return Ok(());
+        }
+        let tp = tp.clone();
+        let task: ShardTask = Box::new(move |shard| {
+            Box::pin(async move {
+                shard.assert_owned(&tp);
+                // A full waiter list drops the sender: the fetch sees it as a
+                // wake-up, reads, and parks again; it never hangs.
+                let _ = shard.storage.park_data_waiter(&tp, offset, waiter);
+            })
+        });
+        self.send(owner, Message::Run(task)).await
+    }
+
     /// Queues an append on the owning shard, preserving submission order.
     pub async fn submit(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<RoutedTicket> {
         let owner = self.owner_or_err(tp)?;

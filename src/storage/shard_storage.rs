@@ -815,6 +815,25 @@ impl ShardStorage {
         Ok(out)
     }
 
+    /// Parks `waiter` on a partition until its high watermark passes
+    /// `offset`; fires it at once if it already has. No task and no timer
+    /// per waiter: the fetch that parked it keeps the one timer. Returns
+    /// false (and drops the waiter) when the partition's waiters are full.
+    pub fn park_data_waiter(&self, tp: &TopicPartition, offset: Offset, waiter: oneshot::Sender<()>) -> StorageResult<bool> {
+        let partition = self.partition(tp)?;
+        if partition.log.borrow().high_watermark > offset {
+            let _ = waiter.send(());
+            return Ok(true);
+        }
+        let mut waiters = partition.data_waiters.borrow_mut();
+        waiters.retain(|w| !w.is_canceled());
+        if waiters.len() >= limits::partition_data_waiters_max {
+            return Ok(false);
+        }
+        waiters.push(waiter);
+        Ok(true)
+    }
+
     /// Waits until the high watermark passes `offset` (data to read there)
     /// or `timeout` elapses; true when data is available. Woken by commits,
     /// not by polling.
