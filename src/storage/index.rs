@@ -290,21 +290,7 @@ impl OffsetIndex {
         bytes: &[u8],
         segment_bytes: u64,
     ) -> Result<OffsetIndex, IndexError> {
-        if base_offset.0 < 0 {
-            return Err(IndexError::BaseOffsetNegative { base_offset: base_offset.0 });
-        }
-        let Ok(disk_entries) = <[OffsetIndexEntryDisk]>::ref_from_bytes(bytes) else {
-            return Err(IndexError::Length {
-                len: bytes.len(),
-                entry_bytes: offset_index_entry_bytes,
-            });
-        };
-        if disk_entries.len() > limits::index_entries_max {
-            return Err(IndexError::TooManyEntries {
-                count: disk_entries.len(),
-                max: limits::index_entries_max,
-            });
-        }
+        let disk_entries: &[OffsetIndexEntryDisk] = disk_entries(base_offset, bytes, offset_index_entry_bytes)?;
 
         let mut entries: Vec<OffsetIndexEntry> = Vec::with_capacity(disk_entries.len());
         let mut append_offset_min = base_offset;
@@ -567,21 +553,7 @@ impl TimeIndex {
     /// the newest entry but not indexed are not known (see
     /// `truncate_to_offset` for the replay that fixes that, or rebuild).
     pub fn decode(base_offset: Offset, bytes: &[u8]) -> Result<TimeIndex, IndexError> {
-        if base_offset.0 < 0 {
-            return Err(IndexError::BaseOffsetNegative { base_offset: base_offset.0 });
-        }
-        let Ok(disk_entries) = <[TimeIndexEntryDisk]>::ref_from_bytes(bytes) else {
-            return Err(IndexError::Length {
-                len: bytes.len(),
-                entry_bytes: time_index_entry_bytes,
-            });
-        };
-        if disk_entries.len() > limits::index_entries_max {
-            return Err(IndexError::TooManyEntries {
-                count: disk_entries.len(),
-                max: limits::index_entries_max,
-            });
-        }
+        let disk_entries: &[TimeIndexEntryDisk] = disk_entries(base_offset, bytes, time_index_entry_bytes)?;
 
         let mut entries: Vec<TimeIndexEntry> = Vec::with_capacity(disk_entries.len());
         let mut append_last_offset_min = base_offset;
@@ -622,6 +594,24 @@ impl TimeIndex {
             append_last_offset_min,
         })
     }
+}
+
+/// The checks both index decoders start with: a non-negative base offset,
+/// a whole number of entries, and no more than `index_entries_max` of them.
+fn disk_entries<T>(base_offset: Offset, bytes: &[u8], entry_bytes: usize) -> Result<&[T], IndexError>
+where
+    [T]: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
+{
+    if base_offset.0 < 0 {
+        return Err(IndexError::BaseOffsetNegative { base_offset: base_offset.0 });
+    }
+    let Ok(entries) = <[T]>::ref_from_bytes(bytes) else {
+        return Err(IndexError::Length { len: bytes.len(), entry_bytes });
+    };
+    if entries.len() > limits::index_entries_max {
+        return Err(IndexError::TooManyEntries { count: entries.len(), max: limits::index_entries_max });
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]
