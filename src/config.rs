@@ -77,7 +77,21 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
         "connection.requests.in.flight.max" => {
             int(1, 1024).map(|v| broker.connection_requests_in_flight_max = v as usize)
         }
-        "group.initial.rebalance.delay.ms" => int(0, i32::MAX as i64).map(|_| ()),
+        "group.initial.rebalance.delay.ms" => {
+            int(0, i32::MAX as i64).map(|v| broker.groups.initial_rebalance_delay_ms = v)
+        }
+        "group.min.session.timeout.ms" => int(1, i32::MAX as i64).map(|v| broker.groups.min_session_timeout_ms = v as i32),
+        "group.max.session.timeout.ms" => int(1, i32::MAX as i64).map(|v| broker.groups.max_session_timeout_ms = v as i32),
+        "group.max.size" => int(1, crate::limits::group_members_max as i64).map(|v| broker.groups.max_size = v as usize),
+        "offsets.retention.minutes" => int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_ms = v * 60_000),
+        "offsets.retention.check.interval.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_check_interval_ms = v)
+        }
+        "offsets.topic.num.partitions" => int(1, i64::from(crate::limits::offsets_topic_partitions_max))
+            .map(|v| broker.groups.offsets_topic_partitions = v as i32),
+        "offsets.topic.segment.bytes" => int(crate::limits::segment_bytes_min as i64, crate::limits::segment_bytes_max as i64)
+            .map(|v| broker.groups.offsets_segment_bytes = v as u64),
+        "offset.metadata.max.bytes" => int(0, 1024 * 1024).map(|v| broker.groups.offset_metadata_max_bytes = v as usize),
         _ => return None,
     };
     Some(result)

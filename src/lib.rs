@@ -18,6 +18,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod groups;
 pub mod handlers;
 pub mod limits;
 pub mod protocol;

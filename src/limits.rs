@@ -104,3 +104,16 @@ const _: () = assert!(recovery_read_bytes <= read_window_bytes_max);
 const _: () = assert!(batch_cache_bytes_default <= batch_cache_bytes_max);
 const _: () = assert!(fetch_response_bytes_max + batch_bytes_max < i32::MAX as usize / 2);
 const _: () = assert!(router_queue_depth_max >= 1);
+
+/// Members in one consumer group (`group.max.size` is configured below it).
+pub const group_members_max: usize = 10_000;
+/// Consumer groups one shard coordinates; a join for a new group beyond it
+/// is refused with COORDINATOR_NOT_AVAILABLE and a log line.
+pub const shard_groups_max: usize = 100_000;
+/// Protocols (assignors) one member may offer in a JoinGroup.
+pub const group_protocols_max: usize = 64;
+/// Partitions of the internal offsets log (`offsets.topic.num.partitions`).
+pub const offsets_topic_partitions_max: i32 = 1000;
+/// One batch written to the offsets log holds at most this many bytes of
+/// records; larger commits and snapshots are split.
+pub const offsets_log_batch_bytes_max: usize = 512 * 1024;

@@ -37,6 +37,14 @@ enum Command {
         #[command(flatten)]
         connection: ringstream::cli::Connection,
     },
+    /// Manage consumer groups on a running broker: list, describe (offsets
+    /// and lag), delete, reset-offsets (Kafka protocol).
+    Group {
+        #[command(subcommand)]
+        command: ringstream::cli::GroupCommand,
+        #[command(flatten)]
+        connection: ringstream::cli::Connection,
+    },
     /// Produce stdin lines to a topic on a running broker.
     Produce {
         #[command(flatten)]
@@ -162,6 +170,7 @@ fn main() {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Topic { command, connection } => ringstream::cli::topic(&connection, command),
+        Command::Group { command, connection } => ringstream::cli::group(&connection, command),
         Command::Produce { args, connection } => ringstream::cli::produce(&connection, args),
         Command::Consume { args, connection } => ringstream::cli::consume(&connection, args),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
@@ -222,12 +231,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             broker.advertised_port = i32::from(bound.port());
         }
     }
+    broker.groups.offsets_topic_partitions =
+        ringstream::groups::settle_partition_count(&data_dir, broker.groups.offsets_topic_partitions)?;
     let broker = Arc::new(broker);
     for i in 0..shards.shard_count() {
         let (broker, topics) = (broker.clone(), topics.clone());
         shards
             .run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
-                let broker = Broker::install(shard, broker, topics)?;
+                let groups = broker.groups.clone();
+                let broker = Broker::install(shard.clone(), broker, topics)?;
+                ringstream::groups::Coordinator::install(shard, groups).await?;
                 connection::start(broker);
                 Ok::<(), String>(())
             })?;

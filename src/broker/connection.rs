@@ -196,7 +196,7 @@ async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             }
         };
         let api = request.api_key;
-        let response = match handlers::start(&broker, request).await {
+        let response = match handlers::start(&broker, request, peer).await {
             Ok(response) => response,
             Err(e) => {
                 warn!(client = ?peer, api = ?api, "closing connection: {e}");

@@ -43,6 +43,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Requests read ahead on one connection before its responses are written.
     pub connection_requests_in_flight_max: usize,
+    /// The group coordinator's settings.
+    pub groups: crate::groups::GroupsConfig,
 }
 
 impl Default for BrokerConfig {
@@ -57,6 +59,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             socket_request_max_bytes: 104_857_600,
             connection_requests_in_flight_max: 32,
+            groups: crate::groups::GroupsConfig::default(),
         }
     }
 }
@@ -169,6 +172,9 @@ impl Broker {
         if !is_valid_topic_name(&name) {
             return Err(TopicError::new(error_code::INVALID_TOPIC_EXCEPTION, format!("invalid topic name {name:?}")));
         }
+        if name == crate::groups::OFFSETS_TOPIC {
+            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("{name:?} is the internal offsets topic")));
+        }
         if !(1..=topics::topic_partitions_max).contains(&partitions) {
             return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("partition count {partitions} out of range")));
         }
@@ -249,6 +255,18 @@ impl Broker {
                     }
                 }
                 info!(topic = %name, "topic deleted");
+                // Committed offsets of the topic go with it, on every coordinator.
+                for i in 0..shard.shard_count() {
+                    let topic = name.clone();
+                    let cleaned = shard
+                        .run_on(ShardId(i as u16), move |_| async move {
+                            crate::groups::coordinator::local().topic_deleted(&topic).await
+                        })
+                        .await;
+                    if cleaned.is_err() {
+                        tracing::warn!(topic = %name, shard = i, "could not remove the deleted topic's committed offsets");
+                    }
+                }
                 Ok(())
             })
             .await

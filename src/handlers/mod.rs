@@ -13,17 +13,27 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +72,16 @@ pub const REGISTRY: &[ApiSpec] = &[
     init_producer_id::SPEC,
     find_coordinator::SPEC,
     offset_for_leader_epoch::SPEC,
+    join_group::SPEC,
+    sync_group::SPEC,
+    heartbeat::SPEC,
+    leave_group::SPEC,
+    list_groups::SPEC,
+    describe_groups::SPEC,
+    delete_groups::SPEC,
+    offset_commit::SPEC,
+    offset_fetch::SPEC,
+    offset_delete::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<ApiSpec> {
@@ -101,7 +121,7 @@ impl AsRef<[u8]> for FetchBatch {
 pub type Pending = Pin<Box<dyn Future<Output = Option<Response>>>>;
 
 /// Starts a request. Errors close the connection.
-pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
+pub async fn start(broker: &Rc<Broker>, request: Request, peer: Option<std::net::SocketAddr>) -> Result<Pending, WireError> {
     let Some(spec) = spec(request.api_key) else {
         return Err(WireError::UnsupportedVersion {
             api: api_name(request.api_key),
@@ -138,6 +158,16 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
         ApiKey::FindCoordinator => find_coordinator::handle(broker, request),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
+        ApiKey::JoinGroup => join_group::handle(broker, request, peer),
+        ApiKey::SyncGroup => sync_group::handle(broker, request),
+        ApiKey::Heartbeat => heartbeat::handle(broker, request),
+        ApiKey::LeaveGroup => leave_group::handle(broker, request),
+        ApiKey::ListGroups => list_groups::handle(broker, request),
+        ApiKey::DescribeGroups => describe_groups::handle(broker, request),
+        ApiKey::DeleteGroups => delete_groups::handle(broker, request),
+        ApiKey::OffsetCommit => offset_commit::handle(broker, request),
+        ApiKey::OffsetFetch => offset_fetch::handle(broker, request),
+        ApiKey::OffsetDelete => offset_delete::handle(broker, request),
         other => unreachable!("{other:?} is in the registry but has no handler"),
     }
 }
@@ -170,6 +200,16 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::FindCoordinator => "FindCoordinator",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "an API this broker does not serve",
     }
 }

@@ -680,33 +680,55 @@ impl ShardStorage {
         let partitions: Vec<Rc<Partition>> = self.inner.partitions.borrow().values().cloned().collect();
         let mut deleted = 0;
         for partition in partitions {
-            let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { continue };
-            let (victims, epochs_text, dir) = {
-                let mut log = partition.log.borrow_mut();
-                let bases = log.retention_victims(now);
-                if bases.is_empty() {
-                    continue;
-                }
-                let victims: Vec<Segment> =
-                    bases.iter().map(|base| log.segments.remove(base).expect("victim exists")).collect();
-                let start = log.log_start_offset();
-                self.inner.cache.borrow_mut().evict_below(log.key, start);
-                let changed = log.epochs.truncate_from_start(start);
-                info!(partition = %log.tp, segments = victims.len(), log_start = %start, "retention deleted segments");
-                log.check_invariants();
-                (victims, changed.then(|| log.epochs.encode()), log.dir.clone())
-            };
-            deleted += victims.len();
-            for segment in &victims {
-                segment.remove_files(&dir).await?;
-            }
-            if let Some(text) = epochs_text {
-                dir::write_file_atomic(&dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes())
-                    .await
-                    .map_err(|e| StorageError::io("write epoch checkpoint", &dir, e))?;
-            }
+            deleted += self.delete_segments(&partition, |log| log.retention_victims(now), "retention").await?;
         }
         Ok(deleted)
+    }
+
+    /// Deletes the sealed segments that lie wholly below `offset` (the
+    /// offsets log's compaction: a snapshot of the live records was written
+    /// from `offset` on). Returns the number of segments deleted.
+    pub async fn delete_segments_before(&self, tp: &TopicPartition, offset: Offset) -> StorageResult<usize> {
+        let partition = self.partition(tp)?;
+        let victims = |log: &PartitionLog| -> Vec<Offset> {
+            let bases: Vec<Offset> = log.segments.keys().copied().collect();
+            bases.windows(2).take_while(|pair| pair[1] <= offset).map(|pair| pair[0]).collect()
+        };
+        self.delete_segments(&partition, victims, "compaction").await
+    }
+
+    /// Deletes the segments `choose` picks (oldest first, never the active
+    /// one) under the partition's write lock, and moves the log start.
+    async fn delete_segments(
+        &self,
+        partition: &Rc<Partition>,
+        choose: impl FnOnce(&PartitionLog) -> Vec<Offset>,
+        why: &'static str,
+    ) -> StorageResult<usize> {
+        let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { return Ok(0) };
+        let (victims, epochs_text, dir) = {
+            let mut log = partition.log.borrow_mut();
+            let bases = choose(&log);
+            if bases.is_empty() {
+                return Ok(0);
+            }
+            let victims: Vec<Segment> = bases.iter().map(|base| log.segments.remove(base).expect("victim exists")).collect();
+            let start = log.log_start_offset();
+            self.inner.cache.borrow_mut().evict_below(log.key, start);
+            let changed = log.epochs.truncate_from_start(start);
+            info!(partition = %log.tp, segments = victims.len(), log_start = %start, why, "deleted segments");
+            log.check_invariants();
+            (victims, changed.then(|| log.epochs.encode()), log.dir.clone())
+        };
+        for segment in &victims {
+            segment.remove_files(&dir).await?;
+        }
+        if let Some(text) = epochs_text {
+            dir::write_file_atomic(&dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes())
+                .await
+                .map_err(|e| StorageError::io("write epoch checkpoint", &dir, e))?;
+        }
+        Ok(victims.len())
     }
 
     /// Reads whole batches from `offset`, up to `max_bytes` (the first batch
