@@ -39,8 +39,8 @@ use crate::types::{Offset, TopicPartition};
 
 /// How often deadlines are checked.
 pub const tick_ms: u64 = 100;
-/// The offsets log is compacted once this much was written since the last
-/// snapshot (and at least the snapshot's own size).
+/// The offsets log is compacted once this much (or two segments, if less)
+/// was written since the last snapshot, and at least the snapshot's size.
 pub const offsets_compact_bytes: u64 = 8 * 1024 * 1024;
 
 thread_local! {
@@ -778,7 +778,8 @@ impl Coordinator {
             }
         }
         state.bytes_since_snapshot.set(state.bytes_since_snapshot.get() + bytes);
-        if state.bytes_since_snapshot.get() >= offsets_compact_bytes.max(state.snapshot_bytes.get())
+        let threshold = (2 * self.config.offsets_segment_bytes).min(offsets_compact_bytes).max(state.snapshot_bytes.get());
+        if state.bytes_since_snapshot.get() >= threshold
             && !state.compacting.get()
         {
             state.compacting.set(true);
@@ -851,7 +852,6 @@ impl Coordinator {
 
     fn tick(self: &Rc<Self>) {
         let now = now_ms();
-        let initial_delay = self.config.initial_rebalance_delay_ms;
         let mut changed = Vec::new();
         for g in self.groups.borrow_mut().values_mut() {
             if g.state == GroupState::Empty && g.pending.is_empty() {
@@ -896,7 +896,6 @@ impl Coordinator {
                 }
                 GroupState::Empty | GroupState::Dead => {}
             }
-            let _ = initial_delay;
             if g.dirty {
                 changed.push(g.id.clone());
             }
