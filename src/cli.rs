@@ -1,13 +1,15 @@
 //! The rpk-like tools: `ringstream topic ...`, `ringstream produce`,
-//! `ringstream consume`. They speak the Kafka protocol (through `client`)
+//! `ringstream consume`, `ringstream group ...` (modelled on Kafka's
+//! kafka-consumer-groups.sh). They speak the Kafka protocol (through `client`)
 //! to a running broker, ours or any other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -19,8 +21,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use crate::client::{partition_for_key, Client};
+use crate::client::{
+    by_topic, decode_consumer_assignment, describe_error, partition_for_key, Client, GroupDescription, ListedGroup,
+};
 use crate::storage::batch::{self, BatchBuilder, Record};
+use crate::types::TopicPartition;
 
 #[derive(Args, Clone)]
 pub struct Connection {
@@ -410,6 +415,576 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
         }
         if !args.follow && at_end && !progressed {
             return out.flush().map_err(|e| e.to_string());
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups: id, state and protocol type.
+    List,
+    /// Show a group: state, members and their partitions, and per partition
+    /// the committed offset, log end offset and lag.
+    Describe { group: String },
+    /// Delete groups that have no active members, with their committed offsets.
+    Delete {
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Move a group's committed offsets; prints the plan and commits it only
+    /// with --execute (Kafka takes it only while the group has no members).
+    ResetOffsets(ResetOffsetsArgs),
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["topics", "all_topics"])))]
+#[command(group(
+    ArgGroup::new("target").required(true).args(["to_earliest", "to_latest", "to_offset", "shift_by", "to_datetime"])
+))]
+pub struct ResetOffsetsArgs {
+    pub group: String,
+    /// A topic, all its partitions, or some: orders:0,2 (repeatable).
+    #[arg(long = "topic", value_name = "TOPIC[:P,P..]")]
+    pub topics: Vec<String>,
+    /// Every topic the group has committed offsets for.
+    #[arg(long)]
+    pub all_topics: bool,
+    /// To each partition's log start offset.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// To each partition's log end offset.
+    #[arg(long)]
+    pub to_latest: bool,
+    /// To this offset (kept within the log's start and end).
+    #[arg(long, value_name = "OFFSET", allow_negative_numbers = true)]
+    pub to_offset: Option<i64>,
+    /// Move the committed offset by N, e.g. --shift-by -10 (kept within the log).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+    /// To the first offset at or after this time: RFC 3339
+    /// (2024-05-01T12:00:00Z, 2024-05-01T14:00:00.5+02:00) or epoch milliseconds.
+    #[arg(long, value_name = "TIME")]
+    pub to_datetime: Option<String>,
+    /// Commit the new offsets (default: only print them).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub execute: bool,
+    /// Only print the new offsets (the default).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Prints rows under a header, columns left-aligned and two spaces apart;
+/// an empty cell prints as `-`.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let cell = |text: &str| if text.is_empty() { "-".to_owned() } else { text.to_owned() };
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        assert_eq!(row.len(), header.len());
+        for (width, text) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell(text).chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let mut out = String::new();
+        for (i, text) in cells.into_iter().enumerate() {
+            if i == last {
+                out.push_str(&text);
+            } else {
+                let pad = widths[i] - text.chars().count();
+                out.push_str(&text);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        println!("{out}");
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.iter().map(|text| cell(text)).collect());
+    }
+}
+
+/// A connection to `group`'s coordinator (the bootstrap broker's own when
+/// it is the coordinator).
+fn coordinator(connection: &Connection, group: &str) -> Result<Client, String> {
+    let mut client = connection.connect()?;
+    let address = client.group_coordinator(group).map_err(|e| e.to_string())?;
+    if address == connection.brokers {
+        return Ok(client);
+    }
+    Client::connect(&address, Duration::from_secs(5)).map_err(|e| format!("group {group:?}'s coordinator: {e}"))
+}
+
+/// The group's description; an error when it does not exist (newer brokers
+/// answer GROUP_ID_NOT_FOUND, older ones describe it as `Dead`).
+fn existing_group(client: &mut Client, group: &str) -> Result<GroupDescription, String> {
+    let description = client.describe_group(group).map_err(|e| e.to_string())?;
+    if description.error_code == ResponseError::GroupIdNotFound.code()
+        || (description.error_code == 0 && description.state == "Dead")
+    {
+        return Err(format!("consumer group {group:?} does not exist"));
+    }
+    if description.error_code != 0 {
+        let error = describe_error(description.error_code, description.error_message.as_deref());
+        return Err(format!("describing group {group:?} failed: {error}"));
+    }
+    Ok(description)
+}
+
+/// A member's partitions, or why they cannot be shown. Only the consumer
+/// protocol's assignments are decoded (Kafka's tool does the same).
+fn member_partitions(protocol_type: &str, assignment: &[u8]) -> Result<Vec<TopicPartition>, String> {
+    if assignment.is_empty() {
+        return Ok(Vec::new()); // joined, not yet assigned
+    }
+    if protocol_type != "consumer" {
+        return Err(format!("protocol type {protocol_type:?}"));
+    }
+    decode_consumer_assignment(assignment).map(|a| a.partitions).map_err(|e| e.to_string())
+}
+
+pub fn group(connection: &Connection, command: GroupCommand) -> Result<(), String> {
+    match command {
+        GroupCommand::List => group_list(connection),
+        GroupCommand::Describe { group } => group_describe(connection, &group),
+        GroupCommand::Delete { groups } => group_delete(connection, &groups),
+        GroupCommand::ResetOffsets(args) => group_reset_offsets(connection, args),
+    }
+}
+
+fn group_list(connection: &Connection) -> Result<(), String> {
+    let mut client = connection.connect()?;
+    // Each broker lists the groups it coordinates: ask them all.
+    let brokers = client.brokers().map_err(|e| e.to_string())?;
+    let mut groups: BTreeMap<String, ListedGroup> = BTreeMap::new();
+    if brokers.len() <= 1 {
+        groups.extend(client.list_groups().map_err(|e| e.to_string())?.into_iter().map(|g| (g.group_id.clone(), g)));
+    } else {
+        for broker in &brokers {
+            let mut client = Client::connect(broker, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let listed = client.list_groups().map_err(|e| format!("{broker}: {e}"))?;
+            groups.extend(listed.into_iter().map(|g| (g.group_id.clone(), g)));
+        }
+    }
+    let rows: Vec<Vec<String>> = groups
+        .into_values()
+        .map(|g| vec![g.group_id, g.state.unwrap_or_else(|| "?".into()), g.protocol_type])
+        .collect();
+    print_table(&["GROUP", "STATE", "PROTOCOL-TYPE"], &rows);
+    Ok(())
+}
+
+fn group_describe(connection: &Connection, group: &str) -> Result<(), String> {
+    let mut coordinator = coordinator(connection, group)?;
+    let description = existing_group(&mut coordinator, group)?;
+    let committed = coordinator.offset_fetch(group, None).map_err(|e| e.to_string())?;
+
+    let assignments: Vec<Result<Vec<TopicPartition>, String>> =
+        description.members.iter().map(|m| member_partitions(&description.protocol_type, &m.assignment)).collect();
+    let mut owner: BTreeMap<TopicPartition, usize> = BTreeMap::new();
+    for (member, partitions) in assignments.iter().enumerate() {
+        for tp in partitions.iter().flatten() {
+            owner.insert(tp.clone(), member);
+        }
+    }
+    let partitions: Vec<TopicPartition> = committed.keys().chain(owner.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let ends = if partitions.is_empty() {
+        BTreeMap::new()
+    } else {
+        let mut client = connection.connect()?;
+        client.list_offsets(&by_topic(&partitions), -1).map_err(|e| e.to_string())?
+    };
+
+    print_table(
+        &["GROUP", "STATE", "PROTOCOL-TYPE", "ASSIGNOR", "MEMBERS"],
+        &[vec![
+            group.to_owned(),
+            description.state.clone(),
+            description.protocol_type.clone(),
+            description.protocol.clone(),
+            description.members.len().to_string(),
+        ]],
+    );
+    println!();
+    if description.members.is_empty() {
+        println!("consumer group {group:?} has no active members");
+    } else {
+        let rows: Vec<Vec<String>> = description
+            .members
+            .iter()
+            .zip(&assignments)
+            .map(|(m, partitions)| {
+                let assigned = match partitions {
+                    Ok(partitions) => by_topic(partitions)
+                        .iter()
+                        .map(|(topic, ps)| format!("{topic}:{}", ps.iter().map(i32::to_string).collect::<Vec<_>>().join(",")))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    Err(_) => "<undecodable>".to_owned(),
+                };
+                vec![
+                    m.member_id.clone(),
+                    m.group_instance_id.clone().unwrap_or_default(),
+                    m.client_id.clone(),
+                    m.host.clone(),
+                    assigned,
+                ]
+            })
+            .collect();
+        print_table(&["MEMBER-ID", "GROUP-INSTANCE-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"], &rows);
+        for (m, partitions) in description.members.iter().zip(&assignments) {
+            if let Err(why) = partitions {
+                eprintln!("warning: member {}'s assignment is undecodable: {why}", m.member_id);
+            }
+        }
+    }
+    println!();
+
+    let mut rows = Vec::new();
+    for tp in &partitions {
+        let current = match committed.get(tp) {
+            Some(Ok(offset)) => Some(*offset),
+            Some(Err(code)) => {
+                eprintln!("warning: committed offset of {tp}: {}", describe_error(*code, None));
+                None
+            }
+            None => None,
+        };
+        let end = match ends.get(tp) {
+            Some(Ok(offset)) => Some(*offset),
+            Some(Err(code)) => {
+                eprintln!("warning: log end offset of {tp}: {}", describe_error(*code, None));
+                None
+            }
+            None => None,
+        };
+        let lag = current.zip(end).map(|(current, end)| end - current);
+        let show = |value: Option<i64>| value.map_or_else(String::new, |v| v.to_string());
+        let member = owner.get(tp).map(|i| &description.members[*i]);
+        rows.push(vec![
+            tp.topic.clone(),
+            tp.partition.0.to_string(),
+            show(current),
+            show(end),
+            show(lag),
+            member.map(|m| m.member_id.clone()).unwrap_or_default(),
+            member.map(|m| m.host.clone()).unwrap_or_default(),
+            member.map(|m| m.client_id.clone()).unwrap_or_default(),
+        ]);
+    }
+    // Members with nothing assigned, as Kafka's tool shows them.
+    for (m, partitions) in description.members.iter().zip(&assignments) {
+        if partitions.as_ref().is_ok_and(Vec::is_empty) {
+            let mut row = vec![String::new(); 5];
+            row.extend([m.member_id.clone(), m.host.clone(), m.client_id.clone()]);
+            rows.push(row);
+        }
+    }
+    print_table(
+        &["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn group_delete(connection: &Connection, groups: &[String]) -> Result<(), String> {
+    let mut client = connection.connect()?;
+    let mut outcomes: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+    // One DeleteGroups per coordinator, with its groups.
+    let mut by_coordinator: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for group in groups {
+        match client.group_coordinator(group) {
+            Ok(address) => by_coordinator.entry(address).or_default().push(group.clone()),
+            Err(e) => {
+                outcomes.insert(group.clone(), Err(e.to_string()));
+            }
+        }
+    }
+    for (address, groups) in &by_coordinator {
+        let results = if *address == connection.brokers {
+            client.delete_groups(groups)
+        } else {
+            Client::connect(address, Duration::from_secs(5)).and_then(|mut c| c.delete_groups(groups))
+        };
+        match results {
+            Ok(results) => {
+                for (group, code) in results {
+                    let outcome = if code == 0 { Ok(()) } else { Err(describe_error(code, None)) };
+                    outcomes.insert(group, outcome);
+                }
+            }
+            Err(e) => {
+                for group in groups {
+                    outcomes.insert(group.clone(), Err(e.to_string()));
+                }
+            }
+        }
+    }
+    let mut failed = 0;
+    for group in groups {
+        match &outcomes[group] {
+            Ok(()) => println!("deleted group {group}"),
+            Err(why) => {
+                failed += 1;
+                println!("group {group} not deleted: {why}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} group(s) not deleted", groups.len()));
+    }
+    Ok(())
+}
+
+/// `orders` (every partition) or `orders:0,2`.
+fn parse_topic_spec(client: &mut Client, spec: &str) -> Result<Vec<TopicPartition>, String> {
+    let (topic, list) = match spec.split_once(':') {
+        Some((topic, list)) => (topic, Some(list)),
+        None => (spec, None),
+    };
+    if topic.is_empty() {
+        return Err(format!("--topic {spec:?}: no topic name"));
+    }
+    let count = partition_count(client, topic)?;
+    let Some(list) = list else {
+        return Ok((0..count).map(|p| TopicPartition::new(topic, p)).collect());
+    };
+    list.split(',')
+        .map(|p| {
+            let p: i32 = p.trim().parse().map_err(|_| format!("--topic {spec:?}: {p:?} is not a partition number"))?;
+            if p < 0 || p >= count {
+                return Err(format!("--topic {spec:?}: partition {p} does not exist ({count} partitions)"));
+            }
+            Ok(TopicPartition::new(topic, p))
+        })
+        .collect()
+}
+
+/// Milliseconds since the epoch: digits are taken as epoch milliseconds,
+/// anything else as RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.fraction]` and `Z` or
+/// `±HH:MM`; the zone is required).
+pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
+    let bad = |why: &str| format!("--to-datetime {text:?}: {why} (want RFC 3339, e.g. 2024-05-01T12:00:00Z, or epoch milliseconds)");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| bad("too large"));
+    }
+    let b = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
+        let digits = b.get(range).ok_or_else(|| bad("too short"))?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad("not a date and time"));
+        }
+        Ok(digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let separators_ok = b.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't' | b' ')
+        && b[13] == b':'
+        && b[16] == b':';
+    if !separators_ok {
+        return Err(bad("not a date and time"));
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
+        return Err(bad("no such date"));
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return Err(bad("no such time"));
+    }
+    let mut at = 19;
+    let mut fraction_ms = 0i64;
+    if b.get(at) == Some(&b'.') {
+        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(bad("no digits after '.'"));
+        }
+        // Milliseconds: the first three digits; finer ones are dropped.
+        for i in 0..3 {
+            fraction_ms = fraction_ms * 10 + b.get(at + 1 + i).filter(|_| i < digits).map_or(0, |d| i64::from(d - b'0'));
+        }
+        at += 1 + digits;
+    }
+    let offset_ms = match &b[at..] {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == at + 6 && b[at + 3] == b':' => {
+            let (hours, minutes) = (number(at + 1..at + 3)?, number(at + 4..at + 6)?);
+            if hours > 23 || minutes > 59 {
+                return Err(bad("no such time zone offset"));
+            }
+            let ms = (hours * 60 + minutes) * 60_000;
+            if *sign == b'+' {
+                ms
+            } else {
+                -ms
+            }
+        }
+        [] => return Err(bad("no time zone (add Z for UTC, or +HH:MM)")),
+        _ => return Err(bad("bad time zone")),
+    };
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let ms = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + fraction_ms - offset_ms;
+    if ms < 0 {
+        return Err(bad("before 1970"));
+    }
+    Ok(ms)
+}
+
+fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Result<(), String> {
+    let group = args.group.as_str();
+    let timestamp_ms = args.to_datetime.as_deref().map(parse_datetime_ms).transpose()?;
+    let mut coordinator = coordinator(connection, group)?;
+    let mut client = connection.connect()?;
+
+    // Kafka moves the offsets of inactive groups only; say so before --execute fails.
+    let description = coordinator.describe_group(group).map_err(|e| e.to_string())?;
+    let active = description.error_code == 0 && !matches!(description.state.as_str(), "Empty" | "Dead");
+    if active {
+        eprintln!(
+            "warning: group {group:?} is {} with {} member(s); Kafka resets the offsets of inactive groups only, \
+             so --execute fails until its consumers stop",
+            description.state,
+            description.members.len()
+        );
+    }
+
+    let committed = coordinator.offset_fetch(group, None).map_err(|e| e.to_string())?;
+    let mut partitions: BTreeSet<TopicPartition> = BTreeSet::new();
+    if args.all_topics {
+        partitions.extend(committed.iter().filter(|(_, offset)| offset.is_ok()).map(|(tp, _)| tp.clone()));
+        if partitions.is_empty() {
+            return Err(format!("group {group:?} has no committed offsets; name topics with --topic"));
+        }
+    }
+    for spec in &args.topics {
+        partitions.extend(parse_topic_spec(&mut client, spec)?);
+    }
+    let topics = by_topic(&partitions);
+    let offsets_at = |client: &mut Client, timestamp: i64, what: &str| -> Result<BTreeMap<TopicPartition, i64>, String> {
+        let found = client.list_offsets(&topics, timestamp).map_err(|e| e.to_string())?;
+        partitions
+            .iter()
+            .map(|tp| match found.get(tp) {
+                Some(Ok(offset)) => Ok((tp.clone(), *offset)),
+                Some(Err(code)) => Err(format!("{what} of {tp}: {}", describe_error(*code, None))),
+                None => Err(format!("{what} of {tp}: not in the ListOffsets response")),
+            })
+            .collect()
+    };
+    let starts = offsets_at(&mut client, -2, "log start offset")?;
+    let ends = offsets_at(&mut client, -1, "log end offset")?;
+    let by_time = match timestamp_ms {
+        Some(ms) => Some(offsets_at(&mut client, ms, "offset for the time")?),
+        None => None,
+    };
+
+    let mut plan: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for tp in &partitions {
+        let (start, end) = (starts[tp], ends[tp]);
+        let wanted = if args.to_earliest {
+            start
+        } else if args.to_latest {
+            end
+        } else if let Some(offset) = args.to_offset {
+            offset
+        } else if let Some(shift) = args.shift_by {
+            match committed.get(tp) {
+                Some(Ok(current)) => current.saturating_add(shift),
+                _ => return Err(format!("cannot shift the offset of {tp}: the group has no committed offset there")),
+            }
+        } else if let Some(by_time) = &by_time {
+            match by_time[tp] {
+                -1 => end, // nothing at or after the time, as Kafka's tool falls back
+                offset => offset,
+            }
+        } else {
+            unreachable!("clap requires one of the --to-*/--shift-by options")
+        };
+        let new = wanted.clamp(start, end.max(start));
+        if new != wanted {
+            eprintln!("note: {tp}: offset {wanted} is outside the log [{start}, {end}]; using {new}");
+        }
+        plan.insert(tp.clone(), new);
+    }
+    let rows: Vec<Vec<String>> =
+        plan.iter().map(|(tp, offset)| vec![tp.topic.clone(), tp.partition.0.to_string(), offset.to_string()]).collect();
+    print_table(&["TOPIC", "PARTITION", "NEW-OFFSET"], &rows);
+    if !args.execute {
+        eprintln!("dry run: nothing committed (add --execute to commit these offsets)");
+        return Ok(());
+    }
+    // An admin commit: no generation, no member.
+    let results = coordinator.offset_commit(group, -1, "", &plan).map_err(|e| e.to_string())?;
+    let failures: Vec<(&TopicPartition, i16)> = results.iter().filter(|(_, code)| **code != 0).map(|(tp, code)| (tp, *code)).collect();
+    if failures.is_empty() {
+        eprintln!("committed {} offset(s) for group {group}", plan.len());
+        return Ok(());
+    }
+    for (tp, code) in &failures {
+        eprintln!("{tp}: {}", describe_error(*code, None));
+    }
+    let mut codes: Vec<i16> = failures.iter().map(|(_, code)| *code).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let names: Vec<String> = codes.iter().map(|code| describe_error(*code, None)).collect();
+    let member_errors =
+        [ResponseError::UnknownMemberId, ResponseError::RebalanceInProgress, ResponseError::IllegalGeneration].map(|e| e.code());
+    let hint = if codes.iter().any(|code| member_errors.contains(code)) {
+        "; Kafka resets the offsets of a group only while it has no active members: stop its consumers first"
+    } else {
+        ""
+    };
+    Err(format!(
+        "offsets not committed for {} of {} partition(s) of group {group}: {}{hint}",
+        failures.len(),
+        plan.len(),
+        names.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_parse_as_rfc3339_or_epoch_ms() {
+        assert_eq!(parse_datetime_ms("0"), Ok(0));
+        assert_eq!(parse_datetime_ms("1714564800000"), Ok(1_714_564_800_000));
+        assert_eq!(parse_datetime_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_datetime_ms("2024-05-01T12:00:00Z"), Ok(1_714_564_800_000));
+        assert_eq!(parse_datetime_ms("2024-05-01t12:00:00z"), Ok(1_714_564_800_000));
+        assert_eq!(parse_datetime_ms("2024-05-01 14:00:00+02:00"), Ok(1_714_564_800_000));
+        assert_eq!(parse_datetime_ms("2024-05-01T07:30:00-04:30"), Ok(1_714_564_800_000));
+        assert_eq!(parse_datetime_ms("2024-05-01T12:00:00.5Z"), Ok(1_714_564_800_500));
+        assert_eq!(parse_datetime_ms("2024-05-01T12:00:00.123456789Z"), Ok(1_714_564_800_123));
+        assert_eq!(parse_datetime_ms("2000-02-29T00:00:00Z"), Ok(951_782_400_000));
+        assert_eq!(parse_datetime_ms("2100-03-01T00:00:00Z"), Ok(4_107_542_400_000));
+        for bad in [
+            "",
+            "yesterday",
+            "2024-05-01",
+            "2024-05-01T12:00:00",
+            "2024-05-01T12:00Z",
+            "2024-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00+2:00",
+            "2024-05-01T12:00:00+02:00junk",
+            "1969-12-31T23:59:59Z",
+            "-5",
+            "99999999999999999999",
+        ] {
+            assert!(parse_datetime_ms(bad).is_err(), "{bad:?} parsed");
         }
     }
 }

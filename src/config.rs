@@ -64,8 +64,10 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
     let result = match name {
         "num.partitions" => int(1, 100_000).map(|v| broker.num_partitions = v as i32),
         "auto.create.topics.enable" => match value {
-            "true" => Ok(broker.auto_create_topics = true),
-            "false" => Ok(broker.auto_create_topics = false),
+            "true" | "false" => {
+                broker.auto_create_topics = value == "true";
+                Ok(())
+            }
             _ => Err(format!("{name} must be true or false, got {value:?}")),
         },
         "default.replication.factor" => int(1, 1).map(|v| broker.default_replication_factor = v as i16),
@@ -73,7 +75,10 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
             int(1024, crate::limits::frame_bytes_max as i64).map(|v| broker.socket_request_max_bytes = v as usize)
         }
         "node.id" | "broker.id" => int(0, i32::MAX as i64).map(|v| broker.node_id = v as i32),
-        "cluster.id" => Ok(broker.cluster_id = value.to_owned()),
+        "cluster.id" => {
+            broker.cluster_id = value.to_owned();
+            Ok(())
+        }
         "connection.requests.in.flight.max" => {
             int(1, 1024).map(|v| broker.connection_requests_in_flight_max = v as usize)
         }

@@ -1,6 +1,7 @@
 //! Client compatibility: third-party Kafka clients against the real binary.
 //!
-//! Each test starts `ringstream serve` (2 shards, 6 partitions per new topic)
+//! Each test starts `ringstream serve` (2 shards, 6 partitions per new topic,
+//! `group.initial.rebalance.delay.ms=0` so that groups form without waiting)
 //! on a fresh data dir and port, runs one script from `tests/compat/` with
 //! `python3`, and fails with the script's output and the broker's log unless
 //! the script exits 0. The clients are confluent-kafka (current librdkafka),
@@ -222,6 +223,8 @@ fn serve_args(data_dir: &Path, listen: &str) -> Vec<String> {
         "2".into(),
         "--set".into(),
         "num.partitions=6".into(),
+        "--set".into(),
+        "group.initial.rebalance.delay.ms=0".into(),
     ]
 }
 
@@ -357,6 +360,119 @@ fn idempotent_confluent_kafka_no_duplicates_under_forced_retries() {
 #[test]
 fn idempotent_kafka_python_no_duplicates_under_forced_retries() {
     Broker::start().run("idempotent", &["--client", "kafka-python"]);
+}
+
+/// Runs one case of a consumer-group script on a fresh broker.
+fn group_case(script: &str, case: &str) {
+    Broker::start().run(script, &["--case", case]);
+}
+
+/// confluent-kafka, 3 members over 6 partitions: two partitions each, every
+/// partition read by its one owner, no loss or duplicate, offset order;
+/// DescribeGroups and ListGroups agree; Empty after LeaveGroup.
+#[test]
+fn groups_confluent_partition_spread() {
+    group_case("groups_confluent", "spread");
+}
+
+/// confluent-kafka, manual commits: a member SIGKILLed (no LeaveGroup) loses
+/// its partitions after session.timeout.ms; the others resume at its last
+/// commit: nothing lost, duplicates only past that commit.
+#[test]
+fn groups_confluent_member_loss() {
+    group_case("groups_confluent", "member-loss");
+}
+
+/// confluent-kafka, 4 members over 2 partitions: two idle members.
+#[test]
+fn groups_confluent_idle_members() {
+    group_case("groups_confluent", "idle");
+}
+
+/// confluent-kafka, two groups on one topic each read every record; their
+/// committed offsets are separate.
+#[test]
+fn groups_confluent_independent_groups() {
+    group_case("groups_confluent", "independent");
+}
+
+/// Committed offsets survive a SIGTERM and a SIGKILL restart (same data dir
+/// and port); a new member resumes at them and re-reads nothing committed.
+#[test]
+fn groups_confluent_offsets_survive_restarts() {
+    let mut broker = Broker::start();
+    let command = json_string_array(&broker.restart_command());
+    let (log, pids) = (broker.log_path(), broker.pid_file());
+    broker.run(
+        "groups_confluent",
+        &[
+            "--case",
+            "persistence",
+            "--broker-cmd",
+            &command,
+            "--broker-log",
+            &log.to_string_lossy(),
+            "--pid-file",
+            &pids.to_string_lossy(),
+        ],
+    );
+    match broker.child.try_wait().unwrap() {
+        Some(status) => {
+            assert!(status.success(), "the broker stopped with {status} after SIGTERM\n{}", broker.log_tail(60))
+        }
+        None => panic!("the first broker is still running after the persistence test"),
+    }
+}
+
+/// confluent-kafka static membership: a member with group.instance.id
+/// closes (no LeaveGroup) and comes back within the session timeout with the
+/// same partitions and no rebalance of the other member; gone for good, its
+/// partitions move after the session timeout.
+#[test]
+fn groups_confluent_static_membership() {
+    group_case("groups_confluent", "static");
+}
+
+/// confluent-kafka cooperative-sticky: a joining member takes partitions
+/// incrementally while records flow; the first keeps the rest; no loss, no
+/// duplicates.
+#[test]
+fn groups_confluent_cooperative_sticky() {
+    group_case("groups_confluent", "cooperative");
+}
+
+/// OffsetFetch of a group that never existed: OFFSET_INVALID without error;
+/// DescribeGroups Dead, DeleteGroups GROUP_ID_NOT_FOUND.
+#[test]
+fn groups_confluent_unknown_group_offsets() {
+    group_case("groups_confluent", "unknown-group");
+}
+
+/// confluent-kafka AdminClient: list, describe, list/alter offsets, delete
+/// (NON_EMPTY_GROUP, then OK), and a simple (assign-only) group's commits.
+#[test]
+fn groups_confluent_admin() {
+    group_case("groups_confluent", "admin");
+}
+
+/// kafka-python, 3 consumers over 6 partitions, and its admin client's
+/// list_groups / describe_groups.
+#[test]
+fn groups_kafka_python_partition_spread() {
+    group_case("groups_kafka_python", "spread");
+}
+
+/// kafka-python: commit, resume; list_group_offsets, delete_group_offsets
+/// (OffsetDelete), delete_groups; -1 offsets of an unknown group.
+#[test]
+fn groups_kafka_python_commit_resume() {
+    group_case("groups_kafka_python", "commit-resume");
+}
+
+/// A kafka-python and a confluent-kafka member in one group.
+#[test]
+fn groups_mixed_clients() {
+    group_case("groups_kafka_python", "mixed");
 }
 
 #[test]

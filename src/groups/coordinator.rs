@@ -200,6 +200,12 @@ pub struct FetchedOffset {
 
 // ---- Internal state ----
 
+/// A JoinGroup's answer now, or the rebalance to wait for.
+enum JoinStep {
+    Now(Box<JoinResult>),
+    Wait(oneshot::Receiver<JoinResult>),
+}
+
 struct Member {
     id: String,
     instance_id: Option<String>,
@@ -409,7 +415,7 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        if self.leader.as_ref().is_none_or(|l| self.member(l).is_none()) {
+        if !self.leader.as_ref().is_some_and(|l| self.member(l).is_some()) {
             self.leader = self.members.first().map(|m| m.id.clone());
         }
         self.set_state(GroupState::CompletingRebalance, now);
@@ -917,7 +923,9 @@ impl Coordinator {
     /// empty with no offsets is deleted.
     pub async fn expire_offsets(self: &Rc<Self>, now: i64) {
         let retention = self.config.offsets_retention_ms;
-        let plan: Vec<(String, Vec<(String, i32)>, bool)> = {
+        // (group, offsets that expire, whether the group goes too)
+        type Plan = Vec<(String, Vec<(String, i32)>, bool)>;
+        let plan: Plan = {
             let groups = self.groups.borrow();
             groups
                 .values()
@@ -980,10 +988,10 @@ impl Coordinator {
         let group_id = args.group_id.clone();
         let member_hint = if args.member_id.is_empty() { String::new() } else { args.member_id.clone() };
         let waiter = match self.join_begin(args) {
-            Ok(waiter) => waiter,
-            Err(result) => {
+            JoinStep::Wait(waiter) => waiter,
+            JoinStep::Now(result) => {
                 self.persist_if_dirty(&group_id);
-                return result;
+                return *result;
             }
         };
         let result = waiter.await.unwrap_or_else(|_| JoinResult::error(COORDINATOR_NOT_AVAILABLE, &member_hint));
@@ -991,10 +999,9 @@ impl Coordinator {
         result
     }
 
-    /// Err: the answer now. Ok: wait for the rebalance on the receiver.
-    fn join_begin(&self, args: JoinArgs) -> Result<oneshot::Receiver<JoinResult>, JoinResult> {
+    fn join_begin(&self, args: JoinArgs) -> JoinStep {
         let now = now_ms();
-        let fail = |code: i16| Err(JoinResult::error(code, &args.member_id));
+        let fail = |code: i16| JoinStep::Now(Box::new(JoinResult::error(code, &args.member_id)));
         if args.group_id.is_empty() {
             return fail(INVALID_GROUP_ID);
         }
@@ -1042,7 +1049,7 @@ impl Coordinator {
                 if args.member_id.is_empty() {
                     return self.replace_static_member(g, old, args, now);
                 }
-                return Ok(self.join_known(g, args, now));
+                return JoinStep::Wait(self.join_known(g, args, now));
             }
             if !args.member_id.is_empty() {
                 return fail(UNKNOWN_MEMBER_ID);
@@ -1052,7 +1059,7 @@ impl Coordinator {
             }
             let id = self.new_member_id(&args.client_id);
             g.static_members.insert(instance, id.clone());
-            return Ok(self.add_member(g, id, args, now, initial_delay));
+            return JoinStep::Wait(self.add_member(g, id, args, now, initial_delay));
         }
         if args.member_id.is_empty() {
             if g.members.len() + g.pending.len() >= self.config.max_size {
@@ -1061,18 +1068,18 @@ impl Coordinator {
             let id = self.new_member_id(&args.client_id);
             if args.require_known_member_id {
                 g.pending.insert(id.clone(), now + i64::from(args.session_timeout_ms));
-                return Err(JoinResult::error(MEMBER_ID_REQUIRED, &id));
+                return JoinStep::Now(Box::new(JoinResult::error(MEMBER_ID_REQUIRED, &id)));
             }
-            return Ok(self.add_member(g, id, args, now, initial_delay));
+            return JoinStep::Wait(self.add_member(g, id, args, now, initial_delay));
         }
         if g.pending.remove(&args.member_id).is_some() {
             let id = args.member_id.clone();
-            return Ok(self.add_member(g, id, args, now, initial_delay));
+            return JoinStep::Wait(self.add_member(g, id, args, now, initial_delay));
         }
         if g.member(&args.member_id).is_none() {
             return fail(UNKNOWN_MEMBER_ID);
         }
-        Ok(self.join_known(g, args, now))
+        JoinStep::Wait(self.join_known(g, args, now))
     }
 
     fn add_member(&self, g: &mut Group, id: String, args: JoinArgs, now: i64, initial_delay: i64) -> oneshot::Receiver<JoinResult> {
@@ -1150,17 +1157,11 @@ impl Coordinator {
     /// A static member rejoins with no member id (e.g. after a restart): it
     /// takes over its instance's place under a new id, and the old id is
     /// fenced. A stable group with unchanged subscriptions does not rebalance.
-    fn replace_static_member(
-        &self,
-        g: &mut Group,
-        old: String,
-        args: JoinArgs,
-        now: i64,
-    ) -> Result<oneshot::Receiver<JoinResult>, JoinResult> {
+    fn replace_static_member(&self, g: &mut Group, old: String, args: JoinArgs, now: i64) -> JoinStep {
         let new_id = self.new_member_id(&args.client_id);
         let protocol = g.protocol.clone().unwrap_or_default();
         let Some(m) = g.member_mut(&old) else {
-            return Err(JoinResult::error(UNKNOWN_MEMBER_ID, &args.member_id));
+            return JoinStep::Now(Box::new(JoinResult::error(UNKNOWN_MEMBER_ID, &args.member_id)));
         };
         m.fail_waiters(FENCED_INSTANCE_ID);
         let same_selected = args.protocols.iter().any(|(n, b)| *n == protocol && *b == m.metadata(&protocol));
@@ -1181,7 +1182,7 @@ impl Coordinator {
         if g.state == GroupState::Stable && same_selected {
             g.dirty = true;
             let is_leader = g.leader.as_deref() == Some(new_id.as_str());
-            return Err(g.join_response(&new_id, is_leader));
+            return JoinStep::Now(Box::new(g.join_response(&new_id, is_leader)));
         }
         let (sender, receiver) = oneshot::channel();
         if let Some(m) = g.member_mut(&new_id) {
@@ -1193,7 +1194,7 @@ impl Coordinator {
             g.prepare_rebalance(now, 0, "a static member rejoined with new metadata");
             g.maybe_complete_join(now, false);
         }
-        Ok(receiver)
+        JoinStep::Wait(receiver)
     }
 
     // ---- SyncGroup ----
@@ -1628,7 +1629,7 @@ impl Coordinator {
             let mut codes = Vec::with_capacity(partitions.len());
             let mut records = Vec::new();
             for (topic, p) in &partitions {
-                let busy = subscribed.as_ref().is_none_or(|s| s.contains(topic));
+                let busy = !subscribed.as_ref().is_some_and(|s| !s.contains(topic));
                 if busy {
                     codes.push(GROUP_SUBSCRIBED_TO_TOPIC);
                 } else {

@@ -469,14 +469,15 @@ def kp_producer(bootstrap, **extra):
     return KafkaProducer(**conf)
 
 
-def kp_produce(bootstrap, topic, records, timeout=60, **extra):
+def kp_produce(bootstrap, topic, records, timeout=60, partition_of=None, **extra):
     """Produces `records` with kafka-python; returns seq -> (partition, offset)."""
     producer = kp_producer(bootstrap, **extra)
     futures = []
     try:
         for r in records:
+            partition = partition_of(r) if partition_of else None
             futures.append((r.seq, producer.send(topic, key=r.key, value=r.value, headers=r.headers,
-                                                 timestamp_ms=r.timestamp)))
+                                                 timestamp_ms=r.timestamp, partition=partition)))
         producer.flush(timeout)
         acked = {}
         for seq, f in futures:
@@ -670,3 +671,123 @@ class BrokerProcess:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+# --------------------------------------------------------------------------
+# Consumer groups (groups_confluent.py, groups_kafka_python.py)
+
+GROUP_JOIN_SECONDS = 60  # deadline for a group to settle (Kafka's clients retry joins for long)
+GROUP_QUIET_SECONDS = 1.5  # a settled group sees no rebalance callback for this long
+
+
+def group_records(count, seed, partitions, seq_base=0):
+    """`count` small records for a group test, record i in partition
+    (seq_base + i) % partitions. Returns (records, partition_of)."""
+    records = make_records(count, seed=seed, ts_base=now_ms() - 600_000, big_values=False, null_header_values=False,
+                           seq_base=seq_base)
+    return records, (lambda r: r.seq % partitions)
+
+
+def check_group_stream(what, reads, acked, allow_duplicate=None):
+    """Checks what a group's members consumed.
+
+    reads: member name -> [(partition, offset, seq)] in the order the member
+    received them; acked: seq -> (partition, offset) as produced. Every
+    acknowledged record must have been consumed, each record read must be the
+    one produced at that offset, each member must read each partition in
+    offset order (never going back), and no record may be read twice unless
+    allow_duplicate(partition, offset, [member names]) says so.
+    Returns ({(partition, offset): [member names]}, {partition: set of member names}, duplicates)."""
+    by_offset = {}
+    readers_of = {}
+    for name, got in reads.items():
+        last = {}
+        for partition, offset, seq in got:
+            if partition in last and offset <= last[partition]:
+                fail(f"{what}: {name} read {partition}/{offset} after {partition}/{last[partition]} "
+                     f"(went back, or read twice)")
+            last[partition] = offset
+            by_offset.setdefault((partition, offset), []).append((name, seq))
+            readers_of.setdefault(partition, set()).add(name)
+    expected = {po: seq for seq, po in acked.items()}
+    for (partition, offset), readers in sorted(by_offset.items()):
+        seq = expected.get((partition, offset))
+        if seq is None:
+            fail(f"{what}: {readers[0][0]} read {partition}/{offset}, which was never acknowledged to the producer")
+        for name, got_seq in readers:
+            if got_seq != seq:
+                fail(f"{what}: {name} read seq {got_seq} at {partition}/{offset}, the producer was told seq {seq}")
+    missing = sorted(po for po in expected if po not in by_offset)
+    if missing:
+        fail(f"{what}: {len(missing)} of {len(expected)} acknowledged records never consumed, first "
+             f"{missing[:8]}; read per partition: "
+             f"{ {p: sum(1 for (q, _) in by_offset if q == p) for p in sorted({p for p, _ in expected})} }")
+    duplicates = {po: [n for n, _ in readers] for po, readers in by_offset.items() if len(readers) > 1}
+    bad = {po: names for po, names in duplicates.items()
+           if allow_duplicate is None or not allow_duplicate(po[0], po[1], names)}
+    if bad:
+        first = sorted(bad)[:8]
+        fail(f"{what}: {len(bad)} records consumed more than once where that is not allowed, first: "
+             f"{[(po, bad[po]) for po in first]}")
+    return {po: [n for n, _ in readers] for po, readers in by_offset.items()}, readers_of, len(duplicates)
+
+
+def disjoint_cover(assignments, partitions):
+    """assignments: member name -> set of partitions. True when they are
+    disjoint and cover range(partitions) exactly."""
+    seen = []
+    for parts in assignments.values():
+        seen.extend(parts)
+    return sorted(seen) == list(range(partitions))
+
+
+def reads_of(members):
+    """Group members (objects with `name`, `assigned`, `of(kinds...)`,
+    `rebalances()`, `reads()` and `read_to()`, see groups_*.py) -> what each read."""
+    return {m.name: m.reads() for m in members}
+
+
+def wait_stable(members, partitions, timeout=GROUP_JOIN_SECONDS, every_member_busy=True, what="the group"):
+    """Waits until every member has been assigned (a callback), their
+    assignments are disjoint and cover the topic, and no rebalance callback
+    came for GROUP_QUIET_SECONDS. Returns the seconds it took."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        assignments = {m.name: set(m.assigned) for m in members}
+        settled = (all(m.of("assign") for m in members) and disjoint_cover(assignments, partitions)
+                   and (not every_member_busy or all(assignments.values())))
+        if settled:
+            count = sum(m.rebalances() for m in members)
+            time.sleep(GROUP_QUIET_SECONDS)
+            if count == sum(m.rebalances() for m in members):
+                return time.monotonic() - started - GROUP_QUIET_SECONDS
+            continue
+        if time.monotonic() > deadline:
+            history = {m.name: [(e["ev"], e.get("parts")) for e in m.of("assign", "revoke", "lost")] for m in members}
+            fail(f"{what} did not settle within {timeout}s: assignments {assignments}; callbacks {history}")
+        time.sleep(0.05)
+
+
+def wait_consumed(members, acked, timeout=60, what="the records"):
+    """Waits until the members together read every acknowledged record."""
+    want = set(acked.values())
+
+    def missing():
+        have = set()
+        for m in members:
+            have.update((p, o) for p, o, _ in m.reads())
+        return want - have
+
+    deadline = time.monotonic() + timeout
+    while missing():
+        if time.monotonic() > deadline:
+            left = missing()
+            first = {}
+            for p, o in left:
+                first[p] = min(first.get(p, o), o)
+            fail(f"{what}: {len(left)} of {len(want)} records not consumed after {timeout}s; first missing offset "
+                 f"per partition {dict(sorted(first.items()))}; members read to "
+                 f"{ {m.name: dict(sorted(m.read_to().items())) for m in members} }, assigned "
+                 f"{ {m.name: sorted(m.assigned) for m in members} }")
+        time.sleep(0.2)
