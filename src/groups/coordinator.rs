@@ -1478,9 +1478,7 @@ impl Coordinator {
     pub async fn commit(self: &Rc<Self>, args: CommitArgs) -> CommitResult {
         let now = now_ms();
         let all = |code: i16| -> CommitResult { args.offsets.iter().map(|o| (o.topic.clone(), o.partition, code)).collect() };
-        if args.group_id.is_empty() {
-            return all(INVALID_GROUP_ID);
-        }
+        // An empty group id is valid here, as in Kafka (only JoinGroup refuses it).
         {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(&args.group_id) {

@@ -24,14 +24,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let mut results = Vec::with_capacity(delete.groups_names.len());
         for group in &delete.groups_names {
             let group_id = group.0.as_str().to_owned();
-            let code = if group_id.is_empty() {
-                error_code::INVALID_GROUP_ID
-            } else {
-                let id = group_id.clone();
-                on_coordinator(&shard, &group_id, move |c| async move { c.delete_group(&id).await })
-                    .await
-                    .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE)
-            };
+            let id = group_id.clone();
+            let code = on_coordinator(&shard, &group_id, move |c| async move { c.delete_group(&id).await })
+                .await
+                .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
             results.push(DeletableGroupResult::default().with_group_id(GroupId(str_bytes(&group_id))).with_error_code(code));
         }
         respond(ApiKey::DeleteGroups, version, correlation_id, &DeleteGroupsResponse::default().with_results(results))

@@ -96,9 +96,6 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 
 /// One group's offsets from its coordinator: (group error, rows).
 async fn lookup(shard: &Rc<Shard>, group_id: &str, topics: Topics) -> (i16, Vec<(String, Vec<FetchedOffset>)>) {
-    if group_id.is_empty() {
-        return (error_code::INVALID_GROUP_ID, Vec::new());
-    }
     let id = group_id.to_owned();
     let asked = topics.clone();
     match on_coordinator(shard, group_id, move |c| async move { c.fetch_offsets(&id, topics) }).await {
