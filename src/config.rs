@@ -96,6 +96,12 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
             .map(|v| broker.groups.offsets_topic_partitions = v as i32),
         "offsets.topic.segment.bytes" => int(crate::limits::segment_bytes_min as i64, crate::limits::segment_bytes_max as i64)
             .map(|v| broker.groups.offsets_segment_bytes = v as u64),
+        "group.consumer.session.timeout.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.consumer_session_timeout_ms = v as i32)
+        }
+        "group.consumer.heartbeat.interval.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.consumer_heartbeat_interval_ms = v as i32)
+        }
         "offset.metadata.max.bytes" => int(0, 1024 * 1024).map(|v| broker.groups.offset_metadata_max_bytes = v as usize),
         _ => return None,
     };

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, info, warn};
 
+use super::consumer::{self, HeartbeatArgs, HeartbeatResult};
 use super::store::{self, GroupValue, OffsetValue, RecordKey, RecordValue, StoredMember};
 use super::{group_partition, offsets_partition, GroupsConfig, OFFSETS_TOPIC};
 use crate::limits;
@@ -148,7 +149,10 @@ impl SyncResult {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    /// Kafka's state name ("Stable", "Reconciling", ...).
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 pub struct MemberDescription {
@@ -163,7 +167,7 @@ pub struct MemberDescription {
 pub struct GroupDescription {
     pub group_id: String,
     /// None: no such group (Kafka reports it as Dead).
-    pub state: Option<GroupState>,
+    pub state: Option<&'static str>,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberDescription>,
@@ -196,6 +200,26 @@ pub struct FetchedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub error: i16,
+}
+
+pub struct ConsumerGroupDescription {
+    pub state: &'static str,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    pub assigned: Vec<consumer::Tp>,
+    pub target: Vec<consumer::Tp>,
 }
 
 // ---- Internal state ----
@@ -260,6 +284,8 @@ struct Group {
     sync_deadline_ms: i64,
     /// Group metadata changed and must be written.
     dirty: bool,
+    /// Some: a KIP-848 consumer group (the classic member fields stay empty).
+    modern: Option<Box<consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -280,6 +306,7 @@ impl Group {
             initial_delay: None,
             sync_deadline_ms: 0,
             dirty: false,
+            modern: None,
         }
     }
 
@@ -476,6 +503,9 @@ impl Group {
     /// Topics the members subscribe to (consumer protocol); None when some
     /// member's subscription cannot be read.
     fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        if let Some(modern) = &self.modern {
+            return Some(modern.subscribed_topics());
+        }
         let protocol = self.protocol.as_deref()?;
         let mut topics = BTreeSet::new();
         for m in &self.members {
@@ -859,7 +889,19 @@ impl Coordinator {
     fn tick(self: &Rc<Self>) {
         let now = now_ms();
         let mut changed = Vec::new();
+        let broker = crate::broker::local();
+        let topics = |t: &str| broker.topic(t).map(|t| t.partitions);
         for g in self.groups.borrow_mut().values_mut() {
+            if let Some(modern) = &mut g.modern {
+                for id in modern.expire(now, &topics) {
+                    info!(group = %g.id, member = %id, "consumer-group member expired");
+                }
+                let state = if modern.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+                if g.state != state {
+                    g.set_state(state, now);
+                }
+                continue;
+            }
             if g.state == GroupState::Empty && g.pending.is_empty() {
                 continue;
             }
@@ -1027,6 +1069,11 @@ impl Coordinator {
         let g = groups.get_mut(&args.group_id).expect("inserted above");
         if g.state == GroupState::Dead {
             return fail(COORDINATOR_NOT_AVAILABLE);
+        }
+        match &g.modern {
+            Some(modern) if !modern.members.is_empty() => return fail(INCONSISTENT_GROUP_PROTOCOL),
+            Some(_) => g.modern = None, // an empty consumer group turns classic
+            None => {}
         }
         // The protocol must fit the group's (any fits an empty group).
         if !g.members.is_empty() {
@@ -1399,7 +1446,8 @@ impl Coordinator {
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+                state: g.modern.as_ref().map_or(g.state.name(), |m| m.state_name()),
+                group_type: if g.modern.is_some() { "consumer" } else { "classic" },
             })
             .collect()
     }
@@ -1415,11 +1463,31 @@ impl Coordinator {
                 members: Vec::new(),
             };
         };
+        if let Some(modern) = &g.modern {
+            return GroupDescription {
+                group_id: g.id.clone(),
+                state: Some(modern.state_name()),
+                protocol_type: "consumer".to_owned(),
+                protocol: modern.assignor().to_owned(),
+                members: modern
+                    .members
+                    .values()
+                    .map(|m| MemberDescription {
+                        member_id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: encode_subscription(&m.subscribed),
+                        assignment: encode_assignment(&m.assigned),
+                    })
+                    .collect(),
+            };
+        }
         let stable = g.state == GroupState::Stable;
         let protocol = g.protocol.clone().unwrap_or_default();
         GroupDescription {
             group_id: g.id.clone(),
-            state: Some(g.state),
+            state: Some(g.state.name()),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: if stable { protocol.clone() } else { String::new() },
             members: g
@@ -1473,6 +1541,80 @@ impl Coordinator {
         }
     }
 
+    // ---- KIP-848 ConsumerGroupHeartbeat ----
+
+    pub fn consumer_heartbeat(&self, group_id: &str, args: HeartbeatArgs) -> HeartbeatResult {
+        let now = now_ms();
+        let broker = crate::broker::local();
+        let topics = |t: &str| broker.topic(t).map(|t| t.partitions);
+        let mut groups = self.groups.borrow_mut();
+        if !groups.contains_key(group_id) {
+            if args.epoch != 0 {
+                return HeartbeatResult::error(UNKNOWN_MEMBER_ID, "unknown group", &args.member_id);
+            }
+            if groups.len() >= limits::shard_groups_max {
+                warn!(group = %group_id, "refusing a new group: this shard coordinates shard_groups_max groups");
+                return HeartbeatResult::error(COORDINATOR_NOT_AVAILABLE, "too many groups", &args.member_id);
+            }
+            groups.insert(group_id.to_owned(), Group::new(group_id.to_owned(), now));
+        }
+        let g = groups.get_mut(group_id).expect("inserted above");
+        if g.state == GroupState::Dead {
+            return HeartbeatResult::error(COORDINATOR_NOT_AVAILABLE, "group is being deleted", &args.member_id);
+        }
+        if g.modern.is_none() {
+            if !g.members.is_empty() || !g.pending.is_empty() {
+                return HeartbeatResult::error(
+                    INCONSISTENT_GROUP_PROTOCOL,
+                    "the group uses the classic protocol; stop its members first",
+                    &args.member_id,
+                );
+            }
+            g.modern = Some(Box::default());
+            g.protocol_type = Some("consumer".to_owned());
+            g.protocol = None;
+        }
+        let modern = g.modern.as_mut().expect("set above");
+        let before = modern.epoch;
+        let result = modern.heartbeat(args, || self.new_member_id("consumer"), now, self.config.consumer_session_timeout_ms, &topics);
+        if modern.epoch != before {
+            info!(group = %g.id, epoch = modern.epoch, members = modern.members.len(), "consumer group epoch moved");
+        }
+        let state = if modern.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        if g.state != state {
+            g.set_state(state, now);
+        }
+        result
+    }
+
+    /// ConsumerGroupDescribe for one group; None when it is not a KIP-848 group.
+    pub fn describe_consumer_group(&self, group_id: &str) -> Option<ConsumerGroupDescription> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group_id)?;
+        let modern = g.modern.as_ref()?;
+        Some(ConsumerGroupDescription {
+            state: modern.state_name(),
+            epoch: modern.epoch,
+            assignment_epoch: modern.assignment_epoch,
+            assignor: modern.assignor().to_owned(),
+            members: modern
+                .members
+                .values()
+                .map(|m| ConsumerMemberDescription {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed: m.subscribed.clone(),
+                    assigned: m.assigned.iter().cloned().collect(),
+                    target: modern.target.get(&m.id).map(|t| t.iter().cloned().collect()).unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
     // ---- Offsets ----
 
     pub async fn commit(self: &Rc<Self>, args: CommitArgs) -> CommitResult {
@@ -1491,6 +1633,19 @@ impl Coordinator {
                     groups.insert(args.group_id.clone(), Group::new(args.group_id.clone(), now));
                 }
                 None => return all(ILLEGAL_GENERATION),
+                Some(g) if g.modern.is_some() => {
+                    let modern = g.modern.as_ref().expect("checked");
+                    let error = match modern.members.get(&args.member_id) {
+                        None if args.generation < 0 && args.member_id.is_empty() && modern.members.is_empty() => NONE,
+                        None => UNKNOWN_MEMBER_ID,
+                        Some(m) if args.generation > m.epoch => FENCED_MEMBER_EPOCH,
+                        Some(m) if args.generation < m.epoch => STALE_MEMBER_EPOCH,
+                        Some(_) => NONE,
+                    };
+                    if error != NONE {
+                        return all(error);
+                    }
+                }
                 Some(g) => {
                     let error = if g.fenced(&args.member_id, args.instance_id.as_deref()) {
                         FENCED_INSTANCE_ID
@@ -1712,4 +1867,37 @@ fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Vec<Vec<u8>> {
         batches.push(builder.build());
     }
     batches
+}
+
+/// ConsumerProtocolSubscription v0 for `topics` (how DescribeGroups shows
+/// a KIP-848 member's subscription).
+fn encode_subscription(topics: &[String]) -> Bytes {
+    let mut out = vec![0u8, 0];
+    out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for t in topics {
+        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(out)
+}
+
+/// ConsumerProtocolAssignment v0 for `assigned`.
+fn encode_assignment(assigned: &BTreeSet<consumer::Tp>) -> Bytes {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in assigned {
+        by_topic.entry(t.as_str()).or_default().push(*p);
+    }
+    let mut out = vec![0u8, 0];
+    out.extend_from_slice(&(by_topic.len() as i32).to_be_bytes());
+    for (t, ps) in by_topic {
+        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+        for p in ps {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(out)
 }

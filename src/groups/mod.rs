@@ -11,6 +11,7 @@
 //! Runs on: every shard; each coordinates the groups of the offsets-log
 //! partitions it owns (`coordinator::Coordinator`, one per shard).
 
+pub mod consumer;
 pub mod coordinator;
 pub mod store;
 
@@ -51,6 +52,10 @@ pub struct GroupsConfig {
     pub offsets_segment_bytes: u64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups)
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups)
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupsConfig {
@@ -65,6 +70,8 @@ impl Default for GroupsConfig {
             offsets_topic_partitions: 50,
             offsets_segment_bytes: 16 * 1024 * 1024,
             offset_metadata_max_bytes: 4096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }

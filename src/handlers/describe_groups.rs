@@ -64,7 +64,7 @@ fn encode(group_id: &str, described: Option<GroupDescription>, version: i16) -> 
         })
         .collect();
     base.with_error_code(error_code::NONE)
-        .with_group_state(str_bytes(state.name()))
+        .with_group_state(str_bytes(state))
         .with_protocol_type(str_bytes(&d.protocol_type))
         .with_protocol_data(str_bytes(&d.protocol))
         .with_members(members)

@@ -1,6 +1,6 @@
 //! ListGroups (key 16), v0–v5: every group on every shard's coordinator,
-//! filtered by state (v4+, case-insensitive, as Kafka) and by type (v5+;
-//! every group here is a "classic" group).
+//! filtered by state (v4+, case-insensitive, as Kafka) and by type (v5+:
+//! "classic", or "consumer" for KIP-848 groups).
 
 use std::rc::Rc;
 
@@ -32,7 +32,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     coordinator::local()
                         .list()
                         .into_iter()
-                        .map(|g| (g.group_id, g.protocol_type, g.state.name()))
+                        .map(|g| (g.group_id, g.protocol_type, g.state, g.group_type))
                         .collect::<Vec<_>>()
                 })
                 .await;
@@ -44,15 +44,15 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         groups.sort();
         let groups = groups
             .into_iter()
-            .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
-            .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-            .map(|(id, protocol_type, state)| {
+            .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+            .filter(|(_, _, _, group_type)| types.is_empty() || types.iter().any(|t| t == group_type))
+            .map(|(id, protocol_type, state, group_type)| {
                 let mut listed = ListedGroup::default().with_group_id(GroupId(str_bytes(&id))).with_protocol_type(str_bytes(&protocol_type));
                 if version >= 4 {
                     listed.group_state = str_bytes(state);
                 }
                 if version >= 5 {
-                    listed.group_type = str_bytes("classic");
+                    listed.group_type = str_bytes(group_type);
                 }
                 listed
             })

@@ -11,6 +11,8 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -82,6 +84,8 @@ pub const REGISTRY: &[ApiSpec] = &[
     offset_commit::SPEC,
     offset_fetch::SPEC,
     offset_delete::SPEC,
+    consumer_group_heartbeat::SPEC,
+    consumer_group_describe::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<ApiSpec> {
@@ -168,6 +172,8 @@ pub async fn start(broker: &Rc<Broker>, request: Request, peer: Option<std::net:
         ApiKey::OffsetCommit => offset_commit::handle(broker, request),
         ApiKey::OffsetFetch => offset_fetch::handle(broker, request),
         ApiKey::OffsetDelete => offset_delete::handle(broker, request),
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(broker, request, peer),
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(broker, request),
         other => unreachable!("{other:?} is in the registry but has no handler"),
     }
 }
@@ -210,6 +216,8 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "an API this broker does not serve",
     }
 }
