@@ -1,10 +1,7 @@
 //! FindCoordinator (key 10), v0–v4 (v4: batched keys): the coordinator for
-//! a consumer group is this broker. Transaction keys get
+//! a consumer group is this broker (inside it, the group's shard is found
+//! by `groups::on_coordinator`). Transaction keys get
 //! COORDINATOR_NOT_AVAILABLE: there is no transaction coordinator.
-//!
-//! Served ahead of the group APIs because librdkafka enables LZ4 only when a
-//! broker lists FindCoordinator; the group coordinator itself (JoinGroup,
-//! OffsetCommit, ...) arrives with the consumer-groups work.
 
 use std::rc::Rc;
 
