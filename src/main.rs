@@ -234,16 +234,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     broker.groups.offsets_topic_partitions =
         ringstream::groups::settle_partition_count(&data_dir, broker.groups.offsets_topic_partitions)?;
     let broker = Arc::new(broker);
+    // Every shard's broker and group coordinator first (a request accepted
+    // on one shard may be routed to any other), then the listeners.
     for i in 0..shards.shard_count() {
         let (broker, topics) = (broker.clone(), topics.clone());
         shards
             .run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
                 let groups = broker.groups.clone();
-                let broker = Broker::install(shard.clone(), broker, topics)?;
+                Broker::install(shard.clone(), broker, topics)?;
                 ringstream::groups::Coordinator::install(shard, groups).await?;
-                connection::start(broker);
                 Ok::<(), String>(())
             })?;
+    }
+    for i in 0..shards.shard_count() {
+        shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream::broker::local()) });
     }
     info!(data_dir = %data_dir.display(), shards = shards.shard_count(), listen = %bound, "ringstream ready");
     println!("ready shards={} listen={bound}", shards.shard_count());

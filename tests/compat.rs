@@ -397,7 +397,8 @@ fn groups_confluent_independent_groups() {
 }
 
 /// Committed offsets survive a SIGTERM and a SIGKILL restart (same data dir
-/// and port); a new member resumes at them and re-reads nothing committed.
+/// and port); a new member resumes at them and re-reads nothing committed;
+/// a member connected through a third restart reads on.
 #[test]
 fn groups_confluent_offsets_survive_restarts() {
     let mut broker = Broker::start();
