@@ -117,3 +117,7 @@ pub const offsets_topic_partitions_max: i32 = 1000;
 /// One batch written to the offsets log holds at most this many bytes of
 /// records; larger commits and snapshots are split.
 pub const offsets_log_batch_bytes_max: usize = 512 * 1024;
+/// Largest single record in the offsets log (a group's metadata with all
+/// its members' subscriptions and assignments); a larger one is refused.
+pub const offsets_log_record_bytes_max: usize = 32 * 1024 * 1024;
+const _: () = assert!(offsets_log_record_bytes_max + offsets_log_batch_bytes_max + 4096 < batch_bytes_max);

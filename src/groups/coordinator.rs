@@ -794,7 +794,10 @@ impl Coordinator {
         self.ensure_partition(&tp).await?;
         let state = self.log_state(partition);
         let permit = state.gate.clone().acquire_static_permit(1).await.map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
-        let batches = build_batches(&records);
+        let batches = build_batches(&records).map_err(|bytes| {
+            error!(group = group_id, bytes, "a group record is too large to store (Kafka: UNKNOWN_SERVER_ERROR)");
+            UNKNOWN_SERVER_ERROR
+        })?;
         let mut tickets = Vec::with_capacity(batches.len());
         let mut bytes = 0u64;
         for batch in batches {
@@ -852,7 +855,9 @@ impl Coordinator {
             records
         };
         let mut bytes = 0u64;
-        for batch in build_batches(&records) {
+        let batches = build_batches(&records)
+            .map_err(|size| StorageError::Config(format!("a group record of {size} bytes is too large to store")))?;
+        for batch in batches {
             bytes += batch.len() as u64;
             self.shard.storage.append(&tp, Bytes::from(batch)).await?;
         }
@@ -1842,8 +1847,9 @@ impl Coordinator {
 }
 
 /// Encodes records into uncompressed batches of at most
-/// `offsets_log_batch_bytes_max` bytes of records each.
-fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Vec<Vec<u8>> {
+/// `offsets_log_batch_bytes_max` bytes of records each (a larger record
+/// gets a batch of its own). Err: the size of a record no batch can hold.
+fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Result<Vec<Vec<u8>>, usize> {
     let now = now_ms();
     let mut batches = Vec::new();
     let mut builder = BatchBuilder::new(now);
@@ -1853,6 +1859,9 @@ fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Vec<Vec<u8>> {
         let key = store::encode_key(key);
         let value = value.as_ref().map(store::encode_value);
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + 32;
+        if size > limits::offsets_log_record_bytes_max {
+            return Err(size);
+        }
         if in_batch > 0 && bytes + size > limits::offsets_log_batch_bytes_max {
             batches.push(builder.build());
             builder = BatchBuilder::new(now);
@@ -1866,7 +1875,7 @@ fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Vec<Vec<u8>> {
     if in_batch > 0 {
         batches.push(builder.build());
     }
-    batches
+    Ok(batches)
 }
 
 /// ConsumerProtocolSubscription v0 for `topics` (how DescribeGroups shows
