@@ -73,24 +73,36 @@ struct Broker {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Arguments after `serve_args` (e.g. `--set name=value`), restarts included.
+    extra: Vec<String>,
 }
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// A broker started with `extra` arguments after the usual ones, e.g.
+    /// `["--set", "group.consumer.session.timeout.ms=6000"]`. Its log level
+    /// is RINGSTREAM_LOG where that is set (e.g. debug), else info.
+    fn start_with(extra: &[&str]) -> Broker {
         require_tools();
         let dir = tempfile::tempdir().expect("temp dir");
         fs::create_dir(dir.path().join("data")).unwrap();
         let stdout_path = dir.path().join("broker.stdout");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let log_level = std::env::var("RINGSTREAM_LOG").unwrap_or_else(|_| "info".to_owned());
         let child = Command::new(bin())
             .args(serve_args(&dir.path().join("data"), "127.0.0.1:0"))
-            .env("RINGSTREAM_LOG", "info")
+            .args(&extra)
+            .env("RINGSTREAM_LOG", log_level)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).unwrap())
             .stderr(append(&dir.path().join("broker.log")))
             .spawn()
             .expect("ringstream starts");
-        let mut broker = Broker { child, port: 0, dir };
+        let mut broker = Broker { child, port: 0, dir, extra };
         let deadline = Instant::now() + Duration::from_secs(broker_ready_seconds_max);
         loop {
             let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
@@ -129,6 +141,7 @@ impl Broker {
     fn restart_command(&self) -> Vec<String> {
         let mut command = vec![bin().to_owned()];
         command.extend(serve_args(&self.data_dir(), &self.bootstrap()));
+        command.extend(self.extra.iter().cloned());
         command
     }
 
@@ -474,6 +487,83 @@ fn groups_kafka_python_commit_resume() {
 #[test]
 fn groups_mixed_clients() {
     group_case("groups_kafka_python", "mixed");
+}
+
+/// KIP-848 timings for the consumer-protocol tests: the client sets no
+/// session timeout or heartbeat interval there, the broker's apply, and
+/// Kafka's defaults (45 s, 5 s) would make these tests slow.
+const consumer_protocol_session_timeout_ms: u32 = 6000;
+
+fn consumer_protocol_broker() -> Broker {
+    let session = format!("group.consumer.session.timeout.ms={consumer_protocol_session_timeout_ms}");
+    Broker::start_with(&["--set", "group.consumer.heartbeat.interval.ms=500", "--set", &session])
+}
+
+/// Runs one case of groups_consumer_protocol.py on a fresh broker with the
+/// consumer-protocol timings.
+fn consumer_protocol_case(case: &str) {
+    let session = consumer_protocol_session_timeout_ms.to_string();
+    consumer_protocol_broker().run(
+        "groups_consumer_protocol",
+        &["--case", case, "--ringstream", bin(), "--session-timeout-ms", &session],
+    );
+}
+
+/// confluent-kafka, group.protocol=consumer (KIP-848), 3 members over 6
+/// partitions: two each, disjoint and covering; every record read once by
+/// its partition's owner, in order; auto-commits land; ConsumerGroupDescribe,
+/// ListGroups (type consumer) and `ringstream group describe|list` agree.
+#[test]
+fn groups_consumer_protocol_partition_spread() {
+    consumer_protocol_case("spread");
+}
+
+/// KIP-848: a member SIGKILLed loses its partitions to the survivors within
+/// the broker's group.consumer.session.timeout.ms; they keep their own and
+/// resume at its last commit: nothing lost, duplicates only past that commit.
+#[test]
+fn groups_consumer_protocol_member_loss() {
+    consumer_protocol_case("member-loss");
+}
+
+/// KIP-848: a 2nd and a 3rd member join while records flow; from every
+/// member's timestamped assign/revoke callbacks, no partition is ever owned
+/// by two members at once; commits in on_revoke: no loss, no duplicates.
+#[test]
+fn groups_consumer_protocol_scale_out_single_owner() {
+    consumer_protocol_case("scale-out");
+}
+
+/// KIP-848: members commit, the broker restarts (SIGTERM, then SIGKILL) on
+/// the same data dir and port; the members rejoin after UNKNOWN_MEMBER_ID
+/// and resume at their commits, re-reading nothing committed.
+#[test]
+fn groups_consumer_protocol_offsets_survive_restarts() {
+    let mut broker = consumer_protocol_broker();
+    let command = json_string_array(&broker.restart_command());
+    let (log, pids) = (broker.log_path(), broker.pid_file());
+    let session = consumer_protocol_session_timeout_ms.to_string();
+    broker.run(
+        "groups_consumer_protocol",
+        &[
+            "--case",
+            "persistence",
+            "--session-timeout-ms",
+            &session,
+            "--broker-cmd",
+            &command,
+            "--broker-log",
+            &log.to_string_lossy(),
+            "--pid-file",
+            &pids.to_string_lossy(),
+        ],
+    );
+    match broker.child.try_wait().unwrap() {
+        Some(status) => {
+            assert!(status.success(), "the broker stopped with {status} after SIGTERM\n{}", broker.log_tail(60))
+        }
+        None => panic!("the first broker is still running after the persistence test"),
+    }
 }
 
 #[test]

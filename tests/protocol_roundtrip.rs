@@ -45,6 +45,19 @@ const generated: &[ApiKey] = &[
     ApiKey::DescribeCluster,
     ApiKey::InitProducerId,
     ApiKey::OffsetForLeaderEpoch,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::OffsetDelete,
+    ApiKey::ConsumerGroupHeartbeat,
+    ApiKey::ConsumerGroupDescribe,
 ];
 
 #[test]
@@ -178,6 +191,19 @@ fn round_trip(rng: &mut SmallRng, api: ApiKey, version: i16, served: Served) -> 
         ApiKey::DescribeCluster => check(rng, api, version, served, describe_cluster),
         ApiKey::InitProducerId => check(rng, api, version, served, init_producer_id),
         ApiKey::OffsetForLeaderEpoch => check(rng, api, version, served, offset_for_leader_epoch),
+        ApiKey::FindCoordinator => check(rng, api, version, served, find_coordinator),
+        ApiKey::JoinGroup => check(rng, api, version, served, join_group),
+        ApiKey::SyncGroup => check(rng, api, version, served, sync_group),
+        ApiKey::Heartbeat => check(rng, api, version, served, heartbeat),
+        ApiKey::LeaveGroup => check(rng, api, version, served, leave_group),
+        ApiKey::ListGroups => check(rng, api, version, served, list_groups),
+        ApiKey::DescribeGroups => check(rng, api, version, served, describe_groups),
+        ApiKey::DeleteGroups => check(rng, api, version, served, delete_groups),
+        ApiKey::OffsetCommit => check(rng, api, version, served, offset_commit),
+        ApiKey::OffsetFetch => check(rng, api, version, served, offset_fetch),
+        ApiKey::OffsetDelete => check(rng, api, version, served, offset_delete),
+        ApiKey::ConsumerGroupHeartbeat => check(rng, api, version, served, consumer_group_heartbeat),
+        ApiKey::ConsumerGroupDescribe => check(rng, api, version, served, consumer_group_describe),
         _ => return false,
     }
     true
@@ -310,6 +336,55 @@ fn config_value(rng: &mut SmallRng) -> Option<StrBytes> {
         2 => Some(StrBytes::from_static_str("delete")),
         _ => Some(text(rng, 0..16)),
     }
+}
+
+/// A group id: any string, the empty one included (valid for OffsetCommit,
+/// OffsetFetch and DeleteGroups).
+fn group_id(rng: &mut SmallRng) -> GroupId {
+    GroupId(text(rng, 0..24))
+}
+
+/// A member id: empty (a member's first join) or one the coordinator made.
+fn member_id(rng: &mut SmallRng) -> StrBytes {
+    if rng.gen_bool(0.2) {
+        StrBytes::from_static_str("")
+    } else {
+        text(rng, 1..40)
+    }
+}
+
+/// A static member's instance id, or none (a dynamic member).
+fn instance_id(rng: &mut SmallRng) -> Option<StrBytes> {
+    rng.gen_bool(0.4).then(|| text(rng, 1..20))
+}
+
+/// A reason or other free text a client may leave out.
+fn optional_text(rng: &mut SmallRng) -> Option<StrBytes> {
+    rng.gen_bool(0.5).then(|| text(rng, 0..30))
+}
+
+/// Opaque bytes (protocol metadata, assignments): empty, random, or a
+/// ConsumerProtocolSubscription/Assignment-shaped prefix (version, topics).
+fn opaque_bytes(rng: &mut SmallRng) -> Bytes {
+    match rng.gen_range(0..3) {
+        0 => Bytes::new(),
+        1 => Bytes::from((0..rng.gen_range(1..64)).map(|_| rng.gen::<u8>()).collect::<Vec<_>>()),
+        _ => {
+            let mut out = BytesMut::new();
+            out.put_i16(rng.gen_range(0..4));
+            let topics = some_of(rng, 3, topic_name);
+            out.put_i32(topics.len() as i32);
+            for topic in topics {
+                out.put_i16(topic.0.len() as i16);
+                out.put_slice(topic.0.as_bytes());
+            }
+            out.freeze()
+        }
+    }
+}
+
+fn partition_index(rng: &mut SmallRng) -> i32 {
+    rng.gen_range(0..64)
 }
 
 // ---------------------------------------------------------------------------
@@ -664,5 +739,251 @@ fn offset_for_leader_epoch(rng: &mut SmallRng, version: i16) -> OffsetForLeaderE
         });
         topic
     });
+    request
+}
+
+fn find_coordinator(rng: &mut SmallRng, version: i16) -> FindCoordinatorRequest {
+    let mut request = FindCoordinatorRequest::default();
+    // v0-3 name one key; v4 a batch of them.
+    if version <= 3 {
+        request.key = text(rng, 0..24);
+    } else {
+        request.coordinator_keys = some_of(rng, 4, |rng| text(rng, 0..24));
+    }
+    if version >= 1 {
+        // GROUP (0), TRANSACTION (1), SHARE (2).
+        request.key_type = rng.gen_range(0..3);
+    }
+    request
+}
+
+fn join_group(rng: &mut SmallRng, version: i16) -> JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    let mut request = JoinGroupRequest::default();
+    request.group_id = group_id(rng);
+    request.session_timeout_ms = rng.gen_range(0..300_000);
+    if version >= 1 {
+        request.rebalance_timeout_ms = rng.gen_range(-1..300_000);
+    }
+    request.member_id = member_id(rng);
+    if version >= 5 {
+        request.group_instance_id = instance_id(rng);
+    }
+    request.protocol_type = if rng.gen_bool(0.8) { StrBytes::from_static_str("consumer") } else { text(rng, 0..12) };
+    request.protocols = some_of(rng, 3, |rng| {
+        let mut protocol = JoinGroupRequestProtocol::default();
+        protocol.name = if rng.gen_bool(0.7) { StrBytes::from_static_str(["range", "roundrobin", "cooperative-sticky"][rng.gen_range(0..3)]) } else { text(rng, 0..16) };
+        protocol.metadata = opaque_bytes(rng);
+        protocol
+    });
+    if version >= 8 {
+        request.reason = optional_text(rng);
+    }
+    request
+}
+
+fn sync_group(rng: &mut SmallRng, version: i16) -> SyncGroupRequest {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    let mut request = SyncGroupRequest::default();
+    request.group_id = group_id(rng);
+    request.generation_id = rng.gen_range(-1..1000);
+    request.member_id = member_id(rng);
+    if version >= 3 {
+        request.group_instance_id = instance_id(rng);
+    }
+    if version >= 5 {
+        request.protocol_type = rng.gen_bool(0.7).then(|| StrBytes::from_static_str("consumer"));
+        request.protocol_name = optional_text(rng);
+    }
+    // The leader sends every member's assignment; followers send none.
+    request.assignments = some_of(rng, 4, |rng| {
+        let mut assignment = SyncGroupRequestAssignment::default();
+        assignment.member_id = member_id(rng);
+        assignment.assignment = opaque_bytes(rng);
+        assignment
+    });
+    request
+}
+
+fn heartbeat(rng: &mut SmallRng, version: i16) -> HeartbeatRequest {
+    let mut request = HeartbeatRequest::default();
+    request.group_id = group_id(rng);
+    request.generation_id = rng.gen_range(-1..1000);
+    request.member_id = member_id(rng);
+    if version >= 3 {
+        request.group_instance_id = instance_id(rng);
+    }
+    request
+}
+
+fn leave_group(rng: &mut SmallRng, version: i16) -> LeaveGroupRequest {
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    let mut request = LeaveGroupRequest::default();
+    request.group_id = group_id(rng);
+    // v0-2: one member; v3 on: a batch of them.
+    if version <= 2 {
+        request.member_id = member_id(rng);
+    } else {
+        request.members = some_of(rng, 4, |rng| {
+            let mut member = MemberIdentity::default();
+            member.member_id = member_id(rng);
+            member.group_instance_id = instance_id(rng);
+            if version >= 5 {
+                member.reason = optional_text(rng);
+            }
+            member
+        });
+    }
+    request
+}
+
+fn list_groups(rng: &mut SmallRng, version: i16) -> ListGroupsRequest {
+    let mut request = ListGroupsRequest::default();
+    const states: &[&str] = &["Empty", "Stable", "PreparingRebalance", "CompletingRebalance", "Dead", "Assigning", "Reconciling"];
+    if version >= 4 {
+        request.states_filter = some_of(rng, 3, |rng| StrBytes::from_static_str(states[rng.gen_range(0..states.len())]));
+    }
+    if version >= 5 {
+        request.types_filter = some_of(rng, 2, |rng| StrBytes::from_static_str(["classic", "consumer", "share"][rng.gen_range(0..3)]));
+    }
+    request
+}
+
+fn describe_groups(rng: &mut SmallRng, version: i16) -> DescribeGroupsRequest {
+    let mut request = DescribeGroupsRequest::default();
+    request.groups = some_of(rng, 4, group_id);
+    if version >= 3 {
+        request.include_authorized_operations = rng.gen();
+    }
+    request
+}
+
+fn delete_groups(rng: &mut SmallRng, _version: i16) -> DeleteGroupsRequest {
+    let mut request = DeleteGroupsRequest::default();
+    request.groups_names = some_of(rng, 4, group_id);
+    request
+}
+
+fn offset_commit(rng: &mut SmallRng, version: i16) -> OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    let mut request = OffsetCommitRequest::default();
+    request.group_id = group_id(rng);
+    // -1 with an empty member id: a commit from outside any generation.
+    request.generation_id_or_member_epoch = rng.gen_range(-1..1000);
+    request.member_id = member_id(rng);
+    if version >= 7 {
+        request.group_instance_id = instance_id(rng);
+    }
+    if version <= 4 {
+        request.retention_time_ms = [-1, rng.gen_range(0..1_000_000_000)][rng.gen_range(0..2)];
+    }
+    request.topics = some_of(rng, 3, |rng| {
+        let mut topic = OffsetCommitRequestTopic::default();
+        topic.name = topic_name(rng);
+        topic.partitions = some_of(rng, 4, |rng| {
+            let mut partition = OffsetCommitRequestPartition::default();
+            partition.partition_index = partition_index(rng);
+            partition.committed_offset = offset(rng);
+            if version >= 6 {
+                partition.committed_leader_epoch = epoch(rng);
+            }
+            partition.committed_metadata = optional_text(rng);
+            partition
+        });
+        topic
+    });
+    request
+}
+
+fn offset_fetch(rng: &mut SmallRng, version: i16) -> OffsetFetchRequest {
+    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+    let mut request = OffsetFetchRequest::default();
+    if version <= 7 {
+        // One group; null topics (all of them) from v2.
+        request.group_id = group_id(rng);
+        request.topics = if version >= 2 && rng.gen_bool(0.3) {
+            None
+        } else {
+            Some(some_of(rng, 3, |rng| {
+                let mut topic = OffsetFetchRequestTopic::default();
+                topic.name = topic_name(rng);
+                topic.partition_indexes = some_of(rng, 4, partition_index);
+                topic
+            }))
+        };
+    } else {
+        // A batch of groups, each with its own (nullable) topics.
+        request.groups = some_of(rng, 3, |rng| {
+            let mut group = OffsetFetchRequestGroup::default();
+            group.group_id = group_id(rng);
+            if version >= 9 {
+                group.member_id = rng.gen_bool(0.5).then(|| member_id(rng));
+                group.member_epoch = rng.gen_range(-1..1000);
+            }
+            group.topics = rng.gen_bool(0.7).then(|| {
+                some_of(rng, 3, |rng| {
+                    let mut topic = OffsetFetchRequestTopics::default();
+                    topic.name = topic_name(rng);
+                    topic.partition_indexes = some_of(rng, 4, partition_index);
+                    topic
+                })
+            });
+            group
+        });
+    }
+    if version >= 7 {
+        request.require_stable = rng.gen();
+    }
+    request
+}
+
+fn offset_delete(rng: &mut SmallRng, _version: i16) -> OffsetDeleteRequest {
+    use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+    let mut request = OffsetDeleteRequest::default();
+    request.group_id = group_id(rng);
+    request.topics = some_of(rng, 3, |rng| {
+        let mut topic = OffsetDeleteRequestTopic::default();
+        topic.name = topic_name(rng);
+        topic.partitions = some_of(rng, 4, |rng| {
+            let mut partition = OffsetDeleteRequestPartition::default();
+            partition.partition_index = partition_index(rng);
+            partition
+        });
+        topic
+    });
+    request
+}
+
+fn consumer_group_heartbeat(rng: &mut SmallRng, version: i16) -> ConsumerGroupHeartbeatRequest {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    let mut request = ConsumerGroupHeartbeatRequest::default();
+    request.group_id = group_id(rng);
+    request.member_id = member_id(rng);
+    // 0: joining; -1: leaving; -2: a static member leaving for now.
+    request.member_epoch = [0, -1, -2, rng.gen_range(1..1000)][rng.gen_range(0..4)];
+    request.instance_id = instance_id(rng);
+    request.rack_id = rng.gen_bool(0.3).then(|| text(rng, 0..10));
+    request.rebalance_timeout_ms = rng.gen_range(-1..300_000);
+    // Null fields mean "unchanged since the last heartbeat".
+    request.subscribed_topic_names = rng.gen_bool(0.6).then(|| some_of(rng, 4, topic_name));
+    if version >= 1 {
+        request.subscribed_topic_regex = rng.gen_bool(0.3).then(|| text(rng, 0..16));
+    }
+    request.server_assignor = rng.gen_bool(0.3).then(|| StrBytes::from_static_str(["uniform", "range"][rng.gen_range(0..2)]));
+    request.topic_partitions = rng.gen_bool(0.6).then(|| {
+        some_of(rng, 3, |rng| {
+            let mut topic = TopicPartitions::default();
+            topic.topic_id = uuid(rng);
+            topic.partitions = some_of(rng, 4, partition_index);
+            topic
+        })
+    });
+    request
+}
+
+fn consumer_group_describe(rng: &mut SmallRng, _version: i16) -> ConsumerGroupDescribeRequest {
+    let mut request = ConsumerGroupDescribeRequest::default();
+    request.group_ids = some_of(rng, 4, group_id);
+    request.include_authorized_operations = rng.gen();
     request
 }

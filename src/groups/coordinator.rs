@@ -922,6 +922,18 @@ impl Coordinator {
                     if g.initial_delay.is_some_and(|(until, _)| until <= now) {
                         g.initial_delay = None;
                     }
+                    // A member that neither rejoins nor heartbeats is gone
+                    // after its session, not only at the rebalance timeout.
+                    let silent: Vec<String> = g
+                        .members
+                        .iter()
+                        .filter(|m| m.join_waiter.is_none() && m.heartbeat_deadline_ms <= now)
+                        .map(|m| m.id.clone())
+                        .collect();
+                    for id in &silent {
+                        info!(group = %g.id, member = %id, "session timed out during a rebalance; member removed");
+                        g.remove_member(id);
+                    }
                     let force = now >= g.rebalance_deadline_ms;
                     g.maybe_complete_join(now, force);
                 }
