@@ -21,6 +21,11 @@ pub type Tp = (String, i32);
 
 pub const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
+/// Heartbeat interval while a group forms or reconciles.
+pub const fast_heartbeat_ms: i32 = 250;
+/// How long a group counts as forming after its first member arrives.
+pub const forming_ms: i64 = 3000;
+
 pub struct HeartbeatArgs {
     pub member_id: String,
     pub epoch: i32,
@@ -80,9 +85,25 @@ pub struct ConsumerGroup {
     pub target: HashMap<String, BTreeSet<Tp>>,
     /// Subscribed topics and their partition counts, as last assigned.
     topics_seen: Vec<(String, i32)>,
+    /// When the group last went from no members to some.
+    pub formed_at_ms: i64,
 }
 
 impl ConsumerGroup {
+    /// The heartbeat interval to hand a member now. While the group forms
+    /// (its first `forming_ms` with members) or is not Stable, members
+    /// heartbeat every `fast_ms` at most, so a member that must give up
+    /// partitions hears of it in that time instead of a whole interval
+    /// (members usually start together; the first to arrive gets everything).
+    pub fn heartbeat_interval_ms(&self, configured_ms: i32, now: i64) -> i32 {
+        let forming = now - self.formed_at_ms < forming_ms;
+        if forming || self.state_name() != "Stable" {
+            configured_ms.min(fast_heartbeat_ms)
+        } else {
+            configured_ms
+        }
+    }
+
     /// Kafka's consumer-group states.
     pub fn state_name(&self) -> &'static str {
         if self.members.is_empty() {
@@ -158,6 +179,9 @@ impl ConsumerGroup {
                 Some(m.assigned)
             });
             self.members.remove(&id);
+            if self.members.is_empty() {
+                self.formed_at_ms = now;
+            }
             let Some(subscribed) = args.subscribed.clone() else {
                 return HeartbeatResult::error(INVALID_REQUEST, "SubscribedTopicNames must be set when joining", &id);
             };
@@ -512,5 +536,18 @@ mod tests {
         // A stale epoch is fenced.
         assert_eq!(beat(&mut g, "a", a2.epoch + 7, None, 6).error, FENCED_MEMBER_EPOCH);
         assert_eq!(beat(&mut g, "zz", 3, None, 6).error, UNKNOWN_MEMBER_ID);
+    }
+
+    #[test]
+    fn members_heartbeat_fast_while_the_group_forms_or_reconciles() {
+        let mut g = ConsumerGroup::default();
+        let a = beat(&mut g, "a", 0, None, 10_000);
+        assert_eq!(g.heartbeat_interval_ms(5000, 10_001), fast_heartbeat_ms, "forming");
+        assert_eq!(g.heartbeat_interval_ms(100, 10_001), 100, "never slower than configured");
+        assert_eq!(g.heartbeat_interval_ms(5000, 10_000 + forming_ms), 5000, "formed and stable");
+        beat(&mut g, "b", 0, None, 20_000);
+        assert_eq!(g.state_name(), "Reconciling");
+        assert_eq!(g.heartbeat_interval_ms(5000, 20_000), fast_heartbeat_ms, "reconciling");
+        let _ = a;
     }
 }

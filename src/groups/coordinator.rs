@@ -1560,7 +1560,21 @@ impl Coordinator {
 
     // ---- KIP-848 ConsumerGroupHeartbeat ----
 
-    pub fn consumer_heartbeat(&self, group_id: &str, args: HeartbeatArgs) -> HeartbeatResult {
+    /// One ConsumerGroupHeartbeat; also returns the heartbeat interval to give.
+    pub fn consumer_heartbeat(&self, group_id: &str, args: HeartbeatArgs) -> (HeartbeatResult, i32) {
+        let configured = self.config.consumer_heartbeat_interval_ms;
+        let result = self.consumer_heartbeat_inner(group_id, args);
+        let now = now_ms();
+        let interval = self
+            .groups
+            .borrow()
+            .get(group_id)
+            .and_then(|g| g.modern.as_ref().map(|m| m.heartbeat_interval_ms(configured, now)))
+            .unwrap_or(configured);
+        (result, interval)
+    }
+
+    fn consumer_heartbeat_inner(&self, group_id: &str, args: HeartbeatArgs) -> HeartbeatResult {
         let now = now_ms();
         let broker = crate::broker::local();
         let topics = |t: &str| broker.topic(t).map(|t| t.partitions);

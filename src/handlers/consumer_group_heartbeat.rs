@@ -29,7 +29,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
     Ok(Box::pin(async move {
         let group_id = beat.group_id.0.as_str().to_owned();
         let member_id = beat.member_id.as_str().to_owned();
-        let interval = broker.config.groups.consumer_heartbeat_interval_ms;
+        let mut interval = broker.config.groups.consumer_heartbeat_interval_ms;
         let invalid = |message: &str| Some(HeartbeatResult::error(error_code::INVALID_REQUEST, message, &member_id));
         let refused = if group_id.is_empty() {
             invalid("GroupId can't be empty.")
@@ -75,9 +75,13 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
                     client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
                 };
                 let group = group_id.clone();
-                on_coordinator(&broker.shard, &group_id, move |c| async move { c.consumer_heartbeat(&group, args) })
-                    .await
-                    .unwrap_or_else(|| HeartbeatResult::error(error_code::COORDINATOR_NOT_AVAILABLE, "coordinator unavailable", &member_id))
+                match on_coordinator(&broker.shard, &group_id, move |c| async move { c.consumer_heartbeat(&group, args) }).await {
+                    Some((result, given)) => {
+                        interval = given;
+                        result
+                    }
+                    None => HeartbeatResult::error(error_code::COORDINATOR_NOT_AVAILABLE, "coordinator unavailable", &member_id),
+                }
             }
         };
         let assignment = result.assignment.map(|tps| {
