@@ -532,6 +532,14 @@ fn groups_consumer_protocol_scale_out_single_owner() {
     consumer_protocol_case("scale-out");
 }
 
+/// KIP-848 with a regex subscription (SubscribedTopicRegex): two members
+/// read every record of the matching topics once, nothing of the others,
+/// and a matching topic created later.
+#[test]
+fn groups_consumer_protocol_regex_subscription() {
+    consumer_protocol_case("regex");
+}
+
 /// KIP-848: members commit, the broker restarts (SIGTERM, then SIGKILL) on
 /// the same data dir and port; the members rejoin after UNKNOWN_MEMBER_ID
 /// and resume at their commits, re-reading nothing committed.

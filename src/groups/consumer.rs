@@ -16,6 +16,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::protocol::error_code::*;
 
+/// What the group sees of the topics: partition counts, and the names (for
+/// regex subscriptions; only asked when a member has a regex).
+pub trait TopicView {
+    fn partitions(&self, topic: &str) -> Option<i32>;
+    fn names(&self) -> Vec<String>;
+}
+
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// Compiled size of one subscription regex.
+pub const subscription_regex_bytes_max: usize = 1024 * 1024;
+
 /// (topic name, partition)
 pub type Tp = (String, i32);
 
@@ -34,6 +45,8 @@ pub struct HeartbeatArgs {
     pub rebalance_timeout_ms: i32,
     /// None: unchanged since the last heartbeat.
     pub subscribed: Option<Vec<String>>,
+    /// None: unchanged; Some(""): no regex.
+    pub regex: Option<String>,
     pub assignor: Option<String>,
     /// Partitions the member owns now; None: unchanged.
     pub owned: Option<Vec<Tp>>,
@@ -66,6 +79,10 @@ pub struct Member {
     pub epoch: i32,
     pub previous_epoch: i32,
     pub subscribed: Vec<String>,
+    /// A regex subscription (RE2 syntax, whole-name match, as Kafka's RE2J).
+    pub regex: Option<(String, regex::Regex)>,
+    /// Topics subscribed by name or by the regex, as of the last refresh.
+    pub resolved: Vec<String>,
     pub assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
     /// What the member owns, as last told.
@@ -118,7 +135,7 @@ impl ConsumerGroup {
     }
 
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+        self.members.values().flat_map(|m| m.resolved.iter().cloned()).collect()
     }
 
     /// The assignor the members prefer (the first one named wins ties), or "uniform".
@@ -152,11 +169,15 @@ impl ConsumerGroup {
         new_member_id: impl FnOnce() -> String,
         now: i64,
         session_timeout_ms: i32,
-        topics: &dyn Fn(&str) -> Option<i32>,
+        topics: &dyn TopicView,
     ) -> HeartbeatResult {
         if args.assignor.as_deref().is_some_and(|a| !ASSIGNORS.contains(&a)) {
             return HeartbeatResult::error(UNSUPPORTED_ASSIGNOR, "supported assignors: uniform, range", &args.member_id);
         }
+        let regex = match args.regex.as_deref().map(compile_regex).transpose() {
+            Ok(regex) => regex,
+            Err(message) => return HeartbeatResult::error(INVALID_REGULAR_EXPRESSION, &message, &args.member_id),
+        };
         if args.epoch == -1 || args.epoch == -2 {
             // Leaving (-2: a static member leaving for now; its instance
             // id is free again at once here).
@@ -182,8 +203,16 @@ impl ConsumerGroup {
             if self.members.is_empty() {
                 self.formed_at_ms = now;
             }
-            let Some(subscribed) = args.subscribed.clone() else {
-                return HeartbeatResult::error(INVALID_REQUEST, "SubscribedTopicNames must be set when joining", &id);
+            let subscribed = match (args.subscribed.clone(), &regex) {
+                (Some(names), _) => names,
+                (None, Some(Some(_))) => Vec::new(),
+                (None, _) => {
+                    return HeartbeatResult::error(
+                        INVALID_REQUEST,
+                        "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+                        &id,
+                    )
+                }
             };
             self.members.insert(
                 id.clone(),
@@ -196,6 +225,8 @@ impl ConsumerGroup {
                     epoch: 0,
                     previous_epoch: -1,
                     subscribed: normalized(subscribed),
+                    regex: regex.clone().flatten(),
+                    resolved: Vec::new(),
                     assignor: args.assignor.clone(),
                     rebalance_timeout_ms: args.rebalance_timeout_ms,
                     assigned: carried.unwrap_or_default(),
@@ -238,6 +269,12 @@ impl ConsumerGroup {
                 changed = true;
             }
         }
+        if let Some(regex) = regex.filter(|_| !fresh) {
+            if regex.as_ref().map(|r| &r.0) != m.regex.as_ref().map(|r| &r.0) {
+                m.regex = regex;
+                changed = true;
+            }
+        }
         if args.assignor.is_some() && args.assignor != m.assignor {
             m.assignor = args.assignor;
             changed = true;
@@ -252,9 +289,17 @@ impl ConsumerGroup {
 
     /// Recomputes the target assignment if the group epoch moved or the
     /// subscribed topics changed shape.
-    pub fn refresh_target(&mut self, topics: &dyn Fn(&str) -> Option<i32>) {
+    pub fn refresh_target(&mut self, topics: &dyn TopicView) {
+        let names = if self.members.values().any(|m| m.regex.is_some()) { topics.names() } else { Vec::new() };
+        for m in self.members.values_mut() {
+            let mut resolved = m.subscribed.clone();
+            if let Some((_, regex)) = &m.regex {
+                resolved.extend(names.iter().filter(|n| regex.is_match(n)).cloned());
+            }
+            m.resolved = normalized(resolved);
+        }
         let seen: Vec<(String, i32)> =
-            self.subscribed_topics().into_iter().filter_map(|t| topics(&t).map(|n| (t, n))).collect();
+            self.subscribed_topics().into_iter().filter_map(|t| topics.partitions(&t).map(|n| (t, n))).collect();
         if seen != self.topics_seen {
             self.topics_seen = seen;
             if self.assignment_epoch == self.epoch {
@@ -266,7 +311,7 @@ impl ConsumerGroup {
         }
         let counts: HashMap<String, i32> = self.topics_seen.iter().cloned().collect();
         let subscriptions: BTreeMap<String, Vec<String>> =
-            self.members.values().map(|m| (m.id.clone(), m.subscribed.clone())).collect();
+            self.members.values().map(|m| (m.id.clone(), m.resolved.clone())).collect();
         let current: BTreeMap<String, BTreeSet<Tp>> = self.target.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         self.target = match self.assignor() {
             "range" => assign_range(&subscriptions, &counts),
@@ -329,7 +374,7 @@ impl ConsumerGroup {
 
     /// Members whose session ended, or who kept revoked partitions past
     /// their rebalance timeout, are removed. Returns the ids removed.
-    pub fn expire(&mut self, now: i64, topics: &dyn Fn(&str) -> Option<i32>) -> Vec<String> {
+    pub fn expire(&mut self, now: i64, topics: &dyn TopicView) -> Vec<String> {
         let gone: Vec<String> = self
             .members
             .values()
@@ -344,6 +389,19 @@ impl ConsumerGroup {
         }
         gone
     }
+}
+
+/// Some(None): the regex is cleared (""); Some(Some(..)): compiled for a
+/// whole-name match.
+fn compile_regex(pattern: &str) -> Result<Option<(String, regex::Regex)>, String> {
+    if pattern.is_empty() {
+        return Ok(None);
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(subscription_regex_bytes_max)
+        .build()
+        .map(|r| Some((pattern.to_owned(), r)))
+        .map_err(|e| format!("invalid SubscribedTopicRegex {pattern:?}: {e}"))
 }
 
 fn normalized(mut topics: Vec<String>) -> Vec<String> {
@@ -487,7 +545,15 @@ mod tests {
     }
 
     fn beat(g: &mut ConsumerGroup, id: &str, epoch: i32, owned: Option<Vec<Tp>>, now: i64) -> HeartbeatResult {
-        let topics = |t: &str| (t == "t").then_some(4);
+        struct OneTopic;
+        impl TopicView for OneTopic {
+            fn partitions(&self, t: &str) -> Option<i32> {
+                (t == "t").then_some(4)
+            }
+            fn names(&self) -> Vec<String> {
+                vec!["t".into()]
+            }
+        }
         g.heartbeat(
             HeartbeatArgs {
                 member_id: id.into(),
@@ -496,6 +562,7 @@ mod tests {
                 rack_id: None,
                 rebalance_timeout_ms: 1000,
                 subscribed: (epoch == 0).then(|| vec!["t".to_string()]),
+                regex: None,
                 assignor: None,
                 owned,
                 client_id: "c".into(),
@@ -504,7 +571,7 @@ mod tests {
             || unreachable!(),
             now,
             45_000,
-            &topics,
+            &OneTopic,
         )
     }
 

@@ -894,8 +894,7 @@ impl Coordinator {
     fn tick(self: &Rc<Self>) {
         let now = now_ms();
         let mut changed = Vec::new();
-        let broker = crate::broker::local();
-        let topics = |t: &str| broker.topic(t).map(|t| t.partitions);
+        let topics = BrokerTopics(crate::broker::local());
         for g in self.groups.borrow_mut().values_mut() {
             if let Some(modern) = &mut g.modern {
                 for id in modern.expire(now, &topics) {
@@ -1576,8 +1575,7 @@ impl Coordinator {
 
     fn consumer_heartbeat_inner(&self, group_id: &str, args: HeartbeatArgs) -> HeartbeatResult {
         let now = now_ms();
-        let broker = crate::broker::local();
-        let topics = |t: &str| broker.topic(t).map(|t| t.partitions);
+        let topics = BrokerTopics(crate::broker::local());
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(group_id) {
             if args.epoch != 0 {
@@ -1935,4 +1933,17 @@ fn encode_assignment(assigned: &BTreeSet<consumer::Tp>) -> Bytes {
     }
     out.extend_from_slice(&(-1i32).to_be_bytes());
     Bytes::from(out)
+}
+
+/// The topic table as a KIP-848 group sees it.
+struct BrokerTopics(Rc<crate::broker::Broker>);
+
+impl consumer::TopicView for BrokerTopics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.0.topic(topic).map(|t| t.partitions)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.topics().into_iter().map(|t| t.name).collect()
+    }
 }

@@ -2,8 +2,9 @@
 //! (`group.protocol=consumer`). Members join (epoch 0), heartbeat with
 //! their epoch and owned partitions, and get their assignment from the
 //! broker's assignor ("uniform", the default, or "range"); epoch -1 leaves.
-//! v1 members bring their own member id. Topic regexes are not served
-//! (INVALID_REQUEST, with a message).
+//! v1 members bring their own member id. A SubscribedTopicRegex (RE2
+//! syntax, whole-name match, as Kafka's RE2J) subscribes to every matching
+//! topic, re-evaluated as topics come and go.
 
 use std::rc::Rc;
 
@@ -39,10 +40,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
             invalid("MemberId can't be empty.")
         } else if beat.member_epoch < -2 {
             invalid("MemberEpoch is invalid.")
-        } else if beat.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty()) {
-            invalid("SubscribedTopicRegex is not supported by this broker; subscribe to topic names.")
-        } else if beat.member_epoch == 0 && beat.subscribed_topic_names.is_none() {
-            invalid("SubscribedTopicNames must be set in first request.")
+        } else if beat.member_epoch == 0
+            && beat.subscribed_topic_names.is_none()
+            && !beat.subscribed_topic_regex.as_ref().is_some_and(|r| !r.is_empty())
+        {
+            invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
         } else {
             None
         };
@@ -69,6 +71,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
                         .subscribed_topic_names
                         .as_ref()
                         .map(|names| names.iter().map(|n| n.0.as_str().to_owned()).collect()),
+                    regex: beat.subscribed_topic_regex.as_ref().map(|r| r.as_str().to_owned()),
                     assignor: beat.server_assignor.as_ref().map(|a| a.as_str().to_owned()),
                     owned,
                     client_id,

@@ -601,11 +601,73 @@ def case_persistence(args):
           f"member started at the third commits (600)")
 
 
+def case_regex(args):
+    """A regex subscription (SubscribedTopicRegex): two members get every
+    partition of the matching topics and nothing else, and a matching topic
+    created later is picked up."""
+    import threading
+    from confluent_kafka import Consumer, Producer
+    topics = ["kip848-rx-a", "kip848-rx-b", "kip848-other"]
+    for t in topics:
+        c.cf_create_topic(args.bootstrap, t, 2)
+    producer = Producer({"bootstrap.servers": args.bootstrap})
+
+    def produce_to(topic, count):
+        for i in range(count):
+            producer.produce(topic, value=f"{topic}-{i}".encode(), partition=i % 2)
+        c.check(producer.flush(30) == 0, f"records to {topic} not acknowledged")
+
+    for t in topics:
+        produce_to(t, 200)
+    reads = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def member(name):
+        consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "kip848-rx", "client.id": name,
+                             "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+        consumer.subscribe(["^kip848-rx-.*"])
+        try:
+            while not stop.is_set():
+                m = consumer.poll(0.2)
+                if m is None or m.error():
+                    continue
+                with lock:
+                    reads.setdefault(m.value().decode(), []).append((name, m.topic()))
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=member, args=(f"rx-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        def count(prefix):
+            with lock:
+                return sum(1 for v in reads if v.startswith(prefix))
+        c.wait_until(lambda: count("kip848-rx-a-") == 200 and count("kip848-rx-b-") == 200, 30,
+                     "both matching topics to be read")
+        c.cf_create_topic(args.bootstrap, "kip848-rx-c", 2)
+        produce_to("kip848-rx-c", 100)
+        c.wait_until(lambda: count("kip848-rx-c-") == 100, 30, "the topic created later to be read")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    with lock:
+        c.check(not any(v.startswith("kip848-other") for v in reads), "a topic not matching the regex was read")
+        twice = {v: r for v, r in reads.items() if len(r) > 1}
+        c.check(not twice, f"records read more than once: {list(twice.items())[:5]}")
+        readers = {name for r in reads.values() for name, _ in r}
+    c.log(f"regex: ^kip848-rx-.* read 200 + 200 records of the matching topics once each (members {sorted(readers)}), "
+          f"none of kip848-other, and the 100 of kip848-rx-c created later")
+
+
 CASES = {
     "spread": case_spread,
     "member-loss": case_member_loss,
     "scale-out": case_scale_out,
     "persistence": case_persistence,
+    "regex": case_regex,
 }
 
 
