@@ -434,3 +434,52 @@ fn the_offsets_log_is_compacted_and_replays_to_the_latest_offsets() {
     let mut admin = connect(&broker);
     assert_eq!(fetch(&mut admin, "churn", "busy", &[0, 1]), [commits - 1, 2 * (commits - 1)]);
 }
+
+#[test]
+fn committed_offsets_expire_after_offsets_retention_minutes() {
+    // One minute, Kafka's smallest setting; checked every 500 ms.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path(), 0, &["offsets.retention.minutes=1", "offsets.retention.check.interval.ms=500"]);
+    let mut admin = connect(&broker);
+    create_topic(&mut admin, "kept", 1);
+    create_topic(&mut admin, "dropped", 1);
+    let committed_at = Instant::now();
+    // A group that only stores offsets: each expires a minute after its commit.
+    assert_eq!(commit(&mut admin, "simple", -1, "", "kept", &[(0, 11)]), [NONE]);
+    // A consumer group that empties: its offsets expire a minute after that,
+    // and the group goes with them.
+    let mut leaver = connect(&broker);
+    let joined = join_new(&mut leaver, "emptied", &["kept"]);
+    let leaver_id = joined.member_id.as_str().to_owned();
+    assert_eq!(sync(&mut leaver, "emptied", joined.generation_id, &leaver_id, &[(&leaver_id, b"x")]).error_code, NONE);
+    assert_eq!(commit(&mut leaver, "emptied", joined.generation_id, &leaver_id, "kept", &[(0, 22)]), [NONE]);
+    assert_eq!(leave(&mut leaver, "emptied", &leaver_id), NONE);
+    // A stable group keeps offsets of what it subscribes to, and loses
+    // those of topics it does not.
+    let mut stayer = connect(&broker);
+    let joined = join_new(&mut stayer, "stable", &["kept"]);
+    let (generation, stayer_id) = (joined.generation_id, joined.member_id.as_str().to_owned());
+    assert_eq!(sync(&mut stayer, "stable", generation, &stayer_id, &[(&stayer_id, b"x")]).error_code, NONE);
+    assert_eq!(commit(&mut stayer, "stable", generation, &stayer_id, "kept", &[(0, 33)]), [NONE]);
+    assert_eq!(commit(&mut stayer, "stable", generation, &stayer_id, "dropped", &[(0, 44)]), [NONE]);
+
+    let deadline = committed_at + Duration::from_secs(120);
+    loop {
+        assert_eq!(heartbeat(&mut stayer, "stable", generation, &stayer_id, None), NONE);
+        let state = (
+            fetch(&mut admin, "simple", "kept", &[0])[0],
+            fetch(&mut admin, "emptied", "kept", &[0])[0],
+            fetch(&mut admin, "stable", "kept", &[0])[0],
+            fetch(&mut admin, "stable", "dropped", &[0])[0],
+        );
+        if committed_at.elapsed() < Duration::from_secs(45) {
+            assert_eq!(state, (11, 22, 33, 44), "expired before the retention");
+        } else if state == (-1, -1, 33, -1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "offsets never expired: {state:?}");
+        thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(describe(&mut admin, "emptied").group_state.as_str(), "Dead", "the emptied group is gone");
+    assert_eq!(describe(&mut admin, "stable").group_state.as_str(), "Stable");
+}
