@@ -541,8 +541,9 @@ fn groups_consumer_protocol_regex_subscription() {
 }
 
 /// KIP-848: members commit, the broker restarts (SIGTERM, then SIGKILL) on
-/// the same data dir and port; the members rejoin after UNKNOWN_MEMBER_ID
-/// and resume at their commits, re-reading nothing committed.
+/// the same data dir and port; membership is durable, so the members carry
+/// on with their partitions (no assign, revoke or lost callback) and read on
+/// from their commits, re-reading nothing committed.
 #[test]
 fn groups_consumer_protocol_offsets_survive_restarts() {
     let mut broker = consumer_protocol_broker();

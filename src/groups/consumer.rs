@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::store::{ConsumerGroupValue, StoredConsumerMember};
 use crate::protocol::error_code::*;
 
 /// What the group sees of the topics: partition counts, and the names (for
@@ -104,6 +105,9 @@ pub struct ConsumerGroup {
     topics_seen: Vec<(String, i32)>,
     /// When the group last went from no members to some.
     pub formed_at_ms: i64,
+    /// Membership, an epoch or an assignment changed: the group's record
+    /// must be written.
+    pub dirty: bool,
 }
 
 impl ConsumerGroup {
@@ -151,6 +155,73 @@ impl ConsumerGroup {
 
     fn bump(&mut self) {
         self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.dirty = true;
+    }
+
+    /// The group as stored in the offsets log.
+    pub fn stored(&self) -> ConsumerGroupValue {
+        ConsumerGroupValue {
+            epoch: self.epoch,
+            members: self
+                .members
+                .values()
+                .map(|m| StoredConsumerMember {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    epoch: m.epoch,
+                    previous_epoch: m.previous_epoch,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscribed: m.subscribed.clone(),
+                    regex: m.regex.as_ref().map(|(p, _)| p.clone()),
+                    assignor: m.assignor.clone(),
+                    assigned: m.assigned.iter().cloned().collect(),
+                    revoking: m.revoking.iter().cloned().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group read back from the offsets log. Members keep their epochs and
+    /// partitions (they carry on heartbeating), their sessions restart at
+    /// `now`, and the group epoch moves on so the target assignment is
+    /// recomputed, sticking to what members hold.
+    pub fn restore(value: ConsumerGroupValue, now: i64, session_timeout_ms: i32) -> ConsumerGroup {
+        let mut group = ConsumerGroup { epoch: value.epoch, assignment_epoch: value.epoch, formed_at_ms: now, ..ConsumerGroup::default() };
+        for m in value.members {
+            let regex = m.regex.as_deref().and_then(|p| compile_regex(p).ok().flatten());
+            let assigned: BTreeSet<Tp> = m.assigned.into_iter().collect();
+            group.target.insert(m.member_id.clone(), assigned.clone());
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    rack_id: m.rack_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    epoch: m.epoch,
+                    previous_epoch: m.previous_epoch,
+                    subscribed: m.subscribed,
+                    regex,
+                    resolved: Vec::new(),
+                    assignor: m.assignor,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    assigned: assigned.clone(),
+                    revoking: m.revoking.into_iter().collect(),
+                    revoke_deadline_ms: now + i64::from(m.rebalance_timeout_ms.max(1)),
+                    session_deadline_ms: now + i64::from(session_timeout_ms),
+                    last_sent: Some(assigned),
+                },
+            );
+        }
+        if !group.members.is_empty() {
+            group.bump();
+        }
+        group.dirty = false;
+        group
     }
 
     pub fn remove_member(&mut self, id: &str) -> bool {
@@ -332,6 +403,7 @@ impl ConsumerGroup {
             .collect();
         let assignment_epoch = self.assignment_epoch;
         let m = self.members.get_mut(id).expect("member present");
+        let before = (m.epoch, m.assigned.len(), m.revoking.len());
         if !m.revoking.is_empty() {
             if let Some(owned) = owned {
                 if owned.iter().all(|tp| !m.revoking.contains(tp)) {
@@ -359,6 +431,10 @@ impl ConsumerGroup {
                 }
             }
         }
+        if (m.epoch, m.assigned.len(), m.revoking.len()) != before {
+            self.dirty = true;
+        }
+        let m = self.members.get_mut(id).expect("member present");
         // Sent when it changed, on joining, and when the member reports
         // owning something else (it missed a response).
         let mismatch = owned.is_some_and(|o| o.iter().cloned().collect::<BTreeSet<Tp>>() != m.assigned);

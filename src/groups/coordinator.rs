@@ -514,6 +514,14 @@ impl Group {
         Some(topics)
     }
 
+    /// The group's record: classic metadata, or a KIP-848 group.
+    fn record_value(&self) -> RecordValue {
+        match &self.modern {
+            Some(modern) => RecordValue::ConsumerGroup(modern.stored()),
+            None => RecordValue::Group(self.stored_value()),
+        }
+    }
+
     fn stored_value(&self) -> GroupValue {
         let protocol = self.protocol.clone().unwrap_or_default();
         GroupValue {
@@ -708,8 +716,19 @@ impl Coordinator {
                     g.offsets.remove(&(topic, partition));
                 }
             }
+            (RecordKey::Group { group }, Some(RecordValue::ConsumerGroup(v))) => {
+                let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));
+                let modern = consumer::ConsumerGroup::restore(v, now, self.config.consumer_session_timeout_ms);
+                g.state = if modern.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+                g.modern = Some(Box::new(modern));
+                g.protocol_type = Some("consumer".to_owned());
+                g.protocol = None;
+                g.members.clear();
+                g.static_members.clear();
+            }
             (RecordKey::Group { group }, Some(RecordValue::Group(v))) => {
                 let g = groups.entry(group.clone()).or_insert_with(|| Group::new(group, now));
+                g.modern = None;
                 g.protocol_type = v.protocol_type;
                 g.generation = v.generation;
                 g.protocol = v.protocol.clone();
@@ -846,7 +865,7 @@ impl Coordinator {
             let groups = self.groups.borrow();
             let mut records = Vec::new();
             for g in groups.values().filter(|g| self.partition_of(&g.id) == partition) {
-                records.push((RecordKey::Group { group: g.id.clone() }, Some(RecordValue::Group(g.stored_value()))));
+                records.push((RecordKey::Group { group: g.id.clone() }, Some(g.record_value())));
                 for ((topic, p), v) in &g.offsets {
                     let key = RecordKey::Offset { group: g.id.clone(), topic: topic.clone(), partition: *p };
                     records.push((key, Some(RecordValue::Offset(v.clone()))));
@@ -876,13 +895,13 @@ impl Coordinator {
             if !std::mem::take(&mut g.dirty) {
                 return;
             }
-            g.stored_value()
+            g.record_value()
         };
         let this = self.clone();
         let group_id = group_id.to_owned();
         glommio::spawn_local(async move {
             let key = RecordKey::Group { group: group_id.clone() };
-            if let Err(code) = this.write(&group_id, vec![(key, Some(RecordValue::Group(value)))]).await {
+            if let Err(code) = this.write(&group_id, vec![(key, Some(value))]).await {
                 warn!(group = %group_id, code, "could not write group metadata; it is kept in memory");
             }
         })
@@ -901,6 +920,10 @@ impl Coordinator {
                     info!(group = %g.id, member = %id, "consumer-group member expired");
                 }
                 let state = if modern.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+                if std::mem::take(&mut modern.dirty) {
+                    g.dirty = true;
+                    changed.push(g.id.clone());
+                }
                 if g.state != state {
                     g.set_state(state, now);
                 }
@@ -1560,16 +1583,22 @@ impl Coordinator {
     // ---- KIP-848 ConsumerGroupHeartbeat ----
 
     /// One ConsumerGroupHeartbeat; also returns the heartbeat interval to give.
-    pub fn consumer_heartbeat(&self, group_id: &str, args: HeartbeatArgs) -> (HeartbeatResult, i32) {
+    pub fn consumer_heartbeat(self: &Rc<Self>, group_id: &str, args: HeartbeatArgs) -> (HeartbeatResult, i32) {
         let configured = self.config.consumer_heartbeat_interval_ms;
         let result = self.consumer_heartbeat_inner(group_id, args);
         let now = now_ms();
-        let interval = self
-            .groups
-            .borrow()
-            .get(group_id)
-            .and_then(|g| g.modern.as_ref().map(|m| m.heartbeat_interval_ms(configured, now)))
-            .unwrap_or(configured);
+        let interval = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(g) = groups.get_mut(group_id) else { return (result, configured) };
+            let Some(modern) = g.modern.as_mut() else { return (result, configured) };
+            if std::mem::take(&mut modern.dirty) {
+                g.dirty = true;
+            }
+            modern.heartbeat_interval_ms(configured, now)
+        };
+        // Written in the background: a member whose change is lost in a
+        // crash is fenced and rejoins, as after a coordinator move.
+        self.persist_if_dirty(group_id);
         (result, interval)
     }
 

@@ -14,6 +14,8 @@ const KEY_OFFSET: u8 = 1;
 /// Key type byte: a group's metadata, keyed by group.
 const KEY_GROUP: u8 = 2;
 const VALUE_VERSION: u8 = 1;
+/// Value version byte of a KIP-848 consumer group's record (under a group key).
+const VALUE_CONSUMER_GROUP: u8 = 2;
 
 /// What a record is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,10 +69,37 @@ pub struct GroupValue {
     pub members: Vec<StoredMember>,
 }
 
+/// A KIP-848 member as stored with its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredConsumerMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub epoch: i32,
+    pub previous_epoch: i32,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed: Vec<String>,
+    pub regex: Option<String>,
+    pub assignor: Option<String>,
+    pub assigned: Vec<(String, i32)>,
+    pub revoking: Vec<(String, i32)>,
+}
+
+/// A KIP-848 consumer group as stored: written whenever its membership,
+/// epochs or assignments change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerGroupValue {
+    pub epoch: i32,
+    pub members: Vec<StoredConsumerMember>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordValue {
     Offset(OffsetValue),
     Group(GroupValue),
+    ConsumerGroup(ConsumerGroupValue),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,8 +124,36 @@ pub fn encode_key(key: &RecordKey) -> Vec<u8> {
 }
 
 pub fn encode_value(value: &RecordValue) -> Vec<u8> {
-    let mut out = vec![VALUE_VERSION];
+    let version = if matches!(value, RecordValue::ConsumerGroup(_)) { VALUE_CONSUMER_GROUP } else { VALUE_VERSION };
+    let mut out = vec![version];
     match value {
+        RecordValue::ConsumerGroup(g) => {
+            out.extend_from_slice(&g.epoch.to_be_bytes());
+            out.extend_from_slice(&(g.members.len() as u32).to_be_bytes());
+            for m in &g.members {
+                put_str(&mut out, &m.member_id);
+                put_opt_str(&mut out, m.instance_id.as_deref());
+                put_opt_str(&mut out, m.rack_id.as_deref());
+                put_str(&mut out, &m.client_id);
+                put_str(&mut out, &m.client_host);
+                out.extend_from_slice(&m.epoch.to_be_bytes());
+                out.extend_from_slice(&m.previous_epoch.to_be_bytes());
+                out.extend_from_slice(&m.rebalance_timeout_ms.to_be_bytes());
+                out.extend_from_slice(&(m.subscribed.len() as u32).to_be_bytes());
+                for t in &m.subscribed {
+                    put_str(&mut out, t);
+                }
+                put_opt_str(&mut out, m.regex.as_deref());
+                put_opt_str(&mut out, m.assignor.as_deref());
+                for set in [&m.assigned, &m.revoking] {
+                    out.extend_from_slice(&(set.len() as u32).to_be_bytes());
+                    for (t, p) in set {
+                        put_str(&mut out, t);
+                        out.extend_from_slice(&p.to_be_bytes());
+                    }
+                }
+            }
+        }
         RecordValue::Offset(v) => {
             out.extend_from_slice(&v.offset.to_be_bytes());
             out.extend_from_slice(&v.leader_epoch.to_be_bytes());
@@ -139,9 +196,57 @@ pub fn decode_key(bytes: &[u8]) -> Result<RecordKey, DecodeError> {
 /// Decodes the value stored under `key` (its type follows the key's).
 pub fn decode_value(key: &RecordKey, bytes: &[u8]) -> Result<RecordValue, DecodeError> {
     let mut r = Reader(bytes);
-    if r.u8()? != VALUE_VERSION {
-        return Err(DecodeError("unknown value version"));
-    }
+    let version = r.u8()?;
+    let value = match (key, version) {
+        (RecordKey::Group { .. }, VALUE_CONSUMER_GROUP) => {
+            let epoch = r.i32()?;
+            let count = r.count(40)?;
+            let mut members = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (member_id, instance_id, rack_id) = (r.str()?, r.opt_str()?, r.opt_str()?);
+                let (client_id, client_host) = (r.str()?, r.str()?);
+                let (epoch, previous_epoch, rebalance_timeout_ms) = (r.i32()?, r.i32()?, r.i32()?);
+                let topics = r.count(4)?;
+                let mut subscribed = Vec::with_capacity(topics);
+                for _ in 0..topics {
+                    subscribed.push(r.str()?);
+                }
+                let (regex, assignor) = (r.opt_str()?, r.opt_str()?);
+                let mut sets = [Vec::new(), Vec::new()];
+                for set in &mut sets {
+                    let n = r.count(8)?;
+                    set.reserve(n);
+                    for _ in 0..n {
+                        set.push((r.str()?, r.i32()?));
+                    }
+                }
+                let [assigned, revoking] = sets;
+                members.push(StoredConsumerMember {
+                    member_id,
+                    instance_id,
+                    rack_id,
+                    client_id,
+                    client_host,
+                    epoch,
+                    previous_epoch,
+                    rebalance_timeout_ms,
+                    subscribed,
+                    regex,
+                    assignor,
+                    assigned,
+                    revoking,
+                });
+            }
+            RecordValue::ConsumerGroup(ConsumerGroupValue { epoch, members })
+        }
+        (_, VALUE_VERSION) => decode_v1(key, &mut r)?,
+        _ => return Err(DecodeError("unknown value version")),
+    };
+    r.end()?;
+    Ok(value)
+}
+
+fn decode_v1(key: &RecordKey, r: &mut Reader<'_>) -> Result<RecordValue, DecodeError> {
     let value = match key {
         RecordKey::Offset { .. } => RecordValue::Offset(OffsetValue {
             offset: r.i64()?,
@@ -176,7 +281,6 @@ pub fn decode_value(key: &RecordKey, bytes: &[u8]) -> Result<RecordValue, Decode
             RecordValue::Group(GroupValue { protocol_type, generation, protocol, leader, state_timestamp_ms, members })
         }
     };
-    r.end()?;
     Ok(value)
 }
 
@@ -218,6 +322,16 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
+    }
+
+    /// An element count, bounded by what is left (each element takes at
+    /// least `min_bytes`), so no count from the record allocates beyond it.
+    fn count(&mut self, min_bytes: usize) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() / min_bytes.max(1) {
+            return Err(DecodeError("count exceeds the record"));
+        }
+        Ok(n)
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
@@ -293,7 +407,26 @@ mod tests {
                 assignment: Bytes::new(),
             }],
         });
-        for (key, value) in [(offset_key, offset), (group_key, group)] {
+        let consumer_group = RecordValue::ConsumerGroup(ConsumerGroupValue {
+            epoch: 9,
+            members: vec![StoredConsumerMember {
+                member_id: "m".into(),
+                instance_id: Some("i".into()),
+                rack_id: None,
+                client_id: "c".into(),
+                client_host: "/h".into(),
+                epoch: 8,
+                previous_epoch: 7,
+                rebalance_timeout_ms: 300_000,
+                subscribed: vec!["a".into(), "b".into()],
+                regex: Some("x-.*".into()),
+                assignor: None,
+                assigned: vec![("a".into(), 0), ("b".into(), 3)],
+                revoking: vec![("a".into(), 1)],
+            }],
+        });
+        let group_key_2 = RecordKey::Group { group: "g2".into() };
+        for (key, value) in [(offset_key, offset), (group_key, group), (group_key_2, consumer_group)] {
             let (k, v) = (encode_key(&key), encode_value(&value));
             assert_eq!(decode_key(&k).unwrap(), key);
             assert_eq!(decode_value(&key, &v).unwrap(), value);
