@@ -8,15 +8,8 @@ use ringstream::storage::shard_storage::now_ms;
 /// up) of pseudo-random values, the last one sized to hit the target.
 pub fn batch_of(target: usize, seed: u64) -> Bytes {
     let records: usize = if target >= 256 * 1024 { 64 } else { 16 };
-    let mut state = seed | 1;
-    let value: Vec<u8> = (0..target)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let mut value = vec![0u8; target];
+    ringstream::storage::batch::fill_pseudo_random(&mut value, seed);
     let build = |each: usize, last: usize| {
         let mut builder = BatchBuilder::new(now_ms());
         for index in 0..records {

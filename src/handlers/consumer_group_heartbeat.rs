@@ -34,9 +34,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
         let invalid = |message: &str| Some(HeartbeatResult::error(error_code::INVALID_REQUEST, message, &member_id));
         let refused = if group_id.is_empty() {
             invalid("GroupId can't be empty.")
-        } else if version >= 1 && member_id.is_empty() {
-            invalid("MemberId can't be empty.")
-        } else if beat.member_epoch != 0 && member_id.is_empty() {
+        } else if member_id.is_empty() && (version >= 1 || beat.member_epoch != 0) {
+            // v1 members choose their id; in v0 only a joining member has none.
             invalid("MemberId can't be empty.")
         } else if beat.member_epoch < -2 {
             invalid("MemberEpoch is invalid.")

@@ -828,6 +828,18 @@ impl BatchBuilder {
     }
 }
 
+/// Fills `out` from a xorshift stream seeded by `seed`: filler that does not
+/// compress to nothing, for tests, benchmarks and the load generator.
+pub fn fill_pseudo_random(out: &mut [u8], seed: u64) {
+    let mut state = seed | 1;
+    for byte in out.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+}
+
 /// A batch of `count` records, no key, each value `value_bytes` long and
 /// filled from a xorshift stream seeded by `seed` and the record index, with
 /// timestampDelta equal to the index. For tests, benchmarks and tools.
@@ -836,13 +848,7 @@ pub fn build_test_batch(count: u32, value_bytes: usize, seed: u64, base_timestam
     let mut builder = BatchBuilder::new(base_timestamp_ms);
     let mut value = vec![0u8; value_bytes];
     for index in 0..count {
-        let mut state = (seed ^ u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-        for byte in value.iter_mut() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *byte = state as u8;
-        }
+        fill_pseudo_random(&mut value, seed ^ u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         builder.push(&Record {
             key: None,
             value: Some(&value),

@@ -1,0 +1,44 @@
+//! Every bound the load generator keeps, with the relations between them
+//! asserted at compile time.
+
+/// Smallest record value: the first 8 bytes carry the intended send time.
+pub const record_bytes_min: usize = 8;
+/// Largest record value.
+pub const record_bytes_max: usize = 1024 * 1024;
+/// Largest batch a producer builds (`--batch-bytes`).
+pub const batch_bytes_max: usize = 16 * 1024 * 1024;
+/// Produce requests in flight per producer connection (`--in-flight`).
+pub const produce_requests_in_flight_max: usize = 64;
+/// Largest produce request a producer sends (several partitions' batches).
+pub const produce_request_bytes_max: usize = 32 * 1024 * 1024;
+/// Bytes a producer connection buffers in closed batches not yet sent;
+/// past this it generates no more records (their intended times still
+/// count, so the stall shows in the latency).
+pub const producer_buffer_bytes_max: usize = 64 * 1024 * 1024;
+/// Producers, and consumers, per run.
+pub const connections_max: usize = 1024;
+/// Partitions of the topic.
+pub const partitions_max: usize = 100_000;
+/// Largest response accepted (checked before allocating).
+pub const response_bytes_max: usize = 128 * 1024 * 1024;
+/// Fetch: bytes per response and per partition asked for.
+pub const fetch_bytes_max: usize = 32 * 1024 * 1024;
+pub const fetch_partition_bytes_max: usize = 4 * 1024 * 1024;
+/// Fetch long-poll wait asked of the broker.
+pub const fetch_wait_ms_max: i32 = 100;
+/// A request whose response takes longer than this fails its connection.
+pub const request_timeout_ms_max: u64 = 30_000;
+/// After the measured time, producers wait at most this long for acks and
+/// consumers at most this long to catch up; what is left counts as errors.
+pub const drain_ms_max: u64 = 10_000;
+/// Highest latency the histograms hold (values above are clamped and counted).
+pub const latency_us_max: u64 = 3_600_000_000;
+
+const _: () = assert!(record_bytes_min == 8);
+const _: () = assert!(record_bytes_max + 64 <= batch_bytes_max);
+const _: () = assert!(batch_bytes_max <= produce_request_bytes_max);
+const _: () = assert!(produce_request_bytes_max <= producer_buffer_bytes_max);
+const _: () = assert!(fetch_partition_bytes_max <= fetch_bytes_max);
+const _: () = assert!(fetch_bytes_max + batch_bytes_max <= response_bytes_max);
+const _: () = assert!(batch_bytes_max <= ringstream::limits::batch_bytes_max);
+const _: () = assert!(request_timeout_ms_max >= fetch_wait_ms_max as u64 * 10);

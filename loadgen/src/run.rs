@@ -1,0 +1,320 @@
+//! Threads and phases. One glommio `LocalExecutor` per thread (unpinned:
+//! the broker under test usually pins its shards on the same machine), each
+//! running its share of the connections. The main thread only coordinates:
+//! it waits until every thread has connected, publishes the start time,
+//! prints the progress line each second, tells consumers when to stop, and
+//! merges the threads' results.
+//!
+//! Nothing on the data path is shared between threads except relaxed
+//! counters (`Progress`); per-second ack histograms reach the main thread over
+//! a bounded channel.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use hdrhistogram::Histogram;
+
+use crate::clock::{Clock, Phases};
+use crate::consumer::{self, ConsumerSpec};
+use crate::limits::drain_ms_max;
+use crate::producer::{self, ProducerSpec};
+use crate::stats::{latency_histogram, Progress, ThreadStats};
+
+pub enum Job {
+    Produce(ProducerSpec),
+    Consume(ConsumerSpec),
+}
+
+impl Job {
+    fn address(&self) -> std::net::SocketAddr {
+        match self {
+            Job::Produce(spec) => spec.address,
+            Job::Consume(spec) => spec.address,
+        }
+    }
+    fn name(&self) -> &str {
+        match self {
+            Job::Produce(spec) => &spec.name,
+            Job::Consume(spec) => &spec.name,
+        }
+    }
+}
+
+/// What the threads and the main thread share while starting.
+struct Control {
+    clock: Clock,
+    /// Threads whose connections are all open.
+    ready: AtomicU64,
+    /// 0 until the main thread publishes the start (then `start_ns + 1`).
+    start: AtomicU64,
+    abort: AtomicBool,
+    failure: Mutex<Option<String>>,
+    stop_consumers: Arc<AtomicBool>,
+}
+
+impl Control {
+    fn fail(&self, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert(message);
+        self.abort.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Extra time after the start is published, so every thread is waiting
+/// when the schedule begins.
+const start_delay_ms: u64 = 20;
+/// Interval histograms buffered for the progress line, per thread.
+const interval_queue_depth_max: usize = 16;
+
+pub struct Outcome {
+    pub stats: ThreadStats,
+    pub phases: Phases,
+}
+
+/// Runs `jobs` on `threads` executors. Returns the merged stats, or the
+/// first failure to connect.
+pub fn run(
+    jobs: Vec<Job>,
+    threads: usize,
+    warmup: Duration,
+    duration: Duration,
+    connect_timeout: Duration,
+) -> Result<Outcome, String> {
+    assert!(threads >= 1 && !jobs.is_empty());
+    let producers = jobs.iter().filter(|j| matches!(j, Job::Produce(_))).count() as u64;
+    let consumers = jobs.len() as u64 - producers;
+    let control = Arc::new(Control {
+        clock: Clock::new(),
+        ready: AtomicU64::new(0),
+        start: AtomicU64::new(0),
+        abort: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        stop_consumers: Arc::new(AtomicBool::new(false)),
+    });
+    let progress = Arc::new(Progress::default());
+    let (intervals, interval_receiver) = sync_channel::<Histogram<u64>>(interval_queue_depth_max * threads);
+
+    let mut shares: Vec<Vec<Job>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        shares[i % threads].push(job);
+    }
+    let mut handles = Vec::new();
+    for (index, share) in shares.into_iter().enumerate() {
+        if share.is_empty() {
+            continue;
+        }
+        let control = control.clone();
+        let progress = progress.clone();
+        let intervals = intervals.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("loadgen-{index}"))
+            .spawn(move || thread_main(share, control, progress, intervals, warmup, duration, connect_timeout))
+            .map_err(|e| format!("cannot start executor thread {index}: {e}"))?;
+        handles.push(handle);
+    }
+    drop(intervals);
+    let started_threads = handles.len() as u64;
+
+    // Wait for every thread's connections (each connect is bounded by its timeout).
+    let wait_started = Instant::now();
+    let clock = control.clock;
+    while control.ready.load(Ordering::SeqCst) < started_threads && !control.abort.load(Ordering::SeqCst) {
+        if wait_started.elapsed() > connect_timeout * 2 + Duration::from_secs(5) {
+            control.fail("connections did not open in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let phases = if control.abort.load(Ordering::SeqCst) {
+        None
+    } else {
+        let start_ns = clock.now_ns() + start_delay_ms * 1_000_000;
+        control.start.store(start_ns + 1, Ordering::SeqCst);
+        Some(Phases::new(start_ns, warmup, duration))
+    };
+    if let Some(phases) = phases {
+        report_progress(&control, &progress, &interval_receiver, phases, producers, consumers);
+    }
+    let mut merged = ThreadStats::new();
+    for handle in handles {
+        match handle.join() {
+            Ok(stats) => merged.merge(&stats),
+            Err(e) => control.fail(format!("executor thread failed: {e}")),
+        }
+    }
+    if let Some(failure) = control.failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(failure);
+    }
+    let phases = phases.expect("no failure, so the run started");
+    Ok(Outcome { stats: merged, phases })
+}
+
+/// Prints a progress line every second on stderr until every connection has
+/// finished; stops consumers once producers are done and consumers have
+/// read what was acknowledged (or after `drain_ms_max`).
+fn report_progress(
+    control: &Control,
+    progress: &Progress,
+    intervals: &Receiver<Histogram<u64>>,
+    phases: Phases,
+    producers: u64,
+    consumers: u64,
+) {
+    let clock = control.clock;
+    let mut tick = 1u64;
+    let mut last = (0u64, 0u64, 0u64);
+    let mut producers_done_ns: Option<u64> = None;
+    loop {
+        let finished = Progress::get(&progress.finished_producers) + Progress::get(&progress.finished_consumers);
+        if finished >= producers + consumers {
+            break;
+        }
+        let now = clock.now_ns();
+        // Consumers stop when producers are done and they have caught up.
+        if Progress::get(&progress.finished_producers) >= producers {
+            let done = *producers_done_ns.get_or_insert(now.max(phases.end_ns));
+            let caught_up = Progress::get(&progress.consumed_records) >= Progress::get(&progress.acked_records);
+            let late = now.saturating_sub(done) > drain_ms_max * 1_000_000;
+            if (producers > 0 && caught_up) || late || (producers == 0 && now >= phases.end_ns) {
+                control.stop_consumers.store(true, Ordering::Relaxed);
+            }
+        }
+        let next_tick_ns = phases.start_ns + tick * 1_000_000_000;
+        if now < next_tick_ns {
+            std::thread::sleep(Duration::from_nanos((next_tick_ns - now).min(50_000_000)));
+            continue;
+        }
+        let mut interval = latency_histogram();
+        while let Ok(histogram) = intervals.try_recv() {
+            let _ = interval.add(&histogram);
+        }
+        let current = (
+            Progress::get(&progress.acked_records),
+            Progress::get(&progress.acked_bytes),
+            Progress::get(&progress.consumed_records),
+        );
+        // The phase the second being reported began in.
+        let interval_start_ns = next_tick_ns - 1_000_000_000;
+        let phase = if interval_start_ns < phases.warm_ns {
+            "warmup"
+        } else if interval_start_ns < phases.end_ns {
+            "run"
+        } else {
+            "drain"
+        };
+        let p99 = if interval.is_empty() { "-".to_owned() } else { format!("{:.3}", interval.value_at_quantile(0.99) as f64 / 1000.0) };
+        eprintln!(
+            "[{:>4}s {:<6}] {:>9} rec/s {:>8.1} MiB/s  p99 ack {:>8} ms  consumed {:>9} rec/s  errors {}",
+            tick,
+            phase,
+            current.0 - last.0,
+            (current.1 - last.1) as f64 / (1024.0 * 1024.0),
+            p99,
+            current.2 - last.2,
+            Progress::get(&progress.errors)
+        );
+        last = current;
+        tick += 1;
+    }
+}
+
+async fn wait_for_start(control: &Control) -> Option<u64> {
+    loop {
+        if control.abort.load(Ordering::SeqCst) {
+            return None;
+        }
+        let start = control.start.load(Ordering::SeqCst);
+        if start != 0 {
+            return Some(start - 1);
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn thread_main(
+    jobs: Vec<Job>,
+    control: Arc<Control>,
+    progress: Arc<Progress>,
+    intervals: SyncSender<Histogram<u64>>,
+    warmup: Duration,
+    duration: Duration,
+    connect_timeout: Duration,
+) -> ThreadStats {
+    let stats = Rc::new(RefCell::new(ThreadStats::new()));
+    let mut connected = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match glommio::net::TcpStream::connect_timeout(job.address(), connect_timeout).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                connected.push((job, stream));
+            }
+            Err(e) => {
+                control.fail(format!("{}: cannot connect to {} within {:?}: {e}", job.name(), job.address(), connect_timeout));
+                return Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|_| ThreadStats::new());
+            }
+        }
+    }
+    control.ready.fetch_add(1, Ordering::SeqCst);
+    let Some(start_ns) = wait_for_start(&control).await else {
+        return ThreadStats::new();
+    };
+    let clock = control.clock;
+    let phases = Phases::new(start_ns, warmup, duration);
+    glommio::timer::sleep(Duration::from_nanos(start_ns.saturating_sub(clock.now_ns()))).await;
+
+    // Hand this second's ack latencies to the progress line.
+    let reporter = {
+        let stats = stats.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(250)).await;
+                let histogram = {
+                    let mut stats = stats.borrow_mut();
+                    let histogram = stats.interval_ack.clone();
+                    stats.interval_ack.reset();
+                    histogram
+                };
+                if !histogram.is_empty() {
+                    let _ = intervals.try_send(histogram); // a full queue drops a sample of the progress line only
+                }
+            }
+        })
+        .detach()
+    };
+
+    let mut tasks = Vec::new();
+    for (job, stream) in connected {
+        let stats = stats.clone();
+        let progress = progress.clone();
+        let stop = control.stop_consumers.clone();
+        tasks.push(glommio::spawn_local(async move {
+            match job {
+                Job::Produce(spec) => {
+                    producer::run(spec, stream, clock, phases, stats, progress.clone()).await;
+                    Progress::add(&progress.finished_producers, 1);
+                }
+                Job::Consume(spec) => {
+                    consumer::run(spec, stream, clock, phases, stats, progress.clone(), stop).await;
+                    Progress::add(&progress.finished_consumers, 1);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await;
+    }
+    reporter.cancel();
+    let mut stats = Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| {
+        // A detached task still holds a reference: copy the totals out.
+        let stats = rc.borrow();
+        let mut copy = ThreadStats::new();
+        copy.merge(&stats);
+        copy
+    });
+    stats.interval_ack.reset();
+    stats
+}

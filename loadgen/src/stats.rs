@@ -1,0 +1,295 @@
+//! Measurements. Each executor thread keeps its own histograms and counts
+//! (`ThreadStats`, never shared); the few numbers the live progress line
+//! needs are relaxed atomics (`Progress`); per-second ack histograms go to
+//! the main thread over a bounded channel. At the end the threads' stats are
+//! merged.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::limits::latency_us_max;
+
+/// A latency histogram in microseconds, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    let histogram = Histogram::new_with_bounds(1, latency_us_max, 3);
+    histogram.expect("static bounds are valid")
+}
+
+/// Records `latency_ns` (rounded up to whole µs, at least 1, clamped to the maximum).
+pub fn record_ns(histogram: &mut Histogram<u64>, latency_ns: u64) {
+    let us = latency_ns.div_ceil(1000).clamp(1, latency_us_max);
+    histogram.record(us).expect("value clamped into the histogram's range");
+}
+
+/// What one executor thread measured.
+pub struct ThreadStats {
+    pub ack: Histogram<u64>,
+    pub e2e: Histogram<u64>,
+    /// Ack latencies since the last progress line (not merged at the end).
+    pub interval_ack: Histogram<u64>,
+    /// Acknowledged (acks=0: written) during the measured window.
+    pub window_records: u64,
+    pub window_bytes: u64,
+    /// Read by consumers during the measured window.
+    pub consumed_window_records: u64,
+    /// Failed records (or failed requests where no record is involved), by kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl ThreadStats {
+    pub fn new() -> ThreadStats {
+        ThreadStats {
+            ack: latency_histogram(),
+            e2e: latency_histogram(),
+            interval_ack: latency_histogram(),
+            window_records: 0,
+            window_bytes: 0,
+            consumed_window_records: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    pub fn merge(&mut self, other: &ThreadStats) {
+        self.ack.add(&other.ack).expect("same bounds");
+        self.e2e.add(&other.e2e).expect("same bounds");
+        self.window_records += other.window_records;
+        self.window_bytes += other.window_bytes;
+        self.consumed_window_records += other.consumed_window_records;
+        for (kind, count) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += count;
+        }
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Counters for the live progress line, shared by all threads.
+#[derive(Default)]
+pub struct Progress {
+    pub acked_records: AtomicU64,
+    pub acked_bytes: AtomicU64,
+    pub consumed_records: AtomicU64,
+    pub errors: AtomicU64,
+    /// Producer and consumer connections that have finished.
+    pub finished_producers: AtomicU64,
+    pub finished_consumers: AtomicU64,
+}
+
+impl Progress {
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Percentiles of one histogram, in µs; None when it holds nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+}
+
+pub fn percentiles(histogram: &Histogram<u64>) -> Option<Percentiles> {
+    if histogram.is_empty() {
+        return None;
+    }
+    Some(Percentiles {
+        count: histogram.len(),
+        p50: histogram.value_at_quantile(0.50),
+        p90: histogram.value_at_quantile(0.90),
+        p99: histogram.value_at_quantile(0.99),
+        p999: histogram.value_at_quantile(0.999),
+        p9999: histogram.value_at_quantile(0.9999),
+        max: histogram.max(),
+    })
+}
+
+/// The run's results, ready to print or write.
+pub struct Summary {
+    pub target: String,
+    pub measured: Duration,
+    pub stats: ThreadStats,
+    pub record_size: u32,
+    pub acks: i16,
+}
+
+impl Summary {
+    pub fn records_per_sec(&self) -> f64 {
+        self.stats.window_records as f64 / self.measured.as_secs_f64()
+    }
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.stats.window_bytes as f64 / self.measured.as_secs_f64()
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let mib = self.bytes_per_sec() / (1024.0 * 1024.0);
+        out.push_str(&format!("target        {}\n", self.target));
+        out.push_str(&format!("measured      {:.3} s\n", self.measured.as_secs_f64()));
+        out.push_str(&format!(
+            "throughput    {:.0} records/s   {:.1} MiB/s   ({} records of {} B {})\n",
+            self.records_per_sec(),
+            mib,
+            self.stats.window_records,
+            self.record_size,
+            if self.acks == 0 { "written, acks=0" } else { "acknowledged" }
+        ));
+        if self.stats.consumed_window_records > 0 {
+            out.push_str(&format!("consumed      {} records (sent in the window)\n", self.stats.consumed_window_records));
+        }
+        out.push_str(&format!("errors        {}\n", self.stats.errors_total()));
+        for (kind, count) in &self.stats.errors {
+            out.push_str(&format!("  {kind:<30} {count}\n"));
+        }
+        out.push_str(&format!(
+            "\n{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            "latency ms", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+        ));
+        for (name, histogram) in [("ack", &self.stats.ack), ("e2e", &self.stats.e2e)] {
+            match percentiles(histogram) {
+                Some(p) => out.push_str(&format!(
+                    "{:<10} {:>10} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>10.3}\n",
+                    name,
+                    p.count,
+                    ms(p.p50),
+                    ms(p.p90),
+                    ms(p.p99),
+                    ms(p.p999),
+                    ms(p.p9999),
+                    ms(p.max)
+                )),
+                None => out.push_str(&format!("{name:<10} {:>10}   (not measured)\n", 0)),
+            }
+        }
+        out
+    }
+
+    /// The JSON document (field names documented in loadgen/README.md).
+    pub fn json(&self, parameters: &[(&str, Json)]) -> String {
+        let latency = |histogram: &Histogram<u64>| match percentiles(histogram) {
+            None => Json::Null,
+            Some(p) => Json::Object(vec![
+                ("count", Json::Int(p.count)),
+                ("p50", Json::Int(p.p50)),
+                ("p90", Json::Int(p.p90)),
+                ("p99", Json::Int(p.p99)),
+                ("p999", Json::Int(p.p999)),
+                ("p9999", Json::Int(p.p9999)),
+                ("max", Json::Int(p.max)),
+            ]),
+        };
+        let errors_by_kind = self.stats.errors.iter().map(|(k, v)| (k.as_str(), Json::Int(*v))).collect::<Vec<_>>();
+        let document = Json::Object(vec![
+            ("format_version", Json::Int(1)),
+            ("target", Json::Str(self.target.clone())),
+            ("parameters", Json::Object(parameters.to_vec())),
+            ("measured_sec", Json::Float(self.measured.as_secs_f64())),
+            ("records", Json::Int(self.stats.window_records)),
+            ("bytes", Json::Int(self.stats.window_bytes)),
+            ("records_consumed", Json::Int(self.stats.consumed_window_records)),
+            ("throughput_records_per_sec", Json::Float(self.records_per_sec())),
+            ("throughput_bytes_per_sec", Json::Float(self.bytes_per_sec())),
+            ("errors", Json::Int(self.stats.errors_total())),
+            ("errors_by_kind", Json::Object(errors_by_kind)),
+            ("latency_ack_us", latency(&self.stats.ack)),
+            ("latency_e2e_us", latency(&self.stats.e2e)),
+        ]);
+        let mut out = String::new();
+        document.write(&mut out, 0);
+        out.push('\n');
+        out
+    }
+}
+
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// A minimal JSON value, enough for the report (no dependency for it).
+#[derive(Clone, Debug)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Int(u64),
+    Float(f64),
+    Str(String),
+    Object(Vec<(&'a str, Json<'a>)>),
+}
+
+impl Json<'_> {
+    fn write(&self, out: &mut String, indent: usize) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(i) => out.push_str(&i.to_string()),
+            Json::Float(f) if f.is_finite() => out.push_str(&format!("{f:.3}")),
+            Json::Float(_) => out.push_str("null"),
+            Json::Str(s) => write_string(out, s),
+            Json::Object(fields) => {
+                out.push('{');
+                for (i, (key, value)) in fields.iter().enumerate() {
+                    out.push_str(if i == 0 { "\n" } else { ",\n" });
+                    out.push_str(&"  ".repeat(indent + 1));
+                    write_string(out, key);
+                    out.push_str(": ");
+                    value.write(out, indent + 1);
+                }
+                if !fields.is_empty() {
+                    out.push('\n');
+                    out.push_str(&"  ".repeat(indent));
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_and_nests() {
+        let mut out = String::new();
+        Json::Object(vec![("a\"b", Json::Str("x\\y\n".into())), ("n", Json::Null), ("o", Json::Object(vec![]))])
+            .write(&mut out, 0);
+        assert_eq!(out, "{\n  \"a\\\"b\": \"x\\\\y\\n\",\n  \"n\": null,\n  \"o\": {}\n}");
+    }
+
+    #[test]
+    fn latency_rounds_up_and_clamps() {
+        let mut h = latency_histogram();
+        record_ns(&mut h, 1);
+        record_ns(&mut h, 1500);
+        record_ns(&mut h, u64::MAX);
+        assert_eq!(h.min(), 1);
+        assert_eq!(h.len(), 3);
+        assert!(h.max() >= latency_us_max - latency_us_max / 1000);
+    }
+}

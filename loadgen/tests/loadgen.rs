@@ -1,0 +1,254 @@
+#![allow(non_upper_case_globals)]
+
+//! End-to-end runs of the `ringstream-loadgen` binary: against the real
+//! broker (started on an ephemeral port with a temporary data dir, killed by
+//! PID), against `--baseline raw-tcp`, and against an address where nothing
+//! listens. Each run is a couple of seconds and is killed if it outlives a
+//! generous deadline; nothing asserts on performance.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A run that takes longer than this is a hang and fails the test.
+const run_deadline: Duration = Duration::from_secs(60);
+
+fn loadgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringstream-loadgen"))
+}
+
+/// The `ringstream` broker binary from the same target directory and
+/// profile as this test (`target/<profile>/deps/<test>` → `target/<profile>/ringstream`).
+fn broker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let broker = profile_dir.join("ringstream");
+    assert!(
+        broker.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace{}`), then run the loadgen tests",
+        broker.display(),
+        if profile_dir.ends_with("release") { " --release" } else { "" }
+    );
+    broker
+}
+
+/// A broker on an ephemeral port; killed (by PID) and reaped on drop.
+struct Broker {
+    child: Child,
+    address: String,
+    _data: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(broker_binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RINGSTREAM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the broker");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the broker did not report ready within 30 s");
+            }
+        };
+        let Some(address) = line.trim().split("listen=").nth(1).map(str::to_owned) else {
+            let _ = child.kill();
+            panic!("unexpected first line from the broker: {line:?}");
+        };
+        Broker { child, address, _data: data }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the command to completion, killing it at the deadline.
+fn run_bounded(mut command: Command) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start ringstream-loadgen");
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > run_deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "ringstream-loadgen still running after {run_deadline:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    (child.wait_with_output().unwrap(), elapsed)
+}
+
+/// The text of the JSON value at `key` (first occurrence): a number, null,
+/// a string or a whole `{...}` object. Enough for the report's flat layout.
+fn json_value<'a>(json: &'a str, key: &str) -> &'a str {
+    let needle = format!("\"{key}\": ");
+    let start = json.find(&needle).unwrap_or_else(|| panic!("field {key:?} missing from:\n{json}")) + needle.len();
+    let rest = &json[start..];
+    if rest.starts_with('{') {
+        let mut depth = 0;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return &rest[..=i];
+                    }
+                }
+                _ => {}
+            }
+        }
+        panic!("unterminated object at {key:?}");
+    }
+    let end = rest.find([',', '\n']).unwrap_or(rest.len());
+    rest[..end].trim()
+}
+
+fn json_number(json: &str, key: &str) -> f64 {
+    let text = json_value(json, key);
+    text.parse().unwrap_or_else(|_| panic!("field {key:?} is {text:?}, not a number"))
+}
+
+/// Checks a latency object has every percentile, ordered, and a count.
+fn check_latency(json: &str, key: &str) {
+    let object = json_value(json, key);
+    assert!(object.starts_with('{'), "{key} is {object}, expected an object");
+    let mut previous = 0.0;
+    for field in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+        let value = json_number(object, field);
+        assert!(value >= previous && value > 0.0, "{key}.{field} = {value} after {previous}");
+        previous = value;
+    }
+    assert!(json_number(object, "count") > 0.0);
+}
+
+fn check_clean_run(output: &Output, json_path: &std::path::Path) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "status {}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    assert!(stdout.contains("throughput") && stdout.contains("p99.99"), "no summary table:\n{stdout}");
+    assert!(stderr.contains("rec/s"), "no progress line:\n{stderr}");
+    let json = std::fs::read_to_string(json_path).expect("the --json file");
+    assert!(json_number(&json, "throughput_records_per_sec") > 0.0, "{json}");
+    assert!(json_number(&json, "throughput_bytes_per_sec") > 0.0, "{json}");
+    assert_eq!(json_number(&json, "errors"), 0.0, "{json}");
+    check_latency(&json, "latency_ack_us");
+    json
+}
+
+#[test]
+fn produce_and_consume_against_the_broker() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("run.json");
+    let mut command = loadgen();
+    command
+        .args(["--brokers", &broker.address, "--topic", "lg-e2e", "--partitions", "4", "--record-size", "256"])
+        .args(["--acks", "all", "--producers", "1", "--consumers", "1", "--rate", "2000"])
+        .args(["--duration", "2s", "--warmup", "200ms", "--linger", "1ms"])
+        .arg("--json")
+        .arg(&json_path);
+    let (output, _) = run_bounded(command);
+    let json = check_clean_run(&output, &json_path);
+    check_latency(&json, "latency_e2e_us");
+    // Nothing lost: as many records of the measured window were read (the
+    // consumer skips offsets it has passed) as were acknowledged.
+    let sent = json_number(json_value(&json, "latency_ack_us"), "count");
+    assert_eq!(json_number(&json, "records_consumed"), sent, "{json}");
+    assert_eq!(json_number(json_value(&json, "latency_e2e_us"), "count"), sent, "{json}");
+    assert_eq!(json_value(&json, "acks"), "\"all\"");
+    assert_eq!(json_number(&json, "rate"), 2000.0);
+}
+
+#[test]
+fn max_throughput_against_the_broker_without_consumers() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("run.json");
+    let mut command = loadgen();
+    command
+        .args(["--brokers", &broker.address, "--topic", "lg-max", "--partitions", "3", "--record-size", "1024"])
+        .args(["--acks", "1", "--producers", "2", "--duration", "1500ms", "--batch-bytes", "65536"])
+        .arg("--json")
+        .arg(&json_path);
+    let (output, _) = run_bounded(command);
+    let json = check_clean_run(&output, &json_path);
+    assert_eq!(json_value(&json, "latency_e2e_us"), "null", "no consumers, so no end-to-end latency");
+}
+
+#[test]
+fn baseline_raw_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("raw.json");
+    let mut command = loadgen();
+    command
+        .args(["--baseline", "raw-tcp", "--partitions", "12", "--record-size", "1024", "--duration", "2s"])
+        .arg("--json")
+        .arg(&json_path);
+    let (output, _) = run_bounded(command);
+    let json = check_clean_run(&output, &json_path);
+    assert!(json_value(&json, "target").contains("raw-tcp sink"), "{json}");
+    assert_eq!(json_value(&json, "baseline"), "\"raw-tcp\"");
+    assert_eq!(json_value(&json, "latency_e2e_us"), "null");
+}
+
+#[test]
+fn unreachable_broker_is_a_clear_error_not_a_hang() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // TEST-NET-1 (RFC 5737) is never routed: a connect there times out or is refused at once.
+    for address in [format!("127.0.0.1:{port}"), "192.0.2.1:9092".to_owned()] {
+        let mut command = loadgen();
+        command.args(["--brokers", &address, "--duration", "1s", "--connect-timeout", "2s"]);
+        let (output, elapsed) = run_bounded(command);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{address}: {stderr}");
+        assert!(stderr.contains("cannot reach broker") && stderr.contains(&address), "{address}: {stderr}");
+        // Bounded by the connect timeout, with room for a loaded machine.
+        assert!(elapsed < Duration::from_secs(30), "{address}: took {elapsed:?}");
+    }
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    for (flags, expected) in [
+        (&["--acks", "2"][..], "--acks"),
+        (&["--duration", "5parsecs"][..], "--duration"),
+        (&["--record-size", "4"][..], "--record-size"),
+        (&["--baseline", "raw-tcp", "--consumers", "1"][..], "nothing to consume"),
+        (&["--producers", "0", "--consumers", "0"][..], "nothing to run"),
+        (&["--batch-bytes", "1000", "--record-size", "4096"][..], "--batch-bytes"),
+    ] {
+        let mut command = loadgen();
+        command.args(flags);
+        let (output, _) = run_bounded(command);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: expected {expected:?} in {stderr}");
+    }
+}
