@@ -249,6 +249,20 @@ impl Member {
         self.protocols.iter().find(|(name, _)| name == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
     }
 
+    /// The member as stored with its group (its metadata for `protocol`).
+    fn stored(&self, protocol: &str) -> StoredMember {
+        StoredMember {
+            member_id: self.id.clone(),
+            instance_id: self.instance_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            session_timeout_ms: self.session_timeout_ms,
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            subscription: self.metadata(protocol),
+            assignment: self.assignment.clone(),
+        }
+    }
+
     fn supports(&self, protocol: &str) -> bool {
         self.protocols.iter().any(|(name, _)| name == protocol)
     }
@@ -533,16 +547,7 @@ impl Group {
             members: if self.state == GroupState::Stable {
                 self.members
                     .iter()
-                    .map(|m| StoredMember {
-                        member_id: m.id.clone(),
-                        instance_id: m.instance_id.clone(),
-                        client_id: m.client_id.clone(),
-                        client_host: m.client_host.clone(),
-                        session_timeout_ms: m.session_timeout_ms,
-                        rebalance_timeout_ms: m.rebalance_timeout_ms,
-                        subscription: m.metadata(&protocol),
-                        assignment: m.assignment.clone(),
-                    })
+                    .map(|m| m.stored(&protocol))
                     .collect()
             } else {
                 Vec::new()
@@ -1343,16 +1348,7 @@ impl Coordinator {
                 value.members = g
                     .members
                     .iter()
-                    .map(|m| StoredMember {
-                        member_id: m.id.clone(),
-                        instance_id: m.instance_id.clone(),
-                        client_id: m.client_id.clone(),
-                        client_host: m.client_host.clone(),
-                        session_timeout_ms: m.session_timeout_ms,
-                        rebalance_timeout_ms: m.rebalance_timeout_ms,
-                        subscription: m.metadata(&protocol),
-                        assignment: m.assignment.clone(),
-                    })
+                    .map(|m| m.stored(&protocol))
                     .collect();
                 Some((g.generation, value))
             } else {

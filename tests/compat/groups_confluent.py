@@ -187,9 +187,12 @@ def member_main():
 class Member:
     """A member process: what it reported so far, and commands to it."""
 
+    # The script whose `member` subcommand runs the member process.
+    script = __file__
+
     def __init__(self, args, name, group, topic, **options):
         self.name = name
-        cmd = [sys.executable, os.path.abspath(__file__), "member", "--bootstrap", args.bootstrap, "--group", group,
+        cmd = [sys.executable, os.path.abspath(self.script), "member", "--bootstrap", args.bootstrap, "--group", group,
                "--topic", topic, "--name", name, "--timeout", str(args.timeout)]
         for key, value in options.items():
             flag = "--" + key.replace("_", "-")
@@ -202,6 +205,7 @@ class Member:
         self.got = []  # (partition, offset, seq) in the order read
         self.assigned = set()
         self.member_id = None
+        self.killed_at = None
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         c.on_exit(self.kill)
         threading.Thread(target=self._read, daemon=True, name=f"member-{name}").start()
@@ -272,6 +276,8 @@ class Member:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+            if self.killed_at is None:
+                self.killed_at = time.monotonic()
 
 
 def produce(args, topic, count, seed, partitions, seq_base=0):

@@ -51,6 +51,7 @@ import threading
 import time
 
 import common as c
+import groups_confluent
 from groups_confluent import PacedProducer, committed, describe, listed, produce
 
 TIMEOUT = 15
@@ -185,98 +186,11 @@ def member_main():
 # --------------------------------------------------------------------------
 # The test's side of a member
 
-class Member:
-    """A member process: what it reported so far, and commands to it (the
-    interface common.wait_stable / wait_consumed / reads_of expect)."""
+class Member(groups_confluent.Member):
+    """A member process (the interface common.wait_stable / wait_consumed /
+    reads_of expect), running this script's member: group.protocol=consumer."""
 
-    def __init__(self, args, name, group, topic, **options):
-        self.name = name
-        cmd = [sys.executable, os.path.abspath(__file__), "member", "--bootstrap", args.bootstrap, "--group", group,
-               "--topic", topic, "--name", name, "--timeout", str(args.timeout)]
-        for key, value in options.items():
-            flag = "--" + key.replace("_", "-")
-            if value is True:
-                cmd.append(flag)
-            elif value not in (None, False):
-                cmd += [flag, str(value)]
-        self.lock = threading.Lock()
-        self.events = []  # every event but "recs", each with "reads": how many records were read before it
-        self.got = []  # (partition, offset, seq) in the order read
-        self.assigned = set()
-        self.member_id = None
-        self.killed_at = None
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        c.on_exit(self.kill)
-        threading.Thread(target=self._read, daemon=True, name=f"member-{name}").start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                print(f"  [{self.name}] {line.rstrip()}", file=sys.stderr, flush=True)
-                continue
-            with self.lock:
-                if ev["ev"] == "recs":
-                    self.got.extend(tuple(r) for r in ev["recs"])
-                    continue
-                ev["reads"] = len(self.got)
-                self.events.append(ev)
-                if ev["ev"] in ("assign", "revoke", "lost"):
-                    self.assigned = set(ev["assigned"])
-                if ev["ev"] == "assign":
-                    self.member_id = ev["member_id"]
-            if ev["ev"] in ("error", "commit-failed"):
-                print(f"  [{self.name}] {ev}", file=sys.stderr, flush=True)
-
-    def of(self, *kinds):
-        with self.lock:
-            return [e for e in self.events if e["ev"] in kinds]
-
-    def rebalances(self):
-        """Rebalance callbacks so far (assign, revoke, lost)."""
-        return len(self.of("assign", "revoke", "lost"))
-
-    def reads(self):
-        with self.lock:
-            return list(self.got)
-
-    def read_to(self):
-        """partition -> the offset after the last record read."""
-        ends = {}
-        for p, o, _ in self.reads():
-            ends[p] = max(ends.get(p, 0), o + 1)
-        return ends
-
-    def send(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def commit(self, timeout=TIMEOUT):
-        """Commits the offsets after the records read on its partitions;
-        returns {partition: offset} as the broker acknowledged them."""
-        before = len(self.of("committed", "commit-failed"))
-        self.send("commit")
-        ev = c.wait_until(lambda: self.of("committed", "commit-failed")[before:], timeout,
-                          f"{self.name}'s commit")[0]
-        c.check(ev["ev"] == "committed", f"{self.name}: commit failed: {ev.get('error')}")
-        return {int(p): o for p, o in ev["offsets"].items()}
-
-    def last_commit(self):
-        done = [e for e in self.of("committed") if e["offsets"]]
-        return {int(p): o for p, o in done[-1]["offsets"].items()} if done else {}
-
-    def close(self, timeout=TIMEOUT):
-        self.send("close")
-        c.wait_until(lambda: self.of("closed"), timeout, f"{self.name} to close")
-        self.proc.wait(10)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            if self.killed_at is None:
-                self.killed_at = time.monotonic()
+    script = __file__
 
 
 def callbacks(members):
