@@ -58,7 +58,8 @@ QUIET_SECONDS = c.GROUP_QUIET_SECONDS
 # The member process
 
 def member_main():
-    p = argparse.ArgumentParser(description="one consumer group member (started by groups_confluent.py)")
+    p = argparse.ArgumentParser(description="one consumer group member (started by groups_confluent.py and "
+                                            "groups_consumer_protocol.py)")
     p.add_argument("member")
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--group", required=True)
@@ -68,6 +69,8 @@ def member_main():
     p.add_argument("--strategy", default="range,roundrobin")
     p.add_argument("--session-timeout-ms", type=int, default=10_000)
     p.add_argument("--heartbeat-ms", type=int, default=1_000)
+    p.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
+    p.add_argument("--assignor", help="consumer protocol: group.remote.assignor (default: the broker's, uniform)")
     p.add_argument("--commit-on-revoke", action="store_true")
     p.add_argument("--auto-commit-ms", type=int, help="enable.auto.commit with this interval (default: off)")
     p.add_argument("--timeout", type=float, default=120)
@@ -101,9 +104,6 @@ def member_main():
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
         "client.id": a.name,
-        "partition.assignment.strategy": a.strategy,
-        "session.timeout.ms": a.session_timeout_ms,
-        "heartbeat.interval.ms": a.heartbeat_ms,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -113,6 +113,15 @@ def member_main():
         "socket.connection.setup.timeout.ms": 10_000,
         "error_cb": error_cb,
     }
+    if a.group_protocol == "classic":
+        conf.update({"partition.assignment.strategy": a.strategy, "session.timeout.ms": a.session_timeout_ms,
+                     "heartbeat.interval.ms": a.heartbeat_ms})
+    else:
+        # KIP-848: librdkafka refuses the strategy, session timeout and
+        # heartbeat interval here; the broker's apply.
+        conf["group.protocol"] = "consumer"
+        if a.assignor:
+            conf["group.remote.assignor"] = a.assignor
     if a.instance_id:
         conf["group.instance.id"] = a.instance_id
     if a.auto_commit_ms:
@@ -141,7 +150,9 @@ def member_main():
     def on_assign(consumer, parts):
         nonlocal assigned
         got = {tp.partition for tp in parts}
-        assigned = assigned | got if "cooperative" in a.strategy else got
+        # Cooperative-sticky and the consumer protocol assign incrementally.
+        incremental = "cooperative" in a.strategy or a.group_protocol == "consumer"
+        assigned = assigned | got if incremental else got
         emit("assign", parts=sorted(got), assigned=sorted(assigned), member_id=consumer.memberid())
 
     def on_revoke(consumer, parts, kind="revoke"):

@@ -28,25 +28,23 @@ Cases (--case NAME, repeatable; default all, persistence only with --broker-cmd)
                never owned by two at once; members commit in on_revoke, so
                nothing is lost and nothing read twice
   persistence  members commit, the broker is stopped (SIGTERM) and started
-               again: the members, unknown to it (membership is not
-               persisted), rejoin after UNKNOWN_MEMBER_ID and resume at
-               their commits, re-reading nothing committed; the same
-               through a SIGKILL; a new member resumes at the commits too
+               again: membership is durable, so the members carry on with
+               their partitions and read on from their commits, re-reading
+               nothing committed; the same through a SIGKILL; a new member
+               resumes at the commits too
+  regex        a regex subscription reads the matching topics, and one
+               created later
 
-Group members are subprocesses of this script (`groups_consumer_protocol.py
-member ...`), so that one can be SIGKILLed; as in groups_confluent.py they
-report assignments (with time.monotonic(), which is system-wide, so events
-of different members compare), records read and commits as JSON lines on
+Group members are the member processes of groups_confluent.py, started with
+`--group-protocol consumer`, so that one can be SIGKILLed; they report
+assignments (with time.monotonic(), which is system-wide, so events of
+different members compare), records read and commits as JSON lines on
 stdout, and take commands (commit, close) on stdin."""
 
-import argparse
-import json
 import os
-import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -54,143 +52,17 @@ import common as c
 import groups_confluent
 from groups_confluent import PacedProducer, committed, describe, listed, produce
 
-TIMEOUT = 15
 QUIET_SECONDS = c.GROUP_QUIET_SECONDS
-
-
-# --------------------------------------------------------------------------
-# The member process
-
-def member_main():
-    p = argparse.ArgumentParser(description="one KIP-848 consumer group member (started by groups_consumer_protocol.py)")
-    p.add_argument("member")
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--topic", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--assignor", help="group.remote.assignor (default: the broker's, uniform)")
-    p.add_argument("--commit-on-revoke", action="store_true")
-    p.add_argument("--auto-commit-ms", type=int, help="enable.auto.commit with this interval (default: off)")
-    p.add_argument("--timeout", type=float, default=120)
-    a = p.parse_args()
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-    watchdog = threading.Timer(a.timeout, lambda: os._exit(124))
-    watchdog.daemon = True
-    watchdog.start()
-    out = threading.Lock()
-
-    def emit(ev, **fields):
-        line = json.dumps({"ev": ev, "t": time.monotonic(), **fields})
-        with out:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    commands = queue.Queue()
-
-    def read_commands():
-        for line in sys.stdin:
-            commands.put(line.strip())
-        commands.put("eof")
-
-    threading.Thread(target=read_commands, daemon=True).start()
-
-    def error_cb(err):
-        print(f"  [{a.name} librdkafka] {err}", file=sys.stderr, flush=True)
-
-    # KIP-848: no partition.assignment.strategy, session.timeout.ms or
-    # heartbeat.interval.ms here (librdkafka refuses them); the broker's apply.
-    conf = {
-        "bootstrap.servers": a.bootstrap,
-        "group.id": a.group,
-        "group.protocol": "consumer",
-        "client.id": a.name,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": False,
-        "fetch.wait.max.ms": 100,
-        "check.crcs": True,
-        "socket.connection.setup.timeout.ms": 10_000,
-        "error_cb": error_cb,
-    }
-    if a.assignor:
-        conf["group.remote.assignor"] = a.assignor
-    if a.auto_commit_ms:
-        conf.update({"enable.auto.commit": True, "enable.auto.offset.store": True,
-                     "auto.commit.interval.ms": a.auto_commit_ms})
-    consumer = Consumer(conf)
-    assigned = set()
-    positions = {}  # partition -> offset after the last record read
-
-    def commit(parts, why):
-        offsets = [TopicPartition(a.topic, p, positions[p]) for p in sorted(parts) if p in positions]
-        if not offsets:
-            emit("committed", offsets={}, why=why)
-            return
-        try:
-            result = consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as e:
-            emit("commit-failed", error=str(e.args[0]), why=why)
-            return
-        errors = [f"{tp.partition}: {tp.error}" for tp in result if tp.error]
-        if errors:
-            emit("commit-failed", error="; ".join(errors), why=why)
-        else:
-            emit("committed", offsets={str(tp.partition): tp.offset for tp in result}, why=why)
-
-    # With the consumer protocol librdkafka assigns and revokes incrementally.
-    def on_assign(consumer, parts):
-        nonlocal assigned
-        got = {tp.partition for tp in parts}
-        assigned = assigned | got
-        emit("assign", parts=sorted(got), assigned=sorted(assigned), member_id=consumer.memberid())
-
-    def on_revoke(consumer, parts, kind="revoke"):
-        nonlocal assigned
-        gone = {tp.partition for tp in parts}
-        if a.commit_on_revoke and kind == "revoke":
-            commit(gone, "revoke")
-        assigned = assigned - gone
-        for p in gone:
-            positions.pop(p, None)
-        emit(kind, parts=sorted(gone), assigned=sorted(assigned))
-
-    consumer.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke,
-                       on_lost=lambda consumer, parts: on_revoke(consumer, parts, "lost"))
-    emit("subscribed")
-    while True:
-        try:
-            command = commands.get_nowait()
-        except queue.Empty:
-            command = None
-        if command == "commit":
-            commit(set(assigned), "command")
-        elif command == "close":
-            consumer.close()
-            emit("closed")
-            os._exit(0)
-        elif command == "eof":
-            os._exit(3)
-        recs = []
-        for m in consumer.consume(1000, 0.1):
-            if m.error() is not None:
-                emit("error", error=str(m.error()))
-                continue
-            positions[m.partition()] = m.offset() + 1
-            recs.append([m.partition(), m.offset(), c.seq_of(m.headers())])
-        if recs:
-            emit("recs", recs=recs)
-
 
 # --------------------------------------------------------------------------
 # The test's side of a member
 
 class Member(groups_confluent.Member):
     """A member process (the interface common.wait_stable / wait_consumed /
-    reads_of expect), running this script's member: group.protocol=consumer."""
+    reads_of expect) with group.protocol=consumer."""
 
-    script = __file__
+    def __init__(self, args, name, group, topic, **options):
+        super().__init__(args, name, group, topic, group_protocol="consumer", **options)
 
 
 def callbacks(members):
@@ -528,7 +400,6 @@ def case_regex(args):
     """A regex subscription (SubscribedTopicRegex): two members get every
     partition of the matching topics and nothing else, and a matching topic
     created later is picked up."""
-    import threading
     from confluent_kafka import Consumer, Producer
     topics = ["kip848-rx-a", "kip848-rx-b", "kip848-other"]
     for t in topics:
@@ -609,7 +480,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "member":
-        member_main()
-    else:
-        c.run(main)
+    c.run(main)
