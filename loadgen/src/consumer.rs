@@ -20,7 +20,7 @@ use ringstream::storage::batch::{self, BatchError, BatchHeader};
 
 use crate::clock::{Clock, Phases};
 use crate::limits::{batch_bytes_max, fetch_bytes_max, fetch_partition_bytes_max, fetch_wait_ms_max, request_timeout_ms_max};
-use crate::stats::{record_ns, Progress, ThreadStats};
+use crate::stats::{Progress, ThreadStats};
 use crate::wire;
 
 #[derive(Clone, Debug)]
@@ -198,7 +198,7 @@ fn read_records(
             if let Some(sent_mono) = stamp.and_then(|s| clock.mono_of_realtime(s)) {
                 if phases.measured(sent_mono) {
                     let sent_realtime = clock.realtime_ns(sent_mono);
-                    record_ns(&mut stats.e2e, now_realtime_ns.saturating_sub(sent_realtime));
+                    stats.record_e2e(now_realtime_ns.saturating_sub(sent_realtime));
                     stats.consumed_window_records += 1;
                 }
             }

@@ -35,7 +35,7 @@ use crate::batch::BatchWriter;
 
 use crate::clock::{Clock, Phases};
 use crate::limits::{drain_ms_max, produce_request_bytes_max, producer_buffer_bytes_max, request_timeout_ms_max};
-use crate::stats::{record_ns, Progress, ThreadStats};
+use crate::stats::{Progress, ThreadStats};
 use crate::wire;
 
 /// Bytes a record adds to a batch beyond its value, at most, for sizing
@@ -225,11 +225,7 @@ impl Shared {
         let mut stats = self.stats.borrow_mut();
         if self.spec.acks != 0 {
             for &intended in times {
-                let latency_ns = now_ns.saturating_sub(intended);
-                record_ns(&mut stats.interval_ack, latency_ns); // progress line: warmup too
-                if self.phases.measured(intended) {
-                    record_ns(&mut stats.ack, latency_ns);
-                }
+                stats.record_ack(now_ns.saturating_sub(intended), self.phases.measured(intended));
             }
         }
         if self.phases.measured(now_ns) {

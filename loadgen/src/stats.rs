@@ -63,6 +63,22 @@ impl ThreadStats {
         }
     }
 
+    /// One produce acknowledgement `latency_ns` after its intended send
+    /// time; `measured` when it was sent inside the measured window (the
+    /// progress line counts warmup too).
+    pub fn record_ack(&mut self, latency_ns: u64, measured: bool) {
+        record_ns(&mut self.interval_ack, latency_ns);
+        if measured {
+            record_ns(&mut self.ack, latency_ns);
+        }
+    }
+
+    /// One record read `latency_ns` after it was sent, sent inside the
+    /// measured window.
+    pub fn record_e2e(&mut self, latency_ns: u64) {
+        record_ns(&mut self.e2e, latency_ns);
+    }
+
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
     }

@@ -1,0 +1,1 @@
+//! `--plot FILE.svg`: latency over time and the percentile spectrum.
