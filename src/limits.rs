@@ -26,8 +26,12 @@ pub const segment_bytes_max: u64 = 2 * 1024 * 1024 * 1024 - 1;
 /// Small segments are allowed so tests can exercise rolling; one aligned block.
 pub const segment_bytes_min: u64 = io_alignment as u64;
 
-/// Preallocation step for the active segment (fallocate with KEEP_SIZE).
+/// Largest preallocation step for the active segment (fallocate with
+/// KEEP_SIZE). Steps grow with the segment from `segment_prealloc_step_min_bytes`
+/// up to this, so 10,000 idle partitions reserve 640 MiB, not 320 GiB.
 pub const segment_prealloc_step_bytes: u64 = 32 * 1024 * 1024;
+/// First preallocation step of a new segment.
+pub const segment_prealloc_step_min_bytes: u64 = 64 * 1024;
 
 /// Kafka's `index.interval.bytes` default: one offset-index entry per this many
 /// bytes of log.
@@ -51,6 +55,9 @@ pub const router_queue_depth_max: usize = 1024;
 pub const shards_max: usize = 1024;
 /// Partitions owned by one shard.
 pub const shard_partitions_max: usize = 100_000;
+/// Partitions one shard opens (topic creation, start-up) or closes
+/// (shutdown) at once; each creates or syncs a few files.
+pub const partition_file_ops_in_flight_max: usize = 64;
 
 /// Largest read a single `read` call returns (sum of whole batches, except
 /// that the first batch is always returned whole, as in Kafka's KIP-74).
@@ -93,6 +100,8 @@ const _: () = assert!((batch_bytes_max as u64) < segment_bytes_max);
 const _: () = assert!(segment_bytes_min % io_alignment as u64 == 0);
 const _: () = assert!(segment_bytes_max <= u32::MAX as u64);
 const _: () = assert!(segment_prealloc_step_bytes % io_alignment as u64 == 0);
+const _: () = assert!(segment_prealloc_step_min_bytes % io_alignment as u64 == 0);
+const _: () = assert!(segment_prealloc_step_min_bytes <= segment_prealloc_step_bytes);
 const _: () = assert!(commit_round_bytes_max % io_alignment == 0);
 const _: () = assert!(commit_round_bytes_max <= partition_pending_bytes_max);
 const _: () = assert!(batch_bytes_max <= partition_pending_bytes_max);

@@ -215,6 +215,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     // Bind on shard 0 first (resolving port 0), then the others on the same
     // port; accept only after every shard has its broker installed.
     let listen = args.listen;
+    // The shards bind with SO_REUSEPORT, which another process's listener
+    // with the same option would silently share: probe without it first.
+    if listen.port() != 0 {
+        std::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    }
     let bound = shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
     for i in 1..shards.shard_count() {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::bind(bound) }).map_err(|e| e.to_string())?;

@@ -218,16 +218,13 @@ impl Broker {
         }
         let defaults = shard.storage.config().default_log.clone();
         let log = apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
-        for p in 0..partitions {
-            let tp = TopicPartition::new(name.clone(), p);
-            if shard.owner(&tp).is_some() {
-                continue; // left by an earlier attempt that failed half way
-            }
-            shard
-                .create_partition(&tp, log.clone())
-                .await
-                .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?;
-        }
+        // Partitions left by an earlier attempt that failed half way are kept.
+        let missing: Vec<TopicPartition> =
+            (0..partitions).map(|p| TopicPartition::new(name.clone(), p)).filter(|tp| shard.owner(tp).is_none()).collect();
+        shard
+            .create_partitions(missing, log.clone())
+            .await
+            .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?;
         let topic = TopicMeta { name, id: new_topic_id(), partitions, configs };
         self.change_topic(shard, &topic.name.clone(), Some(topic.clone())).await?;
         info!(topic = %topic.name, partitions = topic.partitions, "topic created");
@@ -300,12 +297,11 @@ impl Broker {
                 let log = topic
                     .log_config(&shard.storage.config().default_log)
                     .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
-                for p in topic.partitions..count {
-                    let tp = TopicPartition::new(name.clone(), p);
-                    if shard.owner(&tp).is_none() {
-                        shard.create_partition(&tp, log.clone()).await.map_err(storage_error)?;
-                    }
-                }
+                let missing: Vec<TopicPartition> = (topic.partitions..count)
+                    .map(|p| TopicPartition::new(name.clone(), p))
+                    .filter(|tp| shard.owner(tp).is_none())
+                    .collect();
+                shard.create_partitions(missing, log.clone()).await.map_err(storage_error)?;
                 topic.partitions = count;
                 broker.change_topic(&shard, &name, Some(topic)).await
             })

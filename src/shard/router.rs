@@ -349,6 +349,103 @@ impl Shard {
         Ok(owner)
     }
 
+    /// Creates many partitions with the same config in one go, as a topic
+    /// is created: shard 0 picks the owners, each owner opens its share
+    /// (`partition_file_ops_in_flight_max` at a time), the placement table is
+    /// persisted once (not once per partition: the table is rewritten whole,
+    /// so per-partition writes made a 10,000-partition topic quadratic), and
+    /// every other shard then learns all of them. Partitions that opened stay
+    /// placed even when others failed, so a retry skips them; the first
+    /// failure is returned.
+    pub async fn create_partitions(self: &Rc<Self>, tps: Vec<TopicPartition>, config: LogConfig) -> StorageResult<()> {
+        self.run_on(ShardId(0), move |shard| async move { shard.create_partitions_here(tps, config).await }).await?
+    }
+
+    async fn create_partitions_here(self: &Rc<Self>, tps: Vec<TopicPartition>, config: LogConfig) -> StorageResult<()> {
+        assert_eq!(self.id, ShardId(0), "the placement table is written by shard 0 only");
+        config.validate()?;
+        let count = self.shard_count();
+        let mut by_owner: Vec<Vec<TopicPartition>> = vec![Vec::new(); count];
+        for tp in tps {
+            if !crate::types::is_valid_topic_name(&tp.topic) || tp.partition.0 < 0 {
+                return Err(StorageError::Config(format!("invalid partition name {tp}")));
+            }
+            if self.owner(&tp).is_some() {
+                return Err(StorageError::PartitionExists(tp));
+            }
+            by_owner[place(&tp, count).0 as usize].push(tp);
+        }
+        // Open on the owners first: only then may anyone route to them.
+        let opens = by_owner.into_iter().enumerate().filter(|(_, list)| !list.is_empty()).map(|(owner, list)| {
+            let config = config.clone();
+            self.run_on(ShardId(owner as u16), move |shard| async move { shard.open_partitions_here(list, config).await })
+        });
+        let mut opened = Vec::new();
+        let mut first_error = None;
+        for outcome in futures_util::future::join_all(opens).await {
+            match outcome {
+                Ok((owner, list, error)) => {
+                    opened.extend(list.into_iter().map(|tp| (tp, owner)));
+                    first_error = first_error.or(error);
+                }
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        if !opened.is_empty() {
+            let text = {
+                let mut table = self.placement.borrow_mut();
+                for (tp, owner) in &opened {
+                    table.insert(tp.clone(), *owner);
+                }
+                table.encode()
+            };
+            let data_dir = self.storage.config().data_dir.clone();
+            dir::write_file_atomic(&data_dir, dir::PLACEMENT_FILE_NAME, text.into_bytes())
+                .await
+                .map_err(|e| StorageError::io("write placement table", &data_dir, e))?;
+            for peer in 1..count {
+                let placed = opened.clone();
+                self.run_on(ShardId(peer as u16), move |shard| async move {
+                    let mut table = shard.placement.borrow_mut();
+                    for (tp, owner) in placed {
+                        table.insert(tp, owner);
+                    }
+                })
+                .await?;
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Opens `list` on this shard, `partition_file_ops_in_flight_max` at a
+    /// time, and places the ones that opened. Returns them with the first
+    /// error, if any (later chunks are not started after one).
+    async fn open_partitions_here(
+        self: &Rc<Self>,
+        list: Vec<TopicPartition>,
+        config: LogConfig,
+    ) -> (ShardId, Vec<TopicPartition>, Option<StorageError>) {
+        let mut opened = Vec::with_capacity(list.len());
+        for chunk in list.chunks(crate::limits::partition_file_ops_in_flight_max) {
+            let opens = chunk.iter().map(|tp| self.storage.open_partition(tp.clone(), config.clone()));
+            let results = futures_util::future::join_all(opens).await;
+            let mut error = None;
+            for (tp, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(_) => {
+                        self.placement.borrow_mut().insert(tp.clone(), self.id);
+                        opened.push(tp.clone());
+                    }
+                    Err(e) => error = error.or(Some(e)),
+                }
+            }
+            if error.is_some() {
+                return (self.id, opened, error);
+            }
+        }
+        (self.id, opened, None)
+    }
+
     /// Deletes a partition: every shard forgets its placement first (so no
     /// new request routes to it), then the owner deletes its data, then the
     /// persisted table drops it. Runs the table change on shard 0.

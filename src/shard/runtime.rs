@@ -54,6 +54,8 @@ pub enum RuntimeError {
     Spin(u64),
     #[error("data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("data directory {path} is in use by another process (it holds {path}/.lock)")]
+    Locked { path: String },
     #[error("starting shard {shard} on CPU {cpu}: {message}")]
     Executor { shard: usize, cpu: usize, message: String },
     #[error("shard {shard}: {source}")]
@@ -67,6 +69,8 @@ pub struct ShardSet {
     inboxes: Vec<flume::Sender<Envelope>>,
     threads: Vec<ExecutorJoinHandle<()>>,
     cpus: Vec<usize>,
+    /// The data directory's `.lock`, held (flock) for as long as the shards run.
+    _lock: std::fs::File,
 }
 
 impl ShardSet {
@@ -81,6 +85,10 @@ impl ShardSet {
         let data_dir = config.storage.data_dir.clone();
         let dir_error = |source| RuntimeError::DataDir { path: data_dir.display().to_string(), source };
         std::fs::create_dir_all(&data_dir).map_err(dir_error)?;
+        let lock = lock_data_dir(&data_dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => RuntimeError::Locked { path: data_dir.display().to_string() },
+            _ => dir_error(e),
+        })?;
         probe_device(&data_dir).map_err(dir_error)?;
 
         let mut table = PlacementTable::load(&data_dir).map_err(dir_error)?;
@@ -119,9 +127,11 @@ impl ShardSet {
                             return;
                         }
                     };
-                    for tp in table.partitions_of(id) {
-                        let config = storage.config().default_log.clone();
-                        if let Err(e) = storage.open_partition(tp, config).await {
+                    let mine = table.partitions_of(id);
+                    for chunk in mine.chunks(limits::partition_file_ops_in_flight_max) {
+                        let opens = chunk.iter().map(|tp| storage.open_partition(tp.clone(), storage.config().default_log.clone()));
+                        let failed = futures_util::future::join_all(opens).await.into_iter().find_map(Result::err);
+                        if let Some(e) = failed {
                             let _ = storage.close().await;
                             let _ = ready.send((index, Err(e)));
                             return;
@@ -136,7 +146,7 @@ impl ShardSet {
             threads.push(handle);
         }
         drop(ready_tx);
-        let mut set = ShardSet { inboxes: senders, threads, cpus };
+        let mut set = ShardSet { inboxes: senders, threads, cpus, _lock: lock };
         let mut failure = None;
         for _ in 0..shard_count {
             match ready_rx.recv() {
@@ -217,6 +227,20 @@ impl ShardSet {
         self.inboxes.clear();
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Takes `data_dir/.lock` with flock(LOCK_EX | LOCK_NB), as Kafka does, so
+/// that a second broker on the same directory fails at start instead of
+/// writing the same segments. The kernel drops the lock when the process
+/// exits, however it exits.
+fn lock_data_dir(data_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(".lock"))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 impl Drop for ShardSet {

@@ -103,7 +103,7 @@ impl Segment {
         self.next_offset = info.next_offset();
     }
 
-    /// Makes sure `[0, end)` is preallocated, growing in fixed steps.
+    /// Makes sure `[0, end)` is preallocated, in growing steps (`preallocation_target`).
     pub async fn preallocate_for(&mut self, end: u64, segment_bytes: u64) -> StorageResult<()> {
         if let Some(target) = preallocation_target(self.preallocated_bytes, end, segment_bytes) {
             preallocate(&self.file, &self.log_path, target).await?;
@@ -181,12 +181,16 @@ pub async fn write_index_files(dir: &Path, base_offset: Offset, index_bytes: Vec
     Ok(())
 }
 
-/// The new preallocation size if `[0, end)` is not covered yet.
+/// The new preallocation size if `[0, end)` is not covered yet. The step is
+/// the size already written, between the min and max step: a busy segment
+/// gets few large extents, while an idle partition (of many thousands)
+/// reserves only the min step.
 pub fn preallocation_target(preallocated_bytes: u64, end: u64, segment_bytes: u64) -> Option<u64> {
     if end <= preallocated_bytes && preallocated_bytes > 0 {
         return None;
     }
-    let target = (end + limits::segment_prealloc_step_bytes).min(segment_bytes.max(end));
+    let step = end.clamp(limits::segment_prealloc_step_min_bytes, limits::segment_prealloc_step_bytes);
+    let target = (end + step).min(segment_bytes.max(end));
     Some(dir::align_up(target.max(end)))
 }
 
@@ -194,4 +198,38 @@ pub async fn preallocate(file: &DmaFile, log_path: &Path, target: u64) -> Storag
     file.pre_allocate(target, true)
         .await
         .map_err(|e| StorageError::io("preallocate segment", log_path, glommio_io(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+
+    #[test]
+    fn preallocation_starts_small_and_grows_to_the_max_step() {
+        // A new segment reserves only the min step.
+        assert_eq!(preallocation_target(0, 0, GIB), Some(limits::segment_prealloc_step_min_bytes));
+        // Covered: nothing to do.
+        assert_eq!(preallocation_target(64 * 1024, 4096, GIB), None);
+        // The step doubles the covered size while it is under the max step.
+        assert_eq!(preallocation_target(64 * 1024, 100 * 1024, GIB), Some(200 * 1024));
+        assert_eq!(preallocation_target(MIB, 3 * MIB, GIB), Some(6 * MIB));
+        // Then it is the max step.
+        assert_eq!(preallocation_target(100 * MIB, 101 * MIB, GIB), Some(101 * MIB + limits::segment_prealloc_step_bytes));
+        // Never past the segment size, unless one write is larger.
+        assert_eq!(preallocation_target(MIB, 3 * MIB, 4 * MIB), Some(4 * MIB));
+        assert_eq!(preallocation_target(MIB, 5 * MIB, 4 * MIB), Some(5 * MIB));
+        // Always aligned for O_DIRECT.
+        let target = preallocation_target(0, 5000, GIB).unwrap();
+        assert_eq!(target % limits::io_alignment as u64, 0);
+        assert!(target >= 5000);
+    }
+
+    #[test]
+    fn ten_thousand_idle_partitions_reserve_little() {
+        let per_partition = preallocation_target(0, 0, GIB).unwrap();
+        assert!(10_000 * per_partition <= GIB);
+    }
 }

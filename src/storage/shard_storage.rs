@@ -989,13 +989,20 @@ impl ShardStorage {
         while self.commit_round().await {}
         let partitions: Vec<Rc<Partition>> = self.inner.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         let mut first_error = None;
-        for partition in partitions {
-            let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { continue };
-            partition.pending_bytes.close();
-            let result = self.close_partition(&partition).await;
-            if let Err(e) = result {
-                error!(partition = %partition.log.borrow().tp, "unclean close: {e}");
-                first_error.get_or_insert(e);
+        for chunk in partitions.chunks(limits::partition_file_ops_in_flight_max) {
+            let closes = chunk.iter().map(|partition| async move {
+                let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { return Ok(()) };
+                partition.pending_bytes.close();
+                let result = self.close_partition(partition).await;
+                if let Err(e) = &result {
+                    error!(partition = %partition.log.borrow().tp, "unclean close: {e}");
+                }
+                result
+            });
+            for result in futures_util::future::join_all(closes).await {
+                if let Err(e) = result {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         info!(shard = %self.inner.shard, stats = ?self.inner.stats.get(), "storage closed");
