@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for the storage and router benchmarks, with fio as the
-# reference for what the disk can do. See benches/README.md.
+# reference for what the disk can do, and the CPU-only micro-benchmarks
+# (divan). See benches/README.md.
 #
 #   bash benches/run.sh            # everything (needs root for fio install
 #                                  # and for dropping the page cache)
@@ -86,12 +87,53 @@ if [ "${SKIP_FIO:-0}" != 1 ]; then
 fi
 
 # ---------------------------------------------------------------- cargo
+divan_results() { # divan's table on stdin -> RESULT micro <group>/<bench>/<arg> ops_s=.. median_ns=.. [mib_s=..]
+  sed 's/│/|/g; s/├─/+-/g; s/╰─/`-/g' | awk '
+    function ns(v, u) {
+      if (u == "ns") return v; if (u == "µs" || u == "us") return v * 1e3
+      if (u == "ms") return v * 1e6; if (u == "s") return v * 1e9; return -1 }
+    function mib(v, u) {
+      if (u == "B/s") return v / 1048576; if (u == "KiB/s") return v / 1024; if (u == "MiB/s") return v
+      if (u == "GiB/s") return v * 1024; if (u == "TiB/s") return v * 1048576; return -1 }
+    function flush() {
+      if (leaf != "") {
+        line = sprintf("RESULT micro %s ops_s=%.0f median_ns=%.1f", leaf, 1e9 / median, median)
+        if (rate >= 0) line = line sprintf(" mib_s=%.1f", rate)
+        print line
+      }
+      leaf = ""; rate = -1
+    }
+    {
+      m = match($0, /[+`]- /)
+      if (m == 0) {
+        # a counter line under a leaf: the first one in B/s gives mib_s
+        if (leaf != "" && rate < 0 && $0 ~ /B\/s/) {
+          k = split($0, f, "|"); split(f[k - 3], w, " "); rate = mib(w[1], w[2])
+        }
+        next
+      }
+      flush()
+      depth = (m - 1) / 3
+      rest = substr($0, m + 3)
+      k = split(rest, f, "|")
+      split(f[1], w, " ")
+      name[depth] = w[1]
+      path = name[0]; for (d = 1; d <= depth; d++) path = path "/" name[d]
+      if (k >= 6 && w[2] != "") {
+        split(f[3], t, " ")
+        median = ns(t[1], t[2])
+        if (median > 0) leaf = path
+      }
+    }
+    END { flush() }'
+}
+
 if [ "${SKIP_CARGO:-0}" != 1 ]; then
   build_start=$(date +%s)
   cargo bench --no-run >"$out/build.txt" 2>&1 || { cat "$out/build.txt"; exit 1; }
   say "built the benches in $(( $(date +%s) - build_start )) s (not counted below)"
   run_start=$(date +%s)
-  for bench in append router cold_read; do
+  for bench in append router cold_read micro; do
     echo "" | tee -a "$out/summary.txt"
     echo "## cargo bench --bench $bench" | tee -a "$out/summary.txt"
     set +e
@@ -100,6 +142,7 @@ if [ "${SKIP_CARGO:-0}" != 1 ]; then
     set -e
     grep -v '^RESULT' "$out/$bench.txt" >>"$out/summary.txt" || true
     grep '^RESULT' "$out/$bench.txt" >>"$results" || true
+    if [ "$bench" = micro ]; then divan_results <"$out/micro.txt" >>"$results"; fi
     if [ "$status" != 0 ]; then say "FAILED: cargo bench --bench $bench exited with $status"; fi
   done
   say ""
@@ -136,5 +179,21 @@ ratio "router offsets round trip msgs/s / flume ping-pong" router router/offsets
 ratio "router remote appends msgs/s / flume 256 in flight" router router/append-remote/w256 router flume/glommio/w256
 ratio "router remote appends msgs/s / local appends" router router/append-remote/w256 router router/append-local/w256
 ratio "router local appends (Shard::submit) / ShardStorage::submit" router router/append-local/w256 router router/append-storage-direct/w256
+say ""
+say "## micro (divan medians; each ours/baseline pair counts the same bytes per op, so ops/s ratio = throughput ratio)"
+# Pairs every micro/<group>/ours*/<case> with its group's baseline (the
+# bench whose name does not start with "ours") for the same case.
+awk '$1 == "RESULT" && $2 == "micro" {
+    split($3, p, "/"); split($4, kv, "="); ops[$3] = kv[2]; order[++n] = $3
+    if (p[2] !~ /^ours/) base[p[1]] = p[2]
+  }
+  END {
+    for (i = 1; i <= n; i++) {
+      split(order[i], p, "/")
+      if (p[2] !~ /^ours/ || !(p[1] in base)) continue
+      b = p[1] "/" base[p[1]] "/" p[3]
+      if (b in ops) printf "%-58s %12.0f / %12.0f ops/s = %7.2f\n", order[i] " / " base[p[1]], ops[order[i]], ops[b], ops[order[i]] / ops[b]
+    }
+  }' "$results" | tee -a "$out/summary.txt"
 say ""
 say "all results: $results"
