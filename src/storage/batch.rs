@@ -591,18 +591,23 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    // The walk runs once per produced record, so these are small and
+    // inlined, and the common one-byte varint returns at once. Construction
+    // keeps `position <= end <= bytes.len()`; every read checks against `end`.
+    #[inline(always)]
     fn remaining(&self) -> usize {
-        assert!(self.position <= self.end);
-        assert!(self.end <= self.bytes.len());
+        debug_assert!(self.position <= self.end && self.end <= self.bytes.len());
         self.end - self.position
     }
 
+    #[cold]
     fn invalid(&self, offset: usize, reason: &'static str) -> BatchError {
         BatchError::InvalidRecord { offset, reason }
     }
 
+    #[inline(always)]
     fn byte(&mut self, what: &'static str) -> Result<u8, BatchError> {
-        if self.remaining() == 0 {
+        if self.position >= self.end {
             return Err(self.invalid(self.position, truncated_reason(what)));
         }
         let byte = self.bytes[self.position];
@@ -610,6 +615,7 @@ impl<'a> Cursor<'a> {
         Ok(byte)
     }
 
+    #[inline(always)]
     fn take(&mut self, length_bytes: usize, what: &'static str) -> Result<&'a [u8], BatchError> {
         if length_bytes > self.remaining() {
             return Err(self.invalid(self.position, truncated_reason(what)));
@@ -620,7 +626,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// Zigzag varint of at most 5 bytes whose value fits 32 bits.
+    #[inline(always)]
     fn varint(&mut self, what: &'static str) -> Result<i32, BatchError> {
+        if self.position < self.end {
+            let byte = self.bytes[self.position];
+            if byte & 0x80 == 0 {
+                self.position += 1;
+                return Ok(zigzag_decode_32(u32::from(byte)));
+            }
+        }
+        self.varint_long(what)
+    }
+
+    fn varint_long(&mut self, what: &'static str) -> Result<i32, BatchError> {
         let start = self.position;
         let mut raw: u32 = 0;
         for index in 0..VARINT_BYTES_MAX {
@@ -638,7 +656,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// Zigzag varlong of at most 10 bytes whose value fits 64 bits.
+    #[inline(always)]
     fn varlong(&mut self, what: &'static str) -> Result<i64, BatchError> {
+        if self.position < self.end {
+            let byte = self.bytes[self.position];
+            if byte & 0x80 == 0 {
+                self.position += 1;
+                return Ok(zigzag_decode_64(u64::from(byte)));
+            }
+        }
+        self.varlong_long(what)
+    }
+
+    fn varlong_long(&mut self, what: &'static str) -> Result<i64, BatchError> {
         let start = self.position;
         let mut raw: u64 = 0;
         for index in 0..VARLONG_BYTES_MAX {
@@ -656,6 +686,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A varint length then that many bytes; length -1 is null.
+    #[inline(always)]
     fn nullable_bytes(&mut self, what: &'static str) -> Result<Option<&'a [u8]>, BatchError> {
         let start = self.position;
         let length = self.varint(what)?;
@@ -682,10 +713,12 @@ fn truncated_reason(what: &'static str) -> &'static str {
     }
 }
 
+#[inline]
 fn zigzag_decode_32(raw: u32) -> i32 {
     ((raw >> 1) ^ (raw & 1).wrapping_neg()) as i32
 }
 
+#[inline]
 fn zigzag_decode_64(raw: u64) -> i64 {
     ((raw >> 1) ^ (raw & 1).wrapping_neg()) as i64
 }
