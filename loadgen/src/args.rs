@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::keys::{parse_keys, KeySpec};
 use crate::limits::{
-    batch_bytes_max, connections_max, partitions_max, produce_requests_in_flight_max, record_bytes_max,
-    record_bytes_min,
+    batch_bytes_max, connections_max, group_prefix_bytes_max, groups_max, idempotent_in_flight_max, key_bytes_max,
+    partitions_max, produce_requests_in_flight_max, record_bytes_max, record_bytes_min,
 };
 
 #[derive(Parser, Debug, Clone)]
@@ -22,9 +23,33 @@ pub struct Args {
     /// Partitions when the topic is created (an existing topic keeps its own count).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=partitions_max as i64))]
     pub partitions: i32,
-    /// Bytes per record value (at least 8: the first 8 carry the send timestamp).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(record_bytes_min as i64..=record_bytes_max as i64))]
-    pub record_size: u32,
+    /// Bytes per record value: a fixed size (1024) or a uniform range
+    /// (100..2000); at least 8 (the first 8 carry the send timestamp).
+    #[arg(long = "record-size", default_value = "1024", value_parser = parse_record_size)]
+    pub record_sizes: RecordSize,
+    /// Record keys: none, uniform:N or zipf:N[:S] (S defaults to 0.99).
+    /// Keyed records go to murmur2(key) % partitions, as Kafka's default partitioner.
+    #[arg(long, default_value = "none", value_parser = parse_keys)]
+    pub keys: KeySpec,
+    /// Batch compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, value_enum, default_value_t = Compression::None)]
+    pub compression: Compression,
+    /// Idempotent producers: InitProducerId per connection, producer id,
+    /// epoch and sequences in every batch (needs --acks all, --in-flight at most 5).
+    #[arg(long)]
+    pub idempotence: bool,
+    /// Total records over all producers (split among them); a producer stops
+    /// after its share. The run ends when they are acknowledged and consumed,
+    /// or at the end of --duration, whichever is first.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+    /// Consumer groups (classic protocol, range assignor); 0 = assign() consumers.
+    /// With groups, --consumers is the number of members per group.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=groups_max as i64))]
+    pub groups: u32,
+    /// Group names are <prefix>-0, <prefix>-1, ...; default loadgen-<pid>-<unix seconds>.
+    #[arg(long)]
+    pub group_prefix: Option<String>,
     /// Producer acknowledgements: 0, 1 or all.
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub acks: i16,
@@ -58,12 +83,57 @@ pub struct Args {
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Write an SVG with latency over time and the percentile spectrum to this file.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
     /// Run against a built-in baseline instead of --brokers.
     #[arg(long, value_enum)]
     pub baseline: Option<Baseline>,
     /// Seconds to wait for a connection (and for the bootstrap requests).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+}
+
+/// Record value sizes: `min..=max` bytes, uniform (min == max: fixed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSize {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl RecordSize {
+    /// The mean size, shown where one size is expected.
+    pub fn nominal(&self) -> u32 {
+        self.min + (self.max - self.min) / 2
+    }
+}
+
+impl std::fmt::Display for RecordSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.min == self.max { write!(f, "{}", self.min) } else { write!(f, "{}..{}", self.min, self.max) }
+    }
+}
+
+/// Batch compression codec; the value is the RecordBatch attributes bits 0-2.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None = 0,
+    Gzip = 1,
+    Snappy = 2,
+    Lz4 = 3,
+    Zstd = 4,
+}
+
+impl Compression {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +144,21 @@ pub enum Baseline {
 }
 
 impl Args {
+    /// The group name prefix: `--group-prefix`, or one unique to this run so
+    /// that new groups start at the log end.
+    /// The default is made once per process, so every caller sees the same.
+    pub fn group_prefix(&self) -> String {
+        static default_prefix: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        self.group_prefix.clone().unwrap_or_else(|| {
+            default_prefix
+                .get_or_init(|| {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                    format!("loadgen-{}-{}", std::process::id(), now.map_or(0, |d| d.as_secs()))
+                })
+                .clone()
+        })
+    }
+
     /// Checks that need more than one flag. Returns a message naming the flags.
     pub fn check(&self) -> Result<(), String> {
         if self.producers == 0 && self.consumers == 0 {
@@ -94,13 +179,51 @@ impl Args {
         if self.connect_timeout.is_zero() {
             return Err("--connect-timeout must be more than 0".into());
         }
-        if u64::from(self.record_size) + 64 > u64::from(self.batch_bytes) {
+        let key_bytes = if self.keys == KeySpec::None { 0 } else { key_bytes_max as u64 };
+        let record_bytes = u64::from(self.record_sizes.max) + key_bytes + 64;
+        if record_bytes > u64::from(self.batch_bytes) {
             return Err(format!(
-                "--batch-bytes {} cannot hold one record of --record-size {} (needs {} bytes with its framing)",
+                "--batch-bytes {} cannot hold one record of --record-size {}{} (needs {record_bytes} bytes with its framing)",
                 self.batch_bytes,
-                self.record_size,
-                u64::from(self.record_size) + 64
+                self.record_sizes,
+                if key_bytes > 0 { " with a key" } else { "" },
             ));
+        }
+        if self.idempotence {
+            if self.in_flight as usize > idempotent_in_flight_max {
+                return Err(format!(
+                    "--idempotence allows at most --in-flight {idempotent_in_flight_max} (brokers track 5 batches per partition), not {}",
+                    self.in_flight
+                ));
+            }
+            if self.acks != -1 {
+                return Err("--idempotence needs --acks all".into());
+            }
+            if self.baseline.is_some() {
+                return Err("--baseline raw-tcp cannot answer InitProducerId: drop --idempotence".into());
+            }
+        }
+        if self.messages.is_some() && self.producers == 0 {
+            return Err("--messages needs --producers 1 or more".into());
+        }
+        if self.groups > 0 && self.consumers == 0 {
+            return Err("--groups needs --consumers 1 or more (members per group)".into());
+        }
+        if u64::from(self.groups) * u64::from(self.consumers) > connections_max as u64 {
+            return Err(format!(
+                "--groups {} with --consumers {} is {} members, more than {connections_max}",
+                self.groups,
+                self.consumers,
+                u64::from(self.groups) * u64::from(self.consumers)
+            ));
+        }
+        if let Some(prefix) = &self.group_prefix {
+            if self.groups == 0 {
+                return Err("--group-prefix needs --groups 1 or more".into());
+            }
+            if prefix.is_empty() || prefix.len() > group_prefix_bytes_max {
+                return Err(format!("--group-prefix must be 1 to {group_prefix_bytes_max} bytes"));
+            }
         }
         Ok(())
     }
@@ -112,6 +235,28 @@ impl Args {
             _ => "all",
         }
     }
+}
+
+/// `1024` (fixed) or `100..2000` (uniform, both ends included).
+pub fn parse_record_size(text: &str) -> Result<RecordSize, String> {
+    let number = |part: &str| -> Result<u32, String> {
+        let value: u64 = part.trim().parse().map_err(|_| format!("{text:?} is not a size like 1024 or a range like 100..2000"))?;
+        if value < record_bytes_min as u64 || value > record_bytes_max as u64 {
+            return Err(format!("{text:?}: sizes must be {record_bytes_min} to {record_bytes_max} bytes"));
+        }
+        Ok(value as u32)
+    };
+    let (min, max) = match text.split_once("..") {
+        Some((low, high)) => (number(low)?, number(high)?),
+        None => {
+            let size = number(text)?;
+            (size, size)
+        }
+    };
+    if min > max {
+        return Err(format!("{text:?}: the range's low end is above its high end"));
+    }
+    Ok(RecordSize { min, max })
 }
 
 fn parse_acks(text: &str) -> Result<i16, String> {
@@ -159,6 +304,36 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1e9s").is_err());
+    }
+
+    #[test]
+    fn record_sizes() {
+        assert_eq!(parse_record_size("1024").unwrap(), RecordSize { min: 1024, max: 1024 });
+        assert_eq!(parse_record_size("100..2000").unwrap(), RecordSize { min: 100, max: 2000 });
+        assert_eq!(parse_record_size("8..8").unwrap().nominal(), 8);
+        assert_eq!(parse_record_size("100..2000").unwrap().nominal(), 1050);
+        assert_eq!(parse_record_size("100..2000").unwrap().to_string(), "100..2000");
+        for bad in ["4", "7..100", "100..50", "10..", "..10", "x", "1..2..3", "2000000"] {
+            assert!(parse_record_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flag_combinations() {
+        let parse = |words: &[&str]| Args::try_parse_from(std::iter::once("loadgen").chain(words.iter().copied())).unwrap();
+        let args = parse(&["--record-size", "100..300"]);
+        assert_eq!(args.record_sizes.nominal(), 200);
+        assert!(args.check().is_ok());
+        assert!(parse(&["--idempotence", "--in-flight", "6"]).check().unwrap_err().contains("--in-flight"));
+        assert!(parse(&["--idempotence", "--acks", "1"]).check().unwrap_err().contains("--acks all"));
+        assert!(parse(&["--idempotence", "--in-flight", "5"]).check().is_ok());
+        assert!(parse(&["--groups", "2"]).check().unwrap_err().contains("--consumers"));
+        assert!(parse(&["--groups", "2", "--consumers", "600"]).check().unwrap_err().contains("members"));
+        assert!(parse(&["--group-prefix", "x"]).check().unwrap_err().contains("--groups"));
+        assert!(parse(&["--messages", "10", "--producers", "0", "--consumers", "1"]).check().unwrap_err().contains("--messages"));
+        assert!(Args::try_parse_from(["loadgen", "--messages", "0"]).is_err());
+        assert!(Args::try_parse_from(["loadgen", "--compression", "brotli"]).is_err());
+        assert!(parse(&["--compression", "zstd", "--keys", "zipf:1000:1.1"]).check().is_ok());
     }
 
     #[test]

@@ -33,6 +33,28 @@ pub const request_timeout_ms_max: u64 = 30_000;
 pub const drain_ms_max: u64 = 10_000;
 /// Highest latency the histograms hold (values above are clamped and counted).
 pub const latency_us_max: u64 = 3_600_000_000;
+/// Distinct keys of `--keys uniform:N` / `zipf:N`. Each leader's key table
+/// (cumulative weight, key and slot: 16 bytes a key) is built once at start.
+pub const keys_max: usize = 1 << 20;
+/// Bytes of one record key ("key-" and the key's decimal index).
+pub const key_bytes_max: usize = 16;
+/// Zipf exponent of `--keys zipf:N:S`.
+pub const zipf_exponent_max: f64 = 10.0;
+/// Produce requests in flight per connection with `--idempotence`: Kafka
+/// brokers keep the last 5 batches per producer and partition to detect
+/// duplicates, so more would be refused as out of order.
+pub const idempotent_in_flight_max: usize = 5;
+/// Consumer groups per run (`--groups`); members are counted in `connections_max`.
+pub const groups_max: usize = 256;
+/// Bytes of `--group-prefix`.
+pub const group_prefix_bytes_max: usize = 200;
+/// Members a JoinGroup response may list (the leader assigns to each).
+pub const group_members_max: usize = 4096;
+/// A compressed batch's records, decompressed. The kafka-protocol codecs
+/// decompress in one go, so this is checked on their output.
+pub const decompressed_batch_bytes_max: usize = 64 * 1024 * 1024;
+/// Records a compressed fetched batch may claim before it is decompressed.
+pub const decompressed_batch_records_max: i32 = 1_000_000;
 
 const _: () = assert!(record_bytes_min == 8);
 const _: () = assert!(record_bytes_max + 64 <= batch_bytes_max);
@@ -42,3 +64,7 @@ const _: () = assert!(fetch_partition_bytes_max <= fetch_bytes_max);
 const _: () = assert!(fetch_bytes_max + batch_bytes_max <= response_bytes_max);
 const _: () = assert!(batch_bytes_max <= ringstream::limits::batch_bytes_max);
 const _: () = assert!(request_timeout_ms_max >= fetch_wait_ms_max as u64 * 10);
+const _: () = assert!(keys_max < 10_000_000_000 && "key-".len() + 10 <= key_bytes_max);
+const _: () = assert!(idempotent_in_flight_max <= produce_requests_in_flight_max);
+const _: () = assert!(groups_max <= connections_max && connections_max <= group_members_max);
+const _: () = assert!(batch_bytes_max <= decompressed_batch_bytes_max);

@@ -11,10 +11,14 @@ mod args;
 mod batch;
 mod clock;
 mod consumer;
+mod group;
+mod keys;
 mod limits;
 mod plan;
 mod plot;
+mod procstat;
 mod producer;
+mod report;
 mod run;
 mod setup;
 mod sink;
@@ -24,29 +28,44 @@ mod wire;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 use crate::args::{Args, Baseline};
 use crate::run::Job;
 use crate::plan::{jobs, parameters};
-use crate::stats::Summary;
+use crate::stats::{Summary, Timeline};
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|first| first == "suite") {
         return suite::main();
     }
-    let args = Args::parse();
+    let args = <Args as clap::Parser>::parse();
     if let Err(message) = args.check() {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
     match run(&args) {
-        Ok(summary) => {
+        Ok((summary, timeline)) => {
             print!("{}", summary.table());
             if let Some(path) = &args.json {
                 if let Err(e) = std::fs::write(path, summary.json(&parameters(&args))) {
                     eprintln!("error: cannot write {}: {e}", path.display());
                     return ExitCode::from(1);
+                }
+            }
+            if let Some(path) = &args.plot {
+                let input = plot::PlotInput {
+                    title: &summary.target,
+                    timeline: &timeline,
+                    warmup_sec: args.warmup.as_secs_f64(),
+                    ack: &summary.stats.ack,
+                    e2e: &summary.stats.e2e,
+                };
+                if let Err(message) = plot::write_svg(path, &input) {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(1);
+                }
+                if timeline.dropped > 0 {
+                    eprintln!("note: the plot shows the first {} seconds only", timeline.seconds.len());
                 }
             }
             if summary.stats.errors_total() > 0 {
@@ -62,7 +81,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> Result<Summary, String> {
+fn run(args: &Args) -> Result<(Summary, Timeline), String> {
     let sink = match args.baseline {
         Some(Baseline::RawTcp) => Some(sink::Sink::start().map_err(|e| format!("cannot start the raw-TCP sink: {e}"))?),
         None => None,
@@ -87,12 +106,20 @@ fn run(args: &Args) -> Result<Summary, String> {
         if layout.created { ", created" } else { "" },
         jobs.iter().filter(|j| matches!(j, Job::Produce(_))).count(),
         jobs.iter().filter(|j| matches!(j, Job::Consume(_))).count(),
-        args.record_size,
+        args.record_sizes,
         args.acks_label(),
         if args.rate == 0 { "max".to_owned() } else { format!("{} records/s", args.rate) },
     );
     let outcome = run::run(jobs, threads, args.warmup, args.duration, args.connect_timeout)?;
     drop(sink);
-    let measured = std::time::Duration::from_nanos(outcome.phases.end_ns - outcome.phases.warm_ns);
-    Ok(Summary { target, measured, stats: outcome.stats, record_size: args.record_size, acks: args.acks })
+    // A `--messages` run that finished early is measured up to its last
+    // acknowledgement, not to the end of --duration.
+    let mut end_ns = outcome.phases.end_ns;
+    if args.messages.is_some() && outcome.stats.last_window_ack_ns > outcome.phases.warm_ns {
+        end_ns = end_ns.min(outcome.stats.last_window_ack_ns);
+    }
+    let measured = std::time::Duration::from_nanos(end_ns - outcome.phases.warm_ns);
+    let summary =
+        Summary { target, measured, stats: outcome.stats, record_size: args.record_sizes.to_string(), acks: args.acks };
+    Ok((summary, outcome.timeline))
 }

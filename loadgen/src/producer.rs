@@ -14,6 +14,14 @@
 //! samples (no coordinated omission). With `--rate 0` there is no schedule:
 //! a record's intended time is when it was created, and records are created
 //! only when a request slot is free.
+//!
+//! Workload shape: value sizes uniform in `--record-size` (min..max), keys
+//! (`keys.rs`) choosing the partition as Kafka's default partitioner does
+//! (round robin without keys), batches compressed with `--compression`, and
+//! with `--idempotence` a producer id from InitProducerId (asked once, on
+//! this connection, before the first record) plus per-partition sequences
+//! in every batch. With `--messages` the connection stops creating records
+//! after its share and finishes once they are answered.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -29,19 +37,29 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
-use crate::batch::BatchWriter;
+use crate::args::Compression;
+use crate::batch::{BatchWriter, Sequenced};
+use crate::keys::{key_bytes, KeyTable, Rng};
 
 use crate::clock::{Clock, Phases};
-use crate::limits::{drain_ms_max, produce_request_bytes_max, producer_buffer_bytes_max, request_timeout_ms_max};
+use crate::limits::{
+    drain_ms_max, key_bytes_max, produce_request_bytes_max, producer_buffer_bytes_max, request_timeout_ms_max,
+};
 use crate::stats::{Progress, ThreadStats};
 use crate::wire;
 
-/// Bytes a record adds to a batch beyond its value, at most, for sizing
-/// (length, attributes, timestamp and offset deltas, null key, value length,
-/// header count as varints).
+/// Bytes a record adds to a batch beyond its value and key, at most, for
+/// sizing (length, attributes, timestamp and offset deltas, key length,
+/// value length, header count as varints).
 const record_overhead_bytes_max: usize = 24;
+/// InitProducerId is asked again this many times while the broker answers
+/// with a retriable error (a coordinator loading), `init_retry_backoff_ms` apart.
+const init_attempts_max: u32 = 20;
+const init_retry_backoff_ms: u64 = 250;
 use crate::batch::header_bytes as batch_header_bytes;
 /// The writer never sleeps less than this (a timer per record would cost
 /// more than the batching saves).
@@ -55,7 +73,18 @@ pub struct ProducerSpec {
     pub partitions: Vec<i32>,
     /// Records per second on this connection; 0 = as fast as possible.
     pub rate: f64,
-    pub record_size: usize,
+    /// Value bytes per record, uniform in `record_size_min..=record_size_max`.
+    pub record_size_min: usize,
+    pub record_size_max: usize,
+    /// Keyed records: this connection's keys (those of its partitions).
+    pub keys: Option<Arc<KeyTable>>,
+    pub compression: Compression,
+    /// `--idempotence`, and the InitProducerId version to ask with (None:
+    /// the broker does not serve it).
+    pub idempotence: bool,
+    pub init_producer_id_version: Option<i16>,
+    /// `--messages`: records this connection sends, then it finishes.
+    pub records_max: Option<u64>,
     pub acks: i16,
     pub batch_bytes: usize,
     pub linger_ns: u64,
@@ -70,12 +99,15 @@ struct Open {
     writer: BatchWriter,
     times: Vec<u64>,
     opened_ns: u64,
+    value_bytes: u64,
 }
 
 struct Closed {
     slot: usize,
     bytes: Bytes,
     times: Vec<u64>,
+    /// The records' value bytes (what throughput counts).
+    value_bytes: u64,
 }
 
 /// Batches being filled (one per partition) and closed batches waiting to be sent.
@@ -85,7 +117,18 @@ struct Accumulator {
     closed: VecDeque<Closed>,
     closed_bytes: usize,
     next_slot: usize,
+    /// Filler for the largest value; a record takes a prefix of it.
     value: Vec<u8>,
+    record_size_min: usize,
+    keys: Option<Arc<KeyTable>>,
+    rng: Rng,
+    compression: Compression,
+    /// Idempotent producer id and epoch, and each slot's next sequence.
+    producer: Option<(i64, i16)>,
+    sequences: Vec<i32>,
+    /// Records of batches that failed to encode (a codec error), not yet counted.
+    encode_failed: u64,
+    encode_error: Option<String>,
     batch_bytes: usize,
     /// What a new batch's buffer reserves: a full batch at max throughput;
     /// at a set rate about twice what one linger brings, so slow runs do
@@ -96,11 +139,13 @@ struct Accumulator {
 impl Accumulator {
     fn new(spec: &ProducerSpec) -> Accumulator {
         assert!(!spec.partitions.is_empty());
-        assert!(spec.record_size >= 8);
-        assert!(batch_header_bytes + spec.record_size + record_overhead_bytes_max <= spec.batch_bytes + 64);
+        assert!(spec.record_size_min >= 8 && spec.record_size_min <= spec.record_size_max);
+        assert!(batch_header_bytes + spec.record_size_max + record_overhead_bytes_max <= spec.batch_bytes + 64);
+        assert!(spec.keys.as_ref().is_none_or(|k| !k.is_empty()));
         // Filler that does not compress to nothing: xorshift from the seed.
-        let mut value = vec![0u8; spec.record_size];
+        let mut value = vec![0u8; spec.record_size_max];
         ringstream::storage::batch::fill_pseudo_random(&mut value, spec.seed);
+        let key_bytes = if spec.keys.is_some() { key_bytes_max } else { 0 };
         Accumulator {
             partitions: spec.partitions.clone(),
             open: spec.partitions.iter().map(|_| None).collect(),
@@ -110,24 +155,49 @@ impl Accumulator {
             batch_capacity_bytes: if spec.rate > 0.0 {
                 let per_linger = spec.rate * (spec.linger_ns as f64 / 1e9) / spec.partitions.len() as f64;
                 let records = (per_linger * 2.0).ceil() as usize + 1;
-                (records.saturating_mul(spec.record_size + record_overhead_bytes_max) + batch_header_bytes)
+                (records.saturating_mul(spec.record_size_max + key_bytes + record_overhead_bytes_max) + batch_header_bytes)
                     .clamp(4096, spec.batch_bytes)
             } else {
                 spec.batch_bytes
             },
             value,
+            record_size_min: spec.record_size_min,
+            keys: spec.keys.clone(),
+            rng: Rng::new(spec.seed ^ 0x6B65_7973),
+            compression: spec.compression,
+            producer: None,
+            sequences: vec![0; spec.partitions.len()],
+            encode_failed: 0,
+            encode_error: None,
             batch_bytes: spec.batch_bytes,
         }
     }
 
+    /// Bytes the largest record takes in a batch (before compression).
     fn record_bytes(&self) -> usize {
-        self.value.len() + record_overhead_bytes_max
+        self.value.len() + if self.keys.is_some() { key_bytes_max } else { 0 } + record_overhead_bytes_max
     }
 
-    /// Adds one record, due at `intended_ns`, to the next partition (round robin).
+    /// Adds one record, due at `intended_ns`: to its key's partition, or
+    /// without keys to the next partition (round robin).
     fn add(&mut self, intended_ns: u64, now_ns: u64, clock: &Clock) {
-        let slot = self.next_slot;
-        self.next_slot = (slot + 1) % self.partitions.len();
+        let (slot, key) = match &self.keys {
+            Some(table) => {
+                let (key, slot) = table.sample(&mut self.rng);
+                (slot as usize, Some(key))
+            }
+            None => {
+                let slot = self.next_slot;
+                self.next_slot = (slot + 1) % self.partitions.len();
+                (slot, None)
+            }
+        };
+        assert!(slot < self.partitions.len());
+        let size = if self.record_size_min == self.value.len() {
+            self.value.len()
+        } else {
+            self.rng.range_u32(self.record_size_min as u32, self.value.len() as u32) as usize
+        };
         let timestamp = clock.realtime_ns(intended_ns);
         self.value[..8].copy_from_slice(&timestamp.to_be_bytes());
         let record_bytes = self.record_bytes();
@@ -136,20 +206,39 @@ impl Accumulator {
             writer: BatchWriter::new(capacity_bytes, i64::try_from(clock.realtime_ns(now_ns) / 1_000_000).unwrap_or(0)),
             times: Vec::new(),
             opened_ns: now_ns,
+            value_bytes: 0,
         });
-        open.writer.push(&self.value);
+        let mut key_buffer = [0u8; key_bytes_max];
+        open.writer.push(key.map(|k| key_bytes(k, &mut key_buffer)), &self.value[..size]);
         open.times.push(intended_ns);
+        open.value_bytes += size as u64;
         if open.writer.len() + record_bytes > self.batch_bytes {
             self.close(slot);
         }
     }
 
+    /// Closes a slot's open batch: sequenced when idempotent, compressed,
+    /// signed. A batch the codec fails on is counted in `encode_failed`.
     fn close(&mut self, slot: usize) {
         let Some(open) = self.open[slot].take() else { return };
         assert!(!open.times.is_empty());
-        let bytes = Bytes::from(open.writer.finish());
-        self.closed_bytes += bytes.len();
-        self.closed.push_back(Closed { slot, bytes, times: open.times });
+        assert_eq!(open.times.len(), open.writer.records_count() as usize);
+        let sequenced = self.producer.map(|(producer_id, producer_epoch)| {
+            let base_sequence = self.sequences[slot];
+            self.sequences[slot] = next_sequence(base_sequence, open.writer.records_count());
+            Sequenced { producer_id, producer_epoch, base_sequence }
+        });
+        match open.writer.finish(sequenced, self.compression) {
+            Ok(bytes) => {
+                let bytes = Bytes::from(bytes);
+                self.closed_bytes += bytes.len();
+                self.closed.push_back(Closed { slot, bytes, times: open.times, value_bytes: open.value_bytes });
+            }
+            Err(e) => {
+                self.encode_failed += open.times.len() as u64;
+                self.encode_error.get_or_insert(e);
+            }
+        }
     }
 
     /// Closes batches open for `linger_ns` or longer (all of them if `all`).
@@ -197,11 +286,18 @@ impl Accumulator {
     }
 }
 
-/// A request awaiting its response: per batch, the partition and the
-/// records' intended send times.
+/// The sequence after `count` records from `sequence`, wrapping past
+/// i32::MAX to 0 as Kafka's `DefaultRecordBatch.incrementSequence` does.
+fn next_sequence(sequence: i32, count: i32) -> i32 {
+    assert!(sequence >= 0 && count > 0);
+    if sequence > i32::MAX - count { count - (i32::MAX - sequence) - 1 } else { sequence + count }
+}
+
+/// A request awaiting its response: per batch, the partition, the
+/// records' intended send times and their value bytes.
 struct InFlight {
     correlation_id: i32,
-    batches: Vec<(i32, Vec<u64>)>,
+    batches: Vec<(i32, Vec<u64>, u64)>,
 }
 
 struct Shared {
@@ -218,10 +314,9 @@ impl Shared {
         Progress::add(&self.progress.errors, records);
     }
 
-    /// Records `times` as acknowledged now.
-    fn acked(&self, times: &[u64], now_ns: u64) {
+    /// Records `times` (holding `bytes` of values) as acknowledged now.
+    fn acked(&self, times: &[u64], bytes: u64, now_ns: u64) {
         let count = times.len() as u64;
-        let bytes = count * self.spec.record_size as u64;
         let mut stats = self.stats.borrow_mut();
         if self.spec.acks != 0 {
             for &intended in times {
@@ -231,6 +326,7 @@ impl Shared {
         if self.phases.measured(now_ns) {
             stats.window_records += count;
             stats.window_bytes += bytes;
+            stats.last_window_ack_ns = stats.last_window_ack_ns.max(now_ns);
         }
         drop(stats);
         Progress::add(&self.progress.acked_records, count);
@@ -249,6 +345,23 @@ pub async fn run(
     stats: Rc<RefCell<ThreadStats>>,
     progress: Arc<Progress>,
 ) {
+    let mut stream = stream;
+    let mut producer = None;
+    if spec.idempotence {
+        let initialized = match spec.init_producer_id_version {
+            Some(version) => init_producer_id(&mut stream, version).await,
+            None => Err(("UNSUPPORTED_VERSION".to_owned(), "the broker does not serve InitProducerId".to_owned())),
+        };
+        match initialized {
+            Ok(ids) => producer = Some(ids),
+            Err((kind, message)) => {
+                eprintln!("{}: InitProducerId: {message}", spec.name);
+                *stats.borrow_mut().errors.entry(kind).or_default() += 1;
+                Progress::add(&progress.errors, 1);
+                return;
+            }
+        }
+    }
     let fd = stream.as_raw_fd();
     let (reader, mut writer) = futures_lite::io::split(stream);
     let in_flight = spec.in_flight;
@@ -265,6 +378,8 @@ pub async fn run(
 
     let spec = &shared.spec;
     let mut accumulator = Accumulator::new(spec);
+    accumulator.producer = producer;
+    let records_max = spec.records_max.unwrap_or(u64::MAX);
     let per_batch = ((spec.batch_bytes - batch_header_bytes) / accumulator.record_bytes()).max(1);
     let ns_per_record = if spec.rate > 0.0 { 1e9 / spec.rate } else { 0.0 };
     let due_ns = |k: u64| phases.start_ns + (k as f64 * ns_per_record) as u64;
@@ -283,22 +398,36 @@ pub async fn run(
             let finishing = if spec.rate > 0.0 {
                 while due_ns(next_record) <= now
                     && due_ns(next_record) < phases.end_ns
+                    && next_record < records_max
                     && accumulator.buffered_bytes() < producer_buffer_bytes_max
                 {
                     accumulator.add(due_ns(next_record), now, &clock);
                     next_record += 1;
                 }
-                due_ns(next_record) >= phases.end_ns
+                due_ns(next_record) >= phases.end_ns || next_record >= records_max
             } else {
                 if now < phases.end_ns && accumulator.closed.is_empty() {
-                    // Max throughput: a full batch for every partition.
-                    for _ in 0..per_batch * spec.partitions.len() {
+                    // Max throughput: a full batch for every partition, but
+                    // never more than the producer buffer holds (10,000
+                    // partitions of full batches would be gigabytes; there
+                    // the batches close by linger instead).
+                    let buffer_records = (producer_buffer_bytes_max / accumulator.record_bytes()).max(1);
+                    let records = ((per_batch * spec.partitions.len()).min(buffer_records) as u64).min(records_max - next_record);
+                    for _ in 0..records {
                         accumulator.add(now, now, &clock);
                     }
+                    next_record += records;
                 }
-                now >= phases.end_ns
+                now >= phases.end_ns || next_record >= records_max
             };
             accumulator.close_lingered(now, spec.linger_ns, finishing);
+            if accumulator.encode_failed > 0 {
+                if let Some(e) = accumulator.encode_error.take() {
+                    eprintln!("{}: {e}", spec.name);
+                }
+                shared.error("ENCODE_FAILED", accumulator.encode_failed);
+                accumulator.encode_failed = 0;
+            }
             if !accumulator.closed.is_empty() {
                 break accumulator.take_request(produce_request_bytes_max);
             }
@@ -338,7 +467,7 @@ pub async fn run(
         };
         let entry = InFlight {
             correlation_id,
-            batches: batches.into_iter().map(|b| (spec.partitions[b.slot], b.times)).collect(),
+            batches: batches.into_iter().map(|b| (spec.partitions[b.slot], b.times, b.value_bytes)).collect(),
         };
         if !expects_replies {
             if let Err(e) = writer.write_all(&frame).await {
@@ -348,8 +477,8 @@ pub async fn run(
                 break;
             }
             let now = clock.now_ns();
-            for (_, times) in &entry.batches {
-                shared.acked(times, now);
+            for (_, times, bytes) in &entry.batches {
+                shared.acked(times, *bytes, now);
             }
             continue;
         }
@@ -383,6 +512,48 @@ pub async fn run(
         let _ = reader_task.await;
     }
     let _ = writer.close().await;
+}
+
+/// Asks for a producer id and epoch (no transactional id: idempotence
+/// only), retrying while the broker answers with a retriable error. The
+/// error is its kind (for the error counts) and a message.
+async fn init_producer_id(stream: &mut TcpStream, version: i16) -> Result<(i64, i16), (String, String)> {
+    let mut request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+    if version >= 3 {
+        request = request.with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    }
+    for attempt in 1..=init_attempts_max {
+        let correlation_id = -(attempt as i32); // apart from the produce requests' ids
+        let frame = wire::encode_request(ApiKey::InitProducerId, version, correlation_id, &request, 128)
+            .map_err(|e| ("ENCODE_FAILED".to_owned(), e))?;
+        let exchanged = glommio::timer::timeout(Duration::from_millis(request_timeout_ms_max), async {
+            stream.write_all(&frame).await?;
+            Ok(wire::read_frame(stream).await)
+        })
+        .await;
+        let frame = match exchanged {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => return Err(("CONNECTION_FAILED".into(), "connection closed by the broker".into())),
+            Ok(Err(e)) => return Err(("CONNECTION_FAILED".into(), e)),
+            Err(e) => return Err(("CONNECTION_FAILED".into(), e.to_string())),
+        };
+        let response: InitProducerIdResponse =
+            wire::decode_response(ApiKey::InitProducerId, version, correlation_id, frame).map_err(|e| ("BAD_RESPONSE".to_owned(), e))?;
+        match response.error_code {
+            0 if response.producer_id.0 >= 0 && response.producer_epoch >= 0 => {
+                return Ok((response.producer_id.0, response.producer_epoch));
+            }
+            0 => {
+                let ids = format!("producer id {} epoch {}", response.producer_id.0, response.producer_epoch);
+                return Err(("BAD_RESPONSE".into(), ids));
+            }
+            code if wire::is_retriable(code) && attempt < init_attempts_max => {
+                glommio::timer::sleep(Duration::from_millis(init_retry_backoff_ms)).await;
+            }
+            code => return Err((wire::error_kind(code), ringstream::client::describe_error(code, None))),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 async fn read_responses(
@@ -429,8 +600,8 @@ async fn read_responses(
                 failure = Some(format!("sink reply {:?} for request {}", &frame[..frame.len().min(8)], entry.correlation_id));
                 shared.error("CONNECTION_FAILED", records);
             } else {
-                for (_, times) in &entry.batches {
-                    shared.acked(times, now);
+                for (_, times, bytes) in &entry.batches {
+                    shared.acked(times, *bytes, now);
                 }
             }
             slots.signal(1);
@@ -447,9 +618,9 @@ async fn read_responses(
                         codes.insert(partition.index, partition.error_code);
                     }
                 }
-                for (partition, times) in &entry.batches {
+                for (partition, times, bytes) in &entry.batches {
                     match codes.get(partition) {
-                        Some(0) => shared.acked(times, now),
+                        Some(0) => shared.acked(times, *bytes, now),
                         Some(&code) => shared.error(&wire::error_kind(code), times.len() as u64),
                         None => shared.error("MISSING_FROM_RESPONSE", times.len() as u64),
                     }
@@ -483,7 +654,13 @@ mod tests {
             topic: "t".into(),
             partitions: (0..partitions as i32).collect(),
             rate: 0.0,
-            record_size: 100,
+            record_size_min: 100,
+            record_size_max: 100,
+            keys: None,
+            compression: Compression::None,
+            idempotence: false,
+            init_producer_id_version: None,
+            records_max: None,
             acks: -1,
             batch_bytes,
             linger_ns: 1_000_000,
@@ -522,5 +699,49 @@ mod tests {
         let total: usize = acc.closed.iter().map(|b| b.times.len()).sum();
         let sent: usize = request.iter().map(|b| b.times.len()).sum();
         assert_eq!(total + sent, 40);
+    }
+
+    /// Sizes stay in the range and are what `value_bytes` counts; keys go to
+    /// their murmur2 partition; idempotent batches carry consecutive
+    /// sequences per partition.
+    #[test]
+    fn sizes_keys_and_sequences() {
+        let clock = Clock::new();
+        let mut spec = spec(4, 4096);
+        spec.record_size_min = 10;
+        spec.record_size_max = 200;
+        spec.keys = Some(Arc::new(KeyTable::build(&crate::keys::KeySpec::Zipf { keys: 50, exponent: 0.99 }, 4, &[0, 1, 2, 3])));
+        let mut acc = Accumulator::new(&spec);
+        acc.producer = Some((77, 2));
+        for i in 0..500 {
+            acc.add(i, 0, &clock);
+        }
+        acc.close_lingered(0, 0, true);
+        let mut next_sequence_of = [0i32; 4];
+        let mut records = 0;
+        let mut sizes = std::collections::BTreeSet::new();
+        for batch in &acc.closed {
+            let header = ringstream::storage::batch::BatchHeader::ref_from_prefix(&batch.bytes).unwrap();
+            assert_eq!((header.producer_id(), header.producer_epoch()), (77, 2));
+            assert_eq!(header.base_sequence(), next_sequence_of[batch.slot]);
+            next_sequence_of[batch.slot] += header.records_count();
+            let views = ringstream::storage::batch::records(&batch.bytes).unwrap();
+            let mut value_bytes = 0;
+            for view in &views {
+                let value = view.value.unwrap();
+                assert!((10..=200).contains(&value.len()));
+                sizes.insert(value.len());
+                value_bytes += value.len() as u64;
+                let key = view.key.expect("keyed");
+                assert!(key.starts_with(b"key-"));
+                assert_eq!(crate::keys::partition_for_key(key, 4), batch.slot as i32);
+            }
+            assert_eq!(value_bytes, batch.value_bytes);
+            records += views.len();
+        }
+        assert_eq!(records, 500);
+        assert!(sizes.len() > 50, "sizes vary: {}", sizes.len());
+        assert_eq!(next_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(next_sequence(5, 3), 8);
     }
 }

@@ -6,8 +6,9 @@
 //! merges the threads' results.
 //!
 //! Nothing on the data path is shared between threads except relaxed
-//! counters (`Progress`); per-second ack histograms reach the main thread over
-//! a bounded channel.
+//! counters (`Progress`); ack and end-to-end histograms, four times a second,
+//! reach the main thread over a bounded channel. The main thread turns them
+//! into the progress line and a bounded `Timeline` (for `--plot`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,7 +24,7 @@ use crate::clock::{Clock, Phases};
 use crate::consumer::{self, ConsumerSpec};
 use crate::limits::drain_ms_max;
 use crate::producer::{self, ProducerSpec};
-use crate::stats::{latency_histogram, Progress, ThreadStats};
+use crate::stats::{latency_histogram, percentiles, Progress, Second, ThreadStats, Timeline};
 
 pub enum Job {
     Produce(ProducerSpec),
@@ -70,10 +71,23 @@ impl Control {
 const start_delay_ms: u64 = 20;
 /// Interval histograms buffered for the progress line, per thread.
 const interval_queue_depth_max: usize = 16;
+/// How often a thread hands its interval histograms to the main thread.
+/// The main thread drains the queue once a second, so a thread has at most
+/// 1000 / 250 = 4 of them queued when the main thread keeps up.
+const interval_send_ms: u64 = 250;
+const _: () = assert!(1000 / interval_send_ms as usize * 2 <= interval_queue_depth_max);
+
+/// One thread's latencies over the last `interval_send_ms`.
+struct Interval {
+    ack: Histogram<u64>,
+    e2e: Histogram<u64>,
+}
 
 pub struct Outcome {
     pub stats: ThreadStats,
     pub phases: Phases,
+    /// Per second, what the progress line printed (for `--plot`).
+    pub timeline: Timeline,
 }
 
 /// Runs `jobs` on `threads` executors. Returns the merged stats, or the
@@ -97,7 +111,7 @@ pub fn run(
         stop_consumers: Arc::new(AtomicBool::new(false)),
     });
     let progress = Arc::new(Progress::default());
-    let (intervals, interval_receiver) = sync_channel::<Histogram<u64>>(interval_queue_depth_max * threads);
+    let (intervals, interval_receiver) = sync_channel::<Interval>(interval_queue_depth_max * threads);
 
     let mut shares: Vec<Vec<Job>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, job) in jobs.into_iter().enumerate() {
@@ -136,9 +150,10 @@ pub fn run(
         control.start.store(start_ns + 1, Ordering::SeqCst);
         Some(Phases::new(start_ns, warmup, duration))
     };
-    if let Some(phases) = phases {
-        report_progress(&control, &progress, &interval_receiver, phases, producers, consumers);
-    }
+    let timeline = match phases {
+        Some(phases) => report_progress(&control, &progress, &interval_receiver, phases, producers, consumers),
+        None => Timeline::default(),
+    };
     let mut merged = ThreadStats::new();
     for handle in handles {
         match handle.join() {
@@ -150,20 +165,22 @@ pub fn run(
         return Err(failure);
     }
     let phases = phases.expect("no failure, so the run started");
-    Ok(Outcome { stats: merged, phases })
+    Ok(Outcome { stats: merged, phases, timeline })
 }
 
 /// Prints a progress line every second on stderr until every connection has
 /// finished; stops consumers once producers are done and consumers have
-/// read what was acknowledged (or after `drain_ms_max`).
+/// read what was acknowledged (or after `drain_ms_max`). Returns the
+/// seconds it printed, as a timeline.
 fn report_progress(
     control: &Control,
     progress: &Progress,
-    intervals: &Receiver<Histogram<u64>>,
+    intervals: &Receiver<Interval>,
     phases: Phases,
     producers: u64,
     consumers: u64,
-) {
+) -> Timeline {
+    let mut timeline = Timeline::default();
     let clock = control.clock;
     let mut tick = 1u64;
     let mut last = (0u64, 0u64, 0u64);
@@ -189,8 +206,10 @@ fn report_progress(
             continue;
         }
         let mut interval = latency_histogram();
-        while let Ok(histogram) = intervals.try_recv() {
-            let _ = interval.add(&histogram);
+        let mut interval_e2e = latency_histogram();
+        while let Ok(received) = intervals.try_recv() {
+            let _ = interval.add(&received.ack);
+            let _ = interval_e2e.add(&received.e2e);
         }
         let current = (
             Progress::get(&progress.acked_records),
@@ -217,9 +236,18 @@ fn report_progress(
             current.2 - last.2,
             Progress::get(&progress.errors)
         );
+        timeline.push(Second {
+            index: tick,
+            phase,
+            acked_records: current.0 - last.0,
+            consumed_records: current.2 - last.2,
+            ack: percentiles(&interval),
+            e2e: percentiles(&interval_e2e),
+        });
         last = current;
         tick += 1;
     }
+    timeline
 }
 
 async fn wait_for_start(control: &Control) -> Option<u64> {
@@ -239,7 +267,7 @@ async fn thread_main(
     jobs: Vec<Job>,
     control: Arc<Control>,
     progress: Arc<Progress>,
-    intervals: SyncSender<Histogram<u64>>,
+    intervals: SyncSender<Interval>,
     warmup: Duration,
     duration: Duration,
     connect_timeout: Duration,
@@ -266,20 +294,22 @@ async fn thread_main(
     let phases = Phases::new(start_ns, warmup, duration);
     glommio::timer::sleep(Duration::from_nanos(start_ns.saturating_sub(clock.now_ns()))).await;
 
-    // Hand this second's ack latencies to the progress line.
+    // Hand this quarter second's latencies to the progress line.
     let reporter = {
         let stats = stats.clone();
         glommio::spawn_local(async move {
             loop {
-                glommio::timer::sleep(Duration::from_millis(250)).await;
-                let histogram = {
+                glommio::timer::sleep(Duration::from_millis(interval_send_ms)).await;
+                let interval = {
                     let mut stats = stats.borrow_mut();
-                    let histogram = stats.interval_ack.clone();
+                    let interval = Interval { ack: stats.interval_ack.clone(), e2e: stats.interval_e2e.clone() };
                     stats.interval_ack.reset();
-                    histogram
+                    stats.interval_e2e.reset();
+                    interval
                 };
-                if !histogram.is_empty() {
-                    let _ = intervals.try_send(histogram); // a full queue drops a sample of the progress line only
+                if !interval.ack.is_empty() || !interval.e2e.is_empty() {
+                    // A full queue drops a sample of the progress line and the plot only.
+                    let _ = intervals.try_send(interval);
                 }
             }
         })
@@ -316,5 +346,6 @@ async fn thread_main(
         copy
     });
     stats.interval_ack.reset();
+    stats.interval_e2e.reset();
     stats
 }

@@ -1,5 +1,7 @@
 //! Bootstrap, before any executor starts: ApiVersions, Metadata, CreateTopics
-//! when the topic is missing, and ListOffsets (log end) for consumers. Uses
+//! when the topic is missing, and ListOffsets (log end) for consumers; also
+//! the versions of the group and InitProducerId APIs, which the connection
+//! tasks speak later (`group.rs`, `producer.rs`). Uses
 //! the project's blocking client (`ringstream::client`), which negotiates
 //! versions and size-caps responses; the data path does not use it.
 
@@ -22,6 +24,35 @@ pub const produce_version_max: i16 = 9;
 pub const fetch_version_min: i16 = 4;
 pub const fetch_version_max: i16 = 12;
 
+/// The classic group protocol's APIs, in the version ranges `group.rs`
+/// speaks: each request sets a field only from the version that has it.
+/// FindCoordinator v4+ batches keys; OffsetFetch v8+ batches groups (not
+/// spoken); OffsetCommit from v2 (the oldest the codec encodes) to v8 (v9
+/// is KIP-848's).
+const group_api_ranges: [(ApiKey, i16, i16); 7] = [
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+];
+/// InitProducerId for idempotent producers (v3+ would also bump an epoch).
+pub const init_producer_id_version_max: i16 = 4;
+
+/// The versions both sides speak of each group API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupVersions {
+    pub find_coordinator: i16,
+    pub join_group: i16,
+    pub sync_group: i16,
+    pub heartbeat: i16,
+    pub leave_group: i16,
+    pub offset_commit: i16,
+    pub offset_fetch: i16,
+}
+
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION and LEADER_NOT_AVAILABLE.
 const unknown_topic_or_partition: i16 = 3;
 const leader_not_available: i16 = 5;
@@ -38,6 +69,10 @@ pub struct Layout {
     /// Log end offset per partition when the run starts (consumers begin there).
     pub start_offsets: BTreeMap<i32, i64>,
     pub created: bool,
+    /// Group API versions; an error naming the API when the broker lacks one.
+    pub group_versions: Result<GroupVersions, String>,
+    /// InitProducerId's version; None when the broker does not serve it.
+    pub init_producer_id_version: Option<i16>,
 }
 
 /// The layout for a raw-TCP sink: every partition at `sink`.
@@ -49,7 +84,19 @@ pub fn sink_layout(sink: SocketAddr, partitions: i32) -> Layout {
         fetch_version: fetch_version_max,
         start_offsets: BTreeMap::new(),
         created: false,
+        group_versions: Err("the raw-TCP sink has no groups".into()),
+        init_producer_id_version: None,
     }
+}
+
+/// The group API versions `client` and this load generator share.
+fn group_versions(client: &Client) -> Result<GroupVersions, String> {
+    let mut found = [0i16; group_api_ranges.len()];
+    for (slot, &(api, min, max)) in found.iter_mut().zip(group_api_ranges.iter()) {
+        *slot = client.version_in(api, min, max).map_err(|_| format!("the broker does not serve {api:?} v{min}-{max}"))?;
+    }
+    let [find_coordinator, join_group, sync_group, heartbeat, leave_group, offset_commit, offset_fetch] = found;
+    Ok(GroupVersions { find_coordinator, join_group, sync_group, heartbeat, leave_group, offset_commit, offset_fetch })
 }
 
 pub fn discover(
@@ -132,7 +179,15 @@ pub fn discover(
             return Err(format!("ListOffsets answered {} of {} partitions", start_offsets.len(), addresses.len()));
         }
     }
-    Ok(Layout { leaders: addresses, produce_version, fetch_version, start_offsets, created })
+    Ok(Layout {
+        leaders: addresses,
+        produce_version,
+        fetch_version,
+        start_offsets,
+        created,
+        group_versions: group_versions(&client),
+        init_producer_id_version: client.version(ApiKey::InitProducerId, init_producer_id_version_max).ok(),
+    })
 }
 
 fn metadata(client: &mut Client, topic: &str) -> Result<MetadataResponse, String> {

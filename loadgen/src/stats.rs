@@ -1,8 +1,9 @@
 //! Measurements. Each executor thread keeps its own histograms and counts
 //! (`ThreadStats`, never shared); the few numbers the live progress line
-//! needs are relaxed atomics (`Progress`); per-second ack histograms go to
-//! the main thread over a bounded channel. At the end the threads' stats are
-//! merged.
+//! needs are relaxed atomics (`Progress`); per-second ack and end-to-end
+//! histograms go to the main thread over a bounded channel, which prints the
+//! progress line from them and keeps a bounded per-second `Timeline` for
+//! `--plot`. At the end the threads' stats are merged.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +31,14 @@ pub struct ThreadStats {
     pub e2e: Histogram<u64>,
     /// Ack latencies since the last progress line (not merged at the end).
     pub interval_ack: Histogram<u64>,
+    /// End-to-end latencies since the last progress line (not merged at the end).
+    pub interval_e2e: Histogram<u64>,
     /// Acknowledged (acks=0: written) during the measured window.
     pub window_records: u64,
     pub window_bytes: u64,
+    /// When the last acknowledgement counted in the window arrived (0: none);
+    /// a `--messages` run that ends early is measured up to here.
+    pub last_window_ack_ns: u64,
     /// Read by consumers during the measured window.
     pub consumed_window_records: u64,
     /// Failed records (or failed requests where no record is involved), by kind.
@@ -45,8 +51,10 @@ impl ThreadStats {
             ack: latency_histogram(),
             e2e: latency_histogram(),
             interval_ack: latency_histogram(),
+            interval_e2e: latency_histogram(),
             window_records: 0,
             window_bytes: 0,
+            last_window_ack_ns: 0,
             consumed_window_records: 0,
             errors: BTreeMap::new(),
         }
@@ -57,6 +65,7 @@ impl ThreadStats {
         self.e2e.add(&other.e2e).expect("same bounds");
         self.window_records += other.window_records;
         self.window_bytes += other.window_bytes;
+        self.last_window_ack_ns = self.last_window_ack_ns.max(other.last_window_ack_ns);
         self.consumed_window_records += other.consumed_window_records;
         for (kind, count) in &other.errors {
             *self.errors.entry(kind.clone()).or_default() += count;
@@ -76,6 +85,7 @@ impl ThreadStats {
     /// One record read `latency_ns` after it was sent, sent inside the
     /// measured window.
     pub fn record_e2e(&mut self, latency_ns: u64) {
+        record_ns(&mut self.interval_e2e, latency_ns);
         record_ns(&mut self.e2e, latency_ns);
     }
 
@@ -102,6 +112,46 @@ impl Progress {
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Seconds a `Timeline` keeps (a day). A longer run's later seconds are
+/// counted in `Timeline::dropped` and left out of the plot, so memory stays
+/// bounded whatever `--duration` says.
+pub const timeline_seconds_max: usize = 86_400;
+
+/// One second of the run, as the progress line printed it.
+#[derive(Clone, Copy, Debug)]
+pub struct Second {
+    /// Seconds since the load began; this entry covers `[index - 1, index)`.
+    pub index: u64,
+    /// The phase the second began in: `warmup`, `run` or `drain`.
+    pub phase: &'static str,
+    pub acked_records: u64,
+    pub consumed_records: u64,
+    /// Ack latencies recorded in this second (warmup included); None if none.
+    pub ack: Option<Percentiles>,
+    /// End-to-end latencies recorded in this second (records sent in the
+    /// measured window only); None if none.
+    pub e2e: Option<Percentiles>,
+}
+
+/// The run second by second, at most `timeline_seconds_max` entries.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    pub seconds: Vec<Second>,
+    /// Seconds past `timeline_seconds_max`, not kept.
+    pub dropped: u64,
+}
+
+impl Timeline {
+    pub fn push(&mut self, second: Second) {
+        if self.seconds.len() < timeline_seconds_max {
+            assert!(self.seconds.last().map_or(true, |last| last.index < second.index));
+            self.seconds.push(second);
+        } else {
+            self.dropped += 1;
+        }
     }
 }
 
@@ -137,7 +187,8 @@ pub struct Summary {
     pub target: String,
     pub measured: Duration,
     pub stats: ThreadStats,
-    pub record_size: u32,
+    /// `--record-size` as given: `1024` or a range `100..2000`.
+    pub record_size: String,
     pub acks: i16,
 }
 
@@ -296,6 +347,34 @@ mod tests {
         Json::Object(vec![("a\"b", Json::Str("x\\y\n".into())), ("n", Json::Null), ("o", Json::Object(vec![]))])
             .write(&mut out, 0);
         assert_eq!(out, "{\n  \"a\\\"b\": \"x\\\\y\\n\",\n  \"n\": null,\n  \"o\": {}\n}");
+    }
+
+    #[test]
+    fn timeline_is_bounded() {
+        let mut timeline = Timeline::default();
+        let second = |index| Second {
+            index,
+            phase: "run",
+            acked_records: 1,
+            consumed_records: 0,
+            ack: None,
+            e2e: None,
+        };
+        for index in 1..=(timeline_seconds_max as u64 + 5) {
+            timeline.push(second(index));
+        }
+        assert_eq!(timeline.seconds.len(), timeline_seconds_max);
+        assert_eq!(timeline.dropped, 5);
+        assert_eq!(timeline.seconds.last().map(|s| s.index), Some(timeline_seconds_max as u64));
+    }
+
+    #[test]
+    fn e2e_goes_to_the_interval_and_the_total() {
+        let mut stats = ThreadStats::new();
+        stats.record_e2e(2_000_000);
+        stats.record_ack(1_000_000, false);
+        assert_eq!((stats.e2e.len(), stats.interval_e2e.len()), (1, 1));
+        assert_eq!((stats.ack.len(), stats.interval_ack.len()), (0, 1), "warmup acks only in the interval");
     }
 
     #[test]

@@ -81,3 +81,19 @@ pub fn shutdown(fd: RawFd) {
 pub fn error_kind(code: i16) -> String {
     ringstream::client::error_name(code)
 }
+
+/// Whether Kafka defines the error `code` as retriable (a coordinator
+/// loading, a leader moving, ...).
+pub fn is_retriable(code: i16) -> bool {
+    kafka_protocol::error::ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable())
+}
+
+/// Kafka's error codes the group client acts on.
+pub mod codes {
+    pub const coordinator_load_in_progress: i16 = 14;
+    pub const coordinator_not_available: i16 = 15;
+    pub const not_coordinator: i16 = 16;
+    pub const unknown_member_id: i16 = 25;
+    pub const rebalance_in_progress: i16 = 27;
+    pub const member_id_required: i16 = 79;
+}

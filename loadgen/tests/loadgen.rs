@@ -243,6 +243,17 @@ fn bad_flags_are_clear_errors() {
         (&["--baseline", "raw-tcp", "--consumers", "1"][..], "nothing to consume"),
         (&["--producers", "0", "--consumers", "0"][..], "nothing to run"),
         (&["--batch-bytes", "1000", "--record-size", "4096"][..], "--batch-bytes"),
+        (&["--record-size", "100..50"][..], "--record-size"),
+        (&["--record-size", "4..100"][..], "--record-size"),
+        (&["--keys", "zipf:0"][..], "--keys"),
+        (&["--keys", "zipf:10:-1"][..], "--keys"),
+        (&["--keys", "hash:10"][..], "--keys"),
+        (&["--compression", "brotli"][..], "--compression"),
+        (&["--idempotence", "--in-flight", "6"][..], "--in-flight"),
+        (&["--idempotence", "--acks", "1"][..], "--acks all"),
+        (&["--groups", "2"][..], "--consumers"),
+        (&["--messages", "0"][..], "--messages"),
+        (&["--group-prefix", "x"][..], "--groups"),
     ] {
         let mut command = loadgen();
         command.args(flags);
@@ -251,4 +262,179 @@ fn bad_flags_are_clear_errors() {
         assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
         assert!(stderr.contains(expected), "{flags:?}: expected {expected:?} in {stderr}");
     }
+}
+
+/// Runs the load generator against `broker` with `flags` and `--json`;
+/// checks a clean run (exit 0, zero errors) and returns the JSON and how
+/// long the run took.
+fn clean_run(broker: &Broker, flags: &[&str]) -> (String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("run.json");
+    let mut command = loadgen();
+    command.args(["--brokers", &broker.address]).args(flags).arg("--json").arg(&json_path);
+    let (output, elapsed) = run_bounded(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{flags:?}: status {}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    assert!(stdout.contains("throughput") && stdout.contains("p99.99"), "no summary table:\n{stdout}");
+    // A run cut short by --messages may end before the first progress line.
+    let json = std::fs::read_to_string(&json_path).expect("the --json file");
+    assert_eq!(json_number(&json, "errors"), 0.0, "{json}\nstderr:\n{stderr}");
+    check_latency(&json, "latency_ack_us");
+    (json, elapsed)
+}
+
+/// Every record of `topic` as the broker's own CLI reads it (kafka-protocol's
+/// decoder, so compressed batches are decoded independently of the load
+/// generator): (partition, key) per record. Lines are `partition offset key
+/// value`; a value may hold newline bytes, so only lines that start that way
+/// count.
+fn records_on_broker(broker: &Broker, topic: &str) -> Vec<(i32, String)> {
+    let output = Command::new(broker_binary())
+        .args(["consume", topic, "-v", "-b", &broker.address])
+        .output()
+        .expect("run ringstream consume");
+    assert!(output.status.success(), "consume: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let mut words = line.splitn(4, ' ');
+        let (Some(partition), Some(offset), Some(key)) = (words.next(), words.next(), words.next()) else { continue };
+        let (Ok(partition), Ok(_)) = (partition.parse::<i32>(), offset.parse::<i64>()) else { continue };
+        if key.starts_with("key-") {
+            found.push((partition, key.to_owned()));
+        }
+    }
+    found
+}
+
+/// Two groups of two members on four partitions: each group reads every
+/// record once, so the end-to-end count is twice what was produced, and the
+/// run ends once they have (well before --duration).
+#[test]
+fn two_groups_each_read_every_record() {
+    let broker = Broker::start();
+    let (json, elapsed) = clean_run(
+        &broker,
+        &[
+            "--topic", "lg-groups", "--partitions", "4", "--record-size", "128", "--rate", "1500", "--messages", "3000",
+            "--groups", "2", "--consumers", "2", "--linger", "1ms", "--duration", "40s",
+        ],
+    );
+    assert_eq!(json_number(&json, "records"), 3000.0, "{json}");
+    assert_eq!(json_number(json_value(&json, "latency_ack_us"), "count"), 3000.0, "{json}");
+    check_latency(&json, "latency_e2e_us");
+    assert_eq!(json_number(json_value(&json, "latency_e2e_us"), "count"), 6000.0, "{json}");
+    assert_eq!(json_number(&json, "records_consumed"), 6000.0, "{json}");
+    assert_eq!(json_number(&json, "groups"), 2.0);
+    assert!(json_value(&json, "group_prefix").starts_with("\"loadgen-"), "{json}");
+    assert!(elapsed < Duration::from_secs(35), "the run should end once everything is consumed, took {elapsed:?}");
+}
+
+/// Zipf keys: every record's key sits on murmur2(key) % partitions (read
+/// back with the broker's CLI), the hottest key is rank 1, and sizes from a
+/// range count as the bytes they are.
+#[test]
+fn zipf_keys_land_on_their_murmur2_partitions() {
+    let broker = Broker::start();
+    let (json, _) = clean_run(
+        &broker,
+        &["--topic", "lg-keys", "--partitions", "5", "--record-size", "8..64", "--keys", "zipf:50", "--messages", "2000"],
+    );
+    assert_eq!(json_number(&json, "records"), 2000.0, "{json}");
+    let bytes = json_number(&json, "bytes");
+    assert!((2000.0 * 8.0..=2000.0 * 64.0).contains(&bytes) && bytes != 2000.0 * 36.0, "bytes {bytes}");
+    assert_eq!(json_value(&json, "keys"), "\"zipf:50:0.99\"");
+    assert_eq!(json_number(&json, "record_size_min"), 8.0);
+    assert_eq!(json_number(&json, "record_size_max"), 64.0);
+    let records = records_on_broker(&broker, "lg-keys");
+    assert_eq!(records.len(), 2000);
+    let mut counts: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for (partition, key) in &records {
+        assert_eq!(ringstream::client::partition_for_key(key.as_bytes(), 5), *partition, "{key}");
+        *counts.entry(key).or_default() += 1;
+    }
+    let hottest = counts.iter().max_by_key(|(_, &n)| n).unwrap();
+    assert_eq!(*hottest.0, "key-0", "{counts:?}");
+    // P(rank 1) = 1 / H(50, 0.99) ≈ 0.22: about 440 of 2000.
+    assert!((340..=540).contains(hottest.1), "{counts:?}");
+}
+
+/// Each codec: the batches decode with kafka-protocol's decoder (the
+/// broker's CLI) and with the load generator's consumer, every record once.
+#[test]
+fn every_compression_codec_produces_and_consumes() {
+    let broker = Broker::start();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("lg-{codec}");
+        let (json, _) = clean_run(
+            &broker,
+            &[
+                "--topic", &topic, "--partitions", "3", "--record-size", "200", "--compression", codec, "--keys", "uniform:10",
+                "--consumers", "1", "--rate", "2000", "--messages", "1000", "--linger", "2ms", "--duration", "30s",
+            ],
+        );
+        assert_eq!(json_value(&json, "compression"), format!("\"{codec}\""));
+        assert_eq!(json_number(&json, "records"), 1000.0, "{codec}: {json}");
+        assert_eq!(json_number(json_value(&json, "latency_e2e_us"), "count"), 1000.0, "{codec}: {json}");
+        assert_eq!(records_on_broker(&broker, &topic).len(), 1000, "{codec}");
+    }
+}
+
+/// Idempotent producers (two, at max throughput, compressed): no
+/// sequence errors, and exactly --messages acknowledged.
+#[test]
+fn idempotent_producers_send_exactly_their_messages() {
+    let broker = Broker::start();
+    let (json, _) = clean_run(
+        &broker,
+        &[
+            "--topic", "lg-idem", "--partitions", "3", "--record-size", "100", "--idempotence", "--producers", "2",
+            "--in-flight", "5", "--batch-bytes", "16384", "--messages", "20001", "--compression", "lz4", "--duration", "30s",
+        ],
+    );
+    assert_eq!(json_value(&json, "idempotence"), "true");
+    assert_eq!(json_number(&json, "records"), 20001.0, "{json}");
+    assert_eq!(records_on_broker_count(&broker, "lg-idem"), 20001);
+}
+
+/// --messages alone: three producers share 777 records exactly, and the
+/// run ends when they are acknowledged, long before --duration.
+#[test]
+fn messages_ends_the_run_after_exactly_that_many() {
+    let broker = Broker::start();
+    let (json, elapsed) = clean_run(
+        &broker,
+        &["--topic", "lg-count", "--partitions", "4", "--producers", "3", "--messages", "777", "--duration", "40s"],
+    );
+    assert_eq!(json_number(&json, "records"), 777.0, "{json}");
+    assert_eq!(json_number(json_value(&json, "latency_ack_us"), "count"), 777.0, "{json}");
+    assert_eq!(json_number(&json, "messages"), 777.0);
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+}
+
+/// How many records the broker's CLI reads from `topic` (no keys needed):
+/// the high-water marks' sum via `ringstream consume` would need parsing
+/// values, so count `partition offset` line starts with an offset that
+/// increases per partition.
+fn records_on_broker_count(broker: &Broker, topic: &str) -> usize {
+    let output = Command::new(broker_binary())
+        .args(["consume", topic, "-v", "-b", &broker.address])
+        .output()
+        .expect("run ringstream consume");
+    assert!(output.status.success(), "consume: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut next: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    let mut count = 0;
+    for line in text.lines() {
+        let mut words = line.splitn(3, ' ');
+        let (Some(partition), Some(offset)) = (words.next(), words.next()) else { continue };
+        let (Ok(partition), Ok(offset)) = (partition.parse::<i32>(), offset.parse::<i64>()) else { continue };
+        let expected = next.entry(partition).or_insert(0);
+        if offset == *expected {
+            *expected += 1;
+            count += 1;
+        }
+    }
+    count
 }
