@@ -215,10 +215,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     // Bind on shard 0 first (resolving port 0), then the others on the same
     // port; accept only after every shard has its broker installed.
     let listen = args.listen;
-    // The shards bind with SO_REUSEPORT, which another process's listener
-    // with the same option would silently share: probe without it first.
+    // The shards bind with SO_REUSEPORT, so a second broker on the same
+    // port would silently share it with the first: refuse to start when
+    // something already accepts connections there. (A plain bind probe is
+    // no good: the previous run's closing connections keep the port busy
+    // for it, though not for a SO_REUSEPORT listener.)
     if listen.port() != 0 {
-        std::net::TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let mut probe = listen;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(match listen {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        if std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(500)).is_ok() {
+            return Err(format!("cannot listen on {listen}: another process is listening there"));
+        }
     }
     let bound = shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
     for i in 1..shards.shard_count() {

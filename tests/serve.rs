@@ -111,7 +111,7 @@ fn a_second_broker_on_the_same_data_dir_or_port_fails_clearly() {
     let output = Command::new(bin()).args(["serve", "--listen", &address]).arg("--data-dir").arg(other.path()).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {address}: another process is listening there")), "{stderr}");
 
     stop(first);
     // Once the first broker is gone, the directory is free again.
