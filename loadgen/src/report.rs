@@ -334,8 +334,15 @@ fn spread(values: &[f64], format: fn(f64) -> String) -> String {
     }
 }
 
+/// Two decimals, or two significant digits for ratios under 0.1 (a p99
+/// against a broker that fell seconds behind is 0.0012, not 0.00).
 fn ratio_text(r: f64) -> String {
-    format!("{r:.2}")
+    if r > 0.0 && r < 0.1 {
+        let decimals = (-r.log10().floor()) as usize + 1;
+        format!("{r:.decimals$}")
+    } else {
+        format!("{r:.2}")
+    }
 }
 
 fn ms_text(us: f64) -> String {
@@ -737,6 +744,15 @@ pub fn utc_compact(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(ratio_text(2.8712), "2.87");
+        assert_eq!(ratio_text(0.47), "0.47");
+        assert_eq!(ratio_text(0.0873), "0.087");
+        assert_eq!(ratio_text(0.00123), "0.0012");
+        assert_eq!(ratio_text(0.0), "0.00");
+    }
 
     const child: &str = r#"{
   "format_version": 1,

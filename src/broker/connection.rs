@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::BytesMut;
+use futures_channel::oneshot;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
@@ -184,10 +185,10 @@ async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let nonblocking = set_nonblocking(fd);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let depth = broker.config.connection_requests_in_flight_max;
-    let (queue, responses) = local_channel::new_bounded::<glommio::task::JoinHandle<Option<Response>>>(depth);
+    let (queue, responses) = local_channel::new_bounded::<oneshot::Receiver<Option<Response>>>(depth);
     let writer_task = glommio::spawn_local(async move {
-        while let Some(handle) = responses.recv().await {
-            let Some(Some(response)) = handle.await else { continue }; // None: no response (acks=0)
+        while let Some(started) = responses.recv().await {
+            let Ok(Some(response)) = started.await else { continue }; // None: no response (acks=0)
             let written = match response {
                 Response::Frame(frame) => writer.write_all(&frame).await,
                 Response::Pieces(pieces) if nonblocking.is_ok() => match writer.flush().await {
@@ -241,8 +242,24 @@ async fn serve(broker: Rc<Broker>, stream: TcpStream) {
                 break;
             }
         };
-        let handle = glommio::spawn_local(response).detach();
-        if queue.send(handle).await.is_err() {
+        // The response task's result comes back over a oneshot and its
+        // JoinHandle is dropped at once, never kept: in glommio 0.9 a kept
+        // JoinHandle whose task is woken from another shard (remote appends
+        // and reads, data waiters) can free the task twice: the waker's
+        // drop on that shard (task/raw.rs `drop_waker`: count to 0, then a
+        // re-clone to send it home) races `JoinHandle::drop` here, which
+        // frees a completed task whose count it reads as 0. A handle
+        // dropped before the task first runs never takes that path. This
+        // race is the suspected cause of one rare "double free" abort under
+        // heavy load (not reproduced; see BENCHMARKS.md).
+        let (done, started) = oneshot::channel();
+        drop(
+            glommio::spawn_local(async move {
+                let _ = done.send(response.await);
+            })
+            .detach(),
+        );
+        if queue.send(started).await.is_err() {
             break;
         }
     }
