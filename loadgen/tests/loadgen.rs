@@ -6,102 +6,19 @@
 //! listens. Each run is a couple of seconds and is killed if it outlives a
 //! generous deadline; nothing asserts on performance.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+mod common;
+use common::{broker_binary, loadgen, Broker};
+
+/// Runs the command to completion, killing it at `run_deadline`.
+fn run_bounded(command: Command) -> (Output, Duration) {
+    common::run_bounded(command, run_deadline)
+}
 
 /// A run that takes longer than this is a hang and fails the test.
 const run_deadline: Duration = Duration::from_secs(60);
-
-fn loadgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringstream-loadgen"))
-}
-
-/// The `ringstream` broker binary from the same target directory and
-/// profile as this test (`target/<profile>/deps/<test>` → `target/<profile>/ringstream`).
-fn broker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let broker = profile_dir.join("ringstream");
-    assert!(
-        broker.is_file(),
-        "{} is missing: build the workspace first (`cargo build --workspace{}`), then run the loadgen tests",
-        broker.display(),
-        if profile_dir.ends_with("release") { " --release" } else { "" }
-    );
-    broker
-}
-
-/// A broker on an ephemeral port; killed (by PID) and reaped on drop.
-struct Broker {
-    child: Child,
-    address: String,
-    _data: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(broker_binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("RINGSTREAM_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the broker");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the broker did not report ready within 30 s");
-            }
-        };
-        let Some(address) = line.trim().split("listen=").nth(1).map(str::to_owned) else {
-            let _ = child.kill();
-            panic!("unexpected first line from the broker: {line:?}");
-        };
-        Broker { child, address, _data: data }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the command to completion, killing it at the deadline.
-fn run_bounded(mut command: Command) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start ringstream-loadgen");
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > run_deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "ringstream-loadgen still running after {run_deadline:?}; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let elapsed = started.elapsed();
-    (child.wait_with_output().unwrap(), elapsed)
-}
 
 /// The text of the JSON value at `key` (first occurrence): a number, null,
 /// a string or a whole `{...}` object. Enough for the report's flat layout.

@@ -6,114 +6,16 @@
 //! the report, SVGs and JSON files it writes are checked. Nothing asserts
 //! on performance: only that every figure is there and well-formed.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+mod common;
+use common::{loadgen, run_bounded, Broker};
 
 /// A suite of 3 scenarios × 2 targets × (up to 3 s + prepare) takes about
 /// 15 s; anything past this is a hang.
 const suite_deadline: Duration = Duration::from_secs(240);
 const run_deadline: Duration = Duration::from_secs(60);
-
-fn loadgen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringstream-loadgen"))
-}
-
-/// The `ringstream` broker binary from the same target directory and
-/// profile as this test (`target/<profile>/deps/<test>` → `target/<profile>/ringstream`).
-fn broker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let broker = profile_dir.join("ringstream");
-    assert!(
-        broker.is_file(),
-        "{} is missing: build the workspace first (`cargo build --workspace{}`), then run the loadgen tests",
-        broker.display(),
-        if profile_dir.ends_with("release") { " --release" } else { "" }
-    );
-    broker
-}
-
-/// A broker on an ephemeral port; killed (by PID) and reaped on drop.
-struct Broker {
-    child: Child,
-    address: String,
-    _data: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(broker_binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("RINGSTREAM_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the broker");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the broker did not report ready within 30 s");
-            }
-        };
-        let Some(address) = line.trim().split("listen=").nth(1).map(str::to_owned) else {
-            let _ = child.kill();
-            panic!("unexpected first line from the broker: {line:?}");
-        };
-        Broker { child, address, _data: data }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the command to completion, killing it at the deadline.
-fn run_bounded(mut command: Command, deadline: Duration) -> Output {
-    let started = Instant::now();
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start ringstream-loadgen");
-    // Drain the pipes while waiting, so a chatty child cannot block on them.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut buffer);
-        buffer
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut buffer);
-        buffer
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err_reader.join().unwrap();
-            panic!("ringstream-loadgen still running after {deadline:?}; stderr:\n{}", String::from_utf8_lossy(&stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
-}
 
 /// Checks that `text` is well-formed XML as far as tags go: every element
 /// opened is closed in order, and the document is one `<svg>` element.
@@ -231,7 +133,7 @@ fn suite_against_the_broker_writes_one_report_with_plots_and_json() {
         .args(["suite", "--brokers", &broker.address, "--duration", "1s", "--rounds", "1", "--scenarios", "S1,S2,S5"])
         .arg("--out")
         .arg(out.path());
-    let output = run_bounded(command, suite_deadline);
+    let (output, _) = run_bounded(command, suite_deadline);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -301,7 +203,7 @@ fn plot_flag_writes_an_svg_for_a_normal_run() {
         .args(["--baseline", "raw-tcp", "--partitions", "4", "--rate", "5000", "--duration", "2s", "--warmup", "1s"])
         .arg("--plot")
         .arg(&svg_path);
-    let output = run_bounded(command, run_deadline);
+    let (output, _) = run_bounded(command, run_deadline);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let svg = assert_well_formed_svg(&svg_path);
     for text in ["raw-tcp sink", "latency over time", "ack p50", "ack p99", "ack max", "end of warmup", "acknowledged records/s"] {
@@ -321,7 +223,7 @@ fn suite_stops_at_an_unreachable_broker_and_refuses_bad_flags() {
     let out = tempfile::tempdir().unwrap();
     let mut command = loadgen();
     command.args(["suite", "--brokers", &format!("127.0.0.1:{port}"), "--duration", "1s"]).arg("--out").arg(out.path());
-    let output = run_bounded(command, run_deadline);
+    let (output, _) = run_bounded(command, run_deadline);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach broker"), "{stderr}");
@@ -334,7 +236,7 @@ fn suite_stops_at_an_unreachable_broker_and_refuses_bad_flags() {
     ] {
         let mut command = loadgen();
         command.args(flags);
-        let output = run_bounded(command, run_deadline);
+        let (output, _) = run_bounded(command, run_deadline);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
         assert!(stderr.contains(expected), "{flags:?}: expected {expected:?} in {stderr}");
