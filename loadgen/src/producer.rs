@@ -36,11 +36,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, ProducerId};
 use crate::args::Compression;
 use crate::batch::{BatchWriter, Sequenced};
 use crate::keys::{key_bytes, KeyTable, Rng};
@@ -385,7 +381,6 @@ pub async fn run(
     let due_ns = |k: u64| phases.start_ns + (k as f64 * ns_per_record) as u64;
     let mut next_record: u64 = 0;
     let mut correlation_id: i32 = 0;
-    let topic = TopicName(StrBytes::from_string(spec.topic.clone()));
     let connection_failed = Rc::new(Cell::new(false));
 
     'requests: loop {
@@ -446,18 +441,9 @@ pub async fn run(
         };
         assert!(!batches.is_empty());
         correlation_id = correlation_id.wrapping_add(1);
-        let request = ProduceRequest::default().with_acks(spec.acks).with_timeout_ms(request_timeout_ms_max as i32).with_topic_data(vec![
-            TopicProduceData::default().with_name(topic.clone()).with_partition_data(
-                batches
-                    .iter()
-                    .map(|b| PartitionProduceData::default().with_index(spec.partitions[b.slot]).with_records(Some(b.bytes.clone())))
-                    .collect(),
-            ),
-        ]);
-        let records_bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
-        let capacity = records_bytes + spec.topic.len() + 64 * (batches.len() + 1);
-        let frame = match wire::encode_request(ApiKey::Produce, spec.version, correlation_id, &request, capacity) {
-            Ok(frame) => frame,
+        let partitions: Vec<(i32, Bytes)> = batches.iter().map(|b| (spec.partitions[b.slot], b.bytes.clone())).collect();
+        let frame = match wire::produce_pieces(spec.version, correlation_id, spec.acks, request_timeout_ms_max as i32, &spec.topic, &partitions) {
+            Ok(pieces) => pieces,
             Err(e) => {
                 eprintln!("{}: {e}", spec.name);
                 shared.error("ENCODE_FAILED", batches.iter().map(|b| b.times.len() as u64).sum());
@@ -470,7 +456,7 @@ pub async fn run(
             batches: batches.into_iter().map(|b| (spec.partitions[b.slot], b.times, b.value_bytes)).collect(),
         };
         if !expects_replies {
-            if let Err(e) = writer.write_all(&frame).await {
+            if let Err(e) = wire::write_pieces(&mut writer, &frame).await {
                 eprintln!("{}: write failed: {e}", spec.name);
                 shared.error("CONNECTION_FAILED", entry.batches.iter().map(|b| b.1.len() as u64).sum());
                 connection_failed.set(true);
@@ -487,7 +473,7 @@ pub async fn run(
         if let Err(e) = queue.try_send(entry) {
             unreachable!("in-flight queue full despite the permit: {e}");
         }
-        if let Err(e) = writer.write_all(&frame).await {
+        if let Err(e) = wire::write_pieces(&mut writer, &frame).await {
             eprintln!("{}: write failed: {e}", spec.name);
             connection_failed.set(true);
             break; // the reader counts what is queued as failed
