@@ -23,17 +23,7 @@ fn populate(data_dir: &Path) {
 }
 
 fn serve_then_signal(data_dir: &Path, signal: i32) {
-    let mut child = Command::new(bin())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RINGSTREAM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("ready shards="), "unexpected first line {line:?}");
+    let (mut child, _) = serve_on(data_dir); // panics unless it reported ready
     // The markers were removed when the partitions opened.
     for p in 0..4 {
         assert!(!data_dir.join(format!("served-{p}/clean-shutdown")).exists());
@@ -83,7 +73,7 @@ fn serve_on(data_dir: &Path) -> (std::process::Child, String) {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.trim().rsplit_once("listen=").map(|(_, a)| a.to_owned());
+    let address = line.starts_with("ready shards=").then(|| line.trim().rsplit_once("listen=").map(|(_, a)| a.to_owned())).flatten();
     (child, address.unwrap_or_else(|| panic!("unexpected first line {line:?}")))
 }
 

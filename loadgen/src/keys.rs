@@ -207,15 +207,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn murmur2_and_the_partitioner_match_kafka() {
-        // Kafka's UtilsTest.testMurmur2.
-        let murmur2 = ringstream::client::murmur2;
-        assert_eq!(murmur2(b"21") as i32, -973932308);
-        assert_eq!(murmur2(b"foobar") as i32, -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
-        assert_eq!(murmur2(b"abc") as i32, 479470107);
+    fn the_partitioner_matches_kafka() {
+        // murmur2 itself is checked against Kafka's UtilsTest vectors in
+        // ringstream::client; here, its use as Kafka's default partitioner:
+        // murmur2("21") = -973932308, murmur2("abc") = 479470107.
         // Utils.toPositive(murmur2) % partitions, worked out by hand:
         // -973932308 & 0x7fffffff = 1173551340 = 12 * 97795945.
         assert_eq!(partition_for_key(b"21", 12), 0);
