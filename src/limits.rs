@@ -58,6 +58,12 @@ pub const shard_partitions_max: usize = 100_000;
 /// Partitions one shard opens (topic creation, start-up) or closes
 /// (shutdown) at once; each creates or syncs a few files.
 pub const partition_file_ops_in_flight_max: usize = 64;
+/// How long a request waits for a partition that is moving between shards
+/// before it fails with REQUEST_TIMED_OUT. A move drains the partition's
+/// queued appends and closes and reopens it: milliseconds, not seconds.
+pub const partition_move_wait_ms_max: u64 = 10_000;
+/// How long a move waits for the partition's queued appends to commit.
+pub const partition_release_wait_ms_max: u64 = 5_000;
 
 /// Largest read a single `read` call returns (sum of whole batches, except
 /// that the first batch is always returned whole, as in Kafka's KIP-74).

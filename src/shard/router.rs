@@ -18,20 +18,27 @@
 //! reader (`LentBatches`): read-only there, sent home to be dropped.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::shard::placement::{place, PlacementTable};
 use crate::storage::dir;
 use crate::storage::log::{AppendInfo, LogConfig, PartitionOffsets};
 use crate::storage::shard_storage::{AppendTicket, BatchBytes, ReadOutput, ShardStorage};
 use crate::storage::{StorageError, StorageResult};
+use crate::limits;
 use crate::types::{Offset, ShardId, TopicPartition};
+
+/// Times a request is sent again after reaching a shard that had just
+/// given its partition away (each time it waits out the move first).
+const route_attempts_max: usize = 3;
 
 /// A task shipped to a shard: built there, run there.
 pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -178,12 +185,53 @@ pub struct Shard {
     pub storage: ShardStorage,
     placement: RefCell<PlacementTable>,
     peers: Vec<flume::Sender<Envelope>>,
+    /// Partitions being moved between shards: requests for them wait in
+    /// `route` until the move ends (see `move_partition`).
+    moving: RefCell<HashSet<TopicPartition>>,
+    /// Appends to partitions this shard owns that are between routing and
+    /// being queued in storage; a move's fence waits for its partition's
+    /// count to reach zero.
+    submitting: RefCell<HashMap<TopicPartition, usize>>,
+    /// On shard 0: one move at a time.
+    move_lock: Rc<glommio::sync::Semaphore>,
+}
+
+/// Counts one local append in `Shard::submitting` while it is alive.
+struct Submitting<'a> {
+    shard: &'a Shard,
+    tp: &'a TopicPartition,
+}
+
+impl<'a> Submitting<'a> {
+    fn new(shard: &'a Shard, tp: &'a TopicPartition) -> Submitting<'a> {
+        *shard.submitting.borrow_mut().entry(tp.clone()).or_insert(0) += 1;
+        Submitting { shard, tp }
+    }
+}
+
+impl Drop for Submitting<'_> {
+    fn drop(&mut self) {
+        let mut submitting = self.shard.submitting.borrow_mut();
+        let count = submitting.get_mut(self.tp).expect("counted on creation");
+        *count -= 1;
+        if *count == 0 {
+            submitting.remove(self.tp);
+        }
+    }
 }
 
 impl Shard {
     pub fn new(id: ShardId, storage: ShardStorage, placement: PlacementTable, peers: Vec<flume::Sender<Envelope>>) -> Shard {
         assert!(id.index() < peers.len());
-        Shard { id, storage, placement: RefCell::new(placement), peers }
+        Shard {
+            id,
+            storage,
+            placement: RefCell::new(placement),
+            peers,
+            moving: RefCell::new(HashSet::new()),
+            submitting: RefCell::new(HashMap::new()),
+            move_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -197,6 +245,34 @@ impl Shard {
 
     fn owner_or_err(&self, tp: &TopicPartition) -> StorageResult<ShardId> {
         self.owner(tp).ok_or_else(|| StorageError::UnknownPartition(tp.clone()))
+    }
+
+    /// The shard to send a request for `tp` to. While `tp` is moving it
+    /// waits (polling every 200 µs, at most `partition_move_wait_ms_max`)
+    /// for the move to end, so a request never reaches the old owner after
+    /// the move's fence. No `.await` may come between this returning and
+    /// the request being sent or queued: that gap is what the fence closes.
+    pub async fn route(&self, tp: &TopicPartition) -> StorageResult<ShardId> {
+        if self.moving.borrow().contains(tp) {
+            let started = std::time::Instant::now();
+            while self.moving.borrow().contains(tp) {
+                if started.elapsed() > Duration::from_millis(limits::partition_move_wait_ms_max) {
+                    return Err(StorageError::Moving(tp.clone()));
+                }
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        self.owner_or_err(tp)
+    }
+
+    /// Whether a failed request may be sent again: it reached a shard that
+    /// had just given `tp` away, and `tp` still exists.
+    fn should_retry(&self, error: &StorageError, tp: &TopicPartition, attempt: usize) -> bool {
+        let moved = match error {
+            StorageError::Moved(moved) | StorageError::UnknownPartition(moved) => moved == tp,
+            _ => false,
+        };
+        moved && attempt < route_attempts_max && self.owner(tp).is_some()
     }
 
     async fn send(&self, to: ShardId, message: Message) -> StorageResult<()> {
@@ -225,28 +301,41 @@ impl Shard {
         receiver.await.map_err(|_| StorageError::ShuttingDown)
     }
 
-    /// Runs `task` with the storage of the shard that owns `tp`, which
-    /// asserts that it does.
+    /// Runs `task` with the storage of the shard that owns `tp`. If the
+    /// partition moved away before the task ran there, it runs again at the
+    /// new owner.
     pub async fn with_owner<T, F, Fut>(self: &Rc<Self>, tp: &TopicPartition, task: F) -> StorageResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(ShardStorage, TopicPartition) -> Fut + Send + 'static,
+        F: FnOnce(ShardStorage, TopicPartition) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let owner = self.owner_or_err(tp)?;
-        let tp = tp.clone();
-        self.run_on(owner, move |shard| {
-            shard.assert_owned(&tp);
-            task(shard.storage.clone(), tp)
-        })
-        .await
+        let mut attempt = 0;
+        loop {
+            let owner = self.route(tp).await?;
+            let (tp_there, task) = (tp.clone(), task.clone());
+            let ran = self
+                .run_on(owner, move |shard| async move {
+                    if !shard.storage.owns(&tp_there) {
+                        return Err(StorageError::Moved(tp_there));
+                    }
+                    Ok(task(shard.storage.clone(), tp_there).await)
+                })
+                .await;
+            match ran.and_then(|r| r) {
+                Err(e) if self.should_retry(&e, tp, attempt) => attempt += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Parks `waiter` with the owner of `tp` until data past `offset`
     /// arrives there (a fetch long-poll). Fire and forget: a remote owner
-    /// gets one message and parks the waiter without a task or a timer.
+    /// gets one message and parks the waiter without a task or a timer. If
+    /// the partition moved away meanwhile, the waiter is dropped: the fetch
+    /// sees a wake-up, reads again, and reaches the new owner.
     pub async fn park_data_waiter(&self, tp: &TopicPartition, offset: Offset, waiter: oneshot::Sender<()>) -> StorageResult<()> {
-        let owner = self.owner_or_err(tp)?;
+        let owner = self.route(tp).await?;
         if owner == self.id {
             self.storage.park_data_waiter(tp, offset, waiter)?;
             return Ok(());
@@ -254,9 +343,9 @@ impl Shard {
         let tp = tp.clone();
         let task: ShardTask = Box::new(move |shard| {
             Box::pin(async move {
-                shard.assert_owned(&tp);
-                // A full waiter list drops the sender: the fetch sees it as a
-                // wake-up, reads, and parks again; it never hangs.
+                // A full waiter list, or a partition no longer here, drops
+                // the sender: the fetch sees it as a wake-up, reads, and
+                // parks again; it never hangs.
                 let _ = shard.storage.park_data_waiter(&tp, offset, waiter);
             })
         });
@@ -265,8 +354,9 @@ impl Shard {
 
     /// Queues an append on the owning shard, preserving submission order.
     pub async fn submit(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<RoutedTicket> {
-        let owner = self.owner_or_err(tp)?;
+        let owner = self.route(tp).await?;
         if owner == self.id {
+            let _counted = Submitting::new(self, tp);
             return Ok(RoutedTicket::Local(self.storage.submit(tp, batch).await?));
         }
         let (reply, receiver) = oneshot::channel();
@@ -275,31 +365,43 @@ impl Shard {
     }
 
     pub async fn append(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendInfo> {
-        let owner = self.owner_or_err(tp)?;
-        if owner == self.id {
-            return self.storage.append(tp, batch).await;
-        }
         self.submit(tp, batch).await?.wait().await
     }
 
     pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<RoutedRead> {
-        let owner = self.owner_or_err(tp)?;
-        if owner == self.id {
-            return Ok(RoutedRead::Local(self.storage.read(tp, offset, max_bytes).await?));
+        let mut attempt = 0;
+        loop {
+            let owner = self.route(tp).await?;
+            let read = if owner == self.id {
+                self.storage.read(tp, offset, max_bytes).await.map(RoutedRead::Local)
+            } else {
+                let (reply, receiver) = oneshot::channel();
+                self.send(owner, Message::Read { tp: tp.clone(), offset, max_bytes, reply }).await?;
+                receiver.await.unwrap_or(Err(StorageError::ShuttingDown)).map(RoutedRead::Remote)
+            };
+            match read {
+                Err(e) if self.should_retry(&e, tp, attempt) => attempt += 1,
+                other => return other,
+            }
         }
-        let (reply, receiver) = oneshot::channel();
-        self.send(owner, Message::Read { tp: tp.clone(), offset, max_bytes, reply }).await?;
-        receiver.await.unwrap_or(Err(StorageError::ShuttingDown)).map(RoutedRead::Remote)
     }
 
     pub async fn offsets(&self, tp: &TopicPartition) -> StorageResult<PartitionOffsets> {
-        let owner = self.owner_or_err(tp)?;
-        if owner == self.id {
-            return self.storage.offsets(tp);
+        let mut attempt = 0;
+        loop {
+            let owner = self.route(tp).await?;
+            let offsets = if owner == self.id {
+                self.storage.offsets(tp)
+            } else {
+                let (reply, receiver) = oneshot::channel();
+                self.send(owner, Message::Offsets { tp: tp.clone(), reply }).await?;
+                receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+            };
+            match offsets {
+                Err(e) if self.should_retry(&e, tp, attempt) => attempt += 1,
+                other => return other,
+            }
         }
-        let (reply, receiver) = oneshot::channel();
-        self.send(owner, Message::Offsets { tp: tp.clone(), reply }).await?;
-        receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
     }
 
     /// Creates a partition: shard 0 picks the owner, persists the table,
@@ -446,6 +548,130 @@ impl Shard {
         (self.id, opened, None)
     }
 
+    /// Moves `tp` to shard `to` while clients keep producing and fetching:
+    /// nothing acknowledged is lost, nothing is appended twice or out of
+    /// submission order, and no client sees an error. Only the router
+    /// changes; clients see the same broker. Runs on shard 0, one move at a
+    /// time. Returns the shard it came from.
+    ///
+    /// 1. Freeze: every shard marks `tp` moving; from then on its requests
+    ///    for `tp` wait in `route` instead of being sent.
+    /// 2. Fence: every other shard sends the old owner a no-op through its
+    ///    own inbox, which is FIFO, so every append it routed before the
+    ///    freeze is queued there first; the old owner waits for its own
+    ///    in-flight local appends to be queued.
+    /// 3. The old owner commits what is queued, closes the partition cleanly
+    ///    and forgets it; the new owner opens it from the same files (the
+    ///    clean marker spares it the recovery scan).
+    /// 4. Shard 0 persists the placement table, then every shard learns the
+    ///    new owner and thaws; waiting requests go there.
+    ///
+    /// A failure before step 4 reopens the partition on its old owner. A
+    /// crash at any step leaves a closed partition whose persisted owner is
+    /// either the old shard or the new one: both open it at start-up.
+    pub async fn move_partition(self: &Rc<Self>, tp: TopicPartition, to: ShardId) -> StorageResult<ShardId> {
+        self.run_on(ShardId(0), move |shard| async move { shard.move_partition_here(tp, to).await }).await?
+    }
+
+    async fn move_partition_here(self: &Rc<Self>, tp: TopicPartition, to: ShardId) -> StorageResult<ShardId> {
+        assert_eq!(self.id, ShardId(0), "the placement table is written by shard 0 only");
+        if to.index() >= self.shard_count() {
+            return Err(StorageError::Config(format!("shard {to} does not exist (shards: {})", self.shard_count())));
+        }
+        if tp.topic.starts_with("__") {
+            return Err(StorageError::Config(format!(
+                "{tp} belongs to an internal topic, whose partitions stay with their group coordinators"
+            )));
+        }
+        let _one_at_a_time = self.move_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
+        let from = self.owner_or_err(&tp)?;
+        if from == to {
+            return Ok(from);
+        }
+        let started = std::time::Instant::now();
+        // 1 and 2: freeze and fence, on every shard at once.
+        let fences = (0..self.shard_count()).map(|index| {
+            let tp = tp.clone();
+            self.run_on(ShardId(index as u16), move |shard| async move { shard.freeze_and_fence(tp, from).await })
+        });
+        let fenced = futures_util::future::join_all(fences).await;
+        let mut outcome = fenced.into_iter().find_map(|r| r.err()).map_or(Ok(()), Err);
+        // 3: hand off.
+        if outcome.is_ok() {
+            outcome = self.hand_off(&tp, from, to).await;
+        }
+        let owner = if outcome.is_ok() { to } else { from };
+        if outcome.is_ok() {
+            let text = {
+                let mut table = self.placement.borrow_mut();
+                table.insert(tp.clone(), to);
+                table.encode()
+            };
+            let data_dir = self.storage.config().data_dir.clone();
+            if let Err(e) = dir::write_file_atomic(&data_dir, dir::PLACEMENT_FILE_NAME, text.into_bytes()).await {
+                // The partition is open on `to`; route there for the rest of
+                // this run. The next start-up opens it where the old table
+                // says, from the same files.
+                error!(partition = %tp, "persisting the placement table after a move failed: {e}");
+            }
+        }
+        // 4: thaw, on every shard, with the owner that holds it now.
+        for index in 0..self.shard_count() {
+            let tp = tp.clone();
+            self.run_on(ShardId(index as u16), move |shard| async move {
+                shard.placement.borrow_mut().insert(tp.clone(), owner);
+                shard.moving.borrow_mut().remove(&tp);
+            })
+            .await?;
+        }
+        match outcome {
+            Ok(()) => {
+                tracing::info!(partition = %tp, %from, %to, took_ms = started.elapsed().as_millis() as u64, "partition moved");
+                Ok(from)
+            }
+            Err(e) => {
+                warn!(partition = %tp, %from, %to, "partition move failed, the partition stays on its shard: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 1 and 2 of a move, on this shard.
+    async fn freeze_and_fence(self: Rc<Self>, tp: TopicPartition, from: ShardId) -> StorageResult<()> {
+        self.moving.borrow_mut().insert(tp.clone());
+        if self.id != from {
+            return self.run_on(from, |_| async {}).await;
+        }
+        let started = std::time::Instant::now();
+        while self.submitting.borrow().contains_key(&tp) {
+            if started.elapsed() > Duration::from_millis(limits::partition_release_wait_ms_max) {
+                return Err(StorageError::Moving(tp));
+            }
+            glommio::timer::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Step 3 of a move: release on `from`, open on `to`; on failure to
+    /// open, reopen on `from`.
+    async fn hand_off(self: &Rc<Self>, tp: &TopicPartition, from: ShardId, to: ShardId) -> StorageResult<()> {
+        let released = tp.clone();
+        let config = self.run_on(from, move |shard| async move { shard.storage.release_partition(&released).await }).await??;
+        let (opened, open_config) = (tp.clone(), config.clone());
+        let open = self.run_on(to, move |shard| async move { shard.storage.open_partition(opened, open_config).await }).await;
+        match open.and_then(|r| r) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let reopened = tp.clone();
+                let back = self.run_on(from, move |shard| async move { shard.storage.open_partition(reopened, config).await }).await;
+                if let Err(again) = back.and_then(|r| r) {
+                    error!(partition = %tp, "reopening on shard {from} after a failed move failed too: {again}");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Deletes a partition: every shard forgets its placement first (so no
     /// new request routes to it), then the owner deletes its data, then the
     /// persisted table drops it. Runs the table change on shard 0.
@@ -486,7 +712,13 @@ impl Shard {
             assert_eq!(envelope.to, self.id, "router delivered to the wrong shard");
             match envelope.message {
                 Message::Append { tp, batch, reply } => {
-                    self.assert_owned(&tp);
+                    // A move's fence guarantees no append reaches a former
+                    // owner; should one anyway, it fails (NOT_LEADER, which
+                    // clients retry) rather than land out of order.
+                    if !self.storage.owns(&tp) {
+                        let _ = reply.send(Err(StorageError::Moved(tp)));
+                        continue;
+                    }
                     // Queue before taking the next message: keeps order.
                     match self.storage.submit(&tp, batch).await {
                         Ok(ticket) => {
@@ -501,7 +733,6 @@ impl Shard {
                     }
                 }
                 Message::Read { tp, offset, max_bytes, reply } => {
-                    self.assert_owned(&tp);
                     let storage = self.storage.clone();
                     let (home, home_inbox) = (self.id, self.peers[self.id.index()].clone());
                     glommio::spawn_local(async move {
@@ -517,8 +748,10 @@ impl Shard {
                     .detach();
                 }
                 Message::Offsets { tp, reply } => {
-                    self.assert_owned(&tp);
-                    let _ = reply.send(self.storage.offsets(&tp));
+                    let _ = reply.send(self.storage.offsets(&tp).map_err(|e| match e {
+                        StorageError::UnknownPartition(tp) => StorageError::Moved(tp),
+                        e => e,
+                    }));
                 }
                 Message::CreatePartition { tp, config, reply } => {
                     let shard = self.clone();
@@ -558,8 +791,4 @@ impl Shard {
         }
     }
 
-    /// A routed partition request must reach the partition's owner.
-    fn assert_owned(&self, tp: &TopicPartition) {
-        assert_eq!(self.owner(tp), Some(self.id), "routed request for {tp} reached a shard that does not own it");
-    }
 }

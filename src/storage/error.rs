@@ -39,6 +39,14 @@ pub enum StorageError {
     AppendAborted(TopicPartition),
     #[error("storage is shutting down")]
     ShuttingDown,
+    /// A request reached a shard that no longer owns the partition: it was
+    /// moved away meanwhile. The router retries such requests at the new
+    /// owner; a client sees it only if that keeps failing.
+    #[error("partition {0} moved to another shard")]
+    Moved(TopicPartition),
+    /// A partition move did not settle within `partition_move_wait_ms_max`.
+    #[error("partition {0} is moving between shards and did not settle in time")]
+    Moving(TopicPartition),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("corrupt {what} in {path}: {reason}")]
@@ -72,6 +80,8 @@ impl StorageError {
             StorageError::OutOfOrderSequence { .. } => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             StorageError::InvalidProducerEpoch { .. } => "INVALID_PRODUCER_EPOCH",
             StorageError::ShuttingDown => "NOT_LEADER_OR_FOLLOWER",
+            StorageError::Moved(_) => "NOT_LEADER_OR_FOLLOWER",
+            StorageError::Moving(_) => "REQUEST_TIMED_OUT",
             StorageError::Config(_) => "INVALID_CONFIG",
             StorageError::Corrupt { .. } => "KAFKA_STORAGE_ERROR",
         }

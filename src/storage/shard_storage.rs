@@ -980,6 +980,45 @@ impl ShardStorage {
         Ok(())
     }
 
+    /// Hands a partition off to another shard of this process (a live
+    /// move): waits until every append queued for it is committed and
+    /// acknowledged, closes it as a clean shutdown would (fdatasync, index,
+    /// epochs, producer snapshot, clean marker), and forgets it: its waiting
+    /// readers wake (and re-route), its cache entries go, its files stay for
+    /// the new owner to open. The caller (the router) has already stopped
+    /// new appends from reaching it. Returns the partition's log config,
+    /// topic overrides included, for the new owner.
+    pub async fn release_partition(&self, tp: &TopicPartition) -> StorageResult<LogConfig> {
+        let partition = self.partition(tp)?;
+        let started = std::time::Instant::now();
+        let lock = loop {
+            let _ = self.inner.doorbell.try_send(());
+            let lock = partition.write_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
+            if partition.log.borrow().pending.is_empty() {
+                break lock;
+            }
+            drop(lock);
+            if started.elapsed() > Duration::from_millis(limits::partition_release_wait_ms_max) {
+                return Err(StorageError::Moving(tp.clone()));
+            }
+            glommio::timer::sleep(Duration::from_micros(200)).await;
+        };
+        self.close_partition(&partition).await?;
+        self.inner.partitions.borrow_mut().remove(tp);
+        partition.pending_bytes.close();
+        for waiter in partition.data_waiters.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+        let (key, config) = {
+            let log = partition.log.borrow();
+            (log.key, log.config.clone())
+        };
+        self.inner.cache.borrow_mut().remove_partition(key);
+        drop(lock);
+        info!(shard = %self.inner.shard, partition = %tp, "partition released to another shard");
+        Ok(config)
+    }
+
     /// Clean close: refuse new appends, drain the queued ones, then for each
     /// partition fdatasync, trim block padding, write indexes and epochs, and
     /// leave a clean-shutdown marker so the next start skips the scan.
