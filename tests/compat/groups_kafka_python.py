@@ -273,10 +273,11 @@ def case_mixed(args):
     with kafka_python_debug_log(args, "mixed"):
         # The kafka-python member settles alone first. kafka-python 3.0.12
         # joins before it has the topic's metadata (an empty assignment),
-        # then rejoins with it; a second member joining inside that rejoin
-        # once left kafka-python waiting forever (1 run in 8 under load),
-        # with no request of it pending at the broker. Its own debug log is
-        # printed if the group does not settle, to tell the two apart.
+        # then rejoins with it; a second member joining right after that
+        # rejoin once left kafka-python silent until its session expired (1
+        # run in 8 under load; the broker had completed its SyncGroup). The
+        # cause, client or broker, is not known yet: its own debug log is
+        # printed if the group does not settle, to tell.
         kp = KpMember(args, "kp-mixed-kp", group, topic)
         c.wait_stable([kp], 6, what="kafka-python alone")
         cf = groups_confluent.Member(args, "kp-mixed-cf", group, topic, strategy="range")
