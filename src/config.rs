@@ -144,6 +144,17 @@ pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), St
         }
         "batch.cache.bytes" => storage.batch_cache_bytes = non_negative(int(name)?, name)? as usize,
         "shard.spin.before.park.us" => config.spin_before_park_us = non_negative(int(name)?, name)?,
+        "placement.policy" => config.balance.policy = value.parse()?,
+        "balancer.enable" => {
+            config.balance.balancer = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(format!("{name} must be true or false, got {value:?}")),
+            }
+        }
+        "balancer.interval.ms" => config.balance.interval_ms = non_negative(int(name)?, name)?.max(1000),
+        "balancer.imbalance.percent" => config.balance.imbalance_percent = non_negative(int(name)?, name)?,
+        "balancer.min.bytes.per.sec" => config.balance.min_bytes_per_sec = non_negative(int(name)?, name)?,
         _ => return Err(format!("unknown setting {name:?}")),
     }
     storage.default_log.validate().map_err(|e| e.to_string())
@@ -167,6 +178,15 @@ mod tests {
         assert_eq!(config.storage.default_log.segment_bytes, 8192);
         assert_eq!(config.storage.default_log.retention_ms, 7_200_000);
         assert_eq!(config.storage.flush, FlushPolicy::Interval { interval_ms: 20 });
+        apply_setting(&mut config, "placement.policy=least-loaded").unwrap();
+        apply_setting(&mut config, "balancer.enable=true").unwrap();
+        apply_setting(&mut config, "balancer.interval.ms=5000").unwrap();
+        assert_eq!(config.balance.policy, crate::shard::balance::PlacementPolicy::LeastLoaded);
+        assert!(config.balance.balancer);
+        assert_eq!(config.balance.interval_ms, 5000);
+        for bad in ["placement.policy=random", "balancer.enable=yes", "balancer.imbalance.percent=-1"] {
+            assert!(apply_setting(&mut config, bad).is_err(), "{bad} accepted");
+        }
         apply_setting(&mut config, "log.flush.policy=always").unwrap();
         assert_eq!(config.storage.flush, FlushPolicy::Always);
         let mut settings = Settings { runtime: config.clone(), broker: BrokerConfig::default() };

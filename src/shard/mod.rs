@@ -4,6 +4,7 @@
 //! partitions end to end. Only the router crosses cores; everything else a
 //! shard touches is its own.
 
+pub mod balance;
 pub mod placement;
 pub mod router;
 pub mod runtime;

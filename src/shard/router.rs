@@ -28,6 +28,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, warn};
 
+use crate::shard::balance::{least_loaded, BalanceConfig, LoadSampler, PlacementPolicy};
 use crate::shard::placement::{place, PlacementTable};
 use crate::storage::dir;
 use crate::storage::log::{AppendInfo, LogConfig, PartitionOffsets};
@@ -194,6 +195,10 @@ pub struct Shard {
     submitting: RefCell<HashMap<TopicPartition, usize>>,
     /// On shard 0: one move at a time.
     move_lock: Rc<glommio::sync::Semaphore>,
+    /// Placement policy and balancer settings (read on shard 0).
+    balance: RefCell<BalanceConfig>,
+    /// On shard 0, when a policy needs it: the last load sample.
+    sampler: RefCell<LoadSampler>,
 }
 
 /// Counts one local append in `Shard::submitting` while it is alive.
@@ -231,11 +236,46 @@ impl Shard {
             moving: RefCell::new(HashSet::new()),
             submitting: RefCell::new(HashMap::new()),
             move_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            balance: RefCell::new(BalanceConfig::default()),
+            sampler: RefCell::new(LoadSampler::default()),
         }
     }
 
     pub fn shard_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Sets the placement policy and balancer settings; before serving.
+    pub fn set_balance_config(&self, config: BalanceConfig) {
+        *self.balance.borrow_mut() = config;
+    }
+
+    pub fn balance_config(&self) -> BalanceConfig {
+        self.balance.borrow().clone()
+    }
+
+    pub fn load_sampler(&self) -> &RefCell<LoadSampler> {
+        &self.sampler
+    }
+
+    /// Owners for new partitions, by the placement policy: `place` (hash),
+    /// or the least-loaded shards by the last load sample.
+    fn choose_owners(&self, tps: &[TopicPartition]) -> Vec<ShardId> {
+        let count = self.shard_count();
+        let sampler = self.sampler.borrow();
+        match self.balance.borrow().policy {
+            PlacementPolicy::LeastLoaded if sampler.loads.len() == count => least_loaded(&sampler.loads, tps.len()),
+            PlacementPolicy::LeastLoaded => {
+                // No sample yet (just started): spread by partition count.
+                let table = self.placement.borrow();
+                let mut loads = vec![crate::shard::balance::ShardLoad::default(); count];
+                for (tp, owner) in table.iter() {
+                    loads[owner.index()].partitions.push((tp.clone(), 0.0));
+                }
+                least_loaded(&loads, tps.len())
+            }
+            PlacementPolicy::Hash => tps.iter().map(|tp| place(tp, count)).collect(),
+        }
     }
 
     /// The shard that owns `tp`, from this shard's copy of the table.
@@ -425,7 +465,7 @@ impl Shard {
         if self.owner(&tp).is_some() {
             return Err(StorageError::PartitionExists(tp));
         }
-        let owner = place(&tp, self.shard_count());
+        let owner = self.choose_owners(std::slice::from_ref(&tp))[0];
         // Open on the owner first: only then may anyone route to it.
         if owner == self.id {
             self.storage.open_partition(tp.clone(), config).await?;
@@ -468,14 +508,17 @@ impl Shard {
         config.validate()?;
         let count = self.shard_count();
         let mut by_owner: Vec<Vec<TopicPartition>> = vec![Vec::new(); count];
-        for tp in tps {
+        for tp in &tps {
             if !crate::types::is_valid_topic_name(&tp.topic) || tp.partition.0 < 0 {
                 return Err(StorageError::Config(format!("invalid partition name {tp}")));
             }
-            if self.owner(&tp).is_some() {
-                return Err(StorageError::PartitionExists(tp));
+            if self.owner(tp).is_some() {
+                return Err(StorageError::PartitionExists(tp.clone()));
             }
-            by_owner[place(&tp, count).0 as usize].push(tp);
+        }
+        let owners = self.choose_owners(&tps);
+        for (tp, owner) in tps.into_iter().zip(owners) {
+            by_owner[owner.index()].push(tp);
         }
         // Open on the owners first: only then may anyone route to them.
         let opens = by_owner.into_iter().enumerate().filter(|(_, list)| !list.is_empty()).map(|(owner, list)| {

@@ -20,6 +20,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
 use crate::limits;
+use crate::shard::balance::BalanceConfig;
 use crate::shard::placement::{partitions_on_disk, PlacementTable};
 use crate::shard::router::{Envelope, Message, Shard, ShardTask};
 use crate::storage::shard_storage::{ShardStorage, StorageConfig};
@@ -35,12 +36,20 @@ pub struct RuntimeConfig {
     pub spin_before_park_us: u64,
     /// Memory glommio registers with io_uring per shard for DMA buffers.
     pub io_memory_bytes: usize,
+    /// Placement policy for new partitions, and the automatic balancer.
+    pub balance: BalanceConfig,
     pub storage: StorageConfig,
 }
 
 impl RuntimeConfig {
     pub fn new(storage: StorageConfig) -> RuntimeConfig {
-        RuntimeConfig { shards: None, spin_before_park_us: 50, io_memory_bytes: 2 * 1024 * 1024, storage }
+        RuntimeConfig {
+            shards: None,
+            spin_before_park_us: 50,
+            io_memory_bytes: 2 * 1024 * 1024,
+            balance: BalanceConfig::default(),
+            storage,
+        }
     }
 }
 
@@ -113,6 +122,7 @@ impl ShardSet {
             let storage_config = config.storage.clone();
             let table = table.clone();
             let ready = ready_tx.clone();
+            let balance = config.balance.clone();
             let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{index}"))
                 .io_memory(config.io_memory_bytes)
@@ -138,6 +148,10 @@ impl ShardSet {
                         }
                     }
                     let shard = Rc::new(Shard::new(id, storage, (*table).clone(), peers));
+                    shard.set_balance_config(balance);
+                    if id == ShardId(0) {
+                        crate::shard::balance::start(shard.clone());
+                    }
                     let _ = ready.send((index, Ok(())));
                     drop(ready);
                     shard.serve(inbox).await;

@@ -151,6 +151,9 @@ struct Partition {
     /// Readers waiting for the high watermark to move (fetch long-polls);
     /// at most `partition_data_waiters_max`, woken by every commit.
     data_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Bytes appended to and read from the partition since it opened on
+    /// this shard: the load that placement and the balancer weigh.
+    traffic_bytes: Cell<u64>,
 }
 
 struct Inner {
@@ -309,6 +312,7 @@ impl ShardStorage {
             pending_bytes: Rc::new(Semaphore::new(limits::partition_pending_bytes_max as u64)),
             write_lock: Rc::new(Semaphore::new(1)),
             data_waiters: RefCell::new(Vec::new()),
+            traffic_bytes: Cell::new(0),
         });
         if self.inner.partitions.borrow_mut().insert(tp.clone(), partition).is_some() {
             return Err(StorageError::PartitionExists(tp));
@@ -374,6 +378,7 @@ impl ShardStorage {
         if self.inner.closing.get() {
             return Err(StorageError::ShuttingDown);
         }
+        partition.traffic_bytes.set(partition.traffic_bytes.get() + batch.len() as u64);
         let enqueued = partition.log.borrow_mut().enqueue(batch, info, permit)?;
         match enqueued {
             Enqueued::Queued(receiver) => {
@@ -735,8 +740,21 @@ impl ShardStorage {
     /// is returned whole even if larger, as Kafka does), below the high
     /// watermark. The hot tail comes from the batch cache, the rest from DMA
     /// reads of the segments.
+    /// Bytes appended and read per partition since each opened here.
+    pub fn partition_traffic(&self) -> Vec<(TopicPartition, u64)> {
+        self.inner.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.traffic_bytes.get())).collect()
+    }
+
     pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
         let partition = self.partition(tp)?;
+        let read = self.read_from(&partition, tp, offset, max_bytes).await;
+        if let Ok(out) = &read {
+            partition.traffic_bytes.set(partition.traffic_bytes.get() + out.bytes as u64);
+        }
+        read
+    }
+
+    async fn read_from(&self, partition: &Partition, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
         let max_bytes = max_bytes.min(limits::read_bytes_max);
         let (key, high_watermark, log_start_offset) = {
             let log = partition.log.borrow();
