@@ -69,6 +69,8 @@ pub struct ShardSet {
     inboxes: Vec<flume::Sender<Envelope>>,
     threads: Vec<ExecutorJoinHandle<()>>,
     cpus: Vec<usize>,
+    /// Every shard's metric cells (readable from any thread).
+    metrics: Arc<crate::metrics::MetricsTable>,
     /// The data directory's `.lock`, held (flock) for as long as the shards run.
     _lock: std::fs::File,
 }
@@ -107,12 +109,14 @@ impl ShardSet {
             (0..shard_count).map(|_| flume::bounded::<Envelope>(limits::router_queue_depth_max)).unzip();
         let (ready_tx, ready_rx) = flume::bounded::<(usize, StorageResult<()>)>(shard_count);
         let table = Arc::new(table);
+        let metrics = crate::metrics::MetricsTable::new(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         for (index, (cpu, inbox)) in cpus.iter().copied().zip(receivers).enumerate() {
             let peers = senders.clone();
             let storage_config = config.storage.clone();
             let table = table.clone();
             let ready = ready_tx.clone();
+            let metrics = metrics.clone();
             let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{index}"))
                 .io_memory(config.io_memory_bytes)
@@ -120,6 +124,7 @@ impl ShardSet {
             let handle = builder
                 .spawn(move || async move {
                     let id = ShardId(index as u16);
+                    crate::metrics::install(metrics, id);
                     let storage = match ShardStorage::open(id, storage_config).await {
                         Ok(storage) => storage,
                         Err(e) => {
@@ -138,6 +143,7 @@ impl ShardSet {
                         }
                     }
                     let shard = Rc::new(Shard::new(id, storage, (*table).clone(), peers));
+                    crate::metrics::start_reactor_sampler();
                     let _ = ready.send((index, Ok(())));
                     drop(ready);
                     shard.serve(inbox).await;
@@ -146,7 +152,7 @@ impl ShardSet {
             threads.push(handle);
         }
         drop(ready_tx);
-        let mut set = ShardSet { inboxes: senders, threads, cpus, _lock: lock };
+        let mut set = ShardSet { inboxes: senders, threads, cpus, metrics, _lock: lock };
         let mut failure = None;
         for _ in 0..shard_count {
             match ready_rx.recv() {
@@ -174,6 +180,11 @@ impl ShardSet {
 
     pub fn cpus(&self) -> &[usize] {
         &self.cpus
+    }
+
+    /// Every shard's metrics, e.g. `metrics().load(shard)` from outside the shards.
+    pub fn metrics(&self) -> &Arc<crate::metrics::MetricsTable> {
+        &self.metrics
     }
 
     /// Runs `task` on `shard` and waits for its result, from any thread that
