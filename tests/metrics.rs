@@ -341,3 +341,60 @@ fn status_fails_clearly_when_the_endpoint_is_unreachable() {
     assert!(stderr.contains(&format!("cannot reach the metrics endpoint {address}")), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+/// In process: appends submitted at once to many partitions (so commit
+/// rounds cover several partitions concurrently) are all counted, in the
+/// commit-size histograms and in `shard_load`, read on a shard and outside.
+#[test]
+fn shard_load_and_commit_sizes_count_concurrent_appends() {
+    use ringstream::metrics::{self, ShardLoad};
+    use ringstream::shard::{RuntimeConfig, Shard, ShardSet};
+    use ringstream::storage::shard_storage::StorageConfig;
+    use ringstream::types::{ShardId, TopicPartition};
+    use std::rc::Rc;
+
+    const partitions_here: i32 = 8;
+    const batches_per_partition: u64 = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
+    config.shards = Some(shards);
+    let set = ShardSet::start(config).expect("shards start");
+    let (bytes, loads): (u64, Vec<ShardLoad>) = set.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+        let tps: Vec<TopicPartition> = (0..partitions_here).map(|p| TopicPartition::new("loaded", p)).collect();
+        let config = shard.storage.config().default_log.clone();
+        shard.create_partitions(tps.clone(), config).await.unwrap();
+        let mut tickets = Vec::new();
+        let mut bytes = 0u64;
+        for i in 0..batches_per_partition {
+            for tp in &tps {
+                let batch = Bytes::from(build_test_batch(records_per_batch, 64, i, 1_700_000_000_000));
+                bytes += batch.len() as u64;
+                tickets.push(shard.submit(tp, batch).await.unwrap());
+            }
+        }
+        for ticket in tickets {
+            ticket.wait().await.unwrap();
+        }
+        (bytes, (0..shards).map(|s| metrics::shard_load(ShardId(s as u16))).collect())
+    });
+    let batches = batches_per_partition * partitions_here as u64;
+    let table = set.metrics().clone();
+    let (mut batches_counted, mut bytes_counted) = (0, 0);
+    for s in 0..shards {
+        let id = ShardId(s as u16);
+        assert_eq!(table.load(id).bytes_in_total, loads[s].bytes_in_total, "the same cells on a shard and outside");
+        assert_eq!(table.load(id).partitions, loads[s].partitions);
+        let cells = table.shard(id);
+        let (sizes, volumes) = (cells.commit_batches.snapshot(), cells.commit_bytes.snapshot());
+        assert_eq!(sizes.count(), volumes.count(), "one observation of each per round");
+        assert_eq!(volumes.sum, cells.bytes_in.get(), "every appended byte is in some round");
+        batches_counted += sizes.sum;
+        bytes_counted += volumes.sum;
+    }
+    assert_eq!(batches_counted, batches);
+    assert_eq!(bytes_counted, bytes);
+    assert_eq!(loads.iter().map(|l| l.bytes_in_total).sum::<u64>(), bytes);
+    assert_eq!(loads.iter().map(|l| l.records_in_total).sum::<u64>(), batches * u64::from(records_per_batch));
+    assert_eq!(loads.iter().map(|l| l.partitions).sum::<u64>(), partitions_here as u64);
+    set.shutdown().unwrap();
+}

@@ -165,6 +165,8 @@ struct Inner {
     stats: Cell<CommitStats>,
     /// This shard's metric cells (single writer: this shard).
     metrics: crate::metrics::Local,
+    /// (batches, bytes) written by the commit round in progress.
+    round: Cell<(u64, u64)>,
 }
 
 /// A shard's storage handle. Cheap to clone; never leaves its shard.
@@ -202,6 +204,7 @@ impl ShardStorage {
             faults: Faults::default(),
             stats: Cell::new(CommitStats::default()),
             metrics: crate::metrics::local_or_detached(shard),
+            round: Cell::new((0, 0)),
         });
         let storage = ShardStorage { inner };
 
@@ -405,15 +408,13 @@ impl ShardStorage {
         let mut stats = self.inner.stats.get();
         stats.rounds += 1;
         self.inner.stats.set(stats);
-        let before = stats;
+        // Rounds run one at a time (one commit loop per shard).
+        self.inner.round.set((0, 0));
         join_all(ready.into_iter().map(|p| self.commit_partition(p))).await;
-        // Only `commit_partition` moves `batches` and `bytes`, and rounds
-        // run one at a time, so the difference is this round's size.
-        let after = self.inner.stats.get();
-        let batches = after.batches - before.batches;
+        let (batches, bytes) = self.inner.round.take();
         if batches > 0 {
             self.inner.metrics.commit_batches.observe(batches);
-            self.inner.metrics.commit_bytes.observe(after.bytes - before.bytes);
+            self.inner.metrics.commit_bytes.observe(bytes);
         }
         true
     }
@@ -546,6 +547,8 @@ impl ShardStorage {
             self.inner.stats.set(stats);
             self.inner.metrics.bytes_in.add(bytes_total);
             self.inner.metrics.records_in.add(records_total);
+            let (round_batches, round_bytes) = self.inner.round.get();
+            self.inner.round.set((round_batches + replies.len() as u64, round_bytes + bytes_total));
             (replies, epochs_changed.then(|| (log.epochs.encode(), partition_dir.clone())))
         };
         if let Some((text, partition_dir)) = epochs_text {
@@ -605,15 +608,19 @@ impl ShardStorage {
             // O_DIRECT writes come back short only when the device is full.
             return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
         }
+        // Read-modify-write the stats with no await in between: the other
+        // partitions of the round update them while this one syncs.
         let mut stats = self.inner.stats.get();
         stats.writes += 1;
+        self.inner.stats.set(stats);
         if self.inner.config.flush == FlushPolicy::Always {
             let started = std::time::Instant::now();
             file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", log_path, glommio_io(e)))?;
             self.inner.metrics.fdatasync_ns.observe_duration(started.elapsed());
+            let mut stats = self.inner.stats.get();
             stats.fdatasyncs += 1;
+            self.inner.stats.set(stats);
         }
-        self.inner.stats.set(stats);
         Ok(())
     }
 
