@@ -11,6 +11,8 @@
 //!   group commit, recovery and the per-shard batch cache. It knows record
 //!   batches, never Kafka requests.
 //! - `limits`, `types`: bounds and newtypes used everywhere.
+//! - `metrics`, `http`: per-shard counters (single-writer atomics) and the
+//!   Prometheus endpoint served from shard 0; `ringstream status`.
 #![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
 
 pub mod alloc;
@@ -20,7 +22,9 @@ pub mod client;
 pub mod config;
 pub mod groups;
 pub mod handlers;
+pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod shard;
 pub mod storage;

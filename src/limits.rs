@@ -136,3 +136,22 @@ pub const offsets_log_batch_bytes_max: usize = 512 * 1024;
 /// its members' subscriptions and assignments); a larger one is refused.
 pub const offsets_log_record_bytes_max: usize = 32 * 1024 * 1024;
 const _: () = assert!(offsets_log_record_bytes_max + offsets_log_batch_bytes_max + 4096 < batch_bytes_max);
+
+/// Bytes of one HTTP request to the metrics endpoint (request line,
+/// headers and body together); a larger one is answered 413 and closed.
+pub const http_request_bytes_max: usize = 16 * 1024;
+/// HTTP connections served at once on the metrics listener; the accept loop
+/// waits for a free slot (the kernel's backlog holds the rest).
+pub const http_connections_max: usize = 64;
+/// Time a client has to send its whole HTTP request.
+pub const http_request_ms_max: u64 = 5_000;
+/// Time a handler and the response write may take together.
+pub const http_response_ms_max: u64 = 10_000;
+/// A scrape waits this long for each shard's refresh (reactor busy time)
+/// before it reports that shard's last values.
+pub const metrics_refresh_ms_max: u64 = 1_000;
+/// Kafka API keys the request-latency histograms cover (keys 0..this).
+pub const metrics_api_keys_max: usize = 128;
+const _: () = assert!(http_request_bytes_max >= 1024);
+const _: () = assert!(http_connections_max >= 1);
+const _: () = assert!(metrics_refresh_ms_max < http_response_ms_max);

@@ -59,6 +59,9 @@ enum Command {
         #[command(flatten)]
         connection: ringstream::cli::Connection,
     },
+    /// A live per-shard table (load, partitions, connections, throughput,
+    /// p99 latency, cache hit ratio) from a broker's metrics endpoint.
+    Status(ringstream::metrics::status::StatusArgs),
     /// Storage tools for developers and operators.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -117,6 +120,10 @@ struct ServeArgs {
     /// TOML file of settings under Kafka's names (applied before --set).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, from
+    /// shard 0 (off by default; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +180,7 @@ fn main() {
         Command::Group { command, connection } => ringstream::cli::group(&connection, command),
         Command::Produce { args, connection } => ringstream::cli::produce(&connection, args),
         Command::Consume { args, connection } => ringstream::cli::consume(&connection, args),
+        Command::Status(args) => ringstream::metrics::status::run(&args),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
         Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),
     };
@@ -215,22 +223,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     // Bind on shard 0 first (resolving port 0), then the others on the same
     // port; accept only after every shard has its broker installed.
     let listen = args.listen;
-    // The shards bind with SO_REUSEPORT, so a second broker on the same
-    // port would silently share it with the first: refuse to start when
-    // something already accepts connections there. (A plain bind probe is
-    // no good: the previous run's closing connections keep the port busy
-    // for it, though not for a SO_REUSEPORT listener.)
-    if listen.port() != 0 {
-        let mut probe = listen;
-        if probe.ip().is_unspecified() {
-            probe.set_ip(match listen {
-                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        if std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(500)).is_ok() {
-            return Err(format!("cannot listen on {listen}: another process is listening there"));
-        }
+    refuse_if_listening(listen)?;
+    if let Some(metrics) = args.metrics_listen {
+        refuse_if_listening(metrics)?;
     }
     let bound = shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
     for i in 1..shards.shard_count() {
@@ -266,14 +261,55 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     for i in 0..shards.shard_count() {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream::broker::local()) });
     }
-    info!(data_dir = %data_dir.display(), shards = shards.shard_count(), listen = %bound, "ringstream ready");
-    println!("ready shards={} listen={bound}", shards.shard_count());
+    // The metrics endpoint, on shard 0 only.
+    let metrics = match args.metrics_listen {
+        None => None,
+        Some(address) => {
+            let bound: Result<std::net::SocketAddr, String> = shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+                let (listener, bound) =
+                    ringstream::http::bind(address).map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+                let routes = ringstream::http::Routes::new().route("GET", "/metrics", |shard, request| {
+                    Box::pin(ringstream::metrics::export::scrape(shard, request))
+                });
+                ringstream::http::serve(shard, listener, routes);
+                Ok(bound)
+            });
+            Some(bound?)
+        }
+    };
+    info!(data_dir = %data_dir.display(), shards = shards.shard_count(), listen = %bound, metrics = ?metrics, "ringstream ready");
+    match metrics {
+        Some(metrics) => println!("ready shards={} listen={bound} metrics={metrics}", shards.shard_count()),
+        None => println!("ready shards={} listen={bound}", shards.shard_count()),
+    }
     let _ = std::io::stdout().flush();
     if let Some(signal) = signals.forever().next() {
         info!(signal, "shutting down");
     }
     shards.shutdown().map_err(|e| e.to_string())?;
     info!("stopped cleanly");
+    Ok(())
+}
+
+/// The shards bind with SO_REUSEPORT, so a second broker on the same port
+/// would silently share it with the first: refuse to start when something
+/// already accepts connections there. (A plain bind probe is no good: the
+/// previous run's closing connections keep the port busy for it, though not
+/// for a SO_REUSEPORT listener.)
+fn refuse_if_listening(listen: std::net::SocketAddr) -> Result<(), String> {
+    if listen.port() == 0 {
+        return Ok(());
+    }
+    let mut probe = listen;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(match listen {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    if std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(500)).is_ok() {
+        return Err(format!("cannot listen on {listen}: another process is listening there"));
+    }
     Ok(())
 }
 

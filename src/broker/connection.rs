@@ -175,7 +175,18 @@ async fn read_frame(fd: i32, reader: &mut (impl AsyncReadExt + Unpin), size: usi
     Ok(frame)
 }
 
+/// Counts a connection in this shard's `connections` gauge while it lives.
+struct Counted(crate::metrics::Local);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.sub(1);
+    }
+}
+
 async fn serve(broker: Rc<Broker>, stream: TcpStream) {
+    broker.metrics.connections.add(1);
+    let _counted = Counted(broker.metrics.clone());
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
@@ -235,6 +246,7 @@ async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             }
         };
         let api = request.api_key;
+        let decoded_at = Instant::now();
         let response = match handlers::start(&broker, request, peer).await {
             Ok(response) => response,
             Err(e) => {
@@ -253,9 +265,15 @@ async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         // race is the suspected cause of one rare "double free" abort under
         // heavy load (not reproduced; see BENCHMARKS.md).
         let (done, started) = oneshot::channel();
+        let metrics = broker.metrics.clone();
         drop(
             glommio::spawn_local(async move {
-                let _ = done.send(response.await);
+                let response = response.await;
+                // Decode to response ready (queued for the writer).
+                if let Some(latency) = metrics.request_latency(api as i16) {
+                    latency.observe_duration(decoded_at.elapsed());
+                }
+                let _ = done.send(response);
             })
             .detach(),
         );

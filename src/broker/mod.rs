@@ -81,6 +81,8 @@ pub struct Broker {
     /// second request for the same topic sees the first one's result, and
     /// the topic and placement files are written in order.
     control: Rc<glommio::sync::Semaphore>,
+    /// This shard's metric cells (connections, request latency, bytes out).
+    pub metrics: crate::metrics::Local,
 }
 
 pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
@@ -129,6 +131,7 @@ impl Broker {
     /// Installs the broker on the current shard and applies topic configs to
     /// the partitions this shard owns.
     pub fn install(shard: Rc<Shard>, config: Arc<BrokerConfig>, topics: TopicTable) -> Result<Rc<Broker>, String> {
+        let shard_id = shard.id;
         let defaults = shard.storage.config().default_log.clone();
         for tp in shard.storage.partitions() {
             if let Some(topic) = topics.get(&tp.topic) {
@@ -139,6 +142,7 @@ impl Broker {
         let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)),
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::default()),
             control: Rc::new(glommio::sync::Semaphore::new(1)),
+            metrics: crate::metrics::local_or_detached(shard_id),
         });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
         Ok(broker)

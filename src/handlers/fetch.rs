@@ -132,6 +132,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let any_ok = partitions.iter().any(|p| p.1.error_code == error_code::NONE);
             if total >= min_bytes.max(1) || now >= deadline || !any_ok {
                 let mut partitions = report(&broker, session_id, incremental, &wanted, partitions);
+                count_out(&broker, &partitions);
                 if version < 5 {
                     for (_, p) in &mut partitions {
                         p.log_start_offset = -1;
@@ -143,6 +144,21 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             wait_for_data(&broker, &wanted, deadline - now).await;
         }
     }))
+}
+
+/// Adds the record batches a response carries to this shard's bytes and
+/// records out (one header read per batch).
+fn count_out(broker: &Broker, partitions: &[(String, PartitionOut<FetchBatch>)]) {
+    let (mut bytes, mut records) = (0u64, 0u64);
+    for batch in partitions.iter().filter_map(|(_, p)| p.batches.as_ref()).flatten() {
+        let batch = batch.as_ref();
+        bytes += batch.len() as u64;
+        if let Some(header) = crate::storage::batch::BatchHeader::ref_from_prefix(batch) {
+            records += u64::try_from(header.records_count()).unwrap_or(0);
+        }
+    }
+    broker.metrics.bytes_out.add(bytes);
+    broker.metrics.records_out.add(records);
 }
 
 fn positions_len<T>(requested: &[T]) -> usize {

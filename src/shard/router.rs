@@ -278,6 +278,11 @@ impl Shard {
         }
     }
 
+    /// Messages waiting in `shard`'s router inbox now (for metrics).
+    pub fn inbox_depth(&self, shard: ShardId) -> usize {
+        self.peers[shard.index()].len()
+    }
+
     /// The shard that owns `tp`, from this shard's copy of the table.
     pub fn owner(&self, tp: &TopicPartition) -> Option<ShardId> {
         self.placement.borrow().owner(tp)

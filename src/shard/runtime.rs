@@ -78,6 +78,8 @@ pub struct ShardSet {
     inboxes: Vec<flume::Sender<Envelope>>,
     threads: Vec<ExecutorJoinHandle<()>>,
     cpus: Vec<usize>,
+    /// Every shard's metric cells (readable from any thread).
+    metrics: Arc<crate::metrics::MetricsTable>,
     /// The data directory's `.lock`, held (flock) for as long as the shards run.
     _lock: std::fs::File,
 }
@@ -116,6 +118,7 @@ impl ShardSet {
             (0..shard_count).map(|_| flume::bounded::<Envelope>(limits::router_queue_depth_max)).unzip();
         let (ready_tx, ready_rx) = flume::bounded::<(usize, StorageResult<()>)>(shard_count);
         let table = Arc::new(table);
+        let metrics = crate::metrics::MetricsTable::new(shard_count);
         let mut threads = Vec::with_capacity(shard_count);
         for (index, (cpu, inbox)) in cpus.iter().copied().zip(receivers).enumerate() {
             let peers = senders.clone();
@@ -123,6 +126,7 @@ impl ShardSet {
             let table = table.clone();
             let ready = ready_tx.clone();
             let balance = config.balance.clone();
+            let metrics = metrics.clone();
             let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
                 .name(&format!("shard-{index}"))
                 .io_memory(config.io_memory_bytes)
@@ -130,6 +134,7 @@ impl ShardSet {
             let handle = builder
                 .spawn(move || async move {
                     let id = ShardId(index as u16);
+                    crate::metrics::install(metrics, id);
                     let storage = match ShardStorage::open(id, storage_config).await {
                         Ok(storage) => storage,
                         Err(e) => {
@@ -152,6 +157,7 @@ impl ShardSet {
                     if id == ShardId(0) {
                         crate::shard::balance::start(shard.clone());
                     }
+                    crate::metrics::start_reactor_sampler();
                     let _ = ready.send((index, Ok(())));
                     drop(ready);
                     shard.serve(inbox).await;
@@ -160,7 +166,7 @@ impl ShardSet {
             threads.push(handle);
         }
         drop(ready_tx);
-        let mut set = ShardSet { inboxes: senders, threads, cpus, _lock: lock };
+        let mut set = ShardSet { inboxes: senders, threads, cpus, metrics, _lock: lock };
         let mut failure = None;
         for _ in 0..shard_count {
             match ready_rx.recv() {
@@ -188,6 +194,11 @@ impl ShardSet {
 
     pub fn cpus(&self) -> &[usize] {
         &self.cpus
+    }
+
+    /// Every shard's metrics, e.g. `metrics().load(shard)` from outside the shards.
+    pub fn metrics(&self) -> &Arc<crate::metrics::MetricsTable> {
+        &self.metrics
     }
 
     /// Runs `task` on `shard` and waits for its result, from any thread that

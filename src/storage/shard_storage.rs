@@ -166,6 +166,10 @@ struct Inner {
     closing: Cell<bool>,
     faults: Faults,
     stats: Cell<CommitStats>,
+    /// This shard's metric cells (single writer: this shard).
+    metrics: crate::metrics::Local,
+    /// (batches, bytes) written by the commit round in progress.
+    round: Cell<(u64, u64)>,
 }
 
 /// A shard's storage handle. Cheap to clone; never leaves its shard.
@@ -202,6 +206,8 @@ impl ShardStorage {
             closing: Cell::new(false),
             faults: Faults::default(),
             stats: Cell::new(CommitStats::default()),
+            metrics: crate::metrics::local_or_detached(shard),
+            round: Cell::new((0, 0)),
         });
         let storage = ShardStorage { inner };
 
@@ -317,6 +323,7 @@ impl ShardStorage {
         if self.inner.partitions.borrow_mut().insert(tp.clone(), partition).is_some() {
             return Err(StorageError::PartitionExists(tp));
         }
+        self.inner.metrics.partitions.set(self.inner.partitions.borrow().len() as u64);
         Ok(offsets)
     }
 
@@ -406,7 +413,14 @@ impl ShardStorage {
         let mut stats = self.inner.stats.get();
         stats.rounds += 1;
         self.inner.stats.set(stats);
+        // Rounds run one at a time (one commit loop per shard).
+        self.inner.round.set((0, 0));
         join_all(ready.into_iter().map(|p| self.commit_partition(p))).await;
+        let (batches, bytes) = self.inner.round.take();
+        if batches > 0 {
+            self.inner.metrics.commit_batches.observe(batches);
+            self.inner.metrics.commit_bytes.observe(bytes);
+        }
         true
     }
 
@@ -496,6 +510,7 @@ impl ShardStorage {
             let mut epochs_changed = false;
             let mut replies = Vec::with_capacity(taken.len());
             let mut bytes_total = 0u64;
+            let mut records_total = 0u64;
             for (pending, &position) in taken.into_iter().zip(&positions) {
                 let mut info = pending.info;
                 info.base_offset = pending.base_offset;
@@ -516,6 +531,7 @@ impl ShardStorage {
                     CacheSlice::new(buffer.clone(), position, info.total_bytes as usize, info.base_offset, info.last_offset()),
                 );
                 bytes_total += u64::from(info.total_bytes);
+                records_total += u64::try_from(info.records_count).unwrap_or(0);
                 replies.push((pending.reply, info));
             }
             let active = log.active();
@@ -534,6 +550,10 @@ impl ShardStorage {
             stats.batches += replies.len() as u64;
             stats.bytes += bytes_total;
             self.inner.stats.set(stats);
+            self.inner.metrics.bytes_in.add(bytes_total);
+            self.inner.metrics.records_in.add(records_total);
+            let (round_batches, round_bytes) = self.inner.round.get();
+            self.inner.round.set((round_batches + replies.len() as u64, round_bytes + bytes_total));
             (replies, epochs_changed.then(|| (log.epochs.encode(), partition_dir.clone())))
         };
         if let Some((text, partition_dir)) = epochs_text {
@@ -593,13 +613,19 @@ impl ShardStorage {
             // O_DIRECT writes come back short only when the device is full.
             return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
         }
+        // Read-modify-write the stats with no await in between: the other
+        // partitions of the round update them while this one syncs.
         let mut stats = self.inner.stats.get();
         stats.writes += 1;
-        if self.inner.config.flush == FlushPolicy::Always {
-            file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", log_path, glommio_io(e)))?;
-            stats.fdatasyncs += 1;
-        }
         self.inner.stats.set(stats);
+        if self.inner.config.flush == FlushPolicy::Always {
+            let started = std::time::Instant::now();
+            file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", log_path, glommio_io(e)))?;
+            self.inner.metrics.fdatasync_ns.observe_duration(started.elapsed());
+            let mut stats = self.inner.stats.get();
+            stats.fdatasyncs += 1;
+            self.inner.stats.set(stats);
+        }
         Ok(())
     }
 
@@ -669,8 +695,12 @@ impl ShardStorage {
             Some((p.clone(), active.file.clone(), active.log_path.clone()))
         });
         let jobs: Vec<_> = jobs.collect();
+        let metrics = &self.inner.metrics;
         join_all(jobs.into_iter().map(|(partition, file, path)| async move {
-            if let Err(e) = file.fdatasync().await {
+            let started = std::time::Instant::now();
+            let synced = file.fdatasync().await;
+            metrics.fdatasync_ns.observe_duration(started.elapsed());
+            if let Err(e) = synced {
                 error!(segment = %path.display(), "interval fdatasync failed: {e}");
                 partition.log.borrow_mut().unsynced = true;
             }
@@ -777,6 +807,7 @@ impl ShardStorage {
                     break;
                 }
                 cursor = slice.next_offset();
+                self.inner.metrics.cache_hits.add(1);
                 out.bytes += slice.len();
                 out.from_cache += 1;
                 out.batches.push(BatchBytes::Cached(slice));
@@ -835,6 +866,9 @@ impl ShardStorage {
                     break;
                 };
                 out.bytes += total;
+                // A batch from disk is a cache miss (counted per batch, as hits are).
+                self.inner.metrics.cache_misses.add(1);
+                self.inner.metrics.disk_read_bytes.add(total as u64);
                 out.batches.push(BatchBytes::Disk(bytes));
                 cursor = Offset(last_offset.0 + 1);
                 local += total;
@@ -973,6 +1007,7 @@ impl ShardStorage {
         let partition = self.partition(tp)?;
         let _lock = partition.write_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
         self.inner.partitions.borrow_mut().remove(tp);
+        self.inner.metrics.partitions.set(self.inner.partitions.borrow().len() as u64);
         let (key, dir) = {
             let mut log = partition.log.borrow_mut();
             log.abort_pending();
