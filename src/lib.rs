@@ -13,8 +13,11 @@
 //! - `limits`, `types`: bounds and newtypes used everywhere.
 //! - `metrics`, `http`: per-shard counters (single-writer atomics) and the
 //!   Prometheus endpoint served from shard 0; `ringstream status`.
+//! - `admin`: the admin API on the metrics listener (partition list and live
+//!   moves) and `ringstream partition`.
 #![allow(non_upper_case_globals)] // limits are named like values: `batch_bytes_max`.
 
+pub mod admin;
 pub mod alloc;
 pub mod broker;
 pub mod cli;

@@ -62,6 +62,15 @@ enum Command {
     /// A live per-shard table (load, partitions, connections, throughput,
     /// p99 latency, cache hit ratio) from a broker's metrics endpoint.
     Status(ringstream::metrics::status::StatusArgs),
+    /// Partitions on a running broker's shards: list them, move one to
+    /// another shard live (the admin API on the --metrics-listen address).
+    Partition {
+        #[command(subcommand)]
+        command: ringstream::admin::PartitionCommand,
+        /// The broker's --metrics-listen address, which serves the admin API.
+        #[arg(long, global = true, default_value = "127.0.0.1:9644")]
+        admin: String,
+    },
     /// Storage tools for developers and operators.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -181,6 +190,7 @@ fn main() {
         Command::Produce { args, connection } => ringstream::cli::produce(&connection, args),
         Command::Consume { args, connection } => ringstream::cli::consume(&connection, args),
         Command::Status(args) => ringstream::metrics::status::run(&args),
+        Command::Partition { command, admin } => ringstream::admin::partition(&admin, command),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
         Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),
     };
@@ -271,6 +281,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 let routes = ringstream::http::Routes::new().route("GET", "/metrics", |shard, request| {
                     Box::pin(ringstream::metrics::export::scrape(shard, request))
                 });
+                let routes = ringstream::admin::routes(routes);
                 ringstream::http::serve(shard, listener, routes);
                 Ok(bound)
             });

@@ -75,6 +75,13 @@ struct Broker {
     dir: tempfile::TempDir,
     /// Arguments after `serve_args` (e.g. `--set name=value`), restarts included.
     extra: Vec<String>,
+    /// The metrics and admin address, when started with `--metrics-listen`.
+    metrics: Option<String>,
+}
+
+/// `name=value` from the broker's `ready shards=N listen=A [metrics=B]` line.
+fn ready_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
 }
 
 impl Broker {
@@ -102,13 +109,14 @@ impl Broker {
             .stderr(append(&dir.path().join("broker.log")))
             .spawn()
             .expect("ringstream starts");
-        let mut broker = Broker { child, port: 0, dir, extra };
+        let mut broker = Broker { child, port: 0, dir, extra, metrics: None };
         let deadline = Instant::now() + Duration::from_secs(broker_ready_seconds_max);
         loop {
             let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = stdout.lines().find(|l| l.starts_with("ready ")) {
-                let port = line.rsplit_once(':').and_then(|(_, p)| p.trim().parse().ok());
+                let port = ready_field(line, "listen").and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok());
                 broker.port = port.unwrap_or_else(|| panic!("cannot read the port from {line:?}"));
+                broker.metrics = ready_field(line, "metrics").map(str::to_owned);
                 return broker;
             }
             if let Ok(Some(status)) = broker.child.try_wait() {
@@ -573,8 +581,24 @@ fn groups_consumer_protocol_offsets_survive_restarts() {
     }
 }
 
+/// confluent-kafka producer (acks=all, not idempotent, pipelined) and
+/// consumer at full speed while `ringstream partition move` moves both
+/// partitions back and forth between the shards: every record acknowledged
+/// once, read once, in order, at its acknowledged offset; no delivery or
+/// client errors; `ringstream partition list` shows each move.
+#[test]
+fn partition_moves_under_confluent_kafka_load() {
+    let broker = Broker::start_with(&["--metrics-listen", "127.0.0.1:0"]);
+    let admin = broker.metrics.clone().expect("the ready line names the metrics address");
+    broker.run("partition_move", &["--ringstream", bin(), "--admin", &admin]);
+}
+
 #[test]
 fn harness_helpers() {
     assert_eq!(strip_ansi("\u{1b}[2mtime\u{1b}[0m INFO x"), "time INFO x");
+    let ready = "ready shards=2 listen=127.0.0.1:9092 metrics=127.0.0.1:9644";
+    assert_eq!(ready_field(ready, "listen"), Some("127.0.0.1:9092"));
+    assert_eq!(ready_field(ready, "metrics"), Some("127.0.0.1:9644"));
+    assert_eq!(ready_field("ready shards=1 listen=127.0.0.1:1", "metrics"), None);
     assert_eq!(json_string_array(&["a\"b".into(), "c\\d".into()]), r#"["a\"b","c\\d"]"#);
 }

@@ -29,6 +29,12 @@ pub struct StatusArgs {
 
 /// GETs `path` from `address`; returns (status, body).
 pub fn http_get(address: &str, path: &str) -> Result<(u16, String), String> {
+    http_request(address, "GET", path)
+}
+
+/// Sends a bodiless `method` request for `path` to `address` (the metrics
+/// and admin listener); returns (status, body).
+pub fn http_request(address: &str, method: &str, path: &str) -> Result<(u16, String), String> {
     let fail = |e: std::io::Error| format!("cannot reach the metrics endpoint {address}: {e}");
     let resolved = address
         .to_socket_addrs()
@@ -38,7 +44,8 @@ pub fn http_get(address: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(&resolved, timeout).map_err(fail)?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     stream.set_write_timeout(Some(timeout)).map_err(fail)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").map_err(fail)?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .map_err(fail)?;
     let mut response = Vec::new();
     Read::by_ref(&mut stream).take(response_bytes_max as u64 + 1).read_to_end(&mut response).map_err(fail)?;
     if response.len() > response_bytes_max {

@@ -283,6 +283,11 @@ impl Shard {
         self.peers[shard.index()].len()
     }
 
+    /// Every partition with its owner, from this shard's copy of the table.
+    pub fn placement_snapshot(&self) -> Vec<(TopicPartition, ShardId)> {
+        self.placement.borrow().iter().map(|(tp, shard)| (tp.clone(), shard)).collect()
+    }
+
     /// The shard that owns `tp`, from this shard's copy of the table.
     pub fn owner(&self, tp: &TopicPartition) -> Option<ShardId> {
         self.placement.borrow().owner(tp)
