@@ -206,3 +206,95 @@ fn bad_moves_are_clear_errors_and_change_nothing() {
     assert!(matches!(&errors[2], StorageError::Config(m) if m.contains("internal topic")), "{:?}", errors[2]);
     set.shutdown().unwrap();
 }
+
+/// Appends one-record batches to `tp` from `shard`, one at a time, until
+/// `stop` says so; returns how many.
+async fn append_until(shard: Rc<Shard>, tp: TopicPartition, stop: Rc<std::cell::Cell<bool>>) -> u64 {
+    let mut count = 0;
+    while !stop.get() {
+        shard.append(&tp, tagged(shard.id.0, count)).await.expect("append while balancing");
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn the_balancer_moves_a_hot_partition_off_the_busy_shard() {
+    use ringstream::shard::balance::BalanceConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let cpus = ringstream_tuning::allowed_cpus().unwrap().len();
+    assert!(cpus >= shards, "the balancer test needs {shards} CPUs in the affinity mask, found {cpus}");
+    let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
+    config.shards = Some(shards);
+    config.storage.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 50 };
+    config.balance =
+        BalanceConfig { balancer: true, interval_ms: 1000, min_bytes_per_sec: 1, ..BalanceConfig::default() };
+    let set = ShardSet::start(config).expect("shards start");
+    let (moved_to, hot) = set.run_on(ShardId(0), |shard: Rc<Shard>| async move {
+        // Two hot partitions and one idle one, all on shard 0; shard 1 idle.
+        let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("skewed", p)).collect();
+        let config = shard.storage.config().default_log.clone();
+        shard.create_partitions(tps.clone(), config).await.unwrap();
+        for tp in &tps {
+            shard.move_partition(tp.clone(), ShardId(0)).await.unwrap();
+        }
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let writers: Vec<_> = tps[..2]
+            .iter()
+            .map(|tp| glommio::spawn_local(append_until(shard.clone(), tp.clone(), stop.clone())))
+            .collect();
+        // The sampler needs two samples for a rate, the balancer one interval.
+        let started = std::time::Instant::now();
+        let moved = loop {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            if let Some(tp) = tps.iter().find(|tp| shard.owner(tp) == Some(ShardId(1))) {
+                break Some(tp.clone());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                break None;
+            }
+        };
+        stop.set(true);
+        for writer in writers {
+            assert!(writer.await > 0);
+        }
+        (moved, tps[..2].to_vec())
+    });
+    let moved_to = moved_to.expect("the balancer moved nothing to the idle shard in 20 s");
+    assert!(hot.contains(&moved_to), "it moved {moved_to}, not one of the hot partitions {hot:?}");
+    set.shutdown().unwrap();
+}
+
+#[test]
+fn least_loaded_placement_puts_new_partitions_on_the_idle_shard() {
+    use ringstream::shard::balance::{BalanceConfig, PlacementPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
+    config.shards = Some(shards);
+    config.storage.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 50 };
+    config.balance = BalanceConfig { policy: PlacementPolicy::LeastLoaded, ..BalanceConfig::default() };
+    let set = ShardSet::start(config).expect("shards start");
+    let owners = set.run_on(ShardId(0), |shard: Rc<Shard>| async move {
+        let config = shard.storage.config().default_log.clone();
+        // With no load yet, by partition count: one each.
+        let first: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new("first", p)).collect();
+        shard.create_partitions(first.clone(), config.clone()).await.unwrap();
+        let spread = [shard.owner(&first[0]).unwrap(), shard.owner(&first[1]).unwrap()];
+        // Load the partition on shard 0, wait for two samples, then a new
+        // topic's two partitions both go to shard 1.
+        let busy = first.iter().find(|tp| shard.owner(tp) == Some(ShardId(0))).unwrap().clone();
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let writer = glommio::spawn_local(append_until(shard.clone(), busy, stop.clone()));
+        glommio::timer::sleep(Duration::from_millis(2500)).await;
+        let second: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new("second", p)).collect();
+        shard.create_partitions(second.clone(), config).await.unwrap();
+        stop.set(true);
+        assert!(writer.await > 0);
+        (spread, [shard.owner(&second[0]).unwrap(), shard.owner(&second[1]).unwrap()])
+    });
+    let (mut spread, second) = owners;
+    spread.sort();
+    assert_eq!(spread, [ShardId(0), ShardId(1)], "an idle broker spreads by partition count");
+    assert_eq!(second, [ShardId(1), ShardId(1)], "new partitions go to the idle shard");
+    set.shutdown().unwrap();
+}
