@@ -380,10 +380,10 @@ fn shard_load_and_commit_sizes_count_concurrent_appends() {
     let batches = batches_per_partition * partitions_here as u64;
     let table = set.metrics().clone();
     let (mut batches_counted, mut bytes_counted) = (0, 0);
-    for s in 0..shards {
+    for (s, load) in loads.iter().enumerate() {
         let id = ShardId(s as u16);
-        assert_eq!(table.load(id).bytes_in_total, loads[s].bytes_in_total, "the same cells on a shard and outside");
-        assert_eq!(table.load(id).partitions, loads[s].partitions);
+        assert_eq!(table.load(id).bytes_in_total, load.bytes_in_total, "the same cells on a shard and outside");
+        assert_eq!(table.load(id).partitions, load.partitions);
         let cells = table.shard(id);
         let (sizes, volumes) = (cells.commit_batches.snapshot(), cells.commit_bytes.snapshot());
         assert_eq!(sizes.count(), volumes.count(), "one observation of each per round");
