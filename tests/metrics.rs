@@ -375,7 +375,11 @@ fn shard_load_and_commit_sizes_count_concurrent_appends() {
         for ticket in tickets {
             ticket.wait().await.unwrap();
         }
-        (bytes, (0..shards).map(|s| metrics::shard_load(ShardId(s as u16))).collect())
+        let loads: Vec<ShardLoad> = (0..shards).map(|s| metrics::shard_load(ShardId(s as u16))).collect();
+        // The traffic is over; only the reactor figures still move.
+        let traffic = |l: &ShardLoad| (l.bytes_in_total, l.records_in_total, l.bytes_out_total, l.partitions);
+        assert_eq!(metrics::shard_loads().iter().map(traffic).collect::<Vec<_>>(), loads.iter().map(traffic).collect::<Vec<_>>());
+        (bytes, loads)
     });
     let batches = batches_per_partition * partitions_here as u64;
     let table = set.metrics().clone();
