@@ -107,7 +107,9 @@ impl Broker {
         loop {
             let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = stdout.lines().find(|l| l.starts_with("ready ")) {
-                let port = line.rsplit_once(':').and_then(|(_, p)| p.trim().parse().ok());
+                // The listen= word's port (`metrics=HOST:PORT` may follow it).
+                let listen = line.split_whitespace().find_map(|w| w.strip_prefix("listen="));
+                let port = listen.and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok());
                 broker.port = port.unwrap_or_else(|| panic!("cannot read the port from {line:?}"));
                 return broker;
             }
