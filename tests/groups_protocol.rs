@@ -68,7 +68,8 @@ fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Broker {
         let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        if let Some(listen) = line.trim().strip_prefix("ready ").and_then(|l| l.split("listen=").nth(1)) {
+        // Words, not the line's tail: `metrics=` may follow `listen=`.
+        if let Some(listen) = line.trim().strip_prefix("ready ").and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen="))) {
             return Broker { child, address: listen.to_owned() };
         }
         let _ = child.wait();

@@ -375,15 +375,19 @@ fn shard_load_and_commit_sizes_count_concurrent_appends() {
         for ticket in tickets {
             ticket.wait().await.unwrap();
         }
-        (bytes, (0..shards).map(|s| metrics::shard_load(ShardId(s as u16))).collect())
+        let loads: Vec<ShardLoad> = (0..shards).map(|s| metrics::shard_load(ShardId(s as u16))).collect();
+        // The traffic is over; only the reactor figures still move.
+        let traffic = |l: &ShardLoad| (l.bytes_in_total, l.records_in_total, l.bytes_out_total, l.partitions);
+        assert_eq!(metrics::shard_loads().iter().map(traffic).collect::<Vec<_>>(), loads.iter().map(traffic).collect::<Vec<_>>());
+        (bytes, loads)
     });
     let batches = batches_per_partition * partitions_here as u64;
     let table = set.metrics().clone();
     let (mut batches_counted, mut bytes_counted) = (0, 0);
-    for s in 0..shards {
+    for (s, load) in loads.iter().enumerate() {
         let id = ShardId(s as u16);
-        assert_eq!(table.load(id).bytes_in_total, loads[s].bytes_in_total, "the same cells on a shard and outside");
-        assert_eq!(table.load(id).partitions, loads[s].partitions);
+        assert_eq!(table.load(id).bytes_in_total, load.bytes_in_total, "the same cells on a shard and outside");
+        assert_eq!(table.load(id).partitions, load.partitions);
         let cells = table.shard(id);
         let (sizes, volumes) = (cells.commit_batches.snapshot(), cells.commit_bytes.snapshot());
         assert_eq!(sizes.count(), volumes.count(), "one observation of each per round");

@@ -73,7 +73,11 @@ fn serve_on(data_dir: &Path) -> (std::process::Child, String) {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.starts_with("ready shards=").then(|| line.trim().rsplit_once("listen=").map(|(_, a)| a.to_owned())).flatten();
+    // Words, not the line's tail: `metrics=` may follow `listen=`.
+    let address = line
+        .starts_with("ready shards=")
+        .then(|| line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).map(str::to_owned))
+        .flatten();
     (child, address.unwrap_or_else(|| panic!("unexpected first line {line:?}")))
 }
 

@@ -117,7 +117,7 @@ impl ShardCollector {
 impl Collector for ShardCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, kind, help) in FAMILIES {
-            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
             for (index, (shard, cells)) in self.cells().enumerate() {
                 let counter = |cell: &crate::metrics::Cell64| cell.get();
                 let labels = [("shard", shard.as_str())];

@@ -368,6 +368,15 @@ pub fn shard_load(shard: ShardId) -> ShardLoad {
     })
 }
 
+/// The load of every shard, by shard id (see `shard_load`).
+pub fn shard_loads() -> Vec<ShardLoad> {
+    INSTALLED.with(|installed| {
+        let installed = installed.borrow();
+        let local = installed.as_ref().expect("metrics::shard_loads is called on a shard (use ShardSet::metrics outside)");
+        (0..local.table.shard_count()).map(|i| local.table.load(ShardId(i as u16))).collect()
+    })
+}
+
 /// Runs `f` with this shard's cells, if installed (no `Arc` clone).
 fn with_local<T>(f: impl FnOnce(&ShardCells) -> T) -> Option<T> {
     INSTALLED.with(|installed| installed.borrow().as_ref().map(|local| f(local)))

@@ -146,7 +146,7 @@ fn parse_value(text: &str) -> Option<f64> {
 
 /// Parses `name{labels} value [timestamp]`.
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ').ok_or("a sample has no value")?;
+    let name_end = line.find(['{', ' ']).ok_or("a sample has no value")?;
     let name = &line[..name_end];
     if !is_metric_name(name) {
         return Err(format!("bad metric name {name:?}"));
@@ -334,7 +334,8 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
 
 fn check_sample(family: &Family, sample: &Sample) -> Result<(), String> {
     match family.kind {
-        Kind::Counter if !(sample.value >= 0.0) => Err(format!("counter {} is {}", sample.name, sample.value)),
+        // NaN fails too.
+        Kind::Counter if sample.value.is_nan() || sample.value < 0.0 => Err(format!("counter {} is {}", sample.name, sample.value)),
         Kind::Histogram if sample.name.ends_with("_bucket") => match sample.label("le") {
             None => Err(format!("{} has no le label", sample.name)),
             Some(le) => parse_value(le).filter(|v| !v.is_nan()).map(|_| ()).ok_or_else(|| format!("bad le {le:?}")),

@@ -61,7 +61,8 @@ impl Broker {
                 panic!("the broker did not report ready within 30 s");
             }
         };
-        let Some(address) = line.trim().split("listen=").nth(1).map(str::to_owned) else {
+        // Words, not the line's tail: `metrics=` may follow `listen=`.
+        let Some(address) = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")).map(str::to_owned) else {
             let _ = child.kill();
             panic!("unexpected first line from the broker: {line:?}");
         };
