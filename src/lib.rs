@@ -24,4 +24,5 @@ pub mod limits;
 pub mod protocol;
 pub mod shard;
 pub mod storage;
+pub mod tune;
 pub mod types;

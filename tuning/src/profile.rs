@@ -472,7 +472,8 @@ fn probe_table(system: &SystemProbe, disk: &DiskProbe) -> BTreeMap<String, Probe
     put("fdatasync_p50_us".into(), ProbeValue::Integer(disk.sync_latency_us(0.50) as i64));
     put("fdatasync_p99_us".into(), ProbeValue::Integer(disk.sync_latency_us(0.99) as i64));
     put("fdatasync_samples".into(), ProbeValue::Integer(disk.sync_latencies_us.len() as i64));
-    put("disk_path".into(), ProbeValue::Text(disk.path.display().to_string()));
+    let dir = disk.path.parent().unwrap_or(&disk.path);
+    put("data_dir".into(), ProbeValue::Text(dir.display().to_string()));
     put("online_cpus".into(), ProbeValue::Text(format_cpu_list(&system.online)));
     put("allowed_cpus".into(), ProbeValue::Text(format_cpu_list(&system.allowed)));
     put("physical_cores".into(), ProbeValue::Integer(system.cores.len() as i64));
