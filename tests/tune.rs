@@ -31,7 +31,7 @@ fn tune_quick_writes_a_profile_that_round_trips() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("fdatasync after a 4 KiB write: p50"), "{stdout}");
+    assert!(stdout.contains("fdatasync after a 4 KiB append: p50"), "{stdout}");
     assert!(stdout.contains("write     4 KiB"), "{stdout}");
     let text = std::fs::read_to_string(&file).unwrap();
     let profile = Profile::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));

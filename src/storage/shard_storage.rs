@@ -13,7 +13,9 @@
 //! segment's last partial block into one 4 KiB-aligned `DmaBuffer` (the one
 //! copy on ingest), writes it with O_DIRECT, and under `flush=always`
 //! fdatasyncs it. All partitions of a round run concurrently on the shard's
-//! io_uring. Appends that arrive meanwhile wait for the next round, so one
+//! io_uring, at most `shard.io.depth` DMA writes and fdatasyncs in flight at
+//! once, each round at most `shard.write.buffer.bytes` per partition.
+//! Appends that arrive meanwhile wait for the next round, so one
 //! fdatasync covers every append that was in flight with it.
 
 use std::cell::{Cell, RefCell};

@@ -1,12 +1,12 @@
 //! The disk probe: O_DIRECT write and read bandwidth of the data directory's
 //! device at several block sizes and queue depths, and the latency of a
-//! 4 KiB write followed by fdatasync (what an acknowledged append costs).
+//! 4 KiB append followed by fdatasync (what an acknowledged append costs).
 //!
 //! It runs on one glommio `LocalExecutor`, as a shard does: queue depth N is
 //! N futures each issuing one DMA operation at a time on the same io_uring.
 //! Every cell of the matrix is bounded twice, by bytes and by time, so a slow
-//! disk makes the probe less precise, never longer. The probe file lives in
-//! the data directory (same device and filesystem as the segments) and is
+//! disk makes the probe less precise, never longer. The probe files live in
+//! the data directory (same device and filesystem as the segments) and are
 //! deleted afterwards, also when the probe fails.
 
 use std::cell::Cell as StdCell;
@@ -69,14 +69,14 @@ impl DiskProbeConfig {
         }
     }
 
-    /// The default: about 20-30 s, figures stable to a few percent.
+    /// The default: about 20-30 s (24 cells of at most 1 s, 3 s of fdatasyncs).
     pub fn full() -> DiskProbeConfig {
         DiskProbeConfig {
             block_sizes: vec![4 * 1024, 64 * 1024, 1024 * 1024],
             queue_depths: vec![1, 4, 16, 32],
             region_bytes: 256 * 1024 * 1024,
             cell_bytes_max: 1024 * 1024 * 1024,
-            cell_time_max: Duration::from_millis(800),
+            cell_time_max: Duration::from_millis(1000),
             sync_samples_max: 1000,
             sync_time_max: Duration::from_secs(3),
         }
@@ -115,7 +115,7 @@ impl Cell {
 pub struct DiskProbe {
     pub path: PathBuf,
     pub cells: Vec<Cell>,
-    /// Latencies of write-4KiB + fdatasync, in microseconds, ascending.
+    /// Latencies of a 4 KiB append + fdatasync, in microseconds, ascending.
     pub sync_latencies_us: Vec<u64>,
 }
 
@@ -165,7 +165,7 @@ impl DiskProbe {
         }
         let _ = writeln!(
             out,
-            "fdatasync after a 4 KiB write: p50 {} us, p99 {} us ({} samples)",
+            "fdatasync after a 4 KiB append: p50 {} us, p99 {} us ({} samples)",
             self.sync_latency_us(0.50),
             self.sync_latency_us(0.99),
             self.sync_latencies_us.len()
@@ -211,7 +211,8 @@ pub fn probe_disk(data_dir: &Path, config: &DiskProbeConfig) -> io::Result<DiskP
     config.check();
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(format!(".ringstream-tune.{}.probe", std::process::id()));
-    let _remove = RemoveOnDrop(path.clone());
+    let sync_path = data_dir.join(format!(".ringstream-tune.{}.sync", std::process::id()));
+    let _remove = (RemoveOnDrop(path.clone()), RemoveOnDrop(sync_path.clone()));
     // Fill the region with buffered I/O first. Besides allocating the
     // blocks (so writes measure the device, not the allocator), it makes the
     // first DMA open see a non-empty file: glommio #605 marks a device as
@@ -219,11 +220,11 @@ pub fn probe_disk(data_dir: &Path, config: &DiskProbeConfig) -> io::Result<DiskP
     // read on it fails with EOPNOTSUPP afterwards.
     fill_region(&path, config.region_bytes)?;
     let config = config.clone();
-    let task_path = path.clone();
+    let (task_path, task_sync_path) = (path.clone(), sync_path.clone());
     let (cells, mut sync_latencies_us) = LocalExecutorBuilder::new(Placement::Unbound)
         .name("tune-disk")
         .io_memory(2 * 1024 * 1024)
-        .spawn(move || async move { run_matrix(&task_path, &config).await })
+        .spawn(move || async move { run_matrix(&task_path, &task_sync_path, &config).await })
         .map_err(|e| io::Error::other(format!("starting the probe executor: {e}")))?
         .join()
         .map_err(|e| io::Error::other(format!("probe executor: {e}")))??;
@@ -265,7 +266,7 @@ fn glommio_io<T>(error: glommio::GlommioError<T>) -> io::Error {
     io::Error::from(error)
 }
 
-async fn run_matrix(path: &Path, config: &DiskProbeConfig) -> io::Result<(Vec<Cell>, Vec<u64>)> {
+async fn run_matrix(path: &Path, sync_path: &Path, config: &DiskProbeConfig) -> io::Result<(Vec<Cell>, Vec<u64>)> {
     let file = OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(|e| {
         let e = glommio_io(e);
         io::Error::new(e.kind(), format!("opening {} with O_DIRECT (does the filesystem support it?): {e}", path.display()))
@@ -279,10 +280,10 @@ async fn run_matrix(path: &Path, config: &DiskProbeConfig) -> io::Result<(Vec<Ce
             }
         }
     }
-    let latencies = sync_latencies(&file, config).await?;
     if let Ok(file) = Rc::try_unwrap(file) {
         let _ = file.close().await;
     }
+    let latencies = sync_latencies(sync_path, config).await?;
     Ok((cells, latencies))
 }
 
@@ -328,25 +329,33 @@ async fn run_cell(file: &Rc<DmaFile>, op: Op, block: usize, queue_depth: usize, 
     Ok(Cell { op, block_bytes: block, queue_depth, bytes, elapsed })
 }
 
-/// Write 4 KiB then fdatasync, one at a time, at successive positions: the
-/// cost of one acknowledged append under `log.flush.policy=always`.
-async fn sync_latencies(file: &Rc<DmaFile>, config: &DiskProbeConfig) -> io::Result<Vec<u64>> {
+/// Append 4 KiB then fdatasync, one at a time, to a second file
+/// preallocated with KEEP_SIZE: exactly what a segment append costs under
+/// `log.flush.policy=always` (the file size grows with each append, so each
+/// fdatasync also commits that metadata, which an overwrite would not).
+async fn sync_latencies(path: &Path, config: &DiskProbeConfig) -> io::Result<Vec<u64>> {
+    // The region file was opened first, so this empty file cannot mislead
+    // glommio's device probe (#605).
+    let file = DmaFile::create(path).await.map_err(glommio_io)?;
+    let appends_max = config.sync_samples_max as u64;
+    file.pre_allocate(appends_max * alignment_bytes as u64, true).await.map_err(glommio_io)?;
     let mut buffer = file.alloc_dma_buffer(alignment_bytes);
     buffer.as_bytes_mut().copy_from_slice(&pattern(alignment_bytes, 99));
     let buffer = Rc::new(buffer);
-    let blocks = config.region_bytes / alignment_bytes as u64;
     let start = Instant::now();
     let mut latencies = Vec::with_capacity(config.sync_samples_max.min(100_000));
     while latencies.len() < config.sync_samples_max && (latencies.is_empty() || start.elapsed() < config.sync_time_max) {
-        let position = (latencies.len() as u64 % blocks) * alignment_bytes as u64;
+        let position = latencies.len() as u64 * alignment_bytes as u64;
         let began = Instant::now();
         let written = file.write_rc_at(buffer.clone(), position).await.map_err(glommio_io)?;
         if written != alignment_bytes {
-            return Err(io::Error::other(format!("4 KiB write at {position} wrote {written}")));
+            return Err(io::Error::other(format!("4 KiB append at {position} wrote {written}")));
         }
         file.fdatasync().await.map_err(glommio_io)?;
         latencies.push(began.elapsed().as_micros() as u64);
     }
+    assert!(!latencies.is_empty() && latencies.len() as u64 <= appends_max);
+    let _ = file.close().await;
     Ok(latencies)
 }
 

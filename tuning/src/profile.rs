@@ -46,6 +46,8 @@ pub const derived_batch_cache_bytes_min: u64 = 16 * 1024 * 1024;
 pub const derived_spin_before_park_us_min: u64 = 50;
 /// "Close enough to the peak": 90%.
 pub const saturation_percent: u64 = 90;
+/// A full write round spends at most this share of its time in fdatasync.
+pub const sync_share_percent_max: u64 = 10;
 
 /// The profile's keys, in the order they are written.
 pub const KEYS: [&str; 7] =
@@ -387,10 +389,12 @@ fn write_peak_at(disk: &DiskProbe, block: usize) -> f64 {
 
 /// The write round must reach the device's bandwidth and amortize the
 /// fdatasync that follows it. So: the larger of (a) the smallest block size
-/// whose write bandwidth is within 90% of the peak, and (b) the bytes the
-/// disk writes at peak during one median fdatasync (a round that carries
-/// less spends more time syncing than writing). Rounded up to a power of
-/// two, clamped to [64 KiB, 16 MiB = commit_round_bytes_max].
+/// whose write bandwidth is within 90% of the peak, and (b) the bytes that
+/// keep the median fdatasync to at most 10% of a full round's time, i.e.
+/// 9 x (peak bandwidth x fdatasync p50). Rounded up to a power of two,
+/// clamped to [64 KiB, 16 MiB = commit_round_bytes_max]. Smaller rounds cut
+/// a backlog into more rounds (the first batches are acknowledged sooner)
+/// but pay one fdatasync each; (b) bounds what that costs in bandwidth.
 pub fn choose_write_buffer_bytes(disk: &DiskProbe) -> (u64, String) {
     let blocks = disk.block_sizes();
     assert!(!blocks.is_empty(), "no write cells");
@@ -401,14 +405,15 @@ pub fn choose_write_buffer_bytes(disk: &DiskProbe) -> (u64, String) {
         .find(|&b| write_peak_at(disk, b) * 100.0 >= peak * saturation_percent as f64)
         .unwrap_or(blocks[blocks.len() - 1]) as u64;
     let p50_us = disk.sync_latency_us(0.50);
-    let amortizing = (peak * p50_us as f64 / 1e6) as u64;
+    let sync_bytes = peak * p50_us as f64 / 1e6;
+    let amortizing = (sync_bytes * (100 - sync_share_percent_max) as f64 / sync_share_percent_max as f64) as u64;
     let wanted = saturating.max(amortizing).max(1).next_power_of_two();
     let value = wanted.clamp(derived_write_buffer_bytes_min, write_buffer_bytes_max);
     let why = format!(
-        "max(saturating block {}, peak {:.0} MB/s x fdatasync p50 {p50_us} us = {} bytes), power of two, in [64 KiB, 16 MiB]",
+        "max(saturating block {}, 9 x peak {:.0} MB/s x fdatasync p50 {p50_us} us = {amortizing} bytes), \
+         power of two, in [64 KiB, 16 MiB]",
         crate::disk::format_bytes(saturating),
         peak / 1e6,
-        amortizing
     );
     (value, why)
 }
@@ -635,9 +640,9 @@ mod tests {
         let profile = &derived.profile;
         assert_eq!(profile.cpus, [0, 1, 2, 3], "one per physical core, no siblings");
         assert_eq!(profile.shards, 4);
-        // 64 KiB reaches 95% of the peak; peak 1000 MB/s x p50 300 us = 300 kB
-        // wants more: next power of two of 300000 is 512 KiB.
-        assert_eq!(profile.write_buffer_bytes, 512 * 1024);
+        // 64 KiB reaches 95% of the peak; 9 x peak 1000 MB/s x p50 300 us =
+        // 2.7 MB wants more: the next power of two is 4 MiB.
+        assert_eq!(profile.write_buffer_bytes, 4 << 20);
         // 4 KiB: 90% of 310 = 279 first at QD16; 64 KiB: 855 at QD16; 1 MiB: QD4.
         assert_eq!(profile.io_depth, 16);
         assert_eq!(profile.flush_interval_ms, 0);
