@@ -563,6 +563,17 @@ mod tests {
         out
     }
 
+    /// The checked-in example is a real `ringstream tune` output: it parses
+    /// and writes back to the same values.
+    #[test]
+    fn example_profile_parses() {
+        let profile = Profile::parse(include_str!("../profiles/example.toml")).unwrap();
+        assert_eq!(profile.cpus, [0, 1]);
+        assert_eq!(profile.flush_interval_ms, 0);
+        assert!(matches!(profile.probe.get("fdatasync_p50_us"), Some(ProbeValue::Integer(_))));
+        assert_eq!(Profile::parse(&profile.to_toml(&BTreeMap::new())).unwrap(), profile);
+    }
+
     #[test]
     fn parse_rejects_bad_values_naming_the_key() {
         let cases: &[(&str, &str, &str)] = &[
