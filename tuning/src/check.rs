@@ -58,29 +58,30 @@ pub const memlock_base_bytes: u64 = 1024 * 1024;
 pub fn check(root: &Path) -> io::Result<Vec<Finding>> {
     let system = SystemProbe::run(root)?;
     let (shard_cpus, _) = crate::profile::choose_cpus(&system.allowed_cores());
-    let mut findings = Vec::new();
-    findings.push(governor_finding(root)?);
-    findings.push(thp_finding(root)?);
-    findings.push(sysctl_finding(
-        root,
-        "vm.swappiness",
-        Bound::AtMost(swappiness_max),
-        "1 keeps the batch cache and DMA buffers in memory rather than page cache; \
-         unlike 0 it still lets the kernel swap under real pressure instead of OOM-killing early",
-    )?);
-    findings.push(sysctl_finding(
-        root,
-        "fs.aio-max-nr",
-        Bound::AtLeast(aio_max_nr_min),
-        "Linux AIO contexts: glommio uses io_uring, but co-located tools (and older \
-         fallbacks) fail with EAGAIN once the system-wide pool is used up",
-    )?);
-    findings.push(sysctl_finding(
-        root,
-        "net.core.somaxconn",
-        Bound::AtLeast(somaxconn_min),
-        "caps each listener's accept backlog: a burst of client connections beyond it is dropped or reset",
-    )?);
+    let mut findings = vec![
+        governor_finding(root)?,
+        thp_finding(root)?,
+        sysctl_finding(
+            root,
+            "vm.swappiness",
+            Bound::AtMost(swappiness_max),
+            "1 keeps the batch cache and DMA buffers in memory rather than page cache; \
+             unlike 0 it still lets the kernel swap under real pressure instead of OOM-killing early",
+        )?,
+        sysctl_finding(
+            root,
+            "fs.aio-max-nr",
+            Bound::AtLeast(aio_max_nr_min),
+            "Linux AIO contexts: glommio uses io_uring, but co-located tools (and older \
+             fallbacks) fail with EAGAIN once the system-wide pool is used up",
+        )?,
+        sysctl_finding(
+            root,
+            "net.core.somaxconn",
+            Bound::AtLeast(somaxconn_min),
+            "caps each listener's accept backlog: a burst of client connections beyond it is dropped or reset",
+        )?,
+    ];
     findings.extend(irq_findings(root, &system.online, &shard_cpus)?);
     findings.extend(limit_findings(&system, shard_cpus.len()));
     findings.push(io_uring_finding(&system));
