@@ -277,3 +277,86 @@ fn serve_rejects_a_bad_profile_naming_the_key() {
     let output = Command::new(bin()).args(["serve", "--profile"]).arg(&path).arg("--data-dir").arg(data.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("profile key \"shard\" is unknown"));
 }
+
+mod common;
+
+/// `shard.write.buffer.bytes` really bounds a round: 16 batches of about
+/// 1 KiB (15 KB in all) queued together need at least four writes with
+/// 4 KiB rounds, whatever the scheduling, and every batch reads back; with
+/// the default 16 MiB rounds they may share one. Out-of-range values are
+/// refused when storage opens.
+#[test]
+fn write_buffer_bytes_bounds_each_group_commit_round() {
+    use ringstream::storage::shard_storage::ShardStorage;
+    use ringstream::types::{ShardId, TopicPartition};
+    for write_buffer_bytes in [ringstream::limits::commit_round_bytes_max, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let (writes, batches) = common::run_local(move || async move {
+            let tp = TopicPartition::new("rounds", 0);
+            let mut config = common::config(&path);
+            config.write_buffer_bytes = write_buffer_bytes;
+            config.io_depth = 2;
+            let storage = ShardStorage::open(ShardId(0), config).await.unwrap();
+            storage.open_partition(tp.clone(), common::small_segments(1 << 30)).await.unwrap();
+            let mut tickets = Vec::new();
+            let mut sent = Vec::new();
+            for i in 0..16u64 {
+                let batch = common::batch(8, 100, i, 0);
+                sent.push(batch.clone());
+                tickets.push(storage.submit(&tp, batch).await.unwrap());
+            }
+            for ticket in tickets {
+                ticket.wait().await.unwrap();
+            }
+            let read = common::read_all(&storage, &tp).await;
+            assert_eq!(read.len(), sent.len());
+            let bytes: usize = sent.iter().map(|b| b.len()).sum();
+            assert!(bytes > 3 * 4096, "{bytes} bytes: more than three 4 KiB rounds hold");
+            let writes = storage.commit_stats().writes;
+            storage.close().await.unwrap();
+            (writes, read.len())
+        });
+        assert_eq!(batches, 16);
+        assert!(writes <= 16, "{writes} writes for 16 batches");
+        if write_buffer_bytes == 4096 {
+            assert!(writes >= 4, "4 KiB rounds: {writes} writes");
+        }
+    }
+    for (write_buffer_bytes, io_depth, expected) in [
+        (100, 64, "write buffer of 100 bytes is outside [4096, 16777216]"),
+        (4096, 0, "io depth 0 is outside [1, 1024]"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let error = common::run_local(move || async move {
+            let mut config = common::config(&path);
+            config.write_buffer_bytes = write_buffer_bytes;
+            config.io_depth = io_depth;
+            ShardStorage::open(ShardId(0), config).await.err().map(|e| e.to_string())
+        });
+        assert!(error.as_deref().is_some_and(|e| e.contains(expected)), "{error:?}");
+    }
+}
+
+/// `shard.cpus` naming a CPU this process may not use stops `serve` at
+/// start with a message naming the CPUs that are allowed.
+#[test]
+fn serve_refuses_shard_cpus_outside_the_cpu_set() {
+    let data = tempfile::tempdir().unwrap();
+    let allowed = ringstream_tuning::allowed_cpus().unwrap();
+    let outside = allowed.last().unwrap() + 1;
+    let output = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--set", &format!("shard.cpus={outside}")])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "shard.cpus {outside} names CPU(s) {outside} that this process may not run on; allowed: {}",
+        ringstream_tuning::format_cpu_list(&allowed)
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
