@@ -173,7 +173,7 @@ struct Inner {
     faults: Faults,
     stats: Cell<CommitStats>,
     /// `io_depth` permits: one per DMA write or fdatasync in flight.
-    io_slots: Rc<Semaphore>,
+    io_slots: Semaphore,
 }
 
 /// A shard's storage handle. Cheap to clone; never leaves its shard.
@@ -226,7 +226,7 @@ impl ShardStorage {
             closing: Cell::new(false),
             faults: Faults::default(),
             stats: Cell::new(CommitStats::default()),
-            io_slots: Rc::new(Semaphore::new(config_io_depth as u64)),
+            io_slots: Semaphore::new(config_io_depth as u64),
         });
         let storage = ShardStorage { inner };
 
