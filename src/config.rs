@@ -3,6 +3,7 @@
 //! setting, never silently ignored.
 
 use crate::broker::BrokerConfig;
+use crate::limits;
 use crate::shard::RuntimeConfig;
 use crate::storage::log::FlushPolicy;
 
@@ -24,15 +25,18 @@ impl Settings {
 
     /// Applies a TOML config file whose keys are setting names, e.g.
     /// `"log.retention.ms" = 86400000` or `num.partitions = 3` (dotted keys
-    /// are read back into the dotted name).
-    pub fn apply_toml(&mut self, text: &str) -> Result<(), String> {
+    /// are read back into the dotted name). Returns the names it set, so the
+    /// caller can say which earlier values (a profile's) they override.
+    pub fn apply_toml(&mut self, text: &str) -> Result<Vec<String>, String> {
         let table: toml::Table = text.parse().map_err(|e| format!("config file: {e}"))?;
         let mut flat = Vec::new();
         flatten("", &table, &mut flat)?;
+        let mut names = Vec::with_capacity(flat.len());
         for (name, value) in flat {
             self.apply(&format!("{name}={value}"))?;
+            names.push(name);
         }
-        Ok(())
+        Ok(names)
     }
 }
 
@@ -155,9 +159,29 @@ pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), St
         "balancer.interval.ms" => config.balance.interval_ms = non_negative(int(name)?, name)?.max(1000),
         "balancer.imbalance.percent" => config.balance.imbalance_percent = non_negative(int(name)?, name)?,
         "balancer.min.bytes.per.sec" => config.balance.min_bytes_per_sec = non_negative(int(name)?, name)?,
+        "shard.cpus" => {
+            let cpus = ringstream_tuning::parse_cpu_list(value).map_err(|e| format!("{name}: {e}"))?;
+            if cpus.len() > limits::shards_max {
+                return Err(format!("{name} lists {} CPUs; at most {} shards", cpus.len(), limits::shards_max));
+            }
+            // One shard per listed CPU: the count follows the list.
+            config.shards = None;
+            config.cpus = Some(cpus);
+        }
+        "shard.write.buffer.bytes" => {
+            storage.write_buffer_bytes = in_range(int(name)?, name, limits::io_alignment, limits::commit_round_bytes_max)?
+        }
+        "shard.io.depth" => storage.io_depth = in_range(int(name)?, name, 1, limits::io_depth_max)?,
         _ => return Err(format!("unknown setting {name:?}")),
     }
     storage.default_log.validate().map_err(|e| e.to_string())
+}
+
+fn in_range(value: i64, name: &str, min: usize, max: usize) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!("{name} must be in [{min}, {max}], got {value}")),
+    }
 }
 
 fn non_negative(value: i64, name: &str) -> Result<u64, String> {
@@ -204,5 +228,39 @@ mod tests {
         for bad in ["nope=1", "log.segment.bytes", "log.segment.bytes=abc", "log.segment.bytes=10", "log.flush.policy=sometimes"] {
             assert!(apply_setting(&mut config, bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn tuning_settings_reach_the_runtime_and_storage_config() {
+        let mut config = RuntimeConfig::new(StorageConfig::new("/tmp/x"));
+        assert_eq!(config.storage.write_buffer_bytes, limits::commit_round_bytes_max, "default is the max");
+        assert_eq!(config.storage.io_depth, limits::io_depth_default);
+        config.shards = Some(3);
+        apply_setting(&mut config, "shard.cpus=0-1,4").unwrap();
+        assert_eq!(config.cpus, Some(vec![0, 1, 4]));
+        assert_eq!(config.shards, None, "the count follows the list");
+        apply_setting(&mut config, "shard.write.buffer.bytes=1048576").unwrap();
+        apply_setting(&mut config, "shard.io.depth=16").unwrap();
+        apply_setting(&mut config, "batch.cache.bytes=33554432").unwrap();
+        apply_setting(&mut config, "shard.spin.before.park.us=200").unwrap();
+        assert_eq!(config.storage.write_buffer_bytes, 1 << 20);
+        assert_eq!(config.storage.io_depth, 16);
+        assert_eq!(config.storage.batch_cache_bytes, 32 << 20);
+        assert_eq!(config.spin_before_park_us, 200);
+        let cases = [
+            ("shard.io.depth=0", "shard.io.depth must be in [1, 1024], got 0"),
+            ("shard.io.depth=1025", "shard.io.depth must be in [1, 1024], got 1025"),
+            ("shard.write.buffer.bytes=4095", "shard.write.buffer.bytes must be in [4096, 16777216], got 4095"),
+            ("shard.write.buffer.bytes=16777217", "shard.write.buffer.bytes must be in [4096, 16777216], got 16777217"),
+            ("shard.cpus=3-1", "shard.cpus: range \"3-1\" runs backwards"),
+            ("shard.cpus=", "shard.cpus: empty CPU list"),
+        ];
+        for (bad, expected) in cases {
+            assert_eq!(apply_setting(&mut config, bad).unwrap_err(), expected);
+        }
+        let mut settings = Settings { runtime: config, broker: BrokerConfig::default() };
+        let names = settings.apply_toml("\"batch.cache.bytes\" = 0\n[shard.io]\ndepth = 8\n").unwrap();
+        assert_eq!(names, ["batch.cache.bytes", "shard.io.depth"]);
+        assert_eq!(settings.runtime.storage.io_depth, 8);
     }
 }

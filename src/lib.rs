@@ -31,4 +31,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod shard;
 pub mod storage;
+pub mod tune;
 pub mod types;

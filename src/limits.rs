@@ -43,6 +43,14 @@ pub const index_entries_max: usize =
 /// Bytes one group-commit round may write for a single partition. Pending
 /// appends beyond it wait for the next round.
 pub const commit_round_bytes_max: usize = 16 * 1024 * 1024;
+/// DMA writes and fdatasyncs one shard keeps in flight at once
+/// (`shard.io.depth`). Deeper queues stop helping any device long before
+/// this; it bounds the io_uring submissions a round with many partitions
+/// can queue.
+pub const io_depth_max: usize = 1024;
+/// `shard.io.depth` default: above the depth where the devices we measured
+/// saturate (QD16-32), so the bound does not slow the commit path.
+pub const io_depth_default: usize = 64;
 /// Appends waiting for a group commit, per partition. A full queue pushes back
 /// on the submitter (the append future waits), it never grows.
 pub const partition_pending_appends_max: usize = 4096;
@@ -119,6 +127,16 @@ const _: () = assert!(recovery_read_bytes <= read_window_bytes_max);
 const _: () = assert!(batch_cache_bytes_default <= batch_cache_bytes_max);
 const _: () = assert!(fetch_response_bytes_max + batch_bytes_max < i32::MAX as usize / 2);
 const _: () = assert!(router_queue_depth_max >= 1);
+const _: () = assert!(io_depth_default >= 1 && io_depth_default <= io_depth_max);
+
+// The tuning crate's profile bounds mirror these limits (it cannot depend on
+// this crate); a profile in range is a configuration in range.
+const _: () = assert!(ringstream_tuning::profile::shards_max == shards_max);
+const _: () = assert!(ringstream_tuning::profile::write_buffer_bytes_min == io_alignment as u64);
+const _: () = assert!(ringstream_tuning::profile::write_buffer_bytes_max == commit_round_bytes_max as u64);
+const _: () = assert!(ringstream_tuning::profile::io_depth_max == io_depth_max as u64);
+const _: () = assert!(ringstream_tuning::profile::batch_cache_bytes_max == batch_cache_bytes_max as u64);
+const _: () = assert!(ringstream_tuning::profile::spin_before_park_us_max == spin_before_park_us_max);
 
 /// Members in one consumer group (`group.max.size` is configured below it).
 pub const group_members_max: usize = 10_000;

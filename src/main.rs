@@ -74,6 +74,10 @@ enum Command {
     /// Storage tools for developers and operators.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Probe this machine's disk and CPUs and write a tuning profile for
+    /// `serve --profile`; or, with --check, list the system settings that
+    /// hurt a broker (exit 1 if any), and with --apply fix the safe ones.
+    Tune(ringstream::tune::TuneArgs),
 }
 
 #[derive(Args, Clone)]
@@ -84,12 +88,12 @@ struct ShardArgs {
     /// Number of shards (default: one per CPU in the affinity mask).
     #[arg(long)]
     shards: Option<usize>,
-    /// How long an idle shard spins before it parks, in microseconds.
-    #[arg(long, default_value_t = 50)]
-    spin_before_park_us: u64,
-    /// `always` (fdatasync before acknowledging) or `interval_ms=<n>`.
-    #[arg(long, default_value = "always")]
-    flush: FlushPolicy,
+    /// How long an idle shard spins before it parks, in microseconds [default: 50].
+    #[arg(long)]
+    spin_before_park_us: Option<u64>,
+    /// `always` (fdatasync before acknowledging) or `interval_ms=<n>` [default: always].
+    #[arg(long)]
+    flush: Option<FlushPolicy>,
     /// Broker settings under Kafka's names, e.g. --set log.segment.bytes=1048576
     #[arg(long = "set", value_name = "NAME=VALUE")]
     settings: Vec<String>,
@@ -98,12 +102,29 @@ struct ShardArgs {
 impl ShardArgs {
     /// The runtime configuration from the flags, without `--set`.
     fn base_runtime_config(&self) -> RuntimeConfig {
-        let mut storage = StorageConfig::new(&self.data_dir);
-        storage.flush = self.flush;
-        let mut config = RuntimeConfig::new(storage);
-        config.shards = self.shards;
-        config.spin_before_park_us = self.spin_before_park_us;
+        let mut config = RuntimeConfig::new(StorageConfig::new(&self.data_dir));
+        self.apply_flags(&mut config);
         config
+    }
+
+    /// Applies the flags given on the command line (those left out keep
+    /// the value `config` has); returns their names.
+    fn apply_flags(&self, config: &mut RuntimeConfig) -> Vec<String> {
+        let mut names = Vec::new();
+        if let Some(shards) = self.shards {
+            config.shards = Some(shards);
+            config.cpus = None; // a count given by hand: the first N allowed CPUs
+            names.push("--shards".to_owned());
+        }
+        if let Some(spin) = self.spin_before_park_us {
+            config.spin_before_park_us = spin;
+            names.push("--spin-before-park-us".to_owned());
+        }
+        if let Some(flush) = self.flush {
+            config.storage.flush = flush;
+            names.push("--flush".to_owned());
+        }
+        names
     }
 
     /// For the storage tools: flags plus storage `--set` settings.
@@ -133,6 +154,10 @@ struct ServeArgs {
     /// shard 0 (off by default; port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Tuning profile from `ringstream tune`, applied first: command-line
+    /// flags, --config and --set override its values.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -193,6 +218,11 @@ fn main() {
         Command::Partition { command, admin } => ringstream::admin::partition(&admin, command),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
         Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),
+        Command::Tune(args) => ringstream::tune::run(&args).map(|status| {
+            if status != 0 {
+                std::process::exit(status); // --check: something hurts
+            }
+        }),
     };
     if let Err(message) = result {
         eprintln!("ringstream: {message}");
@@ -211,21 +241,44 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     use std::sync::Arc;
     // Register before starting, so a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
+    // Later sources win: profile, flags, --config, --set.
     let mut settings = ringstream::config::Settings {
-        runtime: args.shard.base_runtime_config(),
+        runtime: RuntimeConfig::new(StorageConfig::new(&args.shard.data_dir)),
         broker: ringstream::broker::BrokerConfig::default(),
     };
+    let profile = match &args.profile {
+        Some(path) => {
+            let profile = ringstream::tune::load_profile(path)?;
+            ringstream::tune::apply_profile(&mut settings, &profile, path)?;
+            Some(profile)
+        }
+        None => None,
+    };
+    let flag_names = args.shard.apply_flags(&mut settings.runtime);
+    let mut file_names = Vec::new();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        settings.apply_toml(&text)?;
-        for setting in &args.shard.settings {
-            settings.apply(setting)?; // --set wins over the file
-        }
-    } else {
-        for setting in &args.shard.settings {
-            settings.apply(setting)?;
-        }
+        file_names = settings.apply_toml(&text)?;
     }
+    for setting in &args.shard.settings {
+        settings.apply(setting)?; // --set wins over the file
+    }
+    if let Some(profile) = &profile {
+        ringstream::tune::log_overrides(profile, "command line", &flag_names);
+        ringstream::tune::log_overrides(profile, "--config", &file_names);
+        ringstream::tune::log_overrides(profile, "--set", &ringstream::tune::setting_names(&args.shard.settings));
+    }
+    let runtime = &settings.runtime;
+    info!(
+        shards = ?runtime.shards,
+        cpus = %runtime.cpus.as_deref().map_or("auto".to_owned(), ringstream_tuning::format_cpu_list),
+        write_buffer_bytes = runtime.storage.write_buffer_bytes,
+        io_depth = runtime.storage.io_depth,
+        flush = ?runtime.storage.flush,
+        batch_cache_bytes = runtime.storage.batch_cache_bytes,
+        spin_before_park_us = runtime.spin_before_park_us,
+        "effective tuning"
+    );
     let data_dir = settings.runtime.storage.data_dir.clone();
     let topics = TopicTable::load(&data_dir).map_err(|e| e.to_string())?;
     let shards = ShardSet::start(settings.runtime.clone()).map_err(|e| e.to_string())?;

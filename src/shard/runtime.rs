@@ -2,7 +2,7 @@
 //! one CPU of the process's affinity mask, each with its own io_uring.
 //!
 //! Start-up, on the calling thread, before any shard runs:
-//! 1. plan the CPUs (`--shards N` checked against the CPU set);
+//! 1. plan the CPUs (`--shards N` or `shard.cpus` checked against the CPU set);
 //! 2. probe the data directory's device (glommio #605, see `storage::dir`);
 //! 3. load the placement table and reconcile it with the partition
 //!    directories on disk, persisting any change;
@@ -29,8 +29,12 @@ use crate::types::ShardId;
 
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// Number of shards; None means one per CPU in the affinity mask.
+    /// Number of shards; None means one per CPU in the affinity mask (or
+    /// one per CPU of `cpus` when given).
     pub shards: Option<usize>,
+    /// `shard.cpus`: the CPUs to pin shards to, ascending, one shard each;
+    /// None means the first `shards` allowed CPUs.
+    pub cpus: Option<Vec<usize>>,
     /// How long an idle executor spins before it parks (NOTES-glommio #5:
     /// parked executors add milliseconds of wake-up latency).
     pub spin_before_park_us: u64,
@@ -45,6 +49,7 @@ impl RuntimeConfig {
     pub fn new(storage: StorageConfig) -> RuntimeConfig {
         RuntimeConfig {
             shards: None,
+            cpus: None,
             spin_before_park_us: 50,
             io_memory_bytes: 2 * 1024 * 1024,
             balance: BalanceConfig::default(),
@@ -90,7 +95,10 @@ impl ShardSet {
             return Err(RuntimeError::Spin(config.spin_before_park_us));
         }
         let allowed = ringstream_tuning::allowed_cpus().map_err(RuntimeError::CpuSet)?;
-        let cpus = ringstream_tuning::plan_shards(config.shards, &allowed)?;
+        let cpus = match &config.cpus {
+            Some(cpus) => ringstream_tuning::plan_shards_on(cpus, config.shards, &allowed)?,
+            None => ringstream_tuning::plan_shards(config.shards, &allowed)?,
+        };
         assert!(!cpus.is_empty() && cpus.len() <= limits::shards_max);
         let shard_count = cpus.len();
         let data_dir = config.storage.data_dir.clone();

@@ -13,7 +13,9 @@
 //! segment's last partial block into one 4 KiB-aligned `DmaBuffer` (the one
 //! copy on ingest), writes it with O_DIRECT, and under `flush=always`
 //! fdatasyncs it. All partitions of a round run concurrently on the shard's
-//! io_uring. Appends that arrive meanwhile wait for the next round, so one
+//! io_uring, at most `shard.io.depth` DMA writes and fdatasyncs in flight at
+//! once, each round at most `shard.write.buffer.bytes` per partition.
+//! Appends that arrive meanwhile wait for the next round, so one
 //! fdatasync covers every append that was in flight with it.
 
 use std::cell::{Cell, RefCell};
@@ -54,6 +56,11 @@ pub struct StorageConfig {
     pub retention_check_interval_ms: u64,
     /// Topic defaults (`log.segment.bytes`, `log.retention.ms`, ...).
     pub default_log: LogConfig,
+    /// `shard.write.buffer.bytes`: bytes one group-commit round writes per
+    /// partition, at most `commit_round_bytes_max` (the default).
+    pub write_buffer_bytes: usize,
+    /// `shard.io.depth`: DMA writes and fdatasyncs in flight per shard.
+    pub io_depth: usize,
 }
 
 impl StorageConfig {
@@ -64,6 +71,8 @@ impl StorageConfig {
             batch_cache_bytes: limits::batch_cache_bytes_default,
             retention_check_interval_ms: 300_000,
             default_log: LogConfig::default(),
+            write_buffer_bytes: limits::commit_round_bytes_max,
+            io_depth: limits::io_depth_default,
         }
     }
 }
@@ -170,6 +179,8 @@ struct Inner {
     metrics: crate::metrics::Local,
     /// (batches, bytes) written by the commit round in progress.
     round: Cell<(u64, u64)>,
+    /// `io_depth` permits: one per DMA write or fdatasync in flight.
+    io_slots: Semaphore,
 }
 
 /// A shard's storage handle. Cheap to clone; never leaves its shard.
@@ -190,12 +201,28 @@ impl ShardStorage {
                 limits::batch_cache_bytes_max
             )));
         }
+        if !(limits::io_alignment..=limits::commit_round_bytes_max).contains(&config.write_buffer_bytes) {
+            return Err(StorageError::Config(format!(
+                "write buffer of {} bytes is outside [{}, {}]",
+                config.write_buffer_bytes,
+                limits::io_alignment,
+                limits::commit_round_bytes_max
+            )));
+        }
+        if !(1..=limits::io_depth_max).contains(&config.io_depth) {
+            return Err(StorageError::Config(format!(
+                "io depth {} is outside [1, {}]",
+                config.io_depth,
+                limits::io_depth_max
+            )));
+        }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StorageError::io("create data dir", &config.data_dir, e))?;
         dir::probe_dma_device(&config.data_dir)
             .await
             .map_err(|e| StorageError::io("probe DMA device", &config.data_dir, e))?;
         let (doorbell, ring) = local_channel::new_bounded(1);
+        let config_io_depth = config.io_depth;
         let inner = Rc::new(Inner {
             shard,
             cache: RefCell::new(BatchCache::new(config.batch_cache_bytes)),
@@ -208,6 +235,7 @@ impl ShardStorage {
             stats: Cell::new(CommitStats::default()),
             metrics: crate::metrics::local_or_detached(shard),
             round: Cell::new((0, 0)),
+            io_slots: Semaphore::new(config_io_depth as u64),
         });
         let storage = ShardStorage { inner };
 
@@ -454,7 +482,7 @@ impl ShardStorage {
             while let Some(next) = log.pending.front() {
                 let len = next.batch.len();
                 let fits_segment = active_size + (planned + len) as u64 <= segment_bytes;
-                let fits_round = planned + len <= limits::commit_round_bytes_max;
+                let fits_round = planned + len <= self.inner.config.write_buffer_bytes;
                 if !taken.is_empty() && !(fits_segment && fits_round) {
                     break;
                 }
@@ -605,10 +633,12 @@ impl ShardStorage {
             }
             return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
         }
+        let slot = self.inner.io_slots.acquire_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
         let written = file
             .write_rc_at(buffer.clone(), position)
             .await
             .map_err(|e| StorageError::io("write segment", log_path, glommio_io(e)))?;
+        drop(slot);
         if written != buffer.len() {
             // O_DIRECT writes come back short only when the device is full.
             return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
@@ -619,6 +649,7 @@ impl ShardStorage {
         stats.writes += 1;
         self.inner.stats.set(stats);
         if self.inner.config.flush == FlushPolicy::Always {
+            let _slot = self.inner.io_slots.acquire_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
             let started = std::time::Instant::now();
             file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", log_path, glommio_io(e)))?;
             self.inner.metrics.fdatasync_ns.observe_duration(started.elapsed());
@@ -697,6 +728,7 @@ impl ShardStorage {
         let jobs: Vec<_> = jobs.collect();
         let metrics = &self.inner.metrics;
         join_all(jobs.into_iter().map(|(partition, file, path)| async move {
+            let _slot = self.inner.io_slots.acquire_permit(1).await;
             let started = std::time::Instant::now();
             let synced = file.fdatasync().await;
             metrics.fdatasync_ns.observe_duration(started.elapsed());

@@ -1,19 +1,38 @@
-//! Hardware probes for Ringstream's thread-per-core runtime.
+//! Hardware probes and tuning profiles for Ringstream's thread-per-core
+//! runtime: the library behind `ringstream tune`.
 //!
-//! This crate will grow into `ringstream tune`: probes of the disks (queue
-//! depth, O_DIRECT alignment, fsync latency) and of the CPUs (topology, NUMA,
-//! isolation), and the tuning profiles derived from them. It is a separate
-//! crate so those probes, which need `libc` and root-ish access, stay out of
-//! the broker's data path and can be run on their own.
+//! - `disk`: O_DIRECT bandwidth per block size and queue depth, fdatasync
+//!   latency, on the data directory's device (one glommio executor).
+//! - `system`: CPU topology (cores, SMT siblings, NUMA), allowed CPUs,
+//!   memory, memlock/nofile limits, io_uring availability.
+//! - `profile`: the TOML tuning profile, its strict parser, and the rules
+//!   that derive it from the probes.
+//! - `check`: system settings that hurt a broker (`tune --check`), and the
+//!   safe ones `--apply` fixes.
 //!
-//! Today it holds the CPU-set probe that the shard runtime uses to validate
-//! `--shards N`: each shard is one executor pinned to one CPU, so asking for
+//! It is a separate crate so the probes, which need `libc` and root-ish
+//! access, stay out of the broker's data path. Everything that reads system
+//! files takes a root directory, so tests run against fake trees.
+//!
+//! This file holds the CPU-set helpers that the shard runtime uses to validate
+//! `--shards N` and `shard.cpus`: each shard is one executor pinned to one CPU, so asking for
 //! more shards than the CPUs this process may run on (its affinity mask, which
 //! taskset, cgroups cpusets and container runtimes narrow) would put two
 //! shards on one CPU and silently halve both. That is an error at startup,
 //! with a message that says what would fit.
 
+#![allow(non_upper_case_globals)] // bounds are named like values: `io_depth_max`.
+
 use std::io;
+
+pub mod check;
+pub mod disk;
+pub mod profile;
+pub mod system;
+
+/// The largest CPU number a cpulist may name: far beyond any kernel's
+/// NR_CPUS (8192), so a typo like "0-99999999" fails instead of allocating.
+pub const cpu_index_max: usize = 1 << 16;
 
 /// The CPUs this process may run on (`sched_getaffinity(0)`), ascending.
 /// Never empty on success: the kernel does not run a task with an empty mask.
@@ -73,6 +92,73 @@ pub enum ShardPlanError {
     TooMany { requested: usize, available: usize, cpus: String },
     #[error("--shards must be at least 1")]
     Zero,
+    #[error(
+        "shard.cpus {requested} names CPU(s) {outside} that this process may not run on; \
+         allowed: {allowed}"
+    )]
+    NotAllowed { requested: String, outside: String, allowed: String },
+    #[error("--shards {shards} disagrees with shard.cpus {cpus} ({count} CPU(s)): one shard runs on each CPU")]
+    Mismatch { shards: usize, cpus: String, count: usize },
+}
+
+/// Checks explicit shard CPUs (`shard.cpus`, ascending, non-empty) against
+/// the allowed ones: a shard pinned to a CPU outside the affinity mask would
+/// fail to start or, worse, share a CPU with another shard. `shards`, when
+/// given too, must match their count.
+pub fn plan_shards_on(
+    cpus: &[usize],
+    shards: Option<usize>,
+    allowed: &[usize],
+) -> Result<Vec<usize>, ShardPlanError> {
+    assert!(!cpus.is_empty(), "no shard CPUs");
+    assert!(cpus.windows(2).all(|pair| pair[0] < pair[1]), "shard CPUs not ascending");
+    let outside: Vec<usize> = cpus.iter().copied().filter(|cpu| !allowed.contains(cpu)).collect();
+    if !outside.is_empty() {
+        return Err(ShardPlanError::NotAllowed {
+            requested: format_cpu_list(cpus),
+            outside: format_cpu_list(&outside),
+            allowed: format_cpu_list(allowed),
+        });
+    }
+    if let Some(shards) = shards.filter(|&shards| shards != cpus.len()) {
+        return Err(ShardPlanError::Mismatch { shards, cpus: format_cpu_list(cpus), count: cpus.len() });
+    }
+    Ok(cpus.to_vec())
+}
+
+/// Parses a Linux cpulist ("0-3,6", "0,2", "5"): ascending, each CPU once.
+/// Errors say what is wrong with which part.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty CPU list".to_owned());
+    }
+    let number = |part: &str| -> Result<usize, String> {
+        let cpu: usize = part.trim().parse().map_err(|_| format!("{part:?} is not a CPU number"))?;
+        if cpu > cpu_index_max {
+            return Err(format!("CPU {cpu} exceeds {cpu_index_max}"));
+        }
+        Ok(cpu)
+    };
+    let mut cpus: Vec<usize> = Vec::new();
+    for part in text.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (number(first)?, number(last)?),
+            None => {
+                let cpu = number(part)?;
+                (cpu, cpu)
+            }
+        };
+        if first > last {
+            return Err(format!("range {part:?} runs backwards"));
+        }
+        if cpus.last().is_some_and(|&previous| previous >= first) {
+            return Err(format!("{part:?} is not ascending or repeats a CPU"));
+        }
+        cpus.extend(first..=last);
+    }
+    assert!(cpus.windows(2).all(|pair| pair[0] < pair[1]));
+    Ok(cpus)
 }
 
 /// Chooses the CPUs for `requested` shards (`None`: one shard per allowed
@@ -144,6 +230,36 @@ mod tests {
         for (cpus, expected) in cases {
             assert_eq!(format_cpu_list(cpus), *expected, "{cpus:?}");
         }
+    }
+
+    #[test]
+    fn parse_cpu_list_round_trips_and_rejects_bad_lists() {
+        let cases: &[(&str, &[usize])] = &[
+            ("0", &[0]),
+            ("0-3,6", &[0, 1, 2, 3, 6]),
+            ("1,3,5", &[1, 3, 5]),
+            (" 2-4,8-11,63\n", &[2, 3, 4, 8, 9, 10, 11, 63]),
+            ("7-7", &[7]),
+        ];
+        for (text, cpus) in cases {
+            assert_eq!(parse_cpu_list(text).unwrap(), *cpus, "{text:?}");
+            assert_eq!(parse_cpu_list(&format_cpu_list(cpus)).unwrap(), *cpus);
+        }
+        for bad in ["", "a", "3-1", "1,1", "2,1", "0-3,2", "1-", "-1", "0,,1", "99999999"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_cpu_list("3-1").unwrap_err(), "range \"3-1\" runs backwards");
+    }
+
+    #[test]
+    fn plan_shards_on_checks_explicit_cpus() {
+        let allowed = [0, 1, 2, 3];
+        assert_eq!(plan_shards_on(&[1, 3], None, &allowed).unwrap(), [1, 3]);
+        assert_eq!(plan_shards_on(&[1, 3], Some(2), &allowed).unwrap(), [1, 3]);
+        let error = plan_shards_on(&[2, 3, 4, 5], None, &allowed).unwrap_err();
+        assert_eq!(error.to_string(), "shard.cpus 2-5 names CPU(s) 4-5 that this process may not run on; allowed: 0-3");
+        let error = plan_shards_on(&[1, 3], Some(3), &allowed).unwrap_err();
+        assert_eq!(error.to_string(), "--shards 3 disagrees with shard.cpus 1,3 (2 CPU(s)): one shard runs on each CPU");
     }
 
     #[test]
