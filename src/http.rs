@@ -13,9 +13,13 @@
 //!
 //! Routes: a table of (method, path) → async handler, built by the caller:
 //!
-//! ```ignore
+//! ```
+//! use ringstream::http::{Response, Routes};
 //! let routes = Routes::new()
-//!     .route("GET", "/metrics", |shard, request| Box::pin(metrics::export::scrape(shard, request)));
+//!     .route("GET", "/metrics", |shard, request| Box::pin(ringstream::metrics::export::scrape(shard, request)))
+//!     .route("GET", "/hello", |_shard, _request| Box::pin(async { Response::text(200, "hello\n") }));
+//! assert!(routes.find("GET", "/hello").is_ok());
+//! assert!(routes.find("POST", "/hello").is_err()); // 405
 //! ```
 //!
 //! A handler gets the shard it runs on and the parsed `Request` (method,
