@@ -193,7 +193,7 @@ pub struct Shard {
     /// being queued in storage; a move's fence waits for its partition's
     /// count to reach zero.
     submitting: RefCell<HashMap<TopicPartition, usize>>,
-    /// On shard 0: one move at a time.
+    /// On shard 0: one move at a time, and no partition deleted during one.
     move_lock: Rc<glommio::sync::Semaphore>,
     /// Placement policy and balancer settings (read on shard 0).
     balance: RefCell<BalanceConfig>,
@@ -735,6 +735,8 @@ impl Shard {
 
     async fn delete_partition_here(self: &Rc<Self>, tp: TopicPartition) -> StorageResult<()> {
         assert_eq!(self.id, ShardId(0), "the placement table is written by shard 0 only");
+        // Not while a move is under way: the move holds its own copy of the owner.
+        let _no_move = self.move_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
         let owner = self.owner_or_err(&tp)?;
         for peer in 1..self.shard_count() {
             let (reply, receiver) = oneshot::channel();
