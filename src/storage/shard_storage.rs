@@ -1090,6 +1090,7 @@ impl ShardStorage {
         };
         self.close_partition(&partition).await?;
         self.inner.partitions.borrow_mut().remove(tp);
+        self.inner.metrics.partitions.set(self.inner.partitions.borrow().len() as u64);
         partition.pending_bytes.close();
         for waiter in partition.data_waiters.borrow_mut().drain(..) {
             let _ = waiter.send(());

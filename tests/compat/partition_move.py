@@ -13,9 +13,11 @@ in production order per partition, at its acknowledged offset, with no
 consume error; the moves all ran while records flowed, and `ringstream
 partition list` shows the owner each move asked for."""
 
+import re
 import subprocess
 import threading
 import time
+import urllib.request
 
 import common as c
 
@@ -162,6 +164,17 @@ def main(args):
             c.check(producer.acked[seq] == (partition, offset),
                     f"seq {seq} read at {partition}/{offset}, acknowledged at {producer.acked[seq]}")
             c.check(value == f"record-{seq:08d}".encode() * 4, f"seq {seq}: value differs")
+    # Each shard's partitions gauge follows the moves.
+    listed = {}
+    for line in ringstream(args, "list").splitlines()[1:]:
+        shard = int(line.split()[2])
+        listed[shard] = listed.get(shard, 0) + 1
+    with urllib.request.urlopen(f"http://{args.admin}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    gauges = {int(m.group(1)): int(float(m.group(2)))
+              for m in re.finditer(r'^ringstream_partitions\{shard="(\d+)"\} (\S+)$', text, re.M)}
+    c.check(gauges == {s: listed.get(s, 0) for s in range(SHARDS)},
+            f"ringstream_partitions {gauges} disagrees with `ringstream partition list` {listed}")
     c.log(f"partition moves: {len(moves)} moves ({len(under_load)} while records flowed), {args.records} records "
           f"acknowledged and read once each, in order, no client errors")
 
