@@ -115,3 +115,49 @@ fn too_many_shards_is_a_clear_error() {
     let message = error.to_string();
     assert!(message.contains(&format!("--shards {}", cpus + 1)), "{message}");
 }
+
+#[test]
+fn deleting_many_partitions_at_once_removes_them_everywhere() {
+    let shards = shard_count();
+    let dir = tempfile::tempdir().unwrap();
+    let set = start(dir.path(), shards);
+    const partitions: i32 = 300;
+    let tps: Vec<TopicPartition> = (0..partitions).map(|p| TopicPartition::new("doomed", p)).collect();
+    let kept = TopicPartition::new("kept", 0);
+    let owners_left = set.run_on(ShardId(1), {
+        let (tps, kept) = (tps.clone(), kept.clone());
+        move |shard: Rc<Shard>| async move {
+            let config = shard.storage.config().default_log.clone();
+            shard.create_partitions(tps.clone(), config.clone()).await.unwrap();
+            shard.create_partitions(vec![kept.clone()], config).await.unwrap();
+            shard.append(&tps[7], numbered(7)).await.unwrap();
+            // A partition named twice, and one that never existed, are skipped.
+            let mut doomed = tps.clone();
+            doomed.push(tps[0].clone());
+            doomed.push(TopicPartition::new("never", 0));
+            shard.delete_partitions(doomed).await.unwrap();
+            let mut left = Vec::new();
+            for index in 0..shard.shard_count() {
+                let tps = tps.clone();
+                let seen = shard
+                    .run_on(ShardId(index as u16), move |other| async move {
+                        tps.iter().filter(|tp| other.owner(tp).is_some() || other.storage.owns(tp)).count()
+                    })
+                    .await
+                    .unwrap();
+                left.push(seen);
+            }
+            assert!(shard.owner(&kept).is_some(), "the other topic stays");
+            left
+        }
+    });
+    assert_eq!(owners_left, vec![0; shards], "no shard routes to or owns a deleted partition");
+    let dirs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("doomed-"))
+        .count();
+    assert_eq!(dirs, 0, "their directories are gone");
+    set.shutdown().unwrap();
+    let table = ringstream::shard::PlacementTable::load(dir.path()).unwrap();
+    assert_eq!(table.len(), 1, "the persisted table keeps only the other topic");
+}

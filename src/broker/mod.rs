@@ -249,12 +249,8 @@ impl Broker {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };
                 broker.change_topic(&shard, &name, None).await?;
-                for p in 0..topic.partitions {
-                    let tp = TopicPartition::new(name.clone(), p);
-                    if shard.owner(&tp).is_some() {
-                        shard.delete_partition(&tp).await.map_err(storage_error)?;
-                    }
-                }
+                let partitions = (0..topic.partitions).map(|p| TopicPartition::new(name.clone(), p)).collect();
+                shard.delete_partitions(partitions).await.map_err(storage_error)?;
                 info!(topic = %name, "topic deleted");
                 // Committed offsets of the topic go with it, on every coordinator.
                 for i in 0..shard.shard_count() {

@@ -729,35 +729,75 @@ impl Shard {
     /// new request routes to it), then the owner deletes its data, then the
     /// persisted table drops it. Runs the table change on shard 0.
     pub async fn delete_partition(self: &Rc<Self>, tp: &TopicPartition) -> StorageResult<()> {
-        let tp = tp.clone();
-        self.run_on(ShardId(0), move |shard| async move { shard.delete_partition_here(tp).await }).await?
+        self.delete_partitions(vec![tp.clone()]).await
     }
 
-    async fn delete_partition_here(self: &Rc<Self>, tp: TopicPartition) -> StorageResult<()> {
+    /// Deletes many partitions in one go, as a topic is deleted: every shard
+    /// forgets all of them (one message each), each owner deletes its share
+    /// (`partition_file_ops_in_flight_max` at a time), and the placement
+    /// table is persisted once. One table write per partition made deleting
+    /// a 10,000-partition topic quadratic (minutes; clients timed out).
+    /// Partitions not in the table are skipped; the first error is returned.
+    pub async fn delete_partitions(self: &Rc<Self>, tps: Vec<TopicPartition>) -> StorageResult<()> {
+        self.run_on(ShardId(0), move |shard| async move { shard.delete_partitions_here(tps).await }).await?
+    }
+
+    async fn delete_partitions_here(self: &Rc<Self>, tps: Vec<TopicPartition>) -> StorageResult<()> {
         assert_eq!(self.id, ShardId(0), "the placement table is written by shard 0 only");
         // Not while a move is under way: the move holds its own copy of the owner.
         let _no_move = self.move_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
-        let owner = self.owner_or_err(&tp)?;
+        let mut by_owner: Vec<Vec<TopicPartition>> = vec![Vec::new(); self.shard_count()];
+        for tp in tps {
+            if let Some(owner) = self.owner(&tp) {
+                by_owner[owner.index()].push(tp);
+            }
+        }
+        for list in &mut by_owner {
+            list.sort();
+            list.dedup();
+        }
+        let doomed: Vec<TopicPartition> = by_owner.iter().flatten().cloned().collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
         for peer in 1..self.shard_count() {
-            let (reply, receiver) = oneshot::channel();
-            self.send(ShardId(peer as u16), Message::Placement { tp: tp.clone(), shard: None, reply }).await?;
-            receiver.await.map_err(|_| StorageError::ShuttingDown)?;
+            let forget = doomed.clone();
+            self.run_on(ShardId(peer as u16), move |shard| async move {
+                let mut table = shard.placement.borrow_mut();
+                for tp in &forget {
+                    table.remove(tp);
+                }
+            })
+            .await?;
         }
         let text = {
             let mut table = self.placement.borrow_mut();
-            table.remove(&tp);
+            for tp in &doomed {
+                table.remove(tp);
+            }
             table.encode()
         };
-        let removal = tp.clone();
-        if owner == self.id {
-            self.storage.remove_partition(&removal).await?;
-        } else {
-            self.run_on(owner, move |shard| async move { shard.storage.remove_partition(&removal).await }).await??;
+        let removals = by_owner.into_iter().enumerate().filter(|(_, list)| !list.is_empty()).map(|(owner, list)| {
+            self.run_on(ShardId(owner as u16), move |shard| async move {
+                let mut first_error = None;
+                for chunk in list.chunks(limits::partition_file_ops_in_flight_max) {
+                    let removed = futures_util::future::join_all(chunk.iter().map(|tp| shard.storage.remove_partition(tp))).await;
+                    first_error = first_error.or(removed.into_iter().find_map(Result::err));
+                }
+                first_error.map_or(Ok(()), Err)
+            })
+        });
+        let mut first_error = None;
+        for outcome in futures_util::future::join_all(removals).await {
+            if let Err(e) = outcome.and_then(|r| r) {
+                first_error.get_or_insert(e);
+            }
         }
         let data_dir = self.storage.config().data_dir.clone();
         dir::write_file_atomic(&data_dir, dir::PLACEMENT_FILE_NAME, text.into_bytes())
             .await
-            .map_err(|e| StorageError::io("write placement table", &data_dir, e))
+            .map_err(|e| StorageError::io("write placement table", &data_dir, e))?;
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The receive loop: runs every routed message addressed to this shard.
