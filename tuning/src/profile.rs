@@ -42,6 +42,12 @@ pub const spin_before_park_us_max: u64 = 10_000;
 pub const derived_write_buffer_bytes_min: u64 = 64 * 1024;
 /// The batch cache is never derived below this per shard.
 pub const derived_batch_cache_bytes_min: u64 = 16 * 1024 * 1024;
+/// Nor above this (the broker's default, `limits::batch_cache_bytes_default`):
+/// a bigger cache keeps write buffers alive longer, so new ones are fresh
+/// memory and every page of them faults on first touch. Measured on the dev
+/// VM (BENCHMARKS.md, profile ablation): S1 at 3 GiB per shard ran 0.84x the
+/// default broker, and 0.92x with only the cache put back to 256 MiB.
+pub const derived_batch_cache_bytes_max: u64 = 256 * 1024 * 1024;
 /// Spinning less than this is what the broker does by default anyway.
 pub const derived_spin_before_park_us_min: u64 = 50;
 /// "Close enough to the peak": 90%.
@@ -441,16 +447,17 @@ pub fn choose_io_depth(disk: &DiskProbe) -> (u64, String) {
     (value, format!("smallest QD within 90% of the peak write bandwidth, largest over block sizes ({})", parts.join(", ")))
 }
 
-/// A quarter of memory, split evenly among the shards. Segments are read
-/// with O_DIRECT, so the page cache does not hold the hot tail: the batch
-/// cache is the only read cache, and the rest of memory is left to the
-/// kernel, the connections and the DMA buffers. Rounded down to a MiB,
-/// in [16 MiB, batch_cache_bytes_max].
+/// A quarter of memory, split evenly among the shards, but no more than
+/// `derived_batch_cache_bytes_max` (see there: a larger cache measured
+/// slower). Segments are read with O_DIRECT, so the page cache does not
+/// hold the hot tail: the batch cache is the only read cache, and the rest
+/// of memory is left to the kernel, the connections and the DMA buffers.
+/// Rounded down to a MiB, in [16 MiB, 256 MiB].
 pub fn choose_batch_cache_bytes(memory_bytes: u64, shards: usize) -> (u64, String) {
     assert!(shards >= 1);
     let share = memory_bytes / 4 / shards as u64;
-    let value = (share & !((1 << 20) - 1)).clamp(derived_batch_cache_bytes_min, batch_cache_bytes_max);
-    (value, format!("memory {} MiB / 4 / {shards} shard(s), in [16 MiB, 64 GiB]", memory_bytes >> 20))
+    let value = (share & !((1 << 20) - 1)).clamp(derived_batch_cache_bytes_min, derived_batch_cache_bytes_max);
+    (value, format!("memory {} MiB / 4 / {shards} shard(s), in [16 MiB, 256 MiB]", memory_bytes >> 20))
 }
 
 /// The median fdatasync: under load, a shard's most common idle gap is the
@@ -657,7 +664,7 @@ mod tests {
         // 4 KiB: 90% of 310 = 279 first at QD16; 64 KiB: 855 at QD16; 1 MiB: QD4.
         assert_eq!(profile.io_depth, 16);
         assert_eq!(profile.flush_interval_ms, 0);
-        assert_eq!(profile.batch_cache_bytes, 2 << 30, "32 GiB / 4 / 4 shards");
+        assert_eq!(profile.batch_cache_bytes, 256 << 20, "32 GiB / 4 / 4 shards = 2 GiB, capped at 256 MiB");
         assert_eq!(profile.spin_before_park_us, 300, "fdatasync p50");
         assert_eq!(derived.reasons.len(), KEYS.len());
         assert!(profile.probe.contains_key("write_mb_s_4k_qd16"));
@@ -696,7 +703,7 @@ mod tests {
         let disk = DiskProbe { path: PathBuf::from("/d"), cells: flat, sync_latencies_us: vec![1000] };
         assert_eq!(choose_io_depth(&disk).0, 1, "saturated at QD1");
         assert_eq!(choose_batch_cache_bytes(1 << 30, 64).0, 16 << 20, "floored at 16 MiB");
-        assert_eq!(choose_batch_cache_bytes(4 << 40, 1).0, 64 << 30, "capped at 64 GiB");
-        assert_eq!(choose_batch_cache_bytes((8 << 30) + 12345, 2).0, 1 << 30);
+        assert_eq!(choose_batch_cache_bytes(4 << 40, 1).0, 256 << 20, "capped at 256 MiB");
+        assert_eq!(choose_batch_cache_bytes((512 << 20) + 12345, 1).0, 128 << 20, "a quarter, rounded to a MiB");
     }
 }
