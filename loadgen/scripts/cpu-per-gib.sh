@@ -19,7 +19,7 @@ run() { # $1 = broker binary, $2 = label
     [ -n "$line" ] || { echo "broker not ready" >&2; kill "$pid"; exit 1; }
     local t0 t1
     t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    "$LOADGEN" --brokers "${line##*listen=}" --topic s1 --partitions 12 --record-size 1024 --acks all \
+    "$LOADGEN" --brokers "$(sed -E 's/.*listen=([^ ]+).*/\1/' <<<"$line")" --topic s1 --partitions 12 --record-size 1024 --acks all \
         --duration 10s --json "$d/out.json" >/dev/null 2>&1
     t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true

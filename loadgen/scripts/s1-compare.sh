@@ -46,7 +46,7 @@ run_ringstream() {
     local pid=$! line=""
     for _ in $(seq 100); do line=$(head -n1 "$ready" 2>/dev/null || true); [ -n "$line" ] && break; sleep 0.1; done
     [ -n "$line" ] || { echo "broker not ready after 10 s" >&2; kill "$pid"; exit 1; }
-    "$OUT/loadgen" --brokers "${line##*listen=}" "${S1[@]}" --json "$2" >"$2.txt" 2>"$2.progress" || echo "run $2 exited $?" >&2
+    "$OUT/loadgen" --brokers "$(sed -E 's/.*listen=([^ ]+).*/\1/' <<<"$line")" "${S1[@]}" --json "$2" >"$2.txt" 2>"$2.progress" || echo "run $2 exited $?" >&2
     kill "$pid"; wait "$pid" || true
     rm -rf "$data"
 }

@@ -32,7 +32,8 @@ run_broker() { # $1 = json path
     local line=""
     for _ in $(seq 100); do line=$(head -n1 "$ready" 2>/dev/null || true); [ -n "$line" ] && break; sleep 0.1; done
     [ -n "$line" ] || { echo "broker not ready after 10 s" >&2; kill "$pid"; exit 1; }
-    local address=${line##*listen=}
+    local address
+    address=$(sed -E 's/.*listen=([^ ]+).*/\1/' <<<"$line")
     "$BIN/ringstream-loadgen" --brokers "$address" "${S1[@]}" --json "$1" >"$1.txt" 2>"$1.progress" || echo "broker run exited $?" >&2
     kill "$pid"; wait "$pid" || true
     rm -rf "$data"

@@ -43,7 +43,7 @@ BROKER_PID=$!
 line=""
 for _ in $(seq 100); do line=$(head -n1 "$OUT/broker.ready" 2>/dev/null || true); [ -n "$line" ] && break; sleep 0.1; done
 [ -n "$line" ] || { echo "our broker was not ready after 10 s (see $OUT/broker.log)" >&2; exit 1; }
-BROKER=${line##*listen=}
+BROKER=$(sed -E 's/.*listen=([^ ]+).*/\1/' <<<"$line")
 echo "ringstream: $BROKER (PID $BROKER_PID)"
 
 PEER_FLAGS=()
