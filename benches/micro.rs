@@ -303,13 +303,14 @@ fn fetch_out(batch: &Bytes) -> FetchOut<Bytes> {
         session_id: 0,
         topics: vec![TopicOut {
             name: TOPIC_NAME.to_owned(),
+            topic_id: [0; 16],
             partitions: vec![PartitionOut {
                 partition_index: 0,
                 error_code: 0,
                 high_watermark: 5000,
                 last_stable_offset: 5000,
                 log_start_offset: 0,
-                batches: Some(vec![batch.clone()]),
+                batches: vec![batch.clone()],
             }],
         }],
     }

@@ -7,12 +7,24 @@
 //! the partitions, their fetch positions and what was last reported.
 //!
 //! Sessions live on the shard of the connection that opened them. A client
-//! that reconnects to another shard gets FETCH_SESSION_ID_NOT_FOUND and
-//! starts a new session with a full fetch, as KIP-227 intends.
+//! that reconnects to another shard gets FETCH_SESSION_ID_NOT_FOUND for its
+//! next incremental fetch and starts a new session with a full fetch, as
+//! KIP-227 intends; the session it left behind on the old shard is stale
+//! and is the first to be evicted there.
 //!
-//! Pure: no I/O. Bounded: at most `fetch_sessions_max` sessions per shard
-//! (the least recently used goes), `session_partitions_max` partitions each,
-//! and sessions idle past `fetch_session_idle_ms` are dropped.
+//! The request modes follow Kafka's FetchManager: epoch -1 is sessionless
+//! (closing the named session, if any); epoch 0 is a full fetch that opens
+//! a session, closing the named one first (franz-go recovers from a session
+//! error with exactly id X, epoch 0); any other epoch is incremental.
+//!
+//! Pure: no I/O. Bounded: at most `fetch_sessions_max` sessions per shard,
+//! `session_partitions_max` partitions each. Eviction is Kafka's
+//! (FetchSessionCache): a new session may take the place of a stale one
+//! (unused for `fetch_session_eviction_ms`); failing that, of the smallest
+//! session that has existed for `fetch_session_eviction_ms`, when the new one
+//! is at least as large; privileged (follower) sessions may evict any
+//! non-privileged one. Otherwise the new fetch is served without a session
+//! (id 0), so busy consumers' sessions are never pulled from under them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -20,7 +32,8 @@ use std::time::{Duration, Instant};
 /// Kafka's `max.incremental.fetch.session.cache.slots` default.
 pub const fetch_sessions_max: usize = 1000;
 pub const session_partitions_max: usize = 10_000;
-pub const fetch_session_idle_ms: u64 = 120_000;
+/// Kafka's `min.incremental.fetch.session.eviction.ms` default.
+pub const fetch_session_eviction_ms: u64 = 120_000;
 
 pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
@@ -41,6 +54,18 @@ pub struct FetchSession {
     pub partitions: BTreeMap<(String, i32), SessionPartition>,
     next_epoch: i32,
     last_used: Instant,
+    created: Instant,
+    /// A follower's session (replication): evictable only by another
+    /// privileged one. Consumers' sessions are not privileged.
+    privileged: bool,
+}
+
+impl FetchSession {
+    /// Kafka's EvictableKey order: non-privileged before privileged, then
+    /// smaller before larger.
+    fn worth(&self) -> (bool, usize) {
+        (self.privileged, self.partitions.len())
+    }
 }
 
 /// What a fetch request asks of the session cache.
@@ -54,15 +79,19 @@ pub enum SessionRequest {
     Incremental { id: i32, epoch: i32 },
     /// Id X, epoch -1: close X, then a full sessionless fetch.
     Close { id: i32 },
+    /// Id X, epoch 0: close X, then a full fetch that opens a new session.
+    Reopen { id: i32 },
 }
 
 impl SessionRequest {
     pub fn of(version: i16, id: i32, epoch: i32) -> SessionRequest {
         match (version >= 7, id, epoch) {
             (false, _, _) => SessionRequest::Sessionless,
+            (true, 0, -1) => SessionRequest::Sessionless,
             (true, 0, 0) => SessionRequest::Open,
-            (true, 0, _) => SessionRequest::Sessionless,
             (true, id, -1) => SessionRequest::Close { id },
+            (true, id, 0) => SessionRequest::Reopen { id },
+            // Id 0 is never a session's: FETCH_SESSION_ID_NOT_FOUND.
             (true, id, epoch) => SessionRequest::Incremental { id, epoch },
         }
     }
@@ -84,15 +113,18 @@ impl FetchSessionCache {
     }
 
     /// Opens a session over `partitions` (in request order); returns its id,
-    /// or None when the request is too large to cache (served sessionless).
+    /// or None when the request is too large to cache or the cache is full
+    /// of sessions worth keeping (served sessionless).
     pub fn open(&mut self, partitions: Vec<((String, i32), SessionPartition)>, now: Instant) -> Option<i32> {
+        self.open_as(partitions, false, now)
+    }
+
+    pub fn open_as(&mut self, partitions: Vec<((String, i32), SessionPartition)>, privileged: bool, now: Instant) -> Option<i32> {
         if partitions.len() > session_partitions_max {
             return None;
         }
-        self.expire(now);
-        if self.sessions.len() >= fetch_sessions_max {
-            let oldest = self.sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| *id).expect("non-empty");
-            self.sessions.remove(&oldest);
+        if self.sessions.len() >= fetch_sessions_max && !self.evict_for((privileged, partitions.len()), now) {
+            return None;
         }
         let id = loop {
             self.last_id = if self.last_id == i32::MAX { 1 } else { self.last_id + 1 };
@@ -103,9 +135,46 @@ impl FetchSessionCache {
         let order = partitions.iter().map(|(key, _)| key.clone()).collect();
         self.sessions.insert(
             id,
-            FetchSession { order, partitions: partitions.into_iter().collect(), next_epoch: 1, last_used: now },
+            FetchSession {
+                order,
+                partitions: partitions.into_iter().collect(),
+                next_epoch: 1,
+                last_used: now,
+                created: now,
+                privileged,
+            },
         );
         Some(id)
+    }
+
+    /// Makes room for a new session worth `worth`, Kafka's way; false when
+    /// no session may go.
+    fn evict_for(&mut self, worth: (bool, usize), now: Instant) -> bool {
+        let eviction = Duration::from_millis(fetch_session_eviction_ms);
+        let stale = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.last_used) > eviction)
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(id, _)| *id);
+        if let Some(id) = stale {
+            self.sessions.remove(&id);
+            return true;
+        }
+        let privileged = worth.0;
+        let least = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| if privileged { !s.privileged } else { now.saturating_duration_since(s.created) > eviction })
+            .min_by_key(|(id, s)| (s.worth(), **id))
+            .map(|(id, s)| (*id, s.worth()));
+        match least {
+            Some((id, least)) if worth >= least => {
+                self.sessions.remove(&id);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Applies an incremental request to its session: `updates` (added or
@@ -118,7 +187,6 @@ impl FetchSessionCache {
         forgotten: Vec<(String, i32)>,
         now: Instant,
     ) -> Result<&mut FetchSession, i16> {
-        self.expire(now);
         let session = self.sessions.get_mut(&id).ok_or(FETCH_SESSION_ID_NOT_FOUND)?;
         if epoch != session.next_epoch {
             return Err(INVALID_FETCH_SESSION_EPOCH);
@@ -159,10 +227,6 @@ impl FetchSessionCache {
         self.sessions.is_empty()
     }
 
-    fn expire(&mut self, now: Instant) {
-        let idle = Duration::from_millis(fetch_session_idle_ms);
-        self.sessions.retain(|_, s| now.duration_since(s.last_used) < idle);
-    }
 }
 
 /// Whether an incremental response must carry a partition: it was named in
@@ -187,6 +251,13 @@ mod tests {
         assert_eq!(SessionRequest::of(7, 0, -1), SessionRequest::Sessionless);
         assert_eq!(SessionRequest::of(12, 9, -1), SessionRequest::Close { id: 9 });
         assert_eq!(SessionRequest::of(12, 9, 4), SessionRequest::Incremental { id: 9, epoch: 4 });
+        // Regression (fetch_full_request_naming_a_session_reopens_it): Kafka
+        // closes the named session and opens a new one; we used to answer
+        // INVALID_FETCH_SESSION_EPOCH, and franz-go looped forever.
+        assert_eq!(SessionRequest::of(16, 9, 0), SessionRequest::Reopen { id: 9 });
+        assert_eq!(SessionRequest::of(16, 0, 3), SessionRequest::Incremental { id: 0, epoch: 3 });
+        let mut cache = FetchSessionCache::default();
+        assert_eq!(cache.update(0, 3, vec![], vec![], Instant::now()).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
     }
 
     #[test]
@@ -205,18 +276,38 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_bounded_and_sessions_expire() {
+    fn the_cache_is_bounded_and_evicts_as_kafka_does() {
         let now = Instant::now();
+        let eviction = Duration::from_millis(fetch_session_eviction_ms);
         let mut cache = FetchSessionCache::default();
-        let first = cache.open(vec![], now).unwrap();
-        for i in 1..fetch_sessions_max + 5 {
-            cache.open(vec![], now + Duration::from_millis(i as u64)).unwrap();
+        let first = cache.open(vec![(("t".into(), 0), part(0))], now).unwrap();
+        for i in 1..fetch_sessions_max {
+            cache.open(vec![(("t".into(), 0), part(0))], now + Duration::from_millis(i as u64)).unwrap();
         }
         assert_eq!(cache.len(), fetch_sessions_max);
-        assert!(cache.get_mut(first).is_none(), "least recently used evicted");
-        let later = now + Duration::from_millis(fetch_session_idle_ms + 10_000);
-        cache.open(vec![], later).unwrap();
-        assert_eq!(cache.len(), 1, "idle sessions expired");
+        // Full of young, active sessions: a new one is served sessionless
+        // rather than evicting one in use (regression:
+        // fetch_session_not_evicted_under_load).
+        let soon = now + Duration::from_secs(1);
+        assert_eq!(cache.open(vec![(("t".into(), 1), part(0))], soon), None);
+        assert!(cache.get_mut(first).is_some());
+        // A stale session (unused past the eviction time) makes room.
+        let later = now + eviction + Duration::from_millis(500);
+        for id in 2..=fetch_sessions_max as i32 {
+            cache.update(id, 1, vec![], vec![], later).unwrap();
+        }
+        let new = cache.open(vec![], later + Duration::from_millis(1)).unwrap();
+        assert!(cache.get_mut(first).is_none(), "the stale session went");
+        assert_eq!(cache.len(), fetch_sessions_max);
+        // No stale session: an old enough session goes only for one at
+        // least as large; an empty one cannot evict a one-partition one.
+        let t = later + Duration::from_millis(2);
+        assert_eq!(cache.open(vec![], t), None);
+        assert!(cache.open(vec![(("t".into(), 0), part(0)), (("t".into(), 1), part(0))], t).is_some());
+        assert!(cache.get_mut(new).is_some(), "the young session stays");
+        // Privileged (follower) sessions evict non-privileged ones at once.
+        assert!(cache.open_as(vec![], true, t).is_some());
+        assert_eq!(cache.len(), fetch_sessions_max);
         assert!(!has_news(false, false, false, Some((5, 0)), (5, 0)));
         assert!(has_news(false, false, false, Some((5, 0)), (6, 0)));
         assert!(has_news(false, false, false, None, (5, 0)));

@@ -107,7 +107,7 @@ pub struct TopicError {
 }
 
 impl TopicError {
-    fn new(code: i16, message: impl Into<String>) -> TopicError {
+    pub fn new(code: i16, message: impl Into<String>) -> TopicError {
         TopicError { code, message: message.into() }
     }
 }
@@ -158,6 +158,30 @@ impl Broker {
 
     pub fn topics(&self) -> Vec<TopicMeta> {
         self.topics.borrow().iter().cloned().collect()
+    }
+
+    /// The internal offsets topic as clients see it in Metadata
+    /// (`is_internal`): its partition count, and a topic id derived from
+    /// the cluster id, so it is stable across restarts. It is not in the
+    /// topic table: clients cannot produce to it, delete it or create it.
+    pub fn offsets_topic(&self) -> TopicMeta {
+        let name = crate::groups::OFFSETS_TOPIC;
+        let seed = format!("{name}/{}", self.config.cluster_id);
+        let mut id = [0u8; 16];
+        for (i, chunk) in id.chunks_mut(4).enumerate() {
+            let word = crc32c::crc32c_append(i as u32, seed.as_bytes());
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        id[6] = (id[6] & 0x0f) | 0x40; // RFC 4122 version 4 layout
+        id[8] = (id[8] & 0x3f) | 0x80;
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        TopicMeta { name: name.to_owned(), id, partitions: self.config.groups.offsets_topic_partitions, configs }
+    }
+
+    /// Whether `name` is an internal topic (Kafka's `Topic.isInternal`).
+    pub fn is_internal(name: &str) -> bool {
+        name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
     }
 
     /// Creates a topic (on shard 0, wherever it is called from). With
@@ -238,6 +262,12 @@ impl Broker {
     /// Deletes a topic: it disappears from every shard's table first (no new
     /// request finds it), then its partitions and their data go.
     pub async fn delete_topic(&self, name: String) -> Result<(), TopicError> {
+        if Broker::is_internal(&name) {
+            return Err(TopicError::new(
+                error_code::INVALID_TOPIC_EXCEPTION,
+                format!("{name:?} is an internal topic and cannot be deleted"),
+            ));
+        }
         if self.topic(&name).is_none() {
             return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
         }

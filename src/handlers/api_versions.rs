@@ -1,5 +1,5 @@
-//! ApiVersions (key 18), v0–v3: the APIs and versions this broker serves,
-//! straight from the handler registry. A request newer than v3 gets a v0
+//! ApiVersions (key 18), v0–v4: the APIs and versions this broker serves,
+//! straight from the handler registry. A request newer than v4 gets a v0
 //! response with UNSUPPORTED_VERSION and the same list (KIP-511), so a
 //! client can retry with a version we know.
 
@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use super::{respond, ApiSpec, Pending, REGISTRY};
 use crate::protocol::{self, decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ApiVersions, min_version: 0, max_version: 3 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ApiVersions, min_version: 0, max_version: 4 };
 
 fn versions() -> Vec<ApiVersion> {
     REGISTRY

@@ -20,8 +20,8 @@ use crate::protocol::{decode_body, error_code, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::CreatePartitions, min_version: 0, max_version: 3 };
 
-/// INVALID_REPLICA_ASSIGNMENT (not in `error_code`).
-const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+
+use crate::protocol::error_code::INVALID_REPLICA_ASSIGNMENT;
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;

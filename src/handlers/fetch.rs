@@ -1,6 +1,12 @@
-//! Fetch (key 1), v4–v12: whole batches from each requested partition, up
-//! to `partition_max_bytes` each and `max_bytes` in all (the first batch is
-//! always returned whole, KIP-74), below the high watermark. When fewer than
+//! Fetch (key 1), v4–v17: whole batches from each requested partition, up
+//! to `partition_max_bytes` each and `max_bytes` in all, below the high
+//! watermark. KIP-74: the first batch of the first non-empty partition is
+//! returned whole even when it is larger than either limit, so consumers
+//! always progress; every later partition gets only batches that fit.
+//! From v13 topics are named by id (KIP-516); an unknown id gets
+//! UNKNOWN_TOPIC_ID. v15's replica state and v17's directory id concern
+//! followers, which a single node has none of; v16's leader hints (KIP-951)
+//! accompany NOT_LEADER_OR_FOLLOWER only, which a single node never sends. When fewer than
 //! `min_bytes` are available, the request waits up to `max_wait_ms` for an
 //! append to any of its partitions: the owning shards wake it, no polling.
 //!
@@ -23,7 +29,7 @@ use crate::limits;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::types::{Offset, TopicPartition};
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Fetch, min_version: 4, max_version: 12 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Fetch, min_version: 4, max_version: 17 };
 
 /// Longest a fetch may wait, whatever the client asks.
 pub const fetch_wait_ms_max: i32 = 30_000;
@@ -32,6 +38,7 @@ pub const fetch_partitions_max: usize = 10_000;
 
 struct Wanted {
     topic: TopicName,
+    topic_id: [u8; 16],
     partition: i32,
     offset: i64,
     partition_max_bytes: i32,
@@ -46,23 +53,43 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let fetch: FetchRequest = decode_body(&mut body, version, "Fetch request")?;
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
+    let by_id = version >= 13;
     let mut requested = Vec::new();
+    // v13+: partitions of topic ids this broker does not know; each gets
+    // UNKNOWN_TOPIC_ID and is never cached in a session.
+    let mut unknown_ids: Vec<([u8; 16], i32)> = Vec::new();
     for topic in &fetch.topics {
+        let name = if by_id {
+            broker.topic_by_id(topic.topic_id.as_bytes()).map(|meta| meta.name)
+        } else {
+            Some(topic.topic.0.as_str().to_owned())
+        };
         for partition in &topic.partitions {
-            if requested.len() >= fetch_partitions_max {
+            if requested.len() + unknown_ids.len() >= fetch_partitions_max {
                 return Err(WireError::Malformed { what: "Fetch request", reason: "too many partitions".into() });
             }
-            requested.push((
-                (topic.topic.0.as_str().to_owned(), partition.partition),
-                partition.fetch_offset,
-                partition.partition_max_bytes,
-            ));
+            match &name {
+                Some(name) => requested.push((
+                    (name.clone(), partition.partition),
+                    partition.fetch_offset,
+                    partition.partition_max_bytes,
+                )),
+                None => unknown_ids.push((*topic.topic_id.as_bytes(), partition.partition)),
+            }
         }
     }
     let forgotten: Vec<(String, i32)> = fetch
         .forgotten_topics_data
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.as_str().to_owned(), *p)))
+        .filter_map(|t| {
+            let name = if by_id {
+                broker.topic_by_id(t.topic_id.as_bytes()).map(|meta| meta.name)
+            } else {
+                Some(t.topic.0.as_str().to_owned())
+            };
+            name.map(|name| t.partitions.iter().map(move |p| (name.clone(), *p)))
+        })
+        .flatten()
         .take(fetch_partitions_max)
         .collect();
 
@@ -72,20 +99,28 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let mentioned: std::collections::HashSet<(String, i32)> = requested.iter().map(|(key, _, _)| key.clone()).collect();
     let (positions, session_id) = {
         let mut sessions = broker.fetch_sessions.borrow_mut();
+        let open = |sessions: &mut crate::broker::fetch_sessions::FetchSessionCache| {
+            let partitions = requested
+                .iter()
+                .map(|(key, offset, max)| {
+                    (key.clone(), SessionPartition { fetch_offset: *offset, partition_max_bytes: *max, reported: None })
+                })
+                .collect();
+            (requested.clone(), sessions.open(partitions, now).unwrap_or(0))
+        };
         match mode {
             SessionRequest::Sessionless => (requested.clone(), 0),
             SessionRequest::Close { id } => {
                 sessions.close(id);
                 (requested.clone(), 0)
             }
-            SessionRequest::Open => {
-                let partitions = requested
-                    .iter()
-                    .map(|(key, offset, max)| {
-                        (key.clone(), SessionPartition { fetch_offset: *offset, partition_max_bytes: *max, reported: None })
-                    })
-                    .collect();
-                (requested.clone(), sessions.open(partitions, now).unwrap_or(0))
+            SessionRequest::Open => open(&mut sessions),
+            // A full fetch that names a session closes it and opens a new
+            // one (Kafka's FetchManager). franz-go recovers from a session
+            // error with exactly this request.
+            SessionRequest::Reopen { id } => {
+                sessions.close(id);
+                open(&mut sessions)
             }
             SessionRequest::Incremental { id, epoch } => match sessions.update(id, epoch, requested.clone(), forgotten, now) {
                 Ok(session) => {
@@ -100,6 +135,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     (positions, id)
                 }
                 Err(code) => {
+                    tracing::debug!(session = id, epoch, code, "fetch session error");
                     let response = FetchResponse::default().with_error_code(code).with_session_id(0);
                     return Ok(Box::pin(async move { respond(ApiKey::Fetch, version, correlation_id, &response) }));
                 }
@@ -111,9 +147,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let wanted: Vec<Wanted> = positions
         .into_iter()
         .map(|((topic, partition), offset, partition_max_bytes)| {
-            let known = broker.topic(&topic).is_some_and(|m| (0..m.partitions).contains(&partition));
+            let meta = broker.topic(&topic);
+            let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
+            let topic_id = meta.map_or([0; 16], |m| m.id);
             let mentioned = mentioned.contains(&(topic.clone(), partition));
-            Wanted { topic: TopicName(str_bytes(&topic)), partition, offset, partition_max_bytes, known, mentioned }
+            Wanted { topic: TopicName(str_bytes(&topic)), topic_id, partition, offset, partition_max_bytes, known, mentioned }
         })
         .collect();
     Ok(Box::pin(async move {
@@ -133,6 +171,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             if total >= min_bytes.max(1) || now >= deadline || !any_ok {
                 let mut partitions = report(&broker, session_id, incremental, &wanted, partitions);
                 count_out(&broker, &partitions);
+                for (topic_id, partition) in &unknown_ids {
+                    partitions.push((TopicKey { name: String::new(), id: *topic_id }, unknown_topic_id(*partition)));
+                }
                 if version < 5 {
                     for (_, p) in &mut partitions {
                         p.log_start_offset = -1;
@@ -146,11 +187,31 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     }))
 }
 
+/// A response topic: its name, and its id for v13+ responses.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TopicKey {
+    name: String,
+    id: [u8; 16],
+}
+
+type PartitionsOut = Vec<(TopicKey, PartitionOut<FetchBatch>)>;
+
+fn unknown_topic_id(partition: i32) -> PartitionOut<FetchBatch> {
+    PartitionOut {
+        partition_index: partition,
+        error_code: error_code::UNKNOWN_TOPIC_ID,
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        batches: Vec::new(),
+    }
+}
+
 /// Adds the record batches a response carries to this shard's bytes and
 /// records out (one header read per batch).
-fn count_out(broker: &Broker, partitions: &[(String, PartitionOut<FetchBatch>)]) {
+fn count_out(broker: &Broker, partitions: &PartitionsOut) {
     let (mut bytes, mut records) = (0u64, 0u64);
-    for batch in partitions.iter().filter_map(|(_, p)| p.batches.as_ref()).flatten() {
+    for batch in partitions.iter().flat_map(|(_, p)| p.batches.iter()) {
         let batch = batch.as_ref();
         bytes += batch.len() as u64;
         if let Some(header) = crate::storage::batch::BatchHeader::ref_from_prefix(batch) {
@@ -167,13 +228,7 @@ fn positions_len<T>(requested: &[T]) -> usize {
 
 /// Records what a session's response reports, and keeps only partitions
 /// with news in an incremental response.
-fn report(
-    broker: &Broker,
-    session_id: i32,
-    incremental: bool,
-    wanted: &[Wanted],
-    partitions: Vec<(String, PartitionOut<FetchBatch>)>,
-) -> Vec<(String, PartitionOut<FetchBatch>)> {
+fn report(broker: &Broker, session_id: i32, incremental: bool, wanted: &[Wanted], partitions: PartitionsOut) -> PartitionsOut {
     if session_id == 0 {
         return partitions;
     }
@@ -183,9 +238,9 @@ fn report(
         .into_iter()
         .zip(wanted)
         .filter_map(|((topic, data), w)| {
-            let key = (topic.clone(), data.partition_index);
+            let key = (topic.name.clone(), data.partition_index);
             let now = (data.high_watermark, data.log_start_offset);
-            let records = data.batches.as_ref().is_some_and(|b| !b.is_empty());
+            let records = !data.batches.is_empty();
             let entry = session.partitions.get_mut(&key)?;
             let news = has_news(w.mentioned, records, data.error_code != error_code::NONE, entry.reported, now);
             entry.reported = Some(now);
@@ -194,7 +249,26 @@ fn report(
         .collect()
 }
 
-async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Vec<(String, PartitionOut<FetchBatch>)>, usize) {
+/// How much of a partition's read a response may carry: every batch while
+/// the response is still empty up to the budget, the first batch whole
+/// (KIP-74); after that only whole batches that fit the budget.
+fn fit_budget<B: AsRef<[u8]>>(batches: &mut Vec<B>, budget: usize, first_non_empty: bool) {
+    let mut used = 0usize;
+    let keep = batches
+        .iter()
+        .take_while(|batch| {
+            let len = batch.as_ref().len();
+            let fits = used + len <= budget || (first_non_empty && used == 0);
+            if fits {
+                used += len;
+            }
+            fits
+        })
+        .count();
+    batches.truncate(keep);
+}
+
+async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (PartitionsOut, usize) {
     let mut out = Vec::with_capacity(wanted.len());
     let mut total = 0usize;
     for w in wanted {
@@ -204,19 +278,20 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Vec<
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
-            batches: None,
+            batches: Vec::new(),
         };
-        let topic = w.topic.0.as_str().to_owned();
+        let topic = TopicKey { name: w.topic.0.as_str().to_owned(), id: w.topic_id };
         if !w.known {
             data.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
             out.push((topic, data));
             continue;
         }
-        let tp = TopicPartition::new(topic.clone(), w.partition);
-        let budget = if total >= max_bytes { 0 } else { (max_bytes - total).min(w.partition_max_bytes.max(0) as usize) };
-        // The first batch of the response is returned whole even when it
-        // exceeds the limits; later partitions get nothing once they are spent.
-        let read_max = if total == 0 { budget.max(1) } else { budget };
+        let tp = TopicPartition::new(topic.name.clone(), w.partition);
+        let budget = max_bytes.saturating_sub(total).min(w.partition_max_bytes.max(0) as usize);
+        // Storage returns a read's first batch whole; that is right only
+        // for the response's first non-empty partition (`fit_budget`).
+        let first_non_empty = total == 0;
+        let read_max = if first_non_empty { budget.max(1) } else { budget };
         let result = if read_max == 0 {
             broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset))
         } else {
@@ -233,12 +308,13 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Vec<
             })
         };
         match result {
-            Ok((batches, hw, start)) => {
+            Ok((mut batches, hw, start)) => {
+                fit_budget(&mut batches, budget, first_non_empty);
                 total += batches.iter().map(|b| b.as_ref().len()).sum::<usize>();
                 data.high_watermark = hw.0;
                 data.last_stable_offset = hw.0;
                 data.log_start_offset = start.0;
-                data.batches = Some(batches);
+                data.batches = batches;
             }
             Err(e) => data.error_code = error_code::from_name(e.kafka_error_name()),
         }
@@ -248,15 +324,15 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Vec<
 }
 
 /// Groups partitions by topic, in first-seen order.
-fn response(session_id: i32, partitions: Vec<(String, PartitionOut<FetchBatch>)>) -> FetchOut<FetchBatch> {
+fn response(session_id: i32, partitions: PartitionsOut) -> FetchOut<FetchBatch> {
     let mut topics: Vec<TopicOut<FetchBatch>> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<TopicKey, usize> = std::collections::HashMap::new();
     for (topic, data) in partitions {
         match index.get(&topic) {
             Some(&i) => topics[i].partitions.push(data),
             None => {
                 index.insert(topic.clone(), topics.len());
-                topics.push(TopicOut { name: topic, partitions: vec![data] });
+                topics.push(TopicOut { name: topic.name, topic_id: topic.id, partitions: vec![data] });
             }
         }
     }
@@ -286,4 +362,33 @@ async fn wait_for_data(broker: &Broker, wanted: &[Wanted], timeout: Duration) {
         glommio::timer::sleep(timeout),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_budget;
+
+    fn sizes(batches: &[Vec<u8>]) -> Vec<usize> {
+        batches.iter().map(Vec::len).collect()
+    }
+
+    /// Regression (fetch_max_bytes_is_honoured): storage returns a read's
+    /// first batch whole, which only the response's first non-empty
+    /// partition may keep.
+    #[test]
+    fn fetch_max_bytes_is_honoured() {
+        let read = || vec![vec![0u8; 600], vec![0u8; 300], vec![0u8; 300]];
+        let mut first = read();
+        fit_budget(&mut first, 500, true);
+        assert_eq!(sizes(&first), vec![600], "the first batch whole, nothing past the budget");
+        let mut first = read();
+        fit_budget(&mut first, 1000, true);
+        assert_eq!(sizes(&first), vec![600, 300]);
+        let mut later = read();
+        fit_budget(&mut later, 500, false);
+        assert!(later.is_empty(), "a later partition gets no batch larger than what is left");
+        let mut later = read();
+        fit_budget(&mut later, 1200, false);
+        assert_eq!(sizes(&later), vec![600, 300, 300]);
+    }
 }

@@ -1,7 +1,9 @@
-//! FindCoordinator (key 10), v0–v4 (v4: batched keys): the coordinator for
+//! FindCoordinator (key 10), v0–v6 (v4: batched keys): the coordinator for
 //! a consumer group is this broker (inside it, the group's shard is found
 //! by `groups::on_coordinator`). Transaction keys get
-//! COORDINATOR_NOT_AVAILABLE: there is no transaction coordinator.
+//! COORDINATOR_NOT_AVAILABLE: there is no transaction coordinator yet.
+//! v5 only allows the TRANSACTION_ABORTABLE code; v6's share-group keys
+//! (KIP-932) get INVALID_REQUEST, as from a Kafka without share groups.
 
 use std::rc::Rc;
 
@@ -13,9 +15,10 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::FindCoordinator, min_version: 0, max_version: 4 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::FindCoordinator, min_version: 0, max_version: 6 };
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Keys in one batched request.
 pub const coordinator_keys_max: usize = 10_000;
 
@@ -30,10 +33,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let config = broker.config.clone();
     Ok(Box::pin(async move {
         let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
-            if key_type == KEY_TYPE_GROUP {
-                (error_code::NONE, None)
-            } else {
-                (error_code::COORDINATOR_NOT_AVAILABLE, Some(str_bytes("no transaction coordinator on this broker")))
+            match key_type {
+                KEY_TYPE_GROUP => (error_code::NONE, None),
+                KEY_TYPE_TRANSACTION => {
+                    (error_code::COORDINATOR_NOT_AVAILABLE, Some(str_bytes("no transaction coordinator on this broker")))
+                }
+                other => (error_code::INVALID_REQUEST, Some(str_bytes(&format!("coordinator key type {other} is not served")))),
             }
         };
         let node = BrokerId(config.node_id);

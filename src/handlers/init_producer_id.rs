@@ -1,4 +1,4 @@
-//! InitProducerId (key 22), v0–v4: a producer id and epoch for idempotent
+//! InitProducerId (key 22), v0–v5 (v5 only allows the TRANSACTION_ABORTABLE code): a producer id and epoch for idempotent
 //! producers (Java 3.x and franz-go turn idempotence on by default). Ids come
 //! from shard 0's persisted allocator and are never reused. A producer that
 //! presents its current id and epoch (v3+, KIP-360) gets the epoch bumped,
@@ -15,7 +15,7 @@ use super::{respond, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::InitProducerId, min_version: 0, max_version: 4 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::InitProducerId, min_version: 0, max_version: 5 };
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;

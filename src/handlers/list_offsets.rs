@@ -1,6 +1,10 @@
-//! ListOffsets (key 2), v1–v7: earliest (-2), latest (-1), max timestamp
+//! ListOffsets (key 2), v1–v10: earliest (-2), latest (-1), max timestamp
 //! (-3, from v7) and the first offset at or after a timestamp, through the
-//! owning shard's time index.
+//! owning shard's time index. The tiered-storage specs answer as a Kafka
+//! without tiered storage does: earliest local (-4, v8+) is the log start,
+//! latest tiered (-5, v9+) is offset -1 (nothing is tiered). v10's timeout
+//! bounds remote lookups, which there are none of. READ_COMMITTED reads the
+//! high watermark too: without transactions it is the last stable offset.
 
 use std::rc::Rc;
 
@@ -13,11 +17,13 @@ use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::storage::StorageResult;
 use crate::types::TopicPartition;
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ListOffsets, min_version: 1, max_version: 7 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ListOffsets, min_version: 1, max_version: 10 };
 
 const latest: i64 = -1;
 const earliest: i64 = -2;
 const max_timestamp: i64 = -3;
+const earliest_local: i64 = -4;
+const latest_tiered: i64 = -5;
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
@@ -66,7 +72,8 @@ async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64) -> StorageR
             let offsets = storage.offsets(&tp)?;
             Ok(match timestamp {
                 latest => (offsets.high_watermark.0, -1),
-                earliest => (offsets.log_start_offset.0, -1),
+                earliest | earliest_local => (offsets.log_start_offset.0, -1),
+                latest_tiered => (-1, -1),
                 max_timestamp => storage.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
                 at => storage.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
             })

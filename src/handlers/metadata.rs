@@ -1,6 +1,8 @@
-//! Metadata (key 3), v0–v12: brokers (this one), the cluster id, and the
+//! Metadata (key 3), v0–v13: brokers (this one), the cluster id, and the
 //! requested topics with their partitions, all led by this broker. Topic ids
-//! are returned from v10. Unknown topics are auto-created when
+//! are returned from v10. v13's top-level error code (KIP-1102) is always
+//! NONE here. The internal `__consumer_offsets` is listed with
+//! `is_internal`, as Kafka lists it, in a request for all topics or by name. Unknown topics are auto-created when
 //! `auto.create.topics.enable` is set and the request allows it (always
 //! before v4, `allow_auto_topic_creation` from v4).
 
@@ -15,7 +17,7 @@ use crate::broker::topics::TopicMeta;
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Metadata, min_version: 0, max_version: 12 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Metadata, min_version: 0, max_version: 13 };
 
 /// Requests naming more topics than this are answered for the first ones only.
 pub const metadata_topics_max: usize = 100_000;
@@ -37,9 +39,13 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             for topic in broker.topics() {
                 topics.push(describe(&broker, &topic, version));
             }
+            topics.push(describe(&broker, &broker.offsets_topic(), version));
         } else {
             for requested in metadata.topics.iter().flatten().take(metadata_topics_max) {
+                let offsets = broker.offsets_topic();
                 let response = match &requested.name {
+                    Some(name) if name.as_str() == offsets.name => describe(&broker, &offsets, version),
+                    None if requested.topic_id.as_bytes() == &offsets.id => describe(&broker, &offsets, version),
                     Some(name) => match broker.topic_or_create(name.as_str(), allow_create).await {
                         Ok(topic) => describe(&broker, &topic, version),
                         Err(e) => MetadataResponseTopic::default()
@@ -92,7 +98,7 @@ fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataRespons
     let mut response = MetadataResponseTopic::default()
         .with_error_code(error_code::NONE)
         .with_name(Some(TopicName(str_bytes(&topic.name))))
-        .with_is_internal(false)
+        .with_is_internal(Broker::is_internal(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(i32::MIN);
     if version >= 10 {

@@ -1,7 +1,17 @@
-//! Produce (key 0), v3–v9: one record batch per partition (as Kafka requires
+//! Produce (key 0), v3–v11: one record batch per partition (as Kafka requires
 //! from v3), appended on the partition's owner with acks 0, 1 or -1. On one
 //! node acks=1 and acks=-1 are the same: the append is acknowledged once it
 //! is durable under the flush policy. Errors are per partition.
+//!
+//! v10's leader hints (KIP-951) accompany NOT_LEADER_OR_FOLLOWER only, which
+//! a single node never answers. v12 (KIP-890 part 2: partitions joining a
+//! transaction implicitly) is advertised once transactions exist, and v13
+//! (topic ids) after it.
+//!
+//! Internal topics (`__consumer_offsets`) refuse client appends with
+//! INVALID_TOPIC_EXCEPTION, as Kafka does. A `cleanup.policy=compact` topic
+//! refuses a batch holding a record without a key: INVALID_RECORD with one
+//! KIP-467 record error per such record (v8+).
 //!
 //! The ordered part runs in `start`: every partition's batch is queued (its
 //! offsets assigned) before the connection reads its next request, so
@@ -12,7 +22,9 @@ use std::rc::Rc;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
-use super::{respond, ApiSpec, Pending};
+use kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage;
+
+use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::limits;
 use crate::protocol::{decode_body, error_code, Request, WireError};
@@ -20,7 +32,7 @@ use crate::shard::router::RoutedTicket;
 use crate::storage::batch;
 use crate::types::TopicPartition;
 
-pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Produce, min_version: 3, max_version: 9 };
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Produce, min_version: 3, max_version: 11 };
 
 /// What ApiVersions reports as Produce's oldest version. librdkafka before
 /// 2.10 (Debian's kcat has 2.0.2) only compresses with gzip or snappy when
@@ -32,7 +44,14 @@ pub const advertised_min_version: i16 = 0;
 enum Outcome {
     Queued(RoutedTicket),
     Failed(i16),
+    /// INVALID_RECORD with KIP-467's details: (batch index, message) per
+    /// rejected record, and a message for the whole batch.
+    Rejected { record_errors: Vec<(i32, String)>, message: String },
 }
+
+/// KIP-467 record errors a response reports per partition, at most; Kafka's
+/// message shows the first three.
+pub const record_errors_max: usize = 1000;
 
 pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
@@ -44,7 +63,16 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
     let mut topics = Vec::with_capacity(produce.topic_data.len());
     for topic_data in produce.topic_data {
         let name = topic_data.name.0.as_str().to_owned();
-        let topic = if acks_valid { Some(broker.topic_or_create(&name, true).await) } else { None };
+        let topic = if !acks_valid {
+            None
+        } else if Broker::is_internal(&name) {
+            Some(Err(crate::broker::TopicError::new(
+                error_code::INVALID_TOPIC_EXCEPTION,
+                format!("cannot append to internal topic {name:?}"),
+            )))
+        } else {
+            Some(broker.topic_or_create(&name, true).await)
+        };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for partition in topic_data.partition_data {
             let outcome = match &topic {
@@ -53,7 +81,10 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 Some(Ok(meta)) if partition.index < 0 || partition.index >= meta.partitions => {
                     Outcome::Failed(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                 }
-                Some(Ok(_)) => queue(broker, &name, partition.index, partition.records).await,
+                Some(Ok(meta)) => {
+                    let compact = meta.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
+                    queue(broker, &name, partition.index, partition.records, compact).await
+                }
             };
             partitions.push((partition.index, outcome));
         }
@@ -67,6 +98,23 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
                 let response = match outcome {
                     Outcome::Failed(code) => response.with_error_code(code).with_base_offset(-1).with_log_start_offset(-1),
+                    Outcome::Rejected { record_errors, message } => {
+                        let response =
+                            response.with_error_code(error_code::INVALID_RECORD).with_base_offset(-1).with_log_start_offset(-1);
+                        if version >= 8 {
+                            let errors = record_errors
+                                .into_iter()
+                                .map(|(index, message)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(index)
+                                        .with_batch_index_error_message(Some(str_bytes(&message)))
+                                })
+                                .collect();
+                            response.with_record_errors(errors).with_error_message(Some(str_bytes(&message)))
+                        } else {
+                            response
+                        }
+                    }
                     Outcome::Queued(ticket) => match ticket.wait().await {
                         Ok(info) => response
                             .with_error_code(error_code::NONE)
@@ -90,7 +138,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
     }))
 }
 
-async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<bytes::Bytes>) -> Outcome {
+async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<bytes::Bytes>, compact: bool) -> Outcome {
     let Some(records) = records else { return Outcome::Failed(error_code::CORRUPT_MESSAGE) };
     // From v3 a partition's records are exactly one batch.
     let mut batches = batch::split_batches(&records, limits::batch_bytes_max);
@@ -100,8 +148,77 @@ async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<byt
         _ => return Outcome::Failed(error_code::CORRUPT_MESSAGE),
     }
     let tp = TopicPartition::new(topic, partition);
+    if compact {
+        match keyless_records(&records) {
+            Ok(keyless) if keyless.is_empty() => {}
+            Ok(keyless) => {
+                let record_errors: Vec<(i32, String)> = keyless
+                    .iter()
+                    .take(record_errors_max)
+                    .map(|&index| (index, format!("Compacted topic cannot accept message without key in topic partition {tp}.")))
+                    .collect();
+                let shown: Vec<String> =
+                    record_errors.iter().take(3).map(|(i, m)| format!("(batch index {i}: {m})")).collect();
+                let message = format!(
+                    "{} record(s) rejected: a compacted topic needs a key on every record; the first: {}",
+                    keyless.len(),
+                    shown.join(", ")
+                );
+                return Outcome::Rejected { record_errors, message };
+            }
+            Err(code) => return Outcome::Failed(code),
+        }
+    }
     match broker.shard.submit(&tp, records).await {
         Ok(ticket) => Outcome::Queued(ticket),
         Err(e) => Outcome::Failed(error_code::from_name(e.kafka_error_name())),
+    }
+}
+
+/// Records a batch holds in a compressed batch that is inspected for keys, at
+/// most: beyond this, the batch is refused (as storage's timestamp scan
+/// bounds its decompression).
+pub const compacted_batch_records_max: i32 = 1_000_000;
+
+/// The batch indexes of the records without a key in one validated batch:
+/// walked in place when uncompressed, decompressed (kafka-protocol's
+/// codecs) otherwise. Errors are Kafka codes.
+fn keyless_records(bytes: &bytes::Bytes) -> Result<Vec<i32>, i16> {
+    let header = batch::BatchHeader::ref_from_prefix(bytes).ok_or(error_code::CORRUPT_MESSAGE)?;
+    if header.is_control() {
+        return Ok(Vec::new());
+    }
+    match header.compression() {
+        Ok(batch::Compression::None) => {
+            let records = batch::records(bytes).map_err(|_| error_code::CORRUPT_MESSAGE)?;
+            Ok(records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
+        }
+        Ok(_) if header.records_count() > compacted_batch_records_max => Err(error_code::INVALID_RECORD),
+        Ok(_) => {
+            let mut buffer = bytes.clone();
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buffer).map_err(|_| error_code::CORRUPT_MESSAGE)?;
+            Ok(set.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
+        }
+        Err(_) => Err(error_code::CORRUPT_MESSAGE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (compacted_topic_rejects_keyless_records): which records
+    /// of a batch lack a key.
+    #[test]
+    fn compacted_topic_rejects_keyless_records() {
+        let mut builder = batch::BatchBuilder::new(1000);
+        builder.push(&batch::Record { key: Some(b"k"), value: Some(b"v"), ..Default::default() });
+        builder.push(&batch::Record { key: None, value: Some(b"v"), ..Default::default() });
+        builder.push(&batch::Record { key: None, value: None, ..Default::default() });
+        let bytes = bytes::Bytes::from(builder.build());
+        assert_eq!(keyless_records(&bytes), Ok(vec![1, 2]));
+        let mut keyed = batch::BatchBuilder::new(1000);
+        keyed.push(&batch::Record { key: Some(b"a"), value: None, ..Default::default() });
+        assert_eq!(keyless_records(&bytes::Bytes::from(keyed.build())), Ok(vec![]));
     }
 }

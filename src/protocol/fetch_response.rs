@@ -1,7 +1,7 @@
 //! Fetch responses framed by hand, so that stored record batches reach the
 //! socket without a user-space copy.
 //!
-//! The encoder lays out a FetchResponse (v4–v12) exactly as Kafka's spec
+//! The encoder lays out a FetchResponse (v4–v17) exactly as Kafka's spec
 //! does, but instead of one buffer it produces a list of pieces: small
 //! owned buffers for everything around the records, and the record batches
 //! themselves as whatever handle the caller gave (for the broker: slices of
@@ -46,12 +46,16 @@ pub struct PartitionOut<B> {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    /// Whole record batches, in offset order. None encodes null records.
-    pub batches: Option<Vec<B>>,
+    /// Whole record batches, in offset order. Never null on the wire: a
+    /// partition with an error carries empty records, as Kafka sends them
+    /// (librdkafka rejects a whole response with a size of -1).
+    pub batches: Vec<B>,
 }
 
 pub struct TopicOut<B> {
     pub name: String,
+    /// The topic id, written instead of the name from v13 (KIP-516).
+    pub topic_id: [u8; 16],
     pub partitions: Vec<PartitionOut<B>>,
 }
 
@@ -64,7 +68,7 @@ pub struct FetchOut<B> {
 
 /// The served version range of this encoder.
 pub const version_min: i16 = 4;
-pub const version_max: i16 = 12;
+pub const version_max: i16 = 17;
 
 fn put_uvarint(out: &mut BytesMut, mut value: u32) {
     while value >= 0x80 {
@@ -112,7 +116,11 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
     }
     put_array_len(&mut out, flexible, response.topics.len());
     for topic in &response.topics {
-        put_string(&mut out, flexible, &topic.name);
+        if version >= 13 {
+            out.put_slice(&topic.topic_id);
+        } else {
+            put_string(&mut out, flexible, &topic.name);
+        }
         put_array_len(&mut out, flexible, topic.partitions.len());
         for p in &topic.partitions {
             out.put_i32(p.partition_index);
@@ -131,27 +139,16 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
             if version >= 11 {
                 out.put_i32(-1); // preferred_read_replica
             }
-            match &p.batches {
-                None => {
-                    if flexible {
-                        put_uvarint(&mut out, 0);
-                    } else {
-                        out.put_i32(-1);
-                    }
-                }
-                Some(batches) => {
-                    let len: usize = batches.iter().map(|b| b.as_ref().len()).sum();
-                    let len = u32::try_from(len).expect("records fit u32");
-                    if flexible {
-                        put_uvarint(&mut out, len + 1);
-                    } else {
-                        out.put_i32(i32::try_from(len).expect("records fit i32"));
-                    }
-                    if !batches.is_empty() {
-                        pieces.push(Piece::Owned(out.split().freeze()));
-                        pieces.extend(batches.iter().cloned().map(Piece::Batch));
-                    }
-                }
+            let len: usize = p.batches.iter().map(|b| b.as_ref().len()).sum();
+            let len = u32::try_from(len).expect("records fit u32");
+            if flexible {
+                put_uvarint(&mut out, len + 1);
+            } else {
+                out.put_i32(i32::try_from(len).expect("records fit i32"));
+            }
+            if !p.batches.is_empty() {
+                pieces.push(Piece::Owned(out.split().freeze()));
+                pieces.extend(p.batches.iter().cloned().map(Piece::Batch));
             }
             if flexible {
                 put_uvarint(&mut out, 0); // partition tagged fields
@@ -162,7 +159,10 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
         }
     }
     if flexible {
-        put_uvarint(&mut out, 0); // response tagged fields
+        // Response tagged fields. v16's NodeEndpoints (KIP-951) accompany
+        // NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH only, which a
+        // single node never answers.
+        put_uvarint(&mut out, 0);
     }
     pieces.push(Piece::Owned(out.freeze()));
     let total: usize = pieces.iter().map(Piece::len).sum();
@@ -199,6 +199,7 @@ mod tests {
                 topics: vec![
                     TopicOut {
                         name: "alpha".into(),
+                        topic_id: [7; 16],
                         partitions: vec![
                             PartitionOut {
                                 partition_index: 0,
@@ -206,7 +207,7 @@ mod tests {
                                 high_watermark: 10,
                                 last_stable_offset: 10,
                                 log_start_offset: 2,
-                                batches: Some(vec![batch_a.clone(), batch_b.clone()]),
+                                batches: vec![batch_a.clone(), batch_b.clone()],
                             },
                             PartitionOut {
                                 partition_index: 3,
@@ -214,19 +215,20 @@ mod tests {
                                 high_watermark: -1,
                                 last_stable_offset: -1,
                                 log_start_offset: -1,
-                                batches: None,
+                                batches: vec![],
                             },
                         ],
                     },
                     TopicOut {
                         name: "b".into(),
+                        topic_id: [9; 16],
                         partitions: vec![PartitionOut {
                             partition_index: 1,
                             error_code: 0,
                             high_watermark: 0,
                             last_stable_offset: 0,
                             log_start_offset: 0,
-                            batches: Some(vec![]),
+                            batches: vec![],
                         }],
                     },
                 ],
@@ -244,7 +246,11 @@ mod tests {
             assert!(body.is_empty(), "v{version}: {} bytes left", body.len());
             assert_eq!(decoded.responses.len(), 2);
             let p0 = &decoded.responses[0].partitions[0];
-            assert_eq!(decoded.responses[0].topic.0.as_str(), "alpha");
+            if version >= 13 {
+                assert_eq!(decoded.responses[0].topic_id, uuid::Uuid::from_bytes([7; 16]));
+            } else {
+                assert_eq!(decoded.responses[0].topic.0.as_str(), "alpha");
+            }
             assert_eq!(p0.high_watermark, 10);
             if version >= 5 {
                 assert_eq!(p0.log_start_offset, 2);
@@ -257,7 +263,10 @@ mod tests {
             expected.put_slice(&batch_b);
             assert_eq!(p0.records.as_deref(), Some(&expected[..]), "v{version}");
             let p1 = &decoded.responses[0].partitions[1];
-            assert_eq!((p1.partition_index, p1.error_code, p1.records.is_none()), (3, 1, true));
+            // An error carries empty records, never null (regression:
+            // fetch_error_partition_has_empty_records).
+            assert_eq!((p1.partition_index, p1.error_code), (3, 1));
+            assert_eq!(p1.records.as_deref(), Some(&b""[..]), "v{version}");
             assert_eq!(decoded.responses[1].partitions[0].records.as_deref(), Some(&b""[..]));
         }
     }
