@@ -200,13 +200,24 @@ struct DumpArgs {
     partition: i32,
 }
 
+/// Logs go to stderr. Colour only when stderr is a terminal and NO_COLOR is
+/// unset, so files and pipes get plain text; `RINGSTREAM_LOG_FORMAT=json`
+/// gives one JSON object per line, for log collectors.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGSTREAM_LOG").unwrap_or_else(|_| "info".into());
+    let json = std::env::var("RINGSTREAM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(colour).init();
+    }
+}
+
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGSTREAM_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),

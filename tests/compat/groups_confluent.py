@@ -69,6 +69,10 @@ def member_main():
     p.add_argument("--strategy", default="range,roundrobin")
     p.add_argument("--session-timeout-ms", type=int, default=10_000)
     p.add_argument("--heartbeat-ms", type=int, default=1_000)
+    # Set explicitly, not librdkafka's 300 s default: it is the rebalance
+    # timeout sent in JoinGroup (and in ConsumerGroupHeartbeat), and how long
+    # the broker may hold a rebalance for a member that does not rejoin.
+    p.add_argument("--max-poll-interval-ms", type=int, default=30_000)
     p.add_argument("--group-protocol", choices=["classic", "consumer"], default="classic")
     p.add_argument("--assignor", help="consumer protocol: group.remote.assignor (default: the broker's, uniform)")
     p.add_argument("--commit-on-revoke", action="store_true")
@@ -111,6 +115,7 @@ def member_main():
         "fetch.wait.max.ms": 100,
         "check.crcs": True,
         "socket.connection.setup.timeout.ms": 10_000,
+        "max.poll.interval.ms": a.max_poll_interval_ms,
         "error_cb": error_cb,
     }
     if a.group_protocol == "classic":

@@ -418,8 +418,12 @@ def case_regex(args):
     stop = threading.Event()
 
     def member(name):
+        # KIP-848: the session timeout and heartbeat interval are the
+        # broker's; the rebalance timeout (max.poll.interval.ms) is the
+        # client's, set here rather than left at librdkafka's 300 s.
         consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "kip848-rx", "client.id": name,
-                             "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+                             "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                             "max.poll.interval.ms": 30_000})
         consumer.subscribe(["^kip848-rx-.*"])
         try:
             while not stop.is_set():

@@ -63,13 +63,37 @@ class KpMember(threading.Thread):
                 member.assigned = {tp.partition for tp in assigned}
                 member.emit("assign", parts=sorted(member.assigned), assigned=sorted(member.assigned))
 
+        # The group timeouts are set here, not left to kafka-python's
+        # defaults: session 10 s, a heartbeat a second, and a rebalance
+        # timeout (max_poll_interval_ms, sent in JoinGroup) well inside the
+        # script's watchdog.
         config = dict(bootstrap_servers=self.args.bootstrap, group_id=self.group, client_id=self.name,
                       enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
-                      heartbeat_interval_ms=1_000, fetch_max_wait_ms=100, request_timeout_ms=30_000)
+                      heartbeat_interval_ms=1_000, max_poll_interval_ms=30_000, fetch_max_wait_ms=100,
+                      request_timeout_ms=30_000)
         config.update(self.config)
         try:
             consumer = KafkaConsumer(**config)
             consumer.subscribe([self.topic], listener=Listener())
+            # The topic's metadata before the first JoinGroup, so that the
+            # leader never has to rejoin because of it. kafka-python 3.0.12
+            # otherwise joins with no partitions known, and its leader
+            # rejoins once the metadata arrives (ConsumerCoordinator.
+            # need_rejoin: assignment_snapshot != metadata_snapshot). If
+            # that rejoin's JoinGroup/SyncGroup outlasts the poll() that
+            # started it, the member goes silent for good: the leader's
+            # _perform_assignment sets assignment_snapshot =
+            # metadata_snapshot, so need_rejoin() turns False while the join
+            # task is still pending (rejoin_needed was never set for this
+            # rejoin); poll() then never calls ensure_active_group again,
+            # the finished join is never collected (no assign callback, no
+            # STABLE state) and the heartbeat stays disabled until the
+            # broker expires the session (kafka/coordinator/base.py,
+            # BaseCoordinator.join_group_async and need_rejoin; Java's
+            # rejoinNeededOrPending also waits for a pending join).
+            # partitions_for_topic fetches the metadata and runs the
+            # coordinator's metadata listener before returning.
+            c.check(consumer.partitions_for_topic(self.topic), f"{self.name}: no partitions of {self.topic}")
             while True:
                 try:
                     command = self.commands.get_nowait()
@@ -165,8 +189,9 @@ def case_spread(args):
     topic = group = "kp-spread"
     admin = admin_client(args)
     create_topic(admin, topic, 6)
-    members = [KpMember(args, f"kp-spread-{i}", group, topic) for i in range(3)]
-    took = c.wait_stable(members, 6)
+    with kafka_python_debug_log(args, "spread"):
+        members = [KpMember(args, f"kp-spread-{i}", group, topic) for i in range(3)]
+        took = c.wait_stable(members, 6)
     sizes = {m.name: sorted(m.assigned) for m in members}
     c.check(all(len(parts) == 2 for parts in sizes.values()), f"3 members over 6 partitions, assigned {sizes}")
     acked = produce(args, topic, 3000, seed=901, partitions=6)
@@ -271,15 +296,12 @@ def case_mixed(args):
     admin = admin_client(args)
     create_topic(admin, topic, 6)
     with kafka_python_debug_log(args, "mixed"):
-        # The kafka-python member settles alone first. kafka-python 3.0.12
-        # joins before it has the topic's metadata (an empty assignment),
-        # then rejoins with it; a second member joining right after that
-        # rejoin once left kafka-python silent until its session expired (1
-        # run in 8 under load; the broker had completed its SyncGroup). The
-        # cause, client or broker, is not known yet: its own debug log is
-        # printed if the group does not settle, to tell.
+        # Both members join at once. The stall once seen here (kafka-python
+        # silent after its metadata rejoin until its session expired, with
+        # its SyncGroup answered) was kafka-python's own: see KpMember.run,
+        # which now fetches the topic's metadata before joining. Its debug
+        # log is printed if the group does not settle.
         kp = KpMember(args, "kp-mixed-kp", group, topic)
-        c.wait_stable([kp], 6, what="kafka-python alone")
         cf = groups_confluent.Member(args, "kp-mixed-cf", group, topic, strategy="range")
         took = c.wait_stable([kp, cf], 6)
     c.check(len(kp.assigned) == 3 and len(cf.assigned) == 3,
