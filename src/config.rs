@@ -5,7 +5,7 @@
 use crate::broker::BrokerConfig;
 use crate::limits;
 use crate::shard::RuntimeConfig;
-use crate::storage::log::FlushPolicy;
+use crate::storage::log::{FlushPolicy, LogConfig};
 
 /// Everything `ringstream serve` is configured with.
 #[derive(Clone, Debug)]
@@ -177,6 +177,123 @@ pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), St
     storage.default_log.validate().map_err(|e| e.to_string())
 }
 
+/// Dynamic broker configs (IncrementalAlterConfigs on a BROKER resource):
+/// the file shard 0 keeps them in, in the data dir.
+pub const DYNAMIC_BROKER_CONFIGS_FILE_NAME: &str = "broker-configs";
+const dynamic_configs_header: &str = "ringstream-broker-configs 1";
+
+/// Our broker settings that Kafka lets change while the broker runs (per
+/// broker and cluster-wide); every other setting is read-only.
+pub const DYNAMIC_BROKER_SETTINGS: &[&str] = &[
+    "log.index.interval.bytes",
+    "log.message.timestamp.type",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.roll.ms",
+    "log.segment.bytes",
+    "message.max.bytes",
+];
+
+/// Settings changed at run time: this broker's (`node.id` resource) and the
+/// cluster-wide defaults (empty resource name). The broker's win.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynamicBrokerConfigs {
+    pub broker: std::collections::BTreeMap<String, String>,
+    pub cluster: std::collections::BTreeMap<String, String>,
+}
+
+impl DynamicBrokerConfigs {
+    /// Reads the file in `data_dir`; none when it is absent.
+    pub fn load(data_dir: &std::path::Path) -> Result<DynamicBrokerConfigs, String> {
+        let path = data_dir.join(DYNAMIC_BROKER_CONFIGS_FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => DynamicBrokerConfigs::decode(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DynamicBrokerConfigs::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Text: a header, then `broker NAME=VALUE` or `cluster NAME=VALUE` lines.
+    pub fn encode(&self) -> String {
+        let mut out = format!("{dynamic_configs_header}\n");
+        for (scope, map) in [("broker", &self.broker), ("cluster", &self.cluster)] {
+            for (name, value) in map {
+                out.push_str(&format!("{scope} {name}={value}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn decode(text: &str) -> Result<DynamicBrokerConfigs, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some(dynamic_configs_header) {
+            return Err("bad header".into());
+        }
+        let mut configs = DynamicBrokerConfigs::default();
+        for line in lines {
+            let (scope, setting) = line.split_once(' ').ok_or_else(|| format!("bad line {line:?}"))?;
+            let (name, value) = setting.split_once('=').ok_or_else(|| format!("bad line {line:?}"))?;
+            let map = match scope {
+                "broker" => &mut configs.broker,
+                "cluster" => &mut configs.cluster,
+                _ => return Err(format!("bad scope in {line:?}")),
+            };
+            map.insert(name.to_owned(), value.to_owned());
+        }
+        Ok(configs)
+    }
+
+    /// The topic defaults with the cluster-wide, then this broker's, dynamic
+    /// settings applied over `static_log` (what `--set`/`--config` gave).
+    pub fn apply_to(&self, static_log: &LogConfig) -> Result<LogConfig, String> {
+        let mut config = RuntimeConfig::new(crate::storage::shard_storage::StorageConfig::new(""));
+        config.storage.default_log = static_log.clone();
+        for (name, value) in self.cluster.iter().chain(&self.broker) {
+            if !DYNAMIC_BROKER_SETTINGS.contains(&name.as_str()) {
+                return Err(format!("{name} cannot be changed dynamically"));
+            }
+            apply_setting(&mut config, &format!("{name}={value}"))?;
+        }
+        Ok(config.storage.default_log)
+    }
+}
+
+thread_local! {
+    /// This shard's copy of the dynamic broker configs (None: not read yet).
+    static DYNAMIC: std::cell::RefCell<Option<DynamicBrokerConfigs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// This shard's dynamic broker configs, read from `data_dir` the first time
+/// (an unreadable file is logged and read as none).
+pub fn dynamic_broker_configs(data_dir: &std::path::Path) -> DynamicBrokerConfigs {
+    DYNAMIC.with(|d| {
+        d.borrow_mut()
+            .get_or_insert_with(|| {
+                DynamicBrokerConfigs::load(data_dir).unwrap_or_else(|e| {
+                    tracing::warn!("ignoring unreadable dynamic broker configs: {e}");
+                    DynamicBrokerConfigs::default()
+                })
+            })
+            .clone()
+    })
+}
+
+/// Replaces this shard's copy (after shard 0 persisted the change).
+pub fn set_dynamic_broker_configs(configs: DynamicBrokerConfigs) {
+    DYNAMIC.with(|d| *d.borrow_mut() = Some(configs));
+}
+
+/// The topic defaults in force on this shard: the static ones with the
+/// dynamic broker configs over them. Topic configs are applied over these.
+pub fn log_defaults(storage: &crate::storage::shard_storage::ShardStorage) -> LogConfig {
+    let config = storage.config();
+    let static_log = &config.default_log;
+    dynamic_broker_configs(&config.data_dir).apply_to(static_log).unwrap_or_else(|e| {
+        tracing::warn!("dynamic broker configs not applied: {e}");
+        static_log.clone()
+    })
+}
+
 fn in_range(value: i64, name: &str, min: usize, max: usize) -> Result<usize, String> {
     match usize::try_from(value) {
         Ok(v) if (min..=max).contains(&v) => Ok(v),
@@ -262,5 +379,26 @@ mod tests {
         let names = settings.apply_toml("\"batch.cache.bytes\" = 0\n[shard.io]\ndepth = 8\n").unwrap();
         assert_eq!(names, ["batch.cache.bytes", "shard.io.depth"]);
         assert_eq!(settings.runtime.storage.io_depth, 8);
+    }
+
+    #[test]
+    fn dynamic_broker_configs_round_trip_and_apply_in_order() {
+        let mut configs = DynamicBrokerConfigs::default();
+        configs.cluster.insert("log.retention.ms".into(), "2000".into());
+        configs.cluster.insert("log.segment.bytes".into(), "65536".into());
+        configs.broker.insert("log.retention.ms".into(), "3000".into());
+        assert_eq!(DynamicBrokerConfigs::decode(&configs.encode()).unwrap(), configs);
+        assert!(DynamicBrokerConfigs::decode("nope\n").is_err());
+        let applied = configs.apply_to(&LogConfig::default()).unwrap();
+        assert_eq!((applied.retention_ms, applied.segment_bytes), (3000, 65536), "the broker's value wins");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(DynamicBrokerConfigs::load(dir.path()).unwrap(), DynamicBrokerConfigs::default());
+        std::fs::write(dir.path().join(DYNAMIC_BROKER_CONFIGS_FILE_NAME), configs.encode()).unwrap();
+        assert_eq!(DynamicBrokerConfigs::load(dir.path()).unwrap(), configs);
+        configs.broker.insert("num.partitions".into(), "3".into());
+        assert!(configs.apply_to(&LogConfig::default()).is_err(), "read-only settings are not dynamic");
+        configs.broker.remove("num.partitions");
+        configs.broker.insert("log.segment.bytes".into(), "10".into());
+        assert!(configs.apply_to(&LogConfig::default()).is_err(), "values are validated as --set validates them");
     }
 }

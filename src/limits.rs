@@ -173,3 +173,12 @@ pub const metrics_api_keys_max: usize = 128;
 const _: () = assert!(http_request_bytes_max >= 1024);
 const _: () = assert!(http_connections_max >= 1);
 const _: () = assert!(metrics_refresh_ms_max < http_response_ms_max);
+
+/// Partitions one DescribeTopicPartitions response holds at most (Kafka's
+/// `max.request.partition.size.limit` default); a request asking for more,
+/// or for fewer than one, gets this many and a cursor for the rest.
+pub const describe_topic_partitions_max: i32 = 2000;
+/// DeleteRecords partitions worked on at once (each writes a checkpoint).
+pub const delete_records_in_flight_max: usize = 64;
+const _: () = assert!(describe_topic_partitions_max >= 1);
+const _: () = assert!(delete_records_in_flight_max >= 1);

@@ -58,6 +58,13 @@ const generated: &[ApiKey] = &[
     ApiKey::OffsetDelete,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
+    ApiKey::DeleteRecords,
+    ApiKey::DescribeLogDirs,
+    ApiKey::DescribeProducers,
+    ApiKey::DescribeTopicPartitions,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 #[test]
@@ -204,6 +211,13 @@ fn round_trip(rng: &mut SmallRng, api: ApiKey, version: i16, served: Served) -> 
         ApiKey::OffsetDelete => check(rng, api, version, served, offset_delete),
         ApiKey::ConsumerGroupHeartbeat => check(rng, api, version, served, consumer_group_heartbeat),
         ApiKey::ConsumerGroupDescribe => check(rng, api, version, served, consumer_group_describe),
+        ApiKey::DeleteRecords => check(rng, api, version, served, delete_records),
+        ApiKey::DescribeLogDirs => check(rng, api, version, served, describe_log_dirs),
+        ApiKey::DescribeProducers => check(rng, api, version, served, describe_producers),
+        ApiKey::DescribeTopicPartitions => check(rng, api, version, served, describe_topic_partitions),
+        ApiKey::ElectLeaders => check(rng, api, version, served, elect_leaders),
+        ApiKey::AlterPartitionReassignments => check(rng, api, version, served, alter_partition_reassignments),
+        ApiKey::ListPartitionReassignments => check(rng, api, version, served, list_partition_reassignments),
         _ => return false,
     }
     true
@@ -985,5 +999,121 @@ fn consumer_group_describe(rng: &mut SmallRng, _version: i16) -> ConsumerGroupDe
     let mut request = ConsumerGroupDescribeRequest::default();
     request.group_ids = some_of(rng, 4, group_id);
     request.include_authorized_operations = rng.gen();
+    request
+}
+
+fn delete_records(rng: &mut SmallRng, _version: i16) -> DeleteRecordsRequest {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    let mut request = DeleteRecordsRequest::default();
+    request.timeout_ms = rng.gen_range(-1..60_000);
+    request.topics = some_of(rng, 4, |rng| {
+        let mut topic = DeleteRecordsTopic::default();
+        topic.name = topic_name(rng);
+        topic.partitions = some_of(rng, 5, |rng| {
+            let mut partition = DeleteRecordsPartition::default();
+            partition.partition_index = partition_index(rng);
+            partition.offset = offset(rng);
+            partition
+        });
+        topic
+    });
+    request
+}
+
+fn describe_log_dirs(rng: &mut SmallRng, _version: i16) -> DescribeLogDirsRequest {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    let mut request = DescribeLogDirsRequest::default();
+    request.topics = rng.gen_bool(0.7).then(|| {
+        some_of(rng, 4, |rng| {
+            let mut topic = DescribableLogDirTopic::default();
+            topic.topic = topic_name(rng);
+            topic.partitions = some_of(rng, 5, partition_index);
+            topic
+        })
+    });
+    request
+}
+
+fn describe_producers(rng: &mut SmallRng, _version: i16) -> DescribeProducersRequest {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let mut request = DescribeProducersRequest::default();
+    request.topics = some_of(rng, 4, |rng| {
+        let mut topic = TopicRequest::default();
+        topic.name = topic_name(rng);
+        topic.partition_indexes = some_of(rng, 5, partition_index);
+        topic
+    });
+    request
+}
+
+fn describe_topic_partitions(rng: &mut SmallRng, _version: i16) -> DescribeTopicPartitionsRequest {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let mut request = DescribeTopicPartitionsRequest::default();
+    request.topics = some_of(rng, 5, |rng| {
+        let mut topic = TopicRequest::default();
+        topic.name = topic_name(rng);
+        topic
+    });
+    request.response_partition_limit = rng.gen_range(-1..5000);
+    request.cursor = rng.gen_bool(0.4).then(|| {
+        let mut cursor = Cursor::default();
+        cursor.topic_name = topic_name(rng);
+        cursor.partition_index = rng.gen_range(-1..64);
+        cursor
+    });
+    request
+}
+
+fn elect_leaders(rng: &mut SmallRng, version: i16) -> ElectLeadersRequest {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let mut request = ElectLeadersRequest::default();
+    if version >= 1 {
+        request.election_type = rng.gen_range(0..3);
+    }
+    request.topic_partitions = rng.gen_bool(0.8).then(|| {
+        some_of(rng, 4, |rng| {
+            let mut topic = TopicPartitions::default();
+            topic.topic = topic_name(rng);
+            topic.partitions = some_of(rng, 5, partition_index);
+            topic
+        })
+    });
+    request.timeout_ms = rng.gen_range(-1..60_000);
+    request
+}
+
+fn alter_partition_reassignments(rng: &mut SmallRng, version: i16) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    let mut request = AlterPartitionReassignmentsRequest::default();
+    request.timeout_ms = rng.gen_range(-1..60_000);
+    if version >= 1 {
+        request.allow_replication_factor_change = rng.gen_bool(0.5);
+    }
+    request.topics = some_of(rng, 4, |rng| {
+        let mut topic = ReassignableTopic::default();
+        topic.name = topic_name(rng);
+        topic.partitions = some_of(rng, 5, |rng| {
+            let mut partition = ReassignablePartition::default();
+            partition.partition_index = partition_index(rng);
+            partition.replicas = rng.gen_bool(0.8).then(|| some_of(rng, 4, broker_id));
+            partition
+        });
+        topic
+    });
+    request
+}
+
+fn list_partition_reassignments(rng: &mut SmallRng, _version: i16) -> ListPartitionReassignmentsRequest {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    let mut request = ListPartitionReassignmentsRequest::default();
+    request.timeout_ms = rng.gen_range(-1..60_000);
+    request.topics = rng.gen_bool(0.7).then(|| {
+        some_of(rng, 4, |rng| {
+            let mut topic = ListPartitionReassignmentsTopics::default();
+            topic.name = topic_name(rng);
+            topic.partition_indexes = some_of(rng, 5, partition_index);
+            topic
+        })
+    });
     request
 }

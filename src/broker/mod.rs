@@ -132,7 +132,7 @@ impl Broker {
     /// the partitions this shard owns.
     pub fn install(shard: Rc<Shard>, config: Arc<BrokerConfig>, topics: TopicTable) -> Result<Rc<Broker>, String> {
         let shard_id = shard.id;
-        let defaults = shard.storage.config().default_log.clone();
+        let defaults = crate::config::log_defaults(&shard.storage);
         for tp in shard.storage.partitions() {
             if let Some(topic) = topics.get(&tp.topic) {
                 let log = topic.log_config(&defaults).map_err(|e| format!("topic {}: {e}", topic.name))?;
@@ -212,7 +212,7 @@ impl Broker {
                 format!("replication factor {replication_factor} exceeds the 1 available broker"),
             ));
         }
-        let defaults = self.shard.storage.config().default_log.clone();
+        let defaults = crate::config::log_defaults(&self.shard.storage);
         apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
         if self.topic(&name).is_some() {
             return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
@@ -244,7 +244,7 @@ impl Broker {
         if self.topics.borrow().len() >= topics::topics_max {
             return Err(TopicError::new(error_code::POLICY_VIOLATION, "too many topics"));
         }
-        let defaults = shard.storage.config().default_log.clone();
+        let defaults = crate::config::log_defaults(&shard.storage);
         let log = apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
         // Partitions left by an earlier attempt that failed half way are kept.
         let missing: Vec<TopicPartition> =
@@ -325,7 +325,7 @@ impl Broker {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };
                 let log = topic
-                    .log_config(&shard.storage.config().default_log)
+                    .log_config(&crate::config::log_defaults(&shard.storage))
                     .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
                 let missing: Vec<TopicPartition> = (topic.partitions..count)
                     .map(|p| TopicPartition::new(name.clone(), p))
@@ -370,7 +370,7 @@ impl Broker {
                 let Some(mut topic) = broker.topic(&name) else {
                     return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
                 };
-                let defaults = shard.storage.config().default_log.clone();
+                let defaults = crate::config::log_defaults(&shard.storage);
                 let configs = update(&topic.configs, &defaults)?;
                 let log =
                     apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;

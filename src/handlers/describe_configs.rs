@@ -3,8 +3,10 @@
 //! Topic resources: every config in `TOPIC_CONFIGS` with its effective
 //! value, the topic override when there is one, else the broker's default
 //! (from the `log.*` settings) or Kafka's. Broker resources (named by this
-//! node's id): the broker settings this broker has, read-only; the empty name
-//! (cluster-wide dynamic defaults) describes no configs, as there are none.
+//! node's id): every broker setting with its source (this broker's dynamic
+//! value, the cluster-wide dynamic default, the static `--set`/`--config`
+//! value, Kafka's default), writable only for `config::DYNAMIC_BROKER_SETTINGS`;
+//! the empty name (cluster-wide defaults) describes the dynamic defaults set.
 //! Synonyms are returned when asked for, in Kafka's order of precedence.
 
 use std::rc::Rc;
@@ -17,6 +19,7 @@ use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsRe
 
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::{Broker, BrokerConfig, TopicError};
+use crate::config::DynamicBrokerConfigs;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::storage::log::{FlushPolicy, LogConfig};
 use crate::storage::shard_storage::StorageConfig;
@@ -30,6 +33,8 @@ pub const RESOURCE_BROKER: i8 = 4;
 
 /// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
 const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
@@ -229,7 +234,10 @@ fn describe_topic(broker: &Broker, name: &str) -> Result<Vec<Described>, TopicEr
             message: format!("The topic '{name}' does not exist."),
         });
     };
-    let broker_log = &broker.shard.storage.config().default_log;
+    let storage = broker.shard.storage.config();
+    let broker_log = &storage.default_log;
+    let dynamic = crate::config::dynamic_broker_configs(&storage.data_dir);
+    let effective = dynamic.apply_to(broker_log).unwrap_or_else(|_| broker_log.clone());
     let kafka_log = LogConfig::default();
     let mut described = Vec::with_capacity(TOPIC_CONFIG_DEFS.len());
     for def in TOPIC_CONFIG_DEFS {
@@ -238,6 +246,12 @@ fn describe_topic(broker: &Broker, name: &str) -> Result<Vec<Described>, TopicEr
         let mut synonyms = Vec::new();
         if let Some(value) = topic.configs.get(def.name) {
             synonyms.push((def.name.to_owned(), value.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG));
+        }
+        if let Some(value) = dynamic.broker.get(def.broker_name) {
+            synonyms.push((def.broker_name.to_owned(), value.clone(), SOURCE_DYNAMIC_BROKER_CONFIG));
+        }
+        if let Some(value) = dynamic.cluster.get(def.broker_name) {
+            synonyms.push((def.broker_name.to_owned(), value.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG));
         }
         if broker_value != kafka_value {
             synonyms.push((def.broker_name.to_owned(), broker_value.clone(), SOURCE_STATIC_BROKER_CONFIG));
@@ -248,7 +262,7 @@ fn describe_topic(broker: &Broker, name: &str) -> Result<Vec<Described>, TopicEr
         }
         let (value, source) = match topic.configs.get(def.name) {
             Some(value) => (value.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG),
-            None => (broker_value, synonyms[0].2),
+            None => ((def.value)(&effective), synonyms[0].2),
         };
         described.push(Described {
             name: def.name.to_owned(),
@@ -277,71 +291,101 @@ pub fn check_broker_name(config: &BrokerConfig, name: &str) -> Result<bool, Topi
 }
 
 fn describe_broker(broker: &Broker, name: &str) -> Result<Vec<Described>, TopicError> {
+    let storage = broker.shard.storage.config();
+    let dynamic = crate::config::dynamic_broker_configs(&storage.data_dir);
+    let configs = broker_configs(&broker.config, storage, &dynamic);
     if !check_broker_name(&broker.config, name)? {
-        // No cluster-wide dynamic defaults exist: nothing to describe.
-        return Ok(Vec::new());
+        // Cluster-wide defaults: only those set dynamically, as Kafka.
+        return Ok(configs
+            .into_iter()
+            .filter_map(|config| {
+                let value = dynamic.cluster.get(&config.name)?.clone();
+                Some(Described {
+                    synonyms: vec![(config.name.clone(), value.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)],
+                    value,
+                    source: SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+                    ..config
+                })
+            })
+            .collect());
     }
-    Ok(broker_configs(&broker.config, broker.shard.storage.config()))
+    Ok(configs)
 }
 
-/// The broker settings, by Kafka name, sorted; read-only (none can be
-/// changed while the broker runs).
-fn broker_configs(config: &BrokerConfig, storage: &StorageConfig) -> Vec<Described> {
+/// The broker settings, by Kafka name, sorted, each with its source in
+/// Kafka's order of precedence: this broker's dynamic value, the
+/// cluster-wide dynamic default, the static setting (`--set`, `--config`),
+/// Kafka's default. Only `DYNAMIC_BROKER_SETTINGS` are writable.
+fn broker_configs(config: &BrokerConfig, storage: &StorageConfig, dynamic: &DynamicBrokerConfigs) -> Vec<Described> {
     let kafka = BrokerConfig::default();
     let kafka_storage = StorageConfig::new("");
     let log = &storage.default_log;
     let kafka_log = &kafka_storage.default_log;
-    let mut entries: Vec<(&str, String, i8, String)> = vec![
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", config.advertised_host, config.advertised_port),
-            TYPE_STRING,
-            String::new(),
-        ),
-        ("auto.create.topics.enable", config.auto_create_topics.to_string(), TYPE_BOOLEAN, kafka.auto_create_topics.to_string()),
-        ("broker.id", config.node_id.to_string(), TYPE_INT, String::new()),
-        (
-            "default.replication.factor",
-            config.default_replication_factor.to_string(),
-            TYPE_INT,
-            kafka.default_replication_factor.to_string(),
-        ),
-        (
-            "log.retention.check.interval.ms",
-            storage.retention_check_interval_ms.to_string(),
-            TYPE_LONG,
-            kafka_storage.retention_check_interval_ms.to_string(),
-        ),
-        ("node.id", config.node_id.to_string(), TYPE_INT, String::new()),
-        ("num.partitions", config.num_partitions.to_string(), TYPE_INT, kafka.num_partitions.to_string()),
-        (
-            "socket.request.max.bytes",
-            config.socket_request_max_bytes.to_string(),
-            TYPE_INT,
-            kafka.socket_request_max_bytes.to_string(),
-        ),
-    ];
+    let effective = dynamic.apply_to(log).unwrap_or_else(|_| log.clone());
+    // (name, static value, type, Kafka's default, effective value)
+    let mut entries: Vec<(&str, String, i8, String, String)> = Vec::new();
+    let mut fixed = |name: &'static str, value: String, config_type: i8, default: String| {
+        entries.push((name, value.clone(), config_type, default, value));
+    };
+    fixed(
+        "advertised.listeners",
+        format!("PLAINTEXT://{}:{}", config.advertised_host, config.advertised_port),
+        TYPE_STRING,
+        String::new(),
+    );
+    fixed("auto.create.topics.enable", config.auto_create_topics.to_string(), TYPE_BOOLEAN, kafka.auto_create_topics.to_string());
+    fixed("broker.id", config.node_id.to_string(), TYPE_INT, String::new());
+    fixed(
+        "default.replication.factor",
+        config.default_replication_factor.to_string(),
+        TYPE_INT,
+        kafka.default_replication_factor.to_string(),
+    );
+    fixed(
+        "log.retention.check.interval.ms",
+        storage.retention_check_interval_ms.to_string(),
+        TYPE_LONG,
+        kafka_storage.retention_check_interval_ms.to_string(),
+    );
+    fixed("node.id", config.node_id.to_string(), TYPE_INT, String::new());
+    fixed("num.partitions", config.num_partitions.to_string(), TYPE_INT, kafka.num_partitions.to_string());
+    fixed(
+        "socket.request.max.bytes",
+        config.socket_request_max_bytes.to_string(),
+        TYPE_INT,
+        kafka.socket_request_max_bytes.to_string(),
+    );
+    match storage.flush {
+        FlushPolicy::Always => fixed("log.flush.interval.messages", "1".to_owned(), TYPE_LONG, i64::MAX.to_string()),
+        FlushPolicy::Interval { interval_ms } => {
+            fixed("log.flush.interval.ms", interval_ms.to_string(), TYPE_LONG, String::new())
+        }
+    }
     // Stored-only topic configs have no broker setting behind them here.
     let stored_only = |name: &str| crate::broker::topics::STORED_ONLY_TOPIC_CONFIGS.iter().any(|(n, _, _)| *n == name);
     for def in TOPIC_CONFIG_DEFS.iter().filter(|def| !stored_only(def.name)) {
-        entries.push((def.broker_name, (def.value)(log), def.config_type, (def.value)(kafka_log)));
-    }
-    match storage.flush {
-        FlushPolicy::Always => entries.push(("log.flush.interval.messages", "1".to_owned(), TYPE_LONG, i64::MAX.to_string())),
-        FlushPolicy::Interval { interval_ms } => {
-            entries.push(("log.flush.interval.ms", interval_ms.to_string(), TYPE_LONG, String::new()))
-        }
+        entries.push((def.broker_name, (def.value)(log), def.config_type, (def.value)(kafka_log), (def.value)(&effective)));
     }
     entries.sort_by(|a, b| a.0.cmp(b.0));
     entries
         .into_iter()
-        .map(|(name, value, config_type, kafka_default)| {
-            let source = if value == kafka_default { SOURCE_DEFAULT_CONFIG } else { SOURCE_STATIC_BROKER_CONFIG };
-            let mut synonyms = vec![(name.to_owned(), value.clone(), source)];
-            if source == SOURCE_STATIC_BROKER_CONFIG && !kafka_default.is_empty() {
+        .map(|(name, value, config_type, kafka_default, effective)| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = dynamic.broker.get(name) {
+                synonyms.push((name.to_owned(), v.clone(), SOURCE_DYNAMIC_BROKER_CONFIG));
+            }
+            if let Some(v) = dynamic.cluster.get(name) {
+                synonyms.push((name.to_owned(), v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG));
+            }
+            if value != kafka_default {
+                synonyms.push((name.to_owned(), value.clone(), SOURCE_STATIC_BROKER_CONFIG));
+            }
+            if !kafka_default.is_empty() {
                 synonyms.push((name.to_owned(), kafka_default, SOURCE_DEFAULT_CONFIG));
             }
-            Described { name: name.to_owned(), value, config_type, source, read_only: true, synonyms }
+            let source = synonyms.first().map_or(SOURCE_STATIC_BROKER_CONFIG, |s| s.2);
+            let read_only = !crate::config::DYNAMIC_BROKER_SETTINGS.contains(&name);
+            Described { name: name.to_owned(), value: effective, config_type, source, read_only, synonyms }
         })
         .collect()
 }
@@ -373,11 +417,29 @@ mod tests {
     fn broker_settings_report_their_source() {
         let mut storage = StorageConfig::new("/tmp/x");
         storage.default_log.retention_ms = 1000;
-        let configs = broker_configs(&BrokerConfig::default(), &storage);
+        let configs = broker_configs(&BrokerConfig::default(), &storage, &DynamicBrokerConfigs::default());
         let find = |name: &str| configs.iter().find(|c| c.name == name).unwrap();
         assert_eq!(find("log.retention.ms").value, "1000");
         assert_eq!(find("log.retention.ms").source, SOURCE_STATIC_BROKER_CONFIG);
         assert_eq!(find("log.segment.bytes").source, SOURCE_DEFAULT_CONFIG);
+        assert!(!find("log.segment.bytes").read_only && find("num.partitions").read_only);
         assert!(configs.windows(2).all(|w| w[0].name < w[1].name));
+
+        // Dynamic values win: this broker's over the cluster default over static.
+        let mut dynamic = DynamicBrokerConfigs::default();
+        dynamic.cluster.insert("log.retention.ms".into(), "2000".into());
+        dynamic.cluster.insert("log.segment.bytes".into(), "65536".into());
+        dynamic.broker.insert("log.retention.ms".into(), "3000".into());
+        let configs = broker_configs(&BrokerConfig::default(), &storage, &dynamic);
+        let find = |name: &str| configs.iter().find(|c| c.name == name).unwrap();
+        let retention = find("log.retention.ms");
+        assert_eq!((retention.value.as_str(), retention.source), ("3000", SOURCE_DYNAMIC_BROKER_CONFIG));
+        let sources: Vec<i8> = retention.synonyms.iter().map(|s| s.2).collect();
+        assert_eq!(
+            sources,
+            [SOURCE_DYNAMIC_BROKER_CONFIG, SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG, SOURCE_STATIC_BROKER_CONFIG, SOURCE_DEFAULT_CONFIG]
+        );
+        let segment = find("log.segment.bytes");
+        assert_eq!((segment.value.as_str(), segment.source), ("65536", SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG));
     }
 }

@@ -5,8 +5,15 @@
 //! As Kafka: APPEND and SUBTRACT work on LIST configs only (here
 //! `cleanup.policy`), starting from the default when the topic has no
 //! override; APPEND skips values already present, SUBTRACT drops them.
-//! Broker resources: only DELETEs succeed (no dynamic broker config exists
-//! to delete); changing a setting is refused as in AlterConfigs.
+//! Broker resources (this node's id: per broker; empty name: cluster-wide
+//! defaults): SET and DELETE of `config::DYNAMIC_BROKER_SETTINGS` (ours that
+//! Kafka marks dynamic), validated as `--set` validates, persisted by shard 0
+//! in `<data_dir>/broker-configs` (Kafka keeps them in its metadata log),
+//! then copied to every shard, which re-applies its partitions' log configs
+//! (topic overrides still win). SET of any other setting is INVALID_REQUEST
+//! "Cannot update these configs dynamically" (DELETE of one is a no-op);
+//! APPEND/SUBTRACT (no broker setting here is a LIST) and bad values are
+//! INVALID_CONFIG.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -21,7 +28,13 @@ use super::describe_configs::{topic_config_def, RESOURCE_BROKER, RESOURCE_TOPIC}
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::{Broker, TopicError};
 use crate::protocol::{decode_body, error_code, Request, WireError};
+use crate::config::{
+    dynamic_broker_configs, log_defaults, set_dynamic_broker_configs, DYNAMIC_BROKER_CONFIGS_FILE_NAME,
+    DYNAMIC_BROKER_SETTINGS,
+};
+use crate::storage::dir;
 use crate::storage::log::LogConfig;
+use crate::types::ShardId;
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::IncrementalAlterConfigs, min_version: 0, max_version: 1 };
 
@@ -110,10 +123,93 @@ async fn alter_resource(
             if let Some(op) = ops.iter().find(|op| !(OP_SET..=OP_SUBTRACT).contains(&op.1)) {
                 return Err(invalid_request(&format!("Unknown operations type {}", op.1)));
             }
-            refuse_broker_changes(broker, name, ops.iter().filter(|op| op.1 != OP_DELETE).map(|op| op.0))
+            refuse_broker_changes(broker, name, std::iter::empty())?;
+            let fixed = ops.iter().filter(|op| op.1 != OP_DELETE && !DYNAMIC_BROKER_SETTINGS.contains(&op.0)).map(|op| op.0);
+            refuse_broker_changes(broker, name, fixed)?;
+            if let Some(op) = ops.iter().find(|op| op.1 == OP_APPEND || op.1 == OP_SUBTRACT) {
+                let verb = if op.1 == OP_APPEND { "APPEND" } else { "SUBTRACT" };
+                return Err(TopicError {
+                    code: error_code::INVALID_CONFIG,
+                    message: format!("Can't {verb} to key {} because its type is not LIST.", op.0),
+                });
+            }
+            let changes: Vec<(String, Option<String>)> = ops
+                .iter()
+                .filter(|op| DYNAMIC_BROKER_SETTINGS.contains(&op.0))
+                .map(|&(n, op, v)| (n.to_owned(), if op == OP_SET { v.map(str::to_owned) } else { None }))
+                .collect();
+            alter_broker_configs(broker, !name.is_empty(), changes, validate_only).await
         }
         other => Err(invalid_request(&format!("Unknown resource type {other}"))),
     }
+}
+
+thread_local! {
+    /// Shard 0: one dynamic broker config change at a time (read, persist, copy).
+    static BROKER_CONFIGS_LOCK: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+}
+
+/// Applies SETs (Some) and DELETEs (None) of dynamic broker settings to
+/// this broker's (`per_broker`) or the cluster-wide configs, on shard 0:
+/// validates the result, persists it, then hands it to every shard, which
+/// re-applies the log configs of the partitions it owns.
+async fn alter_broker_configs(
+    broker: &Broker,
+    per_broker: bool,
+    changes: Vec<(String, Option<String>)>,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let storage_error = |e: crate::storage::StorageError| TopicError { code: error_code::KAFKA_STORAGE_ERROR, message: e.to_string() };
+    broker
+        .shard
+        .run_on(ShardId(0), move |shard| async move {
+            let lock = BROKER_CONFIGS_LOCK.with(Rc::clone);
+            let _one = lock.acquire_static_permit(1).await.map_err(|_| invalid_request("broker is shutting down"))?;
+            let data_dir = shard.storage.config().data_dir.clone();
+            let mut configs = dynamic_broker_configs(&data_dir);
+            let map = if per_broker { &mut configs.broker } else { &mut configs.cluster };
+            for (name, value) in changes {
+                match value {
+                    Some(value) => map.insert(name, value),
+                    None => map.remove(&name),
+                };
+            }
+            configs
+                .apply_to(&shard.storage.config().default_log)
+                .map_err(|message| TopicError { code: error_code::INVALID_CONFIG, message })?;
+            if validate_only {
+                return Ok(());
+            }
+            dir::write_file_atomic(&data_dir, DYNAMIC_BROKER_CONFIGS_FILE_NAME, configs.encode().into_bytes())
+                .await
+                .map_err(|e| TopicError { code: error_code::KAFKA_STORAGE_ERROR, message: e.to_string() })?;
+            for i in 0..shard.shard_count() {
+                let configs = configs.clone();
+                shard
+                    .run_on(ShardId(i as u16), move |shard| async move {
+                        set_dynamic_broker_configs(configs);
+                        let defaults = log_defaults(&shard.storage);
+                        let broker = crate::broker::local();
+                        for tp in shard.storage.partitions() {
+                            let Some(topic) = broker.topic(&tp.topic) else { continue };
+                            match topic.log_config(&defaults) {
+                                Ok(log) => {
+                                    if let Err(e) = shard.storage.set_log_config(&tp, log) {
+                                        tracing::warn!(partition = %tp, "dynamic broker config not applied: {e}");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(partition = %tp, "dynamic broker config not applied: {e}"),
+                            }
+                        }
+                    })
+                    .await
+                    .map_err(storage_error)?;
+            }
+            tracing::info!(per_broker, configs = ?configs, "dynamic broker configs changed");
+            Ok(())
+        })
+        .await
+        .map_err(storage_error)?
 }
 
 /// Applies `ops` to a topic's `current` overrides; `defaults` are the

@@ -36,6 +36,13 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod delete_records;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
+pub mod alter_partition_reassignments;
+pub mod list_partition_reassignments;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -86,6 +93,13 @@ pub const REGISTRY: &[ApiSpec] = &[
     offset_delete::SPEC,
     consumer_group_heartbeat::SPEC,
     consumer_group_describe::SPEC,
+    delete_records::SPEC,
+    describe_log_dirs::SPEC,
+    describe_producers::SPEC,
+    describe_topic_partitions::SPEC,
+    elect_leaders::SPEC,
+    alter_partition_reassignments::SPEC,
+    list_partition_reassignments::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<ApiSpec> {
@@ -174,6 +188,13 @@ pub async fn start(broker: &Rc<Broker>, request: Request, peer: Option<std::net:
         ApiKey::OffsetDelete => offset_delete::handle(broker, request),
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(broker, request, peer),
         ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(broker, request),
+        ApiKey::DeleteRecords => delete_records::handle(broker, request),
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(broker, request),
+        ApiKey::DescribeProducers => describe_producers::handle(broker, request),
+        ApiKey::DescribeTopicPartitions => describe_topic_partitions::handle(broker, request),
+        ApiKey::ElectLeaders => elect_leaders::handle(broker, request),
+        ApiKey::AlterPartitionReassignments => alter_partition_reassignments::handle(broker, request),
+        ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(broker, request),
         other => unreachable!("{other:?} is in the registry but has no handler"),
     }
 }
@@ -218,6 +239,13 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::OffsetDelete => "OffsetDelete",
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::DescribeProducers => "DescribeProducers",
+        ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
+        ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         _ => "an API this broker does not serve",
     }
 }

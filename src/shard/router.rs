@@ -48,6 +48,9 @@ pub enum Message {
     Append { tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>> },
     Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<LentRead>> },
     Offsets { tp: TopicPartition, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
+    /// DeleteRecords on the owner: move the log start up to `offset` (-1:
+    /// the high watermark); replies with the log start after it.
+    DeleteRecords { tp: TopicPartition, offset: i64, reply: oneshot::Sender<StorageResult<Offset>> },
     /// To shard 0, the control plane: decide an owner, persist, broadcast.
     CreatePartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<ShardId>> },
     /// To the chosen owner: open (create or recover) the partition.
@@ -193,6 +196,11 @@ pub struct Shard {
     /// being queued in storage; a move's fence waits for its partition's
     /// count to reach zero.
     submitting: RefCell<HashMap<TopicPartition, usize>>,
+    /// Per partition, the turn of appends other shards sent here: they are
+    /// queued in arrival order by tasks of their own, so an append waiting
+    /// for write-buffer room (a commit's fdatasync) never holds up the
+    /// inbox, and with it group heartbeats, joins and syncs routed here.
+    append_turns: RefCell<HashMap<TopicPartition, Rc<glommio::sync::Semaphore>>>,
     /// On shard 0: one move at a time, and no partition deleted during one.
     move_lock: Rc<glommio::sync::Semaphore>,
     /// Placement policy and balancer settings (read on shard 0).
@@ -225,6 +233,25 @@ impl Drop for Submitting<'_> {
     }
 }
 
+/// `Submitting` for a task that outlives the inbox loop's borrow.
+struct SubmittingOwned {
+    shard: Rc<Shard>,
+    tp: TopicPartition,
+}
+
+impl SubmittingOwned {
+    fn new(shard: &Rc<Shard>, tp: &TopicPartition) -> SubmittingOwned {
+        *shard.submitting.borrow_mut().entry(tp.clone()).or_insert(0) += 1;
+        SubmittingOwned { shard: shard.clone(), tp: tp.clone() }
+    }
+}
+
+impl Drop for SubmittingOwned {
+    fn drop(&mut self) {
+        drop(Submitting { shard: &self.shard, tp: &self.tp });
+    }
+}
+
 impl Shard {
     pub fn new(id: ShardId, storage: ShardStorage, placement: PlacementTable, peers: Vec<flume::Sender<Envelope>>) -> Shard {
         assert!(id.index() < peers.len());
@@ -235,6 +262,7 @@ impl Shard {
             peers,
             moving: RefCell::new(HashSet::new()),
             submitting: RefCell::new(HashMap::new()),
+            append_turns: RefCell::new(HashMap::new()),
             move_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             balance: RefCell::new(BalanceConfig::default()),
             sampler: RefCell::new(LoadSampler::default()),
@@ -448,6 +476,25 @@ impl Shard {
                 receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
             };
             match offsets {
+                Err(e) if self.should_retry(&e, tp, attempt) => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// DeleteRecords for `tp`, on its owner (see `ShardStorage::delete_records`).
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> StorageResult<Offset> {
+        let mut attempt = 0;
+        loop {
+            let owner = self.route(tp).await?;
+            let result = if owner == self.id {
+                self.storage.delete_records(tp, offset).await
+            } else {
+                let (reply, receiver) = oneshot::channel();
+                self.send(owner, Message::DeleteRecords { tp: tp.clone(), offset, reply }).await?;
+                receiver.await.unwrap_or(Err(StorageError::ShuttingDown))
+            };
+            match result {
                 Err(e) if self.should_retry(&e, tp, attempt) => attempt += 1,
                 other => return other,
             }
@@ -689,27 +736,48 @@ impl Shard {
         }
     }
 
-    /// Step 1 and 2 of a move, on this shard.
-    async fn freeze_and_fence(self: Rc<Self>, tp: TopicPartition, from: ShardId) -> StorageResult<()> {
-        self.moving.borrow_mut().insert(tp.clone());
-        if self.id != from {
-            return self.run_on(from, |_| async {}).await;
+    /// Drops a partition's append turn once no append holds or awaits it.
+    fn forget_idle_turn(&self, tp: &TopicPartition) {
+        let mut turns = self.append_turns.borrow_mut();
+        if turns.get(tp).is_some_and(|turn| Rc::strong_count(turn) == 1) {
+            turns.remove(tp);
         }
+    }
+
+    /// Waits until every append to `tp` routed to this shard is queued in
+    /// storage; gives up past `partition_release_wait_ms_max`.
+    async fn wait_submitted(&self, tp: &TopicPartition) -> StorageResult<()> {
         let started = std::time::Instant::now();
-        while self.submitting.borrow().contains_key(&tp) {
+        while self.submitting.borrow().contains_key(tp) {
             if started.elapsed() > Duration::from_millis(limits::partition_release_wait_ms_max) {
-                return Err(StorageError::Moving(tp));
+                return Err(StorageError::Moving(tp.clone()));
             }
             glommio::timer::sleep(Duration::from_micros(200)).await;
         }
         Ok(())
     }
 
+    /// Step 1 and 2 of a move, on this shard.
+    async fn freeze_and_fence(self: Rc<Self>, tp: TopicPartition, from: ShardId) -> StorageResult<()> {
+        self.moving.borrow_mut().insert(tp.clone());
+        if self.id != from {
+            return self.run_on(from, |_| async {}).await;
+        }
+        self.wait_submitted(&tp).await
+    }
+
     /// Step 3 of a move: release on `from`, open on `to`; on failure to
     /// open, reopen on `from`.
     async fn hand_off(self: &Rc<Self>, tp: &TopicPartition, from: ShardId, to: ShardId) -> StorageResult<()> {
         let released = tp.clone();
-        let config = self.run_on(from, move |shard| async move { shard.storage.release_partition(&released).await }).await??;
+        // Appends other shards fenced into the inbox are queued by tasks of
+        // their own (`Message::Append`): all of them first.
+        let config = self
+            .run_on(from, move |shard| async move {
+                shard.wait_submitted(&released).await?;
+                shard.storage.release_partition(&released).await
+            })
+            .await??;
         let (opened, open_config) = (tp.clone(), config.clone());
         let open = self.run_on(to, move |shard| async move { shard.storage.open_partition(opened, open_config).await }).await;
         match open.and_then(|r| r) {
@@ -814,18 +882,34 @@ impl Shard {
                         let _ = reply.send(Err(StorageError::Moved(tp)));
                         continue;
                     }
-                    // Queue before taking the next message: keeps order.
-                    match self.storage.submit(&tp, batch).await {
-                        Ok(ticket) => {
-                            glommio::spawn_local(async move {
-                                let _ = reply.send(ticket.wait().await);
-                            })
-                            .detach();
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
+                    // Queued in arrival order (one turn per partition, FIFO),
+                    // but not inline: `submit` may wait for write-buffer room
+                    // until a commit's fdatasync ends, and every message
+                    // behind it in this inbox (group heartbeats among them)
+                    // would wait too. Counted in `submitting` from now, so a
+                    // move's fence and hand-off wait for it.
+                    let counted = SubmittingOwned::new(&self, &tp);
+                    let turn = self
+                        .append_turns
+                        .borrow_mut()
+                        .entry(tp.clone())
+                        .or_insert_with(|| Rc::new(glommio::sync::Semaphore::new(1)))
+                        .clone();
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        let queued = match turn.acquire_static_permit(1).await {
+                            Ok(_permit) => shard.storage.submit(&tp, batch).await,
+                            Err(_) => Err(StorageError::ShuttingDown),
+                        };
+                        drop(counted);
+                        drop(turn);
+                        shard.forget_idle_turn(&tp);
+                        let _ = reply.send(match queued {
+                            Ok(ticket) => ticket.wait().await,
+                            Err(e) => Err(e),
+                        });
+                    })
+                    .detach();
                 }
                 Message::Read { tp, offset, max_bytes, reply } => {
                     let storage = self.storage.clone();
@@ -847,6 +931,17 @@ impl Shard {
                         StorageError::UnknownPartition(tp) => StorageError::Moved(tp),
                         e => e,
                     }));
+                }
+                Message::DeleteRecords { tp, offset, reply } => {
+                    let storage = self.storage.clone();
+                    glommio::spawn_local(async move {
+                        let result = storage.delete_records(&tp, offset).await.map_err(|e| match e {
+                            StorageError::UnknownPartition(tp) => StorageError::Moved(tp),
+                            e => e,
+                        });
+                        let _ = reply.send(result);
+                    })
+                    .detach();
                 }
                 Message::CreatePartition { tp, config, reply } => {
                     let shard = self.clone();

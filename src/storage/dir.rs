@@ -29,6 +29,9 @@ pub const PLACEMENT_FILE_NAME: &str = "placement-table";
 pub const EPOCH_CHECKPOINT_FILE_NAME: &str = "leader-epoch-checkpoint";
 pub const CLEAN_MARKER_FILE_NAME: &str = "clean-shutdown";
 pub const PRODUCER_SNAPSHOT_FILE_NAME: &str = "producer-snapshot";
+/// A partition's log start offset when DeleteRecords moved it above its
+/// oldest segment's base (Kafka's log-start-offset-checkpoint, per partition).
+pub const LOG_START_FILE_NAME: &str = "log-start-offset";
 
 pub fn segment_log_path(dir: &Path, base_offset: Offset) -> PathBuf {
     dir.join(format!("{:020}.log", base_offset.0))

@@ -6,7 +6,9 @@
 //! - `log_end_offset`: the end of what is written to the segment files.
 //! - `high_watermark`: the end of what is acknowledged. Readers never see
 //!   past it. Under `flush=always` it is also fdatasync'd.
-//! - `log_start_offset`: the base offset of the oldest segment.
+//! - `log_start_offset`: the first readable offset: the base offset of the
+//!   oldest segment, or higher where DeleteRecords moved it (`log_start`,
+//!   persisted in `log-start-offset`; reads below it are out of range).
 //!
 //! Invariant: log_start <= high_watermark <= log_end <= next_offset.
 //!
@@ -187,6 +189,9 @@ pub struct PartitionLog {
     pub unsynced: bool,
     /// Idempotent producers' recent batches.
     pub producers: ProducerState,
+    /// The log start set by DeleteRecords (Offset::ZERO when never moved);
+    /// the effective start is the larger of this and the oldest segment's base.
+    pub log_start: Offset,
 }
 
 /// What queuing an append did.
@@ -237,6 +242,7 @@ impl PartitionLog {
             carry: Vec::new(),
             unsynced: false,
             producers: ProducerState::default(),
+            log_start: Offset::ZERO,
         };
         let (mut producers, producers_end) = read_producer_snapshot(&log.dir, &log.tp);
 
@@ -259,6 +265,7 @@ impl PartitionLog {
         log.next_offset = end;
         log.log_end_offset = end;
         log.high_watermark = end;
+        log.log_start = read_log_start(&log.dir, &log.tp, end);
         let start = log.log_start_offset();
         epochs.truncate_from_end(end);
         epochs.truncate_from_start(start);
@@ -462,6 +469,11 @@ impl PartitionLog {
     }
 
     pub fn log_start_offset(&self) -> Offset {
+        self.first_segment_base().max(self.log_start)
+    }
+
+    /// The base offset of the oldest segment (at or below the log start).
+    pub fn first_segment_base(&self) -> Offset {
         *self.segments.keys().next().expect("a log always has a segment")
     }
 
@@ -580,7 +592,7 @@ impl PartitionLog {
         assert_eq!(self.active().next_offset, self.log_end_offset);
         assert!(self.carry.len() < limits::io_alignment);
         assert_eq!(self.carry.len() as u64, self.active().size_bytes % limits::io_alignment as u64);
-        let mut expected = start;
+        let mut expected = self.first_segment_base();
         for (base, segment) in &self.segments {
             assert_eq!(*base, segment.base_offset);
             assert_eq!(segment.base_offset, expected, "{}: segments are contiguous", self.tp);
@@ -599,6 +611,29 @@ fn read_epochs(dir: &Path, tp: &TopicPartition) -> EpochCheckpoint {
         }),
         Err(_) => EpochCheckpoint::new(),
     }
+}
+
+/// The log start DeleteRecords left (`LOG_START_FILE_NAME`), at most `end`;
+/// Offset::ZERO when absent or unreadable (logged).
+fn read_log_start(dir: &Path, tp: &TopicPartition, end: Offset) -> Offset {
+    let path = dir.join(dir::LOG_START_FILE_NAME);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Offset::ZERO };
+    match text.trim_end().strip_prefix("log_start ").and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0) {
+        Some(start) if start > end.0 => {
+            warn!(partition = %tp, log_start = start, log_end = %end, "log start past the recovered log end; using the log end");
+            end
+        }
+        Some(start) => Offset(start),
+        None => {
+            warn!(partition = %tp, "ignoring unreadable log start checkpoint {}", path.display());
+            Offset::ZERO
+        }
+    }
+}
+
+/// The text of the log start checkpoint.
+pub fn encode_log_start(start: Offset) -> String {
+    format!("log_start {}\n", start.0)
 }
 
 /// The producer snapshot and the offset it covers up to; empty when absent

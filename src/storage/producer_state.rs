@@ -146,6 +146,14 @@ impl ProducerState {
         self.record(producer_id, epoch, batch);
     }
 
+    /// Every producer remembered: (producer id, epoch, its newest batch), by id.
+    pub fn active(&self) -> Vec<(i64, i16, BatchRecord)> {
+        self.producers
+            .iter()
+            .filter_map(|(id, entry)| entry.batches.back().map(|last| (*id, entry.epoch, *last)))
+            .collect()
+    }
+
     /// Forgets batches at or after `offset` (the log was cut back there).
     pub fn truncate_from(&mut self, offset: Offset) {
         for entry in self.producers.values_mut() {

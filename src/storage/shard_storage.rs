@@ -126,6 +126,9 @@ pub enum AppendTicket {
     Duplicate { storage: ShardStorage, tp: TopicPartition, record: BatchRecord },
 }
 
+/// DeleteRecords' offset meaning "up to the high watermark".
+pub const DELETE_RECORDS_HIGH_WATERMARK: i64 = -1;
+
 /// How long a duplicate waits for its original to be acknowledged.
 const duplicate_wait_ms_max: u64 = 30_000;
 
@@ -764,6 +767,91 @@ impl ShardStorage {
         self.delete_segments(&partition, victims, "compaction").await
     }
 
+    /// DeleteRecords: moves the log start up to `offset` (-1: the high
+    /// watermark), persists it before answering, then deletes the segments
+    /// wholly below it. An offset below the current start changes nothing.
+    /// Out of range (negative other than -1, or past the high watermark):
+    /// OffsetOutOfRange. Returns the log start after the call (Kafka's low
+    /// watermark on a single replica).
+    pub async fn delete_records(&self, tp: &TopicPartition, offset: i64) -> StorageResult<Offset> {
+        let partition = self.partition(tp)?;
+        let lock = partition.write_lock.acquire_static_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
+        let (start, dir, moved) = {
+            let mut log = partition.log.borrow_mut();
+            let (log_start, high_watermark) = (log.log_start_offset(), log.high_watermark);
+            let target = if offset == DELETE_RECORDS_HIGH_WATERMARK { high_watermark } else { Offset(offset) };
+            if target.0 < 0 || target > high_watermark {
+                return Err(StorageError::OffsetOutOfRange {
+                    tp: tp.clone(),
+                    offset: target,
+                    log_start,
+                    high_watermark,
+                });
+            }
+            let moved = target > log_start;
+            if moved {
+                log.log_start = target;
+                let key = log.key;
+                self.inner.cache.borrow_mut().evict_below(key, target);
+                log.epochs.truncate_from_start(target);
+            }
+            (log.log_start_offset(), log.dir.clone(), moved)
+        };
+        if !moved {
+            return Ok(start);
+        }
+        let text = crate::storage::log::encode_log_start(start);
+        dir::write_file_atomic(&dir, dir::LOG_START_FILE_NAME, text.into_bytes())
+            .await
+            .map_err(|e| StorageError::io("write log start checkpoint", &dir, e))?;
+        drop(lock);
+        info!(partition = %tp, log_start = %start, "log start moved by DeleteRecords");
+        let victims = move |log: &PartitionLog| -> Vec<Offset> {
+            let bases: Vec<Offset> = log.segments.keys().copied().collect();
+            bases.windows(2).take_while(|pair| pair[1] <= start).map(|pair| pair[0]).collect()
+        };
+        self.delete_segments(&partition, victims, "DeleteRecords").await?;
+        let start = partition.log.borrow().log_start_offset();
+        Ok(start)
+    }
+
+    /// The idempotent producers a partition remembers: (producer id, epoch,
+    /// last sequence, the max timestamp of its newest batch or -1 when that
+    /// batch is no longer readable), by producer id.
+    pub async fn producers(&self, tp: &TopicPartition) -> StorageResult<Vec<(i64, i16, i32, i64)>> {
+        let partition = self.partition(tp)?;
+        let (active, high_watermark) = {
+            let log = partition.log.borrow();
+            (log.producers.active(), log.high_watermark)
+        };
+        let mut out = Vec::with_capacity(active.len());
+        for (id, epoch, last) in active {
+            // Only acknowledged batches (queued ones are recorded already).
+            if last.last_offset >= high_watermark {
+                continue;
+            }
+            let timestamp = match self.read_from(&partition, tp, last.base_offset, 1).await {
+                Ok(read) => read
+                    .batches
+                    .first()
+                    .and_then(|bytes| BatchHeader::ref_from_prefix(bytes))
+                    .filter(|header| header.base_offset() == last.base_offset)
+                    .map_or(-1, |header| header.max_timestamp()),
+                Err(_) => -1,
+            };
+            out.push((id, epoch, last.last_sequence, timestamp));
+        }
+        Ok(out)
+    }
+
+    /// Every partition of this shard with the bytes of its segments.
+    pub fn partition_sizes(&self) -> Vec<(TopicPartition, u64)> {
+        let mut sizes: Vec<(TopicPartition, u64)> =
+            self.inner.partitions.borrow().iter().map(|(tp, p)| (tp.clone(), p.log.borrow().size_bytes())).collect();
+        sizes.sort();
+        sizes
+    }
+
     /// Deletes the segments `choose` picks (oldest first, never the active
     /// one) under the partition's write lock, and moves the log start.
     async fn delete_segments(
@@ -1015,9 +1103,10 @@ impl ShardStorage {
         let partition = self.partition(tp)?;
         let found = {
             let log = partition.log.borrow();
+            let start = log.log_start_offset();
             log.segments
                 .values()
-                .filter(|s| s.time_index.max_timestamp() >= 0)
+                .filter(|s| s.time_index.max_timestamp() >= 0 && s.time_index.max_timestamp_offset() >= start)
                 .max_by_key(|s| s.time_index.max_timestamp())
                 .map(|s| (s.time_index.max_timestamp_offset(), s.time_index.max_timestamp()))
         };
