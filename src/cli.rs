@@ -253,6 +253,9 @@ fn list_offsets(client: &mut Client, topic: &str, partitions: i32, timestamp: i6
     Ok(offsets)
 }
 
+/// Records waiting to be sent, by partition: (key, value) each.
+type PendingRecords = BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>>;
+
 pub fn produce(connection: &Connection, args: ProduceArgs) -> Result<(), String> {
     if !matches!(args.acks, 1 | -1) {
         return Err("--acks must be 1 or -1 (this tool reports what the broker acknowledged)".into());
@@ -266,7 +269,7 @@ pub fn produce(connection: &Connection, args: ProduceArgs) -> Result<(), String>
     }
     let version = client.version(ApiKey::Produce, 9).map_err(|e| e.to_string())?;
     let batch_records = args.batch_records.clamp(1, 100_000);
-    let mut pending: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>> = BTreeMap::new();
+    let mut pending: PendingRecords = BTreeMap::new();
     let mut round_robin = 0i32;
     let mut sent = 0u64;
     let stdin = std::io::stdin();
@@ -307,7 +310,7 @@ fn send_batches(
     version: i16,
     topic: &str,
     acks: i16,
-    pending: BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>>,
+    pending: PendingRecords,
 ) -> Result<u64, String> {
     let now = crate::storage::shard_storage::now_ms();
     let mut count = 0u64;

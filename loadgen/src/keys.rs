@@ -214,7 +214,7 @@ mod tests {
         // Utils.toPositive(murmur2) % partitions, worked out by hand:
         // -973932308 & 0x7fffffff = 1173551340 = 12 * 97795945.
         assert_eq!(partition_for_key(b"21", 12), 0);
-        assert_eq!(partition_for_key(b"21", 7), (1173551340 % 7) as i32);
+        assert_eq!(partition_for_key(b"21", 7), 1173551340 % 7);
         // 479470107 is positive already.
         assert_eq!(partition_for_key(b"abc", 10), 7);
     }

@@ -137,7 +137,7 @@ impl Accumulator {
         assert!(!spec.partitions.is_empty());
         assert!(spec.record_size_min >= 8 && spec.record_size_min <= spec.record_size_max);
         assert!(batch_header_bytes + spec.record_size_max + record_overhead_bytes_max <= spec.batch_bytes + 64);
-        assert!(spec.keys.as_ref().is_none_or(|k| !k.is_empty()));
+        assert!(!spec.keys.as_ref().is_some_and(|k| k.is_empty()));
         // Filler that does not compress to nothing: xorshift from the seed.
         let mut value = vec![0u8; spec.record_size_max];
         ringstream::storage::batch::fill_pseudo_random(&mut value, spec.seed);

@@ -513,8 +513,8 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         let p99 = per_round(&mine, |_, c| c.e2e.map(|l| l.p99));
         let p9999 = per_round(&mine, |_, c| c.e2e.map(|l| l.p9999));
         let cpu = per_round(&mine, |r, _| r.cpu_s_per_gb);
-        let _ = writeln!(summary, "| S2 e2e p99 ≤ 2 ms | {} ms | {} |", spread(&p99, |v| ms_text(v)), verdict(median(&p99), |v| v <= 2000.0));
-        let _ = writeln!(summary, "| S2 e2e p99.99 ≤ 8 ms | {} ms | {} |", spread(&p9999, |v| ms_text(v)), verdict(median(&p9999), |v| v <= 8000.0));
+        let _ = writeln!(summary, "| S2 e2e p99 ≤ 2 ms | {} ms | {} |", spread(&p99, ms_text), verdict(median(&p99), |v| v <= 2000.0));
+        let _ = writeln!(summary, "| S2 e2e p99.99 ≤ 8 ms | {} ms | {} |", spread(&p9999, ms_text), verdict(median(&p9999), |v| v <= 8000.0));
         let _ = writeln!(
             summary,
             "| broker CPU ≤ 0.3 CPU-s/GB, produce + one consumer (S2) | {} CPU-s/GB | {} |",
@@ -557,7 +557,7 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
             }
             let ok = mine.iter().filter(|r| r.outcome.is_ok()).count();
             let lat = |pick: fn(&Latency) -> f64, which: fn(&ChildResult) -> Option<Latency>| {
-                spread(&per_round(&mine, |_, c| which(c).map(|l| pick(&l))), |v| ms_text(v))
+                spread(&per_round(&mine, |_, c| which(c).map(|l| pick(&l))), ms_text)
             };
             let ack = |pick: fn(&Latency) -> f64| lat(pick, |c| c.ack);
             let e2e = |pick: fn(&Latency) -> f64| {

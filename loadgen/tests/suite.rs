@@ -183,7 +183,7 @@ fn suite_against_the_broker_writes_one_report_with_plots_and_json() {
             assert_eq!(svg.contains("e2e latency"), e2e_expected, "e2e series in {scenario}-{target}-1.svg");
             assert!(report.contains(&format!("]({scenario}-{target}-1.svg)")), "the report links the plot");
             let json = assert_json(&base.with_extension("json"));
-            assert!(json.contains(&format!("\"topic\": \"suite-")), "a fresh suite topic: {json}");
+            assert!(json.contains("\"topic\": \"suite-"), "a fresh suite topic: {json}");
         }
     }
     let targets = section(&report, "S2");

@@ -59,7 +59,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
     let mut body = request.body;
     let produce: ProduceRequest = decode_body(&mut body, version, "Produce request")?;
     let acks = produce.acks;
-    let acks_valid = matches!(acks, 0 | 1 | -1);
+    let acks_valid = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(produce.topic_data.len());
     for topic_data in produce.topic_data {
         let name = topic_data.name.0.as_str().to_owned();

@@ -40,19 +40,14 @@ use crate::storage::segment::Segment;
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
 
 /// When an acknowledged append is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FlushPolicy {
     /// Acknowledge after the write and its fdatasync (survives power loss).
+    #[default]
     Always,
     /// Acknowledge after the write (survives `kill -9`); fdatasync every
     /// `interval_ms`.
     Interval { interval_ms: u64 },
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy::Always
-    }
 }
 
 impl FromStr for FlushPolicy {

@@ -486,7 +486,7 @@ impl ShardStorage {
                 let len = next.batch.len();
                 let fits_segment = active_size + (planned + len) as u64 <= segment_bytes;
                 let fits_round = planned + len <= self.inner.config.write_buffer_bytes;
-                if !taken.is_empty() && !(fits_segment && fits_round) {
+                if !taken.is_empty() && (!fits_segment || !fits_round) {
                     break;
                 }
                 let pending = log.pending.pop_front().expect("front exists");
