@@ -77,6 +77,10 @@ fn delete_records_log_start_survives_restarts() {
                 1,
                 "the batch holding offset 100 is returned whole"
             );
+            // A time lookup never answers an offset below the start, also
+            // inside the batch that straddles it (batch 33: offsets 99-101,
+            // timestamps 5033-5035).
+            assert_eq!(storage.offset_for_timestamp(&tp(), 0).await.unwrap(), Some((Offset(100), 5_034)));
             storage.close().await.unwrap();
             (before.segments, before.high_watermark)
         }

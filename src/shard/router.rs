@@ -209,7 +209,8 @@ pub struct Shard {
     sampler: RefCell<LoadSampler>,
 }
 
-/// Counts one local append in `Shard::submitting` while it is alive.
+/// Counts one append in `Shard::submitting` while it is alive: a local one
+/// until storage has queued it.
 struct Submitting<'a> {
     shard: &'a Shard,
     tp: &'a TopicPartition,
@@ -217,38 +218,34 @@ struct Submitting<'a> {
 
 impl<'a> Submitting<'a> {
     fn new(shard: &'a Shard, tp: &'a TopicPartition) -> Submitting<'a> {
-        *shard.submitting.borrow_mut().entry(tp.clone()).or_insert(0) += 1;
+        shard.count_submitting(tp);
         Submitting { shard, tp }
     }
 }
 
 impl Drop for Submitting<'_> {
     fn drop(&mut self) {
-        let mut submitting = self.shard.submitting.borrow_mut();
-        let count = submitting.get_mut(self.tp).expect("counted on creation");
-        *count -= 1;
-        if *count == 0 {
-            submitting.remove(self.tp);
-        }
+        self.shard.uncount_submitting(self.tp);
     }
 }
 
-/// `Submitting` for a task that outlives the inbox loop's borrow.
+/// The same for an append another shard sent, whose task outlives the
+/// inbox loop's borrow.
 struct SubmittingOwned {
     shard: Rc<Shard>,
     tp: TopicPartition,
 }
 
 impl SubmittingOwned {
-    fn new(shard: &Rc<Shard>, tp: &TopicPartition) -> SubmittingOwned {
-        *shard.submitting.borrow_mut().entry(tp.clone()).or_insert(0) += 1;
-        SubmittingOwned { shard: shard.clone(), tp: tp.clone() }
+    fn new(shard: &Rc<Shard>, tp: TopicPartition) -> SubmittingOwned {
+        shard.count_submitting(&tp);
+        SubmittingOwned { shard: shard.clone(), tp }
     }
 }
 
 impl Drop for SubmittingOwned {
     fn drop(&mut self) {
-        drop(Submitting { shard: &self.shard, tp: &self.tp });
+        self.shard.uncount_submitting(&self.tp);
     }
 }
 
@@ -736,6 +733,35 @@ impl Shard {
         }
     }
 
+    fn count_submitting(&self, tp: &TopicPartition) {
+        let mut submitting = self.submitting.borrow_mut();
+        match submitting.get_mut(tp) {
+            Some(count) => *count += 1,
+            None => {
+                submitting.insert(tp.clone(), 1);
+            }
+        }
+    }
+
+    fn uncount_submitting(&self, tp: &TopicPartition) {
+        let mut submitting = self.submitting.borrow_mut();
+        let count = submitting.get_mut(tp).expect("counted on creation");
+        *count -= 1;
+        if *count == 0 {
+            submitting.remove(tp);
+        }
+    }
+
+    /// This partition's append turn (created on first use).
+    fn append_turn(&self, tp: &TopicPartition) -> Rc<glommio::sync::Semaphore> {
+        if let Some(turn) = self.append_turns.borrow().get(tp) {
+            return turn.clone();
+        }
+        let turn = Rc::new(glommio::sync::Semaphore::new(1));
+        self.append_turns.borrow_mut().insert(tp.clone(), turn.clone());
+        turn
+    }
+
     /// Drops a partition's append turn once no append holds or awaits it.
     fn forget_idle_turn(&self, tp: &TopicPartition) {
         let mut turns = self.append_turns.borrow_mut();
@@ -888,22 +914,17 @@ impl Shard {
                     // behind it in this inbox (group heartbeats among them)
                     // would wait too. Counted in `submitting` from now, so a
                     // move's fence and hand-off wait for it.
-                    let counted = SubmittingOwned::new(&self, &tp);
-                    let turn = self
-                        .append_turns
-                        .borrow_mut()
-                        .entry(tp.clone())
-                        .or_insert_with(|| Rc::new(glommio::sync::Semaphore::new(1)))
-                        .clone();
+                    let turn = self.append_turn(&tp);
+                    let counted = SubmittingOwned::new(&self, tp);
                     let shard = self.clone();
                     glommio::spawn_local(async move {
                         let queued = match turn.acquire_static_permit(1).await {
-                            Ok(_permit) => shard.storage.submit(&tp, batch).await,
+                            Ok(_permit) => shard.storage.submit(&counted.tp, batch).await,
                             Err(_) => Err(StorageError::ShuttingDown),
                         };
-                        drop(counted);
                         drop(turn);
-                        shard.forget_idle_turn(&tp);
+                        shard.forget_idle_turn(&counted.tp);
+                        drop(counted);
                         let _ = reply.send(match queued {
                             Ok(ticket) => ticket.wait().await,
                             Err(e) => Err(e),

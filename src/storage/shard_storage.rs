@@ -1067,12 +1067,13 @@ impl ShardStorage {
     /// through the time indexes. None when every record is older.
     pub async fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp_ms: i64) -> StorageResult<Option<(Offset, i64)>> {
         let partition = self.partition(tp)?;
-        let start = {
+        let (start, log_start) = {
             let log = partition.log.borrow();
+            let log_start = log.log_start_offset();
             let segment = log.segments.values().find(|s| s.time_index.max_timestamp() >= timestamp_ms);
             match segment {
                 None => return Ok(None),
-                Some(segment) => segment.time_index.lookup(timestamp_ms).max(log.log_start_offset()),
+                Some(segment) => (segment.time_index.lookup(timestamp_ms).max(log_start), log_start),
             }
         };
         let mut cursor = start;
@@ -1087,10 +1088,16 @@ impl ShardStorage {
                 if header.max_timestamp() < timestamp_ms {
                     continue;
                 }
-                let found = record_timestamps(bytes)?.into_iter().find(|(_, ts)| *ts >= timestamp_ms);
-                // The batch's max timestamp says a record qualifies; a batch
-                // too large to unpack answers at batch granularity.
-                return Ok(Some(found.unwrap_or((header.base_offset(), header.max_timestamp()))));
+                let timestamps = record_timestamps(bytes)?;
+                if timestamps.is_empty() {
+                    // Too large to unpack: answer at batch granularity.
+                    return Ok(Some((header.base_offset().max(log_start), header.max_timestamp())));
+                }
+                // Records of the first batch may lie below a log start that
+                // DeleteRecords moved into it: never answer those.
+                if let Some(found) = timestamps.into_iter().find(|(offset, ts)| *ts >= timestamp_ms && *offset >= log_start) {
+                    return Ok(Some(found));
+                }
             }
         }
     }

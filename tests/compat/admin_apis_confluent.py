@@ -17,20 +17,8 @@ def main():
                                        ResourceType)
     admin = c.cf_admin(args.bootstrap)
 
-    def result(futures, key, what):
-        try:
-            return futures[key].result(TIMEOUT)
-        except KafkaException as e:
-            c.fail(f"{what}: unexpected error {e.args[0]}")
-
-    def expect_error(futures, key, code, what):
-        try:
-            futures[key].result(TIMEOUT)
-        except KafkaException as e:
-            err = e.args[0]
-            c.check(err.code() == code, f"{what}: error {err}, expected {KafkaError(code).name()}")
-            return err
-        c.fail(f"{what}: succeeded, expected {KafkaError(code).name()}")
+    result = c.cf_result
+    expect_error = c.cf_expect_error
 
     broker = ConfigResource(ResourceType.BROKER, "0")
 

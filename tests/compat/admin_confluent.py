@@ -17,20 +17,8 @@ def main():
     admin = c.cf_admin(args.bootstrap)
     host, port = args.bootstrap.rsplit(":", 1)
 
-    def result(futures, key):
-        try:
-            return futures[key].result(TIMEOUT)
-        except KafkaException as e:
-            c.fail(f"{key}: unexpected error {e.args[0]}")
-
-    def expect_error(futures, key, code, what):
-        try:
-            futures[key].result(TIMEOUT)
-        except KafkaException as e:
-            err = e.args[0]
-            c.check(err.code() == code, f"{what}: error {err}, expected {KafkaError(code).name()}")
-            return
-        c.fail(f"{what}: succeeded, expected {KafkaError(code).name()}")
+    result = c.cf_result
+    expect_error = c.cf_expect_error
 
     def metadata_partitions(topic):
         return len(c.cf_partitions(admin, topic))

@@ -341,6 +341,27 @@ def cf_admin(bootstrap):
     return AdminClient(cf_config(bootstrap))
 
 
+def cf_result(futures, key, what=None, timeout=15):
+    """The result of an AdminClient future; fails on an error."""
+    from confluent_kafka import KafkaException
+    try:
+        return futures[key].result(timeout)
+    except KafkaException as e:
+        fail(f"{what or key}: unexpected error {e.args[0]}")
+
+
+def cf_expect_error(futures, key, code, what, timeout=15):
+    """Fails unless an AdminClient future fails with `code`; returns the error."""
+    from confluent_kafka import KafkaError, KafkaException
+    try:
+        futures[key].result(timeout)
+    except KafkaException as e:
+        err = e.args[0]
+        check(err.code() == code, f"{what}: error {err}, expected {KafkaError(code).name()}")
+        return err
+    fail(f"{what}: succeeded, expected {KafkaError(code).name()}")
+
+
 def cf_create_topic(bootstrap, topic, partitions=PARTITIONS, config=None):
     from confluent_kafka.admin import NewTopic
     admin = cf_admin(bootstrap)
