@@ -76,6 +76,12 @@ pub const partition_release_wait_ms_max: u64 = 5_000;
 /// Largest read a single `read` call returns (sum of whole batches, except
 /// that the first batch is always returned whole, as in Kafka's KIP-74).
 pub const read_bytes_max: usize = 64 * 1024 * 1024;
+/// What the records of one compressed batch may inflate to when the broker
+/// looks inside it (compacted-topic key checks, timestamp lookups). Kafka
+/// caps the compressed size only; a gzip bomb in a 1 MiB batch claims
+/// gigabytes, so inflation stops here (`storage::codec`) and the batch is
+/// refused (Produce) or answered at batch granularity (ListOffsets).
+pub const decompressed_batch_bytes_max: usize = 64 * 1024 * 1024;
 /// One disk read never asks for more than this.
 pub const read_window_bytes_max: usize = 8 * 1024 * 1024;
 /// Default disk read window when the caller's limit is smaller.

@@ -149,7 +149,7 @@ async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<byt
     }
     let tp = TopicPartition::new(topic, partition);
     if compact {
-        match keyless_records(&records) {
+        match keyless_records(&records, limits::decompressed_batch_bytes_max) {
             Ok(keyless) if keyless.is_empty() => {}
             Ok(keyless) => {
                 let record_errors: Vec<(i32, String)> = keyless
@@ -175,32 +175,23 @@ async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<byt
     }
 }
 
-/// Records a batch holds in a compressed batch that is inspected for keys, at
-/// most: beyond this, the batch is refused (as storage's timestamp scan
-/// bounds its decompression).
-pub const compacted_batch_records_max: i32 = 1_000_000;
-
 /// The batch indexes of the records without a key in one validated batch:
-/// walked in place when uncompressed, decompressed (kafka-protocol's
-/// codecs) otherwise. Errors are Kafka codes.
-fn keyless_records(bytes: &bytes::Bytes) -> Result<Vec<i32>, i16> {
+/// walked in place when uncompressed, inflated at most
+/// `decompressed_bytes_max` otherwise (a batch that inflates
+/// past it is refused). Errors are Kafka codes.
+fn keyless_records(bytes: &bytes::Bytes, decompressed_bytes_max: usize) -> Result<Vec<i32>, i16> {
     let header = batch::BatchHeader::ref_from_prefix(bytes).ok_or(error_code::CORRUPT_MESSAGE)?;
     if header.is_control() {
         return Ok(Vec::new());
     }
-    match header.compression() {
-        Ok(batch::Compression::None) => {
-            let records = batch::records(bytes).map_err(|_| error_code::CORRUPT_MESSAGE)?;
-            Ok(records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
+    let mut keyless = Vec::new();
+    batch::for_each_record(bytes, decompressed_bytes_max, |record| {
+        if record.key.is_none() {
+            keyless.push(record.offset_delta);
         }
-        Ok(_) if header.records_count() > compacted_batch_records_max => Err(error_code::INVALID_RECORD),
-        Ok(_) => {
-            let mut buffer = bytes.clone();
-            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buffer).map_err(|_| error_code::CORRUPT_MESSAGE)?;
-            Ok(set.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
-        }
-        Err(_) => Err(error_code::CORRUPT_MESSAGE),
-    }
+    })
+    .map_err(|e| if e.is_corruption() { error_code::CORRUPT_MESSAGE } else { error_code::INVALID_RECORD })?;
+    Ok(keyless)
 }
 
 #[cfg(test)]
@@ -215,10 +206,40 @@ mod tests {
         builder.push(&batch::Record { key: Some(b"k"), value: Some(b"v"), ..Default::default() });
         builder.push(&batch::Record { key: None, value: Some(b"v"), ..Default::default() });
         builder.push(&batch::Record { key: None, value: None, ..Default::default() });
-        let bytes = bytes::Bytes::from(builder.build());
-        assert_eq!(keyless_records(&bytes), Ok(vec![1, 2]));
+        let plain = builder.build();
+        let max = limits::decompressed_batch_bytes_max;
+        assert_eq!(keyless_records(&bytes::Bytes::from(plain.clone()), max), Ok(vec![1, 2]));
         let mut keyed = batch::BatchBuilder::new(1000);
         keyed.push(&batch::Record { key: Some(b"a"), value: None, ..Default::default() });
-        assert_eq!(keyless_records(&bytes::Bytes::from(keyed.build())), Ok(vec![]));
+        assert_eq!(keyless_records(&bytes::Bytes::from(keyed.build()), max), Ok(vec![]));
+        // Compressed: inflated, within the bound.
+        let gzip = |records: &[u8]| {
+            use std::io::Write;
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(records).unwrap();
+            encoder.finish().unwrap()
+        };
+        let compressed = bytes::Bytes::from(recompress(&plain, 1, &gzip(&plain[61..])));
+        assert_eq!(keyless_records(&compressed, max), Ok(vec![1, 2]));
+        // A bomb: its records inflate past the bound, and it is refused
+        // without inflating further.
+        let mut bomb_records = plain[61..].to_vec();
+        bomb_records.resize(bomb_records.len() + (4 << 20), 0);
+        let bomb = bytes::Bytes::from(recompress(&plain, 1, &gzip(&bomb_records)));
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        assert_eq!(keyless_records(&bomb, 1 << 20), Err(error_code::INVALID_RECORD));
+    }
+
+    /// `plain` with its records replaced by `records`, compressed with
+    /// `codec`: the attributes, length and CRC set to match.
+    fn recompress(plain: &[u8], codec: u8, records: &[u8]) -> Vec<u8> {
+        let mut out = plain[..61].to_vec();
+        out.extend_from_slice(records);
+        let length = (out.len() - 12) as i32;
+        out[8..12].copy_from_slice(&length.to_be_bytes());
+        let attributes = i16::from_be_bytes([out[21], out[22]]) & !0x07 | i16::from(codec);
+        out[21..23].copy_from_slice(&attributes.to_be_bytes());
+        batch::write_crc(&mut out);
+        out
     }
 }

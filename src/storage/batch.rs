@@ -267,6 +267,10 @@ pub enum BatchError {
     /// follow the last declared record. `offset` is from the batch start.
     #[error("invalid record at byte {offset} of the batch: {reason}")]
     InvalidRecord { offset: usize, reason: &'static str },
+    /// A compressed batch's records do not inflate, or inflate past the
+    /// caller's bound (`for_each_record`).
+    #[error(transparent)]
+    Codec(#[from] crate::storage::codec::CodecError),
 }
 
 impl BatchError {
@@ -284,7 +288,8 @@ impl BatchError {
             BatchError::Compression { .. }
             | BatchError::Compressed { .. }
             | BatchError::RecordCount { .. }
-            | BatchError::InvalidRecord { .. } => false,
+            | BatchError::InvalidRecord { .. }
+            | BatchError::Codec(_) => false,
         }
     }
 }
@@ -500,6 +505,42 @@ pub fn records(bytes: &[u8]) -> Result<Vec<RecordView<'_>>, BatchError> {
     assert!(views.len() == info.records_count as usize);
     assert!(headers.is_empty());
     Ok(views)
+}
+
+/// Validates the batch in `bytes` and calls `visit` with each record, in
+/// order, headers left out. A compressed batch is inflated first, at most
+/// `decompressed_bytes_max` bytes (`codec::decompress`): the one way the
+/// broker looks inside compressed batches, so a small batch that claims to
+/// inflate to gigabytes costs at most that bound.
+pub fn for_each_record(
+    bytes: &[u8],
+    decompressed_bytes_max: usize,
+    mut visit: impl FnMut(&RecordView<'_>),
+) -> Result<(), BatchError> {
+    let info = validate(bytes, batch_bytes_max)?;
+    let header = BatchHeader::ref_from_prefix(bytes).expect("validated");
+    let compression = header.compression()?;
+    let inflated;
+    let records_of: &[u8] = if compression == Compression::None {
+        bytes
+    } else {
+        // The header, then the inflated records: the layout walk_records reads.
+        let mut whole = bytes[..BATCH_HEADER_BYTES].to_vec();
+        crate::storage::codec::decompress_into(compression, &bytes[BATCH_HEADER_BYTES..], decompressed_bytes_max, &mut whole)?;
+        inflated = whole;
+        &inflated
+    };
+    walk_records(records_of, info.records_count, |record, header| {
+        if header.is_none() {
+            visit(&RecordView {
+                offset_delta: record.offset_delta,
+                timestamp_delta: record.timestamp_delta,
+                key: record.key,
+                value: record.value,
+                headers: Vec::new(),
+            })
+        }
+    })
 }
 
 /// A record's fields other than its headers.

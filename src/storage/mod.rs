@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod codec;
 pub mod checkpoint;
 pub mod dir;
 pub mod error;

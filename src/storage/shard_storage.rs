@@ -1269,10 +1269,11 @@ impl ShardStorage {
 pub const timestamp_scan_records_max: i32 = 1_000_000;
 
 /// (offset, timestamp) of every record of a batch, in order: read in place
-/// for an uncompressed batch, decompressed (with the `kafka-protocol`
-/// codecs) for a compressed one, and the batch's append time for every
-/// record of a LogAppendTime batch. Empty when a compressed batch claims
-/// more than `timestamp_scan_records_max` records.
+/// for an uncompressed batch, inflated (`batch::for_each_record`, bounded by
+/// `limits::decompressed_batch_bytes_max`) for a compressed one, and the
+/// batch's append time for every record of a LogAppendTime batch. Empty when
+/// a compressed batch claims more than `timestamp_scan_records_max` records
+/// or inflates past the bound: callers then answer at batch granularity.
 pub fn record_timestamps(bytes: &[u8]) -> StorageResult<Vec<(Offset, i64)>> {
     let header = BatchHeader::ref_from_prefix(bytes).expect("stored batches have headers");
     let base = header.base_offset();
@@ -1280,19 +1281,18 @@ pub fn record_timestamps(bytes: &[u8]) -> StorageResult<Vec<(Offset, i64)>> {
         let count = i64::from(header.last_offset_delta()) + 1;
         return Ok((0..count).map(|i| (Offset(base.0 + i), header.max_timestamp())).collect());
     }
-    match header.compression() {
-        Ok(batch::Compression::None) => Ok(batch::records(bytes)?
-            .into_iter()
-            .map(|r| (Offset(base.0 + i64::from(r.offset_delta)), header.base_timestamp() + r.timestamp_delta))
-            .collect()),
-        _ if header.records_count() > timestamp_scan_records_max => Ok(Vec::new()),
-        _ => {
-            let mut buffer = Bytes::copy_from_slice(bytes);
-            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buffer).map_err(|e| {
-                StorageError::Corrupt { what: "compressed batch", path: PathBuf::new(), reason: e.to_string() }
-            })?;
-            Ok(set.records.iter().map(|r| (Offset(r.offset), r.timestamp)).collect())
-        }
+    let compressed = !matches!(header.compression(), Ok(batch::Compression::None));
+    if compressed && header.records_count() > timestamp_scan_records_max {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let walked = batch::for_each_record(bytes, limits::decompressed_batch_bytes_max, |r| {
+        out.push((Offset(base.0 + i64::from(r.offset_delta)), header.base_timestamp() + r.timestamp_delta));
+    });
+    match walked {
+        Ok(()) => Ok(out),
+        Err(batch::BatchError::Codec(crate::storage::codec::CodecError::TooLarge { .. })) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
     }
 }
 
