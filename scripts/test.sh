@@ -16,15 +16,15 @@ fi
 
 # Client compatibility tests (tests/compat.rs, tests/compat/*.py) drive
 # third-party clients: kcat from Debian (librdkafka 2.0.2), and from PyPI
-# confluent-kafka (current librdkafka) and kafka-python with the packages its
-# codecs need (python-snappy, lz4, zstandard). Install whatever is missing;
+# confluent-kafka (current librdkafka), kafka-python with the packages its
+# codecs need (python-snappy, lz4, zstandard), and aiokafka. Install whatever is missing;
 # when everything is there this costs two quick checks.
 # The scripts use confluent-kafka's AdminClient.list_offsets (2.4+) and
 # kafka-python's 3.x admin API.
-compat_modules='import confluent_kafka, kafka, snappy, lz4.frame, zstandard
+compat_modules='import confluent_kafka, kafka, aiokafka, snappy, lz4.frame, zstandard
 assert tuple(int(x) for x in confluent_kafka.__version__.split(".")[:2]) >= (2, 4), "confluent-kafka < 2.4"
 assert int(kafka.__version__.split(".")[0]) >= 3, "kafka-python < 3"'
-compat_pip_packages=("confluent-kafka>=2.4" "kafka-python>=3" python-snappy lz4 zstandard)
+compat_pip_packages=("confluent-kafka>=2.4" "kafka-python>=3" "aiokafka>=0.12" python-snappy lz4 zstandard)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then

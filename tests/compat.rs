@@ -307,6 +307,15 @@ fn partition_moves_under_confluent_kafka_load() {
     broker.run("partition_move", &["--ringstream", bin(), "--admin", &admin]);
 }
 
+/// aiokafka: admin CreateTopics (null message on success) and describe, an
+/// idempotent producer with every codec, a group consumer reading every
+/// record at its acknowledged offset and committing, a second consumer
+/// resuming at the commits, DeleteRecords moving the earliest offset.
+#[test]
+fn aiokafka_admin_produce_group_consume() {
+    Broker::start().run("aiokafka_client", &[]);
+}
+
 #[test]
 fn harness_helpers() {
     assert_eq!(strip_ansi("\u{1b}[2mtime\u{1b}[0m INFO x"), "time INFO x");

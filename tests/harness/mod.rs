@@ -17,11 +17,11 @@ pub const script_watchdog_seconds: u64 = 120;
 pub const script_seconds_max: u64 = 150;
 pub const broker_ready_seconds_max: u64 = 60;
 /// What the scripts import, at the versions whose APIs they use (as in scripts/test.sh).
-pub const python_requirements: &str = "import confluent_kafka, kafka, snappy, lz4.frame, zstandard
+pub const python_requirements: &str = "import confluent_kafka, kafka, aiokafka, snappy, lz4.frame, zstandard
 assert tuple(int(x) for x in confluent_kafka.__version__.split('.')[:2]) >= (2, 4), 'confluent-kafka < 2.4'
 assert int(kafka.__version__.split('.')[0]) >= 3, 'kafka-python < 3'";
 pub const install_hint: &str = "run `bash scripts/test.sh`: it installs the client compatibility tools \
-     (apt: kcat, python3-pip; pip: confluent-kafka>=2.4 kafka-python>=3 python-snappy lz4 zstandard) before `cargo test`";
+     (apt: kcat, python3-pip; pip: confluent-kafka>=2.4 kafka-python>=3 aiokafka>=0.12 python-snappy lz4 zstandard) before `cargo test`";
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ringstream")
