@@ -10,7 +10,8 @@
 //! that reconnects to another shard gets FETCH_SESSION_ID_NOT_FOUND for its
 //! next incremental fetch and starts a new session with a full fetch, as
 //! KIP-227 intends; the session it left behind on the old shard is stale
-//! and is the first to be evicted there.
+//! and is the first to be evicted there. Ids carry their shard, so the id
+//! it names is never another client's session on the new shard.
 //!
 //! The request modes follow Kafka's FetchManager: epoch -1 is sessionless
 //! (closing the named session, if any); epoch 0 is a full fetch that opens
@@ -101,13 +102,29 @@ fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX { 1 } else { epoch + 1 }
 }
 
+/// Session ids carry their shard in the low bits (`shard_id_bits`), so ids
+/// are unique across the broker: a client whose reconnect lands on another
+/// shard names a session that shard cannot hold, never another client's.
+const shard_id_bits: u32 = 10;
+const _: () = assert!(crate::limits::shards_max <= 1 << shard_id_bits);
+/// The per-shard sequence part of an id; `seq << shard_id_bits | shard`
+/// stays a positive i32.
+const session_seq_max: i32 = (1 << (31 - shard_id_bits)) - 1;
+
 #[derive(Default)]
 pub struct FetchSessionCache {
     sessions: HashMap<i32, FetchSession>,
-    last_id: i32,
+    shard: u16,
+    last_seq: i32,
 }
 
 impl FetchSessionCache {
+    /// The cache of shard `shard`, whose session ids only it hands out.
+    pub fn for_shard(shard: u16) -> FetchSessionCache {
+        assert!(usize::from(shard) < crate::limits::shards_max);
+        FetchSessionCache { shard, ..FetchSessionCache::default() }
+    }
+
     pub fn close(&mut self, id: i32) {
         self.sessions.remove(&id);
     }
@@ -127,9 +144,10 @@ impl FetchSessionCache {
             return None;
         }
         let id = loop {
-            self.last_id = if self.last_id == i32::MAX { 1 } else { self.last_id + 1 };
-            if !self.sessions.contains_key(&self.last_id) {
-                break self.last_id;
+            self.last_seq = if self.last_seq == session_seq_max { 1 } else { self.last_seq + 1 };
+            let id = self.last_seq << shard_id_bits | i32::from(self.shard);
+            if !self.sessions.contains_key(&id) {
+                break id;
             }
         };
         let order = partitions.iter().map(|(key, _)| key.clone()).collect();
@@ -275,15 +293,34 @@ mod tests {
         assert!(cache.is_empty());
     }
 
+    /// Two shards never hand out the same id, so a reconnect landing on the
+    /// other shard cannot touch another client's session there.
+    #[test]
+    fn session_ids_are_unique_across_shards() {
+        let now = Instant::now();
+        let mut a = FetchSessionCache::for_shard(0);
+        let mut b = FetchSessionCache::for_shard(1);
+        let ids_a: Vec<i32> = (0..100).map(|_| a.open(vec![], now).unwrap()).collect();
+        let ids_b: Vec<i32> = (0..100).map(|_| b.open(vec![], now).unwrap()).collect();
+        assert!(ids_a.iter().chain(&ids_b).all(|id| *id > 0));
+        assert!(ids_a.iter().all(|id| !ids_b.contains(id)));
+        assert_eq!(b.update(ids_a[0], 1, vec![], vec![], now).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
+        let mut last = FetchSessionCache::for_shard((crate::limits::shards_max - 1) as u16);
+        last.last_seq = session_seq_max - 1;
+        let high = last.open(vec![], now).unwrap();
+        let wrapped = last.open(vec![], now).unwrap();
+        assert!(high > 0 && wrapped > 0 && wrapped < high, "{high} then {wrapped}");
+    }
+
     #[test]
     fn the_cache_is_bounded_and_evicts_as_kafka_does() {
         let now = Instant::now();
         let eviction = Duration::from_millis(fetch_session_eviction_ms);
         let mut cache = FetchSessionCache::default();
         let first = cache.open(vec![(("t".into(), 0), part(0))], now).unwrap();
-        for i in 1..fetch_sessions_max {
-            cache.open(vec![(("t".into(), 0), part(0))], now + Duration::from_millis(i as u64)).unwrap();
-        }
+        let others: Vec<i32> = (1..fetch_sessions_max)
+            .map(|i| cache.open(vec![(("t".into(), 0), part(0))], now + Duration::from_millis(i as u64)).unwrap())
+            .collect();
         assert_eq!(cache.len(), fetch_sessions_max);
         // Full of young, active sessions: a new one is served sessionless
         // rather than evicting one in use (regression:
@@ -293,8 +330,8 @@ mod tests {
         assert!(cache.get_mut(first).is_some());
         // A stale session (unused past the eviction time) makes room.
         let later = now + eviction + Duration::from_millis(500);
-        for id in 2..=fetch_sessions_max as i32 {
-            cache.update(id, 1, vec![], vec![], later).unwrap();
+        for id in &others {
+            cache.update(*id, 1, vec![], vec![], later).unwrap();
         }
         let new = cache.open(vec![], later + Duration::from_millis(1)).unwrap();
         assert!(cache.get_mut(first).is_none(), "the stale session went");

@@ -140,7 +140,7 @@ impl Broker {
             }
         }
         let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)),
-            fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::default()),
+            fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::for_shard(shard_id.0)),
             control: Rc::new(glommio::sync::Semaphore::new(1)),
             metrics: crate::metrics::local_or_detached(shard_id),
         });
