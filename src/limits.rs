@@ -59,6 +59,9 @@ pub const partition_pending_bytes_max: usize = 128 * 1024 * 1024;
 
 /// Depth of every router channel between two shards.
 pub const router_queue_depth_max: usize = 1024;
+/// Bytes of appends other shards routed to one shard that wait for their
+/// partition's drainer; past it the shard's inbox waits for room.
+pub const remote_append_bytes_max: usize = 256 * 1024 * 1024;
 /// Shards in one process.
 pub const shards_max: usize = 1024;
 /// Partitions owned by one shard.
@@ -125,6 +128,7 @@ const _: () = assert!(segment_prealloc_step_min_bytes <= segment_prealloc_step_b
 const _: () = assert!(commit_round_bytes_max % io_alignment == 0);
 const _: () = assert!(commit_round_bytes_max <= partition_pending_bytes_max);
 const _: () = assert!(batch_bytes_max <= partition_pending_bytes_max);
+const _: () = assert!(batch_bytes_max <= remote_append_bytes_max);
 const _: () = assert!(read_window_bytes_min <= read_window_bytes_max);
 const _: () = assert!(read_window_bytes_max <= read_bytes_max);
 const _: () = assert!(read_window_bytes_max % io_alignment == 0);

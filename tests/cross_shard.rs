@@ -105,6 +105,49 @@ fn appends_from_another_shard_land_in_submission_order() {
     set.shutdown().unwrap();
 }
 
+/// The same under write-buffer pressure: large batches (up to 1 MiB, mixed
+/// with tiny ones) from another shard fill the partition's pending bytes,
+/// so the owner's submits wait for commits. Each remote append is queued by
+/// a task of its own (the inbox never waits); order must still hold.
+#[test]
+fn large_remote_appends_keep_submission_order_under_write_pressure() {
+    let shards = shard_count();
+    let dir = tempfile::tempdir().unwrap();
+    let set = start(dir.path(), shards);
+    let tp = (0..64).map(|p| TopicPartition::new("pressed", p)).find(|tp| place(tp, shards) == ShardId(1)).unwrap();
+    set.run_on(ShardId(0), {
+        let tp = tp.clone();
+        move |shard: Rc<Shard>| async move {
+            let config = shard.storage.config().default_log.clone();
+            shard.create_partition(&tp, config).await.unwrap()
+        }
+    });
+    const count: u64 = 400;
+    let offsets: Vec<Offset> = set.run_on(ShardId(0), {
+        let tp = tp.clone();
+        move |shard: Rc<Shard>| async move {
+            let large = vec![7u8; 1_000_000];
+            let mut tickets = Vec::new();
+            for sequence in 0..count {
+                let mut builder = BatchBuilder::new(0);
+                let mut value = sequence.to_be_bytes().to_vec();
+                if sequence % 3 != 0 {
+                    value.extend_from_slice(&large);
+                }
+                builder.push(&Record { key: None, value: Some(&value), headers: &[], timestamp_delta: 0 });
+                tickets.push(shard.submit(&tp, Bytes::from(builder.build())).await.unwrap());
+            }
+            let mut offsets = Vec::new();
+            for ticket in tickets {
+                offsets.push(ticket.wait().await.unwrap().base_offset);
+            }
+            offsets
+        }
+    });
+    assert_eq!(offsets, (0..count as i64).map(Offset).collect::<Vec<_>>(), "offsets follow submission order");
+    set.shutdown().unwrap();
+}
+
 #[test]
 fn too_many_shards_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -50,7 +50,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     async move {
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
-                        if name == crate::groups::OFFSETS_TOPIC {
+                        if Broker::is_internal(name) {
                             return result
                                 .with_low_watermark(-1)
                                 .with_error_code(error_code::INVALID_TOPIC_EXCEPTION);

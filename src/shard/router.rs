@@ -18,7 +18,7 @@
 //! reader (`LentBatches`): read-only there, sent home to be dropped.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -196,11 +196,13 @@ pub struct Shard {
     /// being queued in storage; a move's fence waits for its partition's
     /// count to reach zero.
     submitting: RefCell<HashMap<TopicPartition, usize>>,
-    /// Per partition, the turn of appends other shards sent here: they are
-    /// queued in arrival order by tasks of their own, so an append waiting
-    /// for write-buffer room (a commit's fdatasync) never holds up the
-    /// inbox, and with it group heartbeats, joins and syncs routed here.
-    append_turns: RefCell<HashMap<TopicPartition, Rc<glommio::sync::Semaphore>>>,
+    /// Appends other shards routed here, per partition, waiting for the
+    /// partition's drainer to queue them in storage, in arrival order
+    /// (`drain_remote_appends`). An entry exists while its drainer runs.
+    remote_appends: RefCell<HashMap<TopicPartition, VecDeque<RemoteAppend>>>,
+    /// Bytes of `remote_appends`, bounded by `limits::remote_append_bytes_max`:
+    /// past it the inbox waits, as it did for every append before.
+    remote_append_room: Rc<glommio::sync::Semaphore>,
     /// On shard 0: one move at a time, and no partition deleted during one.
     move_lock: Rc<glommio::sync::Semaphore>,
     /// Placement policy and balancer settings (read on shard 0).
@@ -229,24 +231,12 @@ impl Drop for Submitting<'_> {
     }
 }
 
-/// The same for an append another shard sent, whose task outlives the
-/// inbox loop's borrow.
-struct SubmittingOwned {
-    shard: Rc<Shard>,
-    tp: TopicPartition,
-}
-
-impl SubmittingOwned {
-    fn new(shard: &Rc<Shard>, tp: TopicPartition) -> SubmittingOwned {
-        shard.count_submitting(&tp);
-        SubmittingOwned { shard: shard.clone(), tp }
-    }
-}
-
-impl Drop for SubmittingOwned {
-    fn drop(&mut self) {
-        self.shard.uncount_submitting(&self.tp);
-    }
+/// An append another shard routed here, waiting its turn.
+struct RemoteAppend {
+    batch: Bytes,
+    reply: oneshot::Sender<StorageResult<AppendInfo>>,
+    /// Its bytes in `remote_append_room`, held until storage has it.
+    _room: glommio::sync::StaticPermit,
 }
 
 impl Shard {
@@ -259,7 +249,8 @@ impl Shard {
             peers,
             moving: RefCell::new(HashSet::new()),
             submitting: RefCell::new(HashMap::new()),
-            append_turns: RefCell::new(HashMap::new()),
+            remote_appends: RefCell::new(HashMap::new()),
+            remote_append_room: Rc::new(glommio::sync::Semaphore::new(limits::remote_append_bytes_max as u64)),
             move_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             balance: RefCell::new(BalanceConfig::default()),
             sampler: RefCell::new(LoadSampler::default()),
@@ -752,21 +743,40 @@ impl Shard {
         }
     }
 
-    /// This partition's append turn (created on first use).
-    fn append_turn(&self, tp: &TopicPartition) -> Rc<glommio::sync::Semaphore> {
-        if let Some(turn) = self.append_turns.borrow().get(tp) {
-            return turn.clone();
-        }
-        let turn = Rc::new(glommio::sync::Semaphore::new(1));
-        self.append_turns.borrow_mut().insert(tp.clone(), turn.clone());
-        turn
-    }
-
-    /// Drops a partition's append turn once no append holds or awaits it.
-    fn forget_idle_turn(&self, tp: &TopicPartition) {
-        let mut turns = self.append_turns.borrow_mut();
-        if turns.get(tp).is_some_and(|turn| Rc::strong_count(turn) == 1) {
-            turns.remove(tp);
+    /// Queues `tp`'s remote appends in storage one after another, in arrival
+    /// order, until none is left. One drainer per partition at a time: the
+    /// inbox starts one when it finds no queue for the partition. (Spawning
+    /// a task per append and letting storage order them is not enough:
+    /// glommio's semaphore wakes a smaller waiter ahead of a larger one that
+    /// does not fit yet, and a woken waiter can lose its turn to a newcomer.)
+    async fn drain_remote_appends(self: Rc<Self>, tp: TopicPartition) {
+        loop {
+            let next = {
+                let mut queues = self.remote_appends.borrow_mut();
+                let queue = queues.get_mut(&tp).expect("a drainer's queue lives until it ends");
+                match queue.pop_front() {
+                    Some(next) => next,
+                    None => {
+                        queues.remove(&tp);
+                        return;
+                    }
+                }
+            };
+            let RemoteAppend { batch, reply, _room: room } = next;
+            let queued = self.storage.submit(&tp, batch).await;
+            drop(room);
+            self.uncount_submitting(&tp);
+            match queued {
+                Ok(ticket) => {
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(ticket.wait().await);
+                    })
+                    .detach();
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
         }
     }
 
@@ -908,29 +918,31 @@ impl Shard {
                         let _ = reply.send(Err(StorageError::Moved(tp)));
                         continue;
                     }
-                    // Queued in arrival order (one turn per partition, FIFO),
-                    // but not inline: `submit` may wait for write-buffer room
-                    // until a commit's fdatasync ends, and every message
-                    // behind it in this inbox (group heartbeats among them)
-                    // would wait too. Counted in `submitting` from now, so a
-                    // move's fence and hand-off wait for it.
-                    let turn = self.append_turn(&tp);
-                    let counted = SubmittingOwned::new(&self, tp);
-                    let shard = self.clone();
-                    glommio::spawn_local(async move {
-                        let queued = match turn.acquire_static_permit(1).await {
-                            Ok(_permit) => shard.storage.submit(&counted.tp, batch).await,
-                            Err(_) => Err(StorageError::ShuttingDown),
-                        };
-                        drop(turn);
-                        shard.forget_idle_turn(&counted.tp);
-                        drop(counted);
-                        let _ = reply.send(match queued {
-                            Ok(ticket) => ticket.wait().await,
-                            Err(e) => Err(e),
-                        });
-                    })
-                    .detach();
+                    // Not queued in storage inline: `submit` may wait for
+                    // write-buffer room until a commit's fdatasync ends, and
+                    // every message behind it in this inbox (group
+                    // heartbeats, joins and syncs among them) would wait
+                    // too. The partition's drainer queues it, in arrival
+                    // order. Counted in `submitting` from now, so a move's
+                    // fence and hand-off wait for it.
+                    let room = match self.remote_append_room.acquire_static_permit(batch.len() as u64).await {
+                        Ok(room) => room,
+                        Err(_) => {
+                            let _ = reply.send(Err(StorageError::ShuttingDown));
+                            continue;
+                        }
+                    };
+                    self.count_submitting(&tp);
+                    let append = RemoteAppend { batch, reply, _room: room };
+                    let mut queues = self.remote_appends.borrow_mut();
+                    match queues.get_mut(&tp) {
+                        Some(queue) => queue.push_back(append), // its drainer runs
+                        None => {
+                            queues.insert(tp.clone(), VecDeque::from([append]));
+                            drop(queues);
+                            glommio::spawn_local(self.clone().drain_remote_appends(tp)).detach();
+                        }
+                    }
                 }
                 Message::Read { tp, offset, max_bytes, reply } => {
                     let storage = self.storage.clone();
