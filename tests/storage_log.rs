@@ -424,3 +424,103 @@ fn log_append_time_topics_get_the_broker_time_and_a_valid_crc() {
         storage.close().await.unwrap();
     });
 }
+
+/// Every file under `dir`, recursively.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The open(2) flags of this process's open segment files under `dir`
+/// (other tests of this binary run alongside, with their own directories).
+fn segment_open_flags(dir: &std::path::Path) -> Vec<i32> {
+    let mut flags = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
+        if !target.starts_with(dir) || target.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else { continue };
+        let octal = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim().to_owned();
+        flags.push(i32::from_str_radix(&octal, 8).unwrap());
+    }
+    flags
+}
+
+/// Acknowledged means durable: under flush=always no append is
+/// acknowledged before a durable write covers it, and the counts agree: one
+/// durable completion per segment write, every acknowledged batch covered.
+#[test]
+fn flush_always_acknowledges_only_after_the_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let storage = ShardStorage::open(ringstream::types::ShardId(0), config(&path)).await.unwrap();
+        let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("events", p)).collect();
+        for tp in &partitions {
+            storage.open_partition(tp.clone(), LogConfig::default()).await.unwrap();
+        }
+        // Every segment file is O_DSYNC: its writes are the fdatasync.
+        let flags = segment_open_flags(&path);
+        assert_eq!(flags.len(), partitions.len(), "one open segment per partition");
+        assert!(flags.iter().all(|f| f & libc::O_DSYNC == libc::O_DSYNC), "segments are O_DSYNC: {flags:?}");
+
+        // Hold every write between its completion and the acknowledgement:
+        // nothing may be acknowledged while the writes are held.
+        storage.faults().hold_writes();
+        let appends: u64 = 60;
+        let acked = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let mut tasks = Vec::new();
+        for i in 0..appends {
+            let (storage, tp, acked) = (storage.clone(), partitions[(i % 3) as usize].clone(), acked.clone());
+            tasks.push(glommio::spawn_local(async move {
+                let info = storage.append(&tp, batch(2, 50, i, 0)).await.unwrap();
+                acked.set(acked.get() + 1);
+                info
+            }));
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        let held = storage.commit_stats();
+        assert_eq!(acked.get(), 0, "an append was acknowledged while its write was held");
+        assert_eq!(held.acked_batches, 0);
+        let written: u64 = walk_files(&path).iter().filter(|p| p.extension().is_some_and(|e| e == "log")).map(|p| std::fs::metadata(p).unwrap().len()).sum();
+        assert!(written > 0, "the writes reached the segments; only their acknowledgement waits");
+        storage.faults().release_writes();
+        for task in tasks {
+            task.await;
+        }
+        assert_eq!(acked.get(), appends);
+
+        let stats = storage.commit_stats();
+        assert_eq!(stats.batches, appends);
+        assert_eq!(stats.acked_batches, appends);
+        assert_eq!(stats.fdatasyncs, stats.writes, "every segment write under flush=always is durable");
+        assert_eq!(stats.synced_batches, appends, "every acknowledged batch was covered by a durable write");
+        storage.close().await.unwrap();
+    });
+
+    // flush=interval acknowledges after the write: its segments are not O_DSYNC.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let mut config = config(&path);
+        config.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 1000 };
+        let storage = ShardStorage::open(ringstream::types::ShardId(0), config).await.unwrap();
+        storage.open_partition(tp(), LogConfig::default()).await.unwrap();
+        let flags = segment_open_flags(&path);
+        assert_eq!(flags.len(), 1);
+        assert_eq!(flags[0] & libc::O_DSYNC, 0, "interval segments are not O_DSYNC");
+        storage.append(&tp(), batch(1, 10, 0, 0)).await.unwrap();
+        assert_eq!(storage.commit_stats().synced_batches, 0);
+        storage.close().await.unwrap();
+    });
+}

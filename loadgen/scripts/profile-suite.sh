@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The suite (S1-S5) on a broker with a tuning profile against the same
+# The suite (S1-S7) on a broker with a tuning profile against the same
 # broker on its defaults, interleaved, in one report:
 #
 #   PROFILE=tuning/profiles/example.toml DURATION=10s ROUNDS=3 bash loadgen/scripts/profile-suite.sh
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 PROFILE=${PROFILE:-tuning/profiles/example.toml}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
-SCENARIOS=${SCENARIOS:-S1,S2,S3,S4,S5}
+SCENARIOS=${SCENARIOS:-S1,S2,S3,S4,S5,S6,S7}
 OUT=target/suite/$(date -u +%Y%m%dT%H%M%SZ)-profile
 mkdir -p "$OUT"
 [ -f "$PROFILE" ] || { echo "no profile at $PROFILE" >&2; exit 2; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue's suite (S1-S5) against this tree's broker, the raw-TCP sink and
+# The issue's suite (S1-S7) against this tree's broker, the raw-TCP sink and
 # the Tansu peer, with one Markdown report:
 #
 #   DURATION=10s ROUNDS=3 bash loadgen/scripts/suite.sh
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
-SCENARIOS=${SCENARIOS:-S1,S2,S3,S4,S5}
+SCENARIOS=${SCENARIOS:-S1,S2,S3,S4,S5,S6,S7}
 TANSU=${TANSU:-1}
 OUT=target/suite/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"

@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use crate::keys::{parse_keys, KeySpec};
 use crate::limits::{
     batch_bytes_max, connections_max, group_prefix_bytes_max, groups_max, idempotent_in_flight_max, key_bytes_max,
-    partitions_max, produce_requests_in_flight_max, record_bytes_max, record_bytes_min,
+    partitions_max, pid_max, produce_requests_in_flight_max, record_bytes_max, record_bytes_min,
 };
 
 #[derive(Parser, Debug, Clone)]
@@ -92,6 +92,11 @@ pub struct Args {
     /// Seconds to wait for a connection (and for the bootstrap requests).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// The broker's PID (any process: ours or a peer). Its CPU time (all
+    /// threads, /proc/PID/stat) over the measured window gives broker cores
+    /// used and broker CPU-seconds per GB produced.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=pid_max as i64))]
+    pub broker_pid: Option<u32>,
 }
 
 /// Record value sizes: `min..=max` bytes, uniform (min == max: fixed).
@@ -334,6 +339,18 @@ mod tests {
         assert!(Args::try_parse_from(["loadgen", "--messages", "0"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--compression", "brotli"]).is_err());
         assert!(parse(&["--compression", "zstd", "--keys", "zipf:1000:1.1"]).check().is_ok());
+    }
+
+    #[test]
+    fn broker_pid() {
+        let parse = |words: &[&str]| Args::try_parse_from(std::iter::once("loadgen").chain(words.iter().copied()));
+        assert_eq!(parse(&[]).unwrap().broker_pid, None);
+        assert_eq!(parse(&["--broker-pid", "4242"]).unwrap().broker_pid, Some(4242));
+        assert_eq!(parse(&["--broker-pid", "4242", "--baseline", "raw-tcp"]).unwrap().broker_pid, Some(4242), "any process may be measured");
+        for bad in ["0", "-1", "auto", "", "12x", "4194305", "99999999999"] {
+            let error = parse(&[&format!("--broker-pid={bad}")]).unwrap_err().to_string();
+            assert!(error.contains("--broker-pid"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

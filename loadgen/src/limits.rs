@@ -50,6 +50,9 @@ pub const groups_max: usize = 256;
 pub const group_prefix_bytes_max: usize = 200;
 /// Members a JoinGroup response may list (the leader assigns to each).
 pub const group_members_max: usize = 4096;
+/// Largest PID `--broker-pid` accepts: Linux's PID_MAX_LIMIT (2^22 on 64-bit
+/// systems), above which no process can exist.
+pub const pid_max: u32 = 4 * 1024 * 1024;
 /// A compressed batch's records, decompressed. The kafka-protocol codecs
 /// decompress in one go, so this is checked on their output.
 pub const decompressed_batch_bytes_max: usize = 64 * 1024 * 1024;

@@ -82,6 +82,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(Summary, Timeline), String> {
+    // A PID that is not there now would only show up as a null at the end.
+    if let Some(pid) = args.broker_pid {
+        procstat::cpu_seconds(pid).map_err(|e| format!("--broker-pid {pid}: no such process to measure ({e})"))?;
+    }
     let sink = match args.baseline {
         Some(Baseline::RawTcp) => Some(sink::Sink::start().map_err(|e| format!("cannot start the raw-TCP sink: {e}"))?),
         None => None,
@@ -110,7 +114,7 @@ fn run(args: &Args) -> Result<(Summary, Timeline), String> {
         args.acks_label(),
         if args.rate == 0 { "max".to_owned() } else { format!("{} records/s", args.rate) },
     );
-    let outcome = run::run(jobs, threads, args.warmup, args.duration, args.connect_timeout)?;
+    let outcome = run::run(jobs, threads, args.warmup, args.duration, args.connect_timeout, args.broker_pid)?;
     drop(sink);
     // A `--messages` run that finished early is measured up to its last
     // acknowledgement, not to the end of --duration.
@@ -119,7 +123,16 @@ fn run(args: &Args) -> Result<(Summary, Timeline), String> {
         end_ns = end_ns.min(outcome.stats.last_window_ack_ns);
     }
     let measured = std::time::Duration::from_nanos(end_ns - outcome.phases.warm_ns);
-    let summary =
-        Summary { target, measured, stats: outcome.stats, record_size: args.record_sizes.to_string(), acks: args.acks };
+    if let (Some(pid), Some(Err(e))) = (args.broker_pid, &outcome.broker_cpu) {
+        eprintln!("warning: --broker-pid {pid}: no CPU figure for the measured window: {e}");
+    }
+    let summary = Summary {
+        target,
+        measured,
+        stats: outcome.stats,
+        record_size: args.record_sizes.to_string(),
+        acks: args.acks,
+        broker_cpu: args.broker_pid.zip(outcome.broker_cpu),
+    };
     Ok((summary, outcome.timeline))
 }

@@ -168,6 +168,7 @@ pub fn parameters<'a>(args: &Args) -> Vec<(&'a str, Json<'a>)> {
         ("in_flight", Json::Int(u64::from(args.in_flight))),
         ("threads", args.threads.map_or(Json::Null, |t| Json::Int(u64::from(t)))),
         ("open_loop", Json::Bool(args.rate > 0)),
+        ("broker_pid", args.broker_pid.map_or(Json::Null, |pid| Json::Int(u64::from(pid)))),
     ]
 }
 

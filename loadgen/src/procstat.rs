@@ -1,5 +1,6 @@
-//! Broker CPU time, read from /proc (Linux only), for the suite's
-//! "broker CPU-s/GB".
+//! Broker CPU time, read from /proc (Linux only), for `--broker-pid` and the
+//! suite: "broker cores" (CPU-seconds per wall second) and "broker CPU-s/GB"
+//! (CPU-seconds per 10^9 value bytes produced), both over the measured window.
 //!
 //! Finding the broker: the listening socket of `HOST:PORT` in
 //! /proc/net/tcp and /proc/net/tcp6 gives a socket inode; the process with
@@ -161,6 +162,114 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
     Ok(ticks as f64 / clock_ticks_per_sec() as f64)
 }
 
+/// Value bytes in one GB, the unit of "broker CPU-s/GB" in the run's JSON
+/// and the suite's report (10^9, as MB/s is 10^6 bytes/s).
+pub const bytes_per_gb: f64 = 1e9;
+
+/// A process's CPU time over a stretch of wall time (a run's measured window).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CpuUse {
+    /// CPU-seconds used between the two readings (utime + stime, all threads).
+    pub cpu_sec: f64,
+    /// Wall seconds between the two readings.
+    pub wall_sec: f64,
+}
+
+impl CpuUse {
+    pub fn cores(&self) -> Option<f64> {
+        cores_used(self.cpu_sec, self.wall_sec)
+    }
+
+    pub fn cpu_s_per_gb(&self, bytes: u64) -> Option<f64> {
+        cpu_s_per_gb(self.cpu_sec, bytes)
+    }
+}
+
+/// Cores used on average: CPU-seconds per wall second (1.0 = one core busy
+/// the whole time). None for an empty window or a nonsensical reading.
+pub fn cores_used(cpu_sec: f64, wall_sec: f64) -> Option<f64> {
+    (cpu_sec.is_finite() && cpu_sec >= 0.0 && wall_sec.is_finite() && wall_sec > 0.0).then(|| cpu_sec / wall_sec)
+}
+
+/// CPU-seconds per GB (`bytes_per_gb` value bytes) produced; None when
+/// nothing was produced, so that a run with no bytes is n/a, not infinite.
+pub fn cpu_s_per_gb(cpu_sec: f64, bytes: u64) -> Option<f64> {
+    (cpu_sec.is_finite() && cpu_sec >= 0.0 && bytes > 0).then(|| cpu_sec / (bytes as f64 / bytes_per_gb))
+}
+
+/// A process's CPU time over a window of the run's clock, read by the main
+/// thread as it passes the window's start and end (`--broker-pid`). The
+/// reading itself is passed in (`procstat::cpu_seconds`, or a stand-in in
+/// tests), so this is only the bookkeeping.
+#[derive(Debug)]
+pub struct WindowCpu {
+    pid: u32,
+    start_ns: u64,
+    end_ns: u64,
+    /// (when, CPU-seconds) read at the window's start.
+    start: Option<(u64, f64)>,
+    /// The result once the end was read, or why there is none.
+    result: Option<Result<CpuUse, String>>,
+}
+
+impl WindowCpu {
+    pub fn new(pid: u32, start_ns: u64, end_ns: u64) -> WindowCpu {
+        WindowCpu { pid, start_ns, end_ns, start: None, result: None }
+    }
+
+    /// When the next reading is due (None once both are taken), so the
+    /// caller can wake up on time rather than at its next tick.
+    pub fn next_reading_ns(&self) -> Option<u64> {
+        match (&self.start, &self.result) {
+            (_, Some(_)) => None,
+            (None, None) => Some(self.start_ns),
+            (Some(_), None) => Some(self.end_ns),
+        }
+    }
+
+    /// Takes the start reading at the first call at or after the window's
+    /// start, and the end reading at the first call at or after its end.
+    pub fn poll(&mut self, now_ns: u64, read: impl Fn(u32) -> Result<f64, String>) {
+        if self.result.is_some() || now_ns < self.start_ns {
+            return;
+        }
+        if self.start.is_none() {
+            match read(self.pid) {
+                Ok(cpu) => self.start = Some((now_ns, cpu)),
+                Err(e) => self.result = Some(Err(format!("at the start of the measured window: {e}"))),
+            }
+            return;
+        }
+        if now_ns >= self.end_ns {
+            self.read_end(now_ns, &read);
+        }
+    }
+
+    /// The run is over. If it ended before the window's end (`--messages`),
+    /// the end reading is taken now.
+    pub fn finish(mut self, now_ns: u64, read: impl Fn(u32) -> Result<f64, String>) -> Result<CpuUse, String> {
+        if self.result.is_none() {
+            if self.start.is_none() {
+                return Err("the run ended before its measured window began".into());
+            }
+            self.read_end(now_ns, &read);
+        }
+        self.result.unwrap_or_else(|| Err("no reading".into()))
+    }
+
+    fn read_end(&mut self, now_ns: u64, read: &impl Fn(u32) -> Result<f64, String>) {
+        let Some((started_ns, before)) = self.start else { return };
+        self.result = Some(match read(self.pid) {
+            // CPU time never goes backwards in one process; a drop means the PID was reused.
+            Ok(after) if after < before => {
+                Err(format!("its CPU time went back from {before:.2} s to {after:.2} s (a new process with the same PID?)"))
+            }
+            Ok(after) => Ok(CpuUse { cpu_sec: after - before, wall_sec: now_ns.saturating_sub(started_ns) as f64 / 1e9 }),
+            Err(e) => Err(format!("at the end of the measured window: {e}")),
+        });
+    }
+}
+
 /// `sysconf(_SC_CLK_TCK)`, the unit of /proc/PID/stat's times (100 when
 /// sysconf cannot say, the value on every mainstream Linux).
 pub fn clock_ticks_per_sec() -> u64 {
@@ -224,6 +333,62 @@ mod tests {
         let error = pid_of_listener(&address).unwrap_err();
         assert!(error.contains("no listening socket"), "{error}");
         assert!(pid_of_listener("no-such-host.invalid:1").is_err());
+    }
+
+    #[test]
+    fn cores_and_cpu_per_gb() {
+        assert_eq!(cores_used(1.5, 10.0), Some(0.15));
+        assert_eq!(cores_used(0.0, 2.0), Some(0.0));
+        assert_eq!(cores_used(4.0, 2.0), Some(2.0), "two cores busy");
+        assert_eq!(cores_used(1.0, 0.0), None, "an empty window");
+        assert_eq!(cores_used(-1.0, 1.0), None);
+        assert_eq!(cores_used(f64::NAN, 1.0), None);
+        assert_eq!(cpu_s_per_gb(0.5, 2_000_000_000), Some(0.25), "GB is 10^9 bytes");
+        assert_eq!(cpu_s_per_gb(0.5, 0), None, "nothing produced: n/a, not infinite");
+        let window = CpuUse { cpu_sec: 3.0, wall_sec: 10.0 };
+        assert_eq!((window.cores(), window.cpu_s_per_gb(3_000_000_000)), (Some(0.3), Some(1.0)));
+    }
+
+    #[test]
+    fn window_reads_at_its_start_and_end() {
+        let cpu = std::cell::Cell::new(10.0);
+        let read = |_: u32| -> Result<f64, String> { Ok(cpu.get()) };
+        let mut window = WindowCpu::new(1, 2_000_000_000, 12_000_000_000);
+        assert_eq!(window.next_reading_ns(), Some(2_000_000_000));
+        window.poll(1_000_000_000, read);
+        cpu.set(11.0);
+        window.poll(2_000_000_000, read);
+        assert_eq!(window.next_reading_ns(), Some(12_000_000_000), "the start is read once the window begins, not during warmup");
+        cpu.set(12.0);
+        window.poll(11_999_999_999, read);
+        cpu.set(13.0);
+        window.poll(12_000_000_000, read);
+        assert_eq!(window.next_reading_ns(), None);
+        cpu.set(99.0);
+        window.poll(13_000_000_000, read);
+        assert_eq!(window.finish(20_000_000_000, read), Ok(CpuUse { cpu_sec: 2.0, wall_sec: 10.0 }), "the drain is not counted");
+    }
+
+    #[test]
+    fn window_cut_short_or_unreadable() {
+        let read = |_: u32| -> Result<f64, String> { Ok(5.0) };
+        let mut early = WindowCpu::new(1, 0, 10_000_000_000);
+        early.poll(0, read);
+        assert_eq!(early.finish(4_000_000_000, |_| Ok(6.0)), Ok(CpuUse { cpu_sec: 1.0, wall_sec: 4.0 }), "--messages ended it early");
+        let before = WindowCpu::new(1, 2_000_000_000, 10_000_000_000);
+        assert!(before.finish(1_000_000_000, read).unwrap_err().contains("before its measured window"));
+        let mut gone = WindowCpu::new(1, 0, 10);
+        gone.poll(0, read);
+        gone.poll(10, |_| Err("cannot read /proc/1/stat".into()));
+        assert!(gone.finish(20, read).unwrap_err().contains("end of the measured window"));
+        let mut reused = WindowCpu::new(1, 0, 10);
+        reused.poll(0, read);
+        reused.poll(10, |_| Ok(1.0));
+        assert!(reused.finish(20, read).unwrap_err().contains("same PID"));
+        let mut never = WindowCpu::new(1, 0, 10);
+        never.poll(0, |_| Err("no such process".into()));
+        assert_eq!(never.next_reading_ns(), None);
+        assert!(never.finish(20, read).unwrap_err().contains("start of the measured window"));
     }
 
     #[test]

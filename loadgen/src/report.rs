@@ -3,7 +3,9 @@
 //!
 //! Units in the report: records/s; MB/s is 10^6 value bytes per second;
 //! latencies in ms; broker CPU-s/GB is the broker's CPU seconds (user +
-//! system, all threads) per 10^9 value bytes produced.
+//! system, all threads) per 10^9 value bytes produced, and broker cores its
+//! CPU seconds per wall second, both over the run's measured window (read
+//! by the run itself, `--broker-pid`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -224,6 +226,11 @@ pub struct ChildResult {
     pub e2e: Option<Latency>,
     pub warmup_ms: f64,
     pub duration_ms: f64,
+    /// Broker cores used over the measured window (`broker_cores`); None
+    /// when the run had no `--broker-pid` or could not read it.
+    pub broker_cores: Option<f64>,
+    /// Broker CPU-seconds per 10^9 value bytes (`broker_cpu_s_per_gb`).
+    pub broker_cpu_s_per_gb: Option<f64>,
 }
 
 /// Reads the documented fields (loadgen/README.md, "JSON"). A missing or
@@ -251,6 +258,13 @@ pub fn parse_child_json(text: &str) -> Result<ChildResult, String> {
             _ => Err(format!("field {key:?} missing or not an object or null")),
         }
     };
+    // Optional: null without --broker-pid, and absent from older runs' JSON.
+    let optional = |key: &str| -> Result<Option<f64>, String> {
+        match document.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => number(&document, key).map(Some),
+        }
+    };
     let parameters = document.get("parameters").ok_or("field \"parameters\" missing")?;
     let errors_by_kind = match document.get("errors_by_kind") {
         Some(Value::Object(fields)) => fields.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0) as u64)).collect(),
@@ -265,6 +279,8 @@ pub fn parse_child_json(text: &str) -> Result<ChildResult, String> {
         e2e: latency("latency_e2e_us")?,
         warmup_ms: number(parameters, "warmup_ms")?,
         duration_ms: number(parameters, "duration_ms")?,
+        broker_cores: optional("broker_cores")?,
+        broker_cpu_s_per_gb: optional("broker_cpu_s_per_gb")?,
     })
 }
 
@@ -288,9 +304,8 @@ pub struct RunRecord {
     /// Records/s asked for (0 = max).
     pub rate: u64,
     pub exit_code: Option<i32>,
-    /// The child's results, or why there are none.
+    /// The child's results (broker CPU included), or why there are none.
     pub outcome: Result<ChildResult, String>,
-    pub cpu_s_per_gb: Option<f64>,
     /// Time the prepare child took to create the topic (brokers only).
     pub setup_sec: Option<f64>,
     /// Whether the SVG was written.
@@ -356,6 +371,11 @@ fn ms_text(us: f64) -> String {
     }
 }
 
+/// Broker CPU-s/GB and broker cores: three decimals (S6's target is 0.15 cores).
+fn cpu_text(value: f64) -> String {
+    format!("{value:.3}")
+}
+
 fn or_na(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "n/a".to_owned(), format)
 }
@@ -365,7 +385,7 @@ pub fn one_line(run: &RunRecord) -> String {
     let round = if run.round == 0 { "calibration".to_owned() } else { format!("round {}", run.round) };
     match &run.outcome {
         Ok(c) => format!(
-            "{} {round} {}: {:.0} records/s, {:.1} MB/s, ack p99 {}, e2e p99 {}, errors {}, broker CPU-s/GB {}",
+            "{} {round} {}: {:.0} records/s, {:.1} MB/s, ack p99 {}, e2e p99 {}, errors {}, broker CPU-s/GB {}, broker cores {}",
             run.scenario,
             run.target,
             c.records_per_sec,
@@ -373,7 +393,8 @@ pub fn one_line(run: &RunRecord) -> String {
             or_na(c.ack.map(|l| l.p99), |us| format!("{} ms", ms_text(us))),
             or_na(c.e2e.map(|l| l.p99), |us| format!("{} ms", ms_text(us))),
             c.errors,
-            or_na(run.cpu_s_per_gb, |v| format!("{v:.3}")),
+            or_na(c.broker_cpu_s_per_gb, |v| format!("{v:.3}")),
+            or_na(c.broker_cores, |v| format!("{v:.3}")),
         ),
         Err(e) => format!("{} {round} {}: FAILED: {e}", run.scenario, run.target),
     }
@@ -402,6 +423,12 @@ fn round_ratios(
         }
     }
     ratios
+}
+
+/// One row of the targets table: `name`, the per-round `values` as
+/// `median [min–max] unit`, and whether the median meets `ok`.
+fn target_row(summary: &mut String, name: &str, values: &[f64], unit: &str, format: fn(f64) -> String, ok: impl Fn(f64) -> bool) {
+    let _ = writeln!(summary, "| {name} | {} {unit} | {} |", spread(values, format), verdict(median(values), ok));
 }
 
 /// A target row: `met`, `missed` or `n/a`.
@@ -452,13 +479,16 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
     let _ = writeln!(
         md,
         "Units: MB/s is 10^6 value bytes per second; latencies are ms; **broker CPU-s/GB** is the broker \
-         process's CPU time (user + system, all threads, from /proc/PID/stat) during the run divided by the \
-         value bytes produced in it (10^9 bytes = 1 GB; warmup included on both sides; topic creation \
-         excluded). For S2 and S3 it includes serving the consumers. Every figure is the median over rounds, \
-         with [min–max] when there is more than one round; errors are summed over rounds. The S2 and S3 rates \
-         are the same absolute records/s for every target: a fraction of **our broker's** S1 median. The \
-         raw-TCP sink stores nothing and cannot serve consumers, so in S2 and S3 it runs the producer only, \
-         at the same rate, and its e2e columns are n/a.\n"
+         process's CPU time (user + system, all threads, from /proc/PID/stat) over the run's measured window \
+         divided by the value bytes produced in that window (10^9 bytes = 1 GB), and **broker cores** is the \
+         same CPU time divided by the window's wall seconds (1.00 = one core busy throughout). The run reads \
+         the CPU itself (`--broker-pid`) as its measured window starts and ends, so topic creation, warmup and \
+         the drain are excluded. With consumers (S2, S3, S6, S7) it includes serving them. Every figure is the \
+         median over rounds, with [min–max] when there is more than one round; errors are summed over rounds. \
+         The S2 and S3 rates are the same absolute records/s for every target: a fraction of **our broker's** \
+         S1 median; S6 and S7 run at fixed rates (5,000 and 200,000 records/s). The raw-TCP sink stores \
+         nothing and cannot serve consumers, so in S2, S3, S6 and S7 it runs the producer only, at the same \
+         rate, and its e2e and broker CPU columns are n/a.\n"
     );
     for note in &meta.notes {
         let _ = writeln!(md, "**Note:** {note}\n");
@@ -488,7 +518,10 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
             );
         }
     }
-    let _ = writeln!(summary, "\nFor records/s, higher is better for ours; for p99, lower is. At a fixed rate (S2, S3) records/s ratios are about 1 by design.\n");
+    let _ = writeln!(
+        summary,
+        "\nFor records/s, higher is better for ours; for p99, lower is. At a set rate (S2, S3, S6, S7) records/s ratios are about 1 by design.\n"
+    );
     let _ = writeln!(summary, "| issue target | measured (ours) | status |");
     let _ = writeln!(summary, "|---|---|---|");
     let has = |id: &str| chosen.iter().any(|s| s.id == id);
@@ -512,15 +545,24 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         let mine = runs_of("S2", &ours.label);
         let p99 = per_round(&mine, |_, c| c.e2e.map(|l| l.p99));
         let p9999 = per_round(&mine, |_, c| c.e2e.map(|l| l.p9999));
-        let cpu = per_round(&mine, |r, _| r.cpu_s_per_gb);
-        let _ = writeln!(summary, "| S2 e2e p99 ≤ 2 ms | {} ms | {} |", spread(&p99, ms_text), verdict(median(&p99), |v| v <= 2000.0));
-        let _ = writeln!(summary, "| S2 e2e p99.99 ≤ 8 ms | {} ms | {} |", spread(&p9999, ms_text), verdict(median(&p9999), |v| v <= 8000.0));
-        let _ = writeln!(
-            summary,
-            "| broker CPU ≤ 0.3 CPU-s/GB, produce + one consumer (S2) | {} CPU-s/GB | {} |",
-            spread(&cpu, |v| format!("{v:.3}")),
-            verdict(median(&cpu), |v| v <= 0.3)
-        );
+        let cpu = per_round(&mine, |_, c| c.broker_cpu_s_per_gb);
+        target_row(&mut summary, "S2 e2e p99 ≤ 5 ms", &p99, "ms", ms_text, |v| v <= 5000.0);
+        target_row(&mut summary, "S2 e2e p99.99 ≤ 8 ms", &p9999, "ms", ms_text, |v| v <= 8000.0);
+        target_row(&mut summary, "broker CPU ≤ 0.3 CPU-s/GB, produce + one consumer (S2)", &cpu, "CPU-s/GB", cpu_text, |v| v <= 0.3);
+    }
+    if has("S6") {
+        let mine = runs_of("S6", &ours.label);
+        let cores = per_round(&mine, |_, c| c.broker_cores);
+        let ack = per_round(&mine, |_, c| c.ack.map(|l| l.p99));
+        target_row(&mut summary, "S6 ≤ 0.15 broker cores (light load, 5,000 records/s)", &cores, "cores", cpu_text, |v| v <= 0.15);
+        target_row(&mut summary, "S6 ack p99 ≤ 3 ms", &ack, "ms", ms_text, |v| v <= 3000.0);
+    }
+    if has("S7") {
+        let mine = runs_of("S7", &ours.label);
+        let cpu = per_round(&mine, |_, c| c.broker_cpu_s_per_gb);
+        let e2e = per_round(&mine, |_, c| c.e2e.map(|l| l.p99));
+        target_row(&mut summary, "S7 ≤ 1.0 broker CPU-s/GB (moderate load, 200,000 records/s)", &cpu, "CPU-s/GB", cpu_text, |v| v <= 1.0);
+        target_row(&mut summary, "S7 e2e p99 ≤ 5 ms", &e2e, "ms", ms_text, |v| v <= 5000.0);
     }
     let _ = writeln!(summary);
 
@@ -545,9 +587,9 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         );
         let _ = writeln!(
             summary,
-            "| target | runs ok | records/s | MB/s | ack p50 | ack p99 | ack p99.99 | ack max | e2e p50 | e2e p99 | e2e p99.99 | errors | broker CPU-s/GB |"
+            "| target | runs ok | records/s | MB/s | ack p50 | ack p99 | ack p99.99 | ack max | e2e p50 | e2e p99 | e2e p99.99 | errors | broker CPU-s/GB | broker cores |"
         );
-        let _ = writeln!(summary, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(summary, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut failures = Vec::new();
         let mut plots = Vec::new();
         for target in targets {
@@ -568,14 +610,19 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
                 }
             };
             let errors: u64 = mine.iter().filter_map(|r| r.outcome.as_ref().ok()).map(|c| c.errors).sum();
-            let cpu = if target.kind == TargetKind::RawTcp {
-                "n/a".to_owned()
-            } else {
-                spread(&per_round(&mine, |r, _| r.cpu_s_per_gb), |v| format!("{v:.3}"))
+            // The raw-TCP sink runs inside the load generator: no broker process.
+            let broker = |value: fn(&ChildResult) -> Option<f64>| {
+                if target.kind == TargetKind::RawTcp {
+                    "n/a".to_owned()
+                } else {
+                    spread(&per_round(&mine, |_, c| value(c)), cpu_text)
+                }
             };
+            let cpu = broker(|c| c.broker_cpu_s_per_gb);
+            let cores = broker(|c| c.broker_cores);
             let _ = writeln!(
                 summary,
-                "| {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {cpu} |",
+                "| {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {cpu} | {cores} |",
                 target.label,
                 mine.len(),
                 spread(&per_round(&mine, |_, c| Some(c.records_per_sec)), |v| format!("{v:.0}")),
@@ -791,6 +838,109 @@ mod tests {
         assert_eq!(result.ack.unwrap().p9999, 10551.0);
         assert_eq!(result.e2e, None);
         assert_eq!((result.warmup_ms, result.duration_ms), (2000.0, 10000.0));
+    }
+
+    #[test]
+    fn reads_the_broker_cpu_fields() {
+        let older = parse_child_json(child).unwrap();
+        assert_eq!((older.broker_cores, older.broker_cpu_s_per_gb), (None, None), "an older run's JSON has none");
+        let with = |cores: &str, per_gb: &str| {
+            let fields = format!("\"latency_e2e_us\": null,\n  \"broker_cores\": {cores},\n  \"broker_cpu_s_per_gb\": {per_gb}");
+            child.replace("\"latency_e2e_us\": null", &fields)
+        };
+        let result = parse_child_json(&with("0.125", "0.730")).unwrap();
+        assert_eq!((result.broker_cores, result.broker_cpu_s_per_gb), (Some(0.125), Some(0.73)));
+        let result = parse_child_json(&with("null", "null")).unwrap();
+        assert_eq!((result.broker_cores, result.broker_cpu_s_per_gb), (None, None), "no --broker-pid");
+        assert!(parse_child_json(&with("\"many\"", "null")).unwrap_err().contains("broker_cores"));
+        assert!(parse_child_json(&with("0.1", "-1")).unwrap_err().contains("broker_cpu_s_per_gb"));
+    }
+
+    fn result(records_per_sec: f64, ack_p99_us: f64, e2e_p99_us: Option<f64>, cores: Option<f64>, per_gb: Option<f64>) -> ChildResult {
+        let latency = |p99: f64| Latency { count: 1000.0, p50: p99 / 2.0, p90: p99 * 0.9, p99, p999: p99, p9999: p99, max: p99 };
+        ChildResult {
+            records_per_sec,
+            bytes_per_sec: records_per_sec * 1024.0,
+            errors: 0,
+            errors_by_kind: Vec::new(),
+            ack: Some(latency(ack_p99_us)),
+            e2e: e2e_p99_us.map(latency),
+            warmup_ms: 2000.0,
+            duration_ms: 10_000.0,
+            broker_cores: cores,
+            broker_cpu_s_per_gb: per_gb,
+        }
+    }
+
+    fn run_of(scenario: &'static str, target: &Target, outcome: ChildResult) -> RunRecord {
+        RunRecord {
+            scenario,
+            target: target.label.clone(),
+            target_kind: target.kind,
+            round: 1,
+            files: format!("{scenario}-{}-1", target.label),
+            rate: outcome.records_per_sec as u64,
+            exit_code: Some(0),
+            outcome: Ok(outcome),
+            setup_sec: None,
+            plot: false,
+        }
+    }
+
+    /// S6 and S7 rows carry broker cores, CPU-s/GB and ack and e2e
+    /// percentiles for the brokers, ack percentiles only for the raw-TCP
+    /// sink; their targets are judged from our broker's medians.
+    #[test]
+    fn fixed_rate_scenarios_report_cores_and_latency() {
+        let target = |kind, label: &str| Target { kind, label: label.into(), address: None, pid: None, pid_note: String::new() };
+        let targets = [target(TargetKind::Ours, "ours"), target(TargetKind::RawTcp, "raw-tcp"), target(TargetKind::Peer, "tansu")];
+        let chosen: Vec<&Scenario> = crate::suite::all_scenarios.iter().filter(|s| s.id == "S6" || s.id == "S7").collect();
+        let runs = vec![
+            run_of("S6", &targets[0], result(5000.0, 2500.0, Some(2800.0), Some(0.12), Some(23.4))),
+            run_of("S6", &targets[1], result(5000.0, 900.0, None, None, None)),
+            run_of("S6", &targets[2], result(5000.0, 9000.0, Some(12000.0), Some(0.6), Some(117.0))),
+            run_of("S7", &targets[0], result(200_000.0, 4000.0, Some(6000.0), Some(0.5), Some(2.441))),
+            run_of("S7", &targets[1], result(200_000.0, 1500.0, None, None, None)),
+        ];
+        let meta = Meta {
+            date_unix: 0,
+            command: "suite".into(),
+            machine: Vec::new(),
+            git: None,
+            duration: Duration::from_secs(10),
+            rounds: 1,
+            base_rate: None,
+            notes: Vec::new(),
+        };
+        let (markdown, summary) = render(&meta, &targets, &chosen, &runs);
+        assert!(markdown.contains(&summary));
+        let row = |scenario: &str, label: &str| -> Vec<String> {
+            let section = &summary[summary.find(&format!("## {scenario}: ")).unwrap()..];
+            let line = section.lines().find(|l| l.starts_with(&format!("| {label} |"))).unwrap_or_else(|| panic!("{label} row in {section}"));
+            line.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
+        };
+        // target, runs ok, records/s, MB/s, ack p50/p99/p99.99/max, e2e p50/p99/p99.99, errors, CPU-s/GB, cores
+        let ours = row("S6", "ours");
+        assert_eq!(ours.len(), 14, "{ours:?}");
+        assert_eq!((ours[2].as_str(), ours[5].as_str(), ours[9].as_str()), ("5000", "2.50", "2.80"), "{ours:?}");
+        assert_eq!((ours[12].as_str(), ours[13].as_str()), ("23.400", "0.120"), "{ours:?}");
+        let raw = row("S6", "raw-tcp");
+        assert_eq!((raw[5].as_str(), raw[9].as_str(), raw[12].as_str(), raw[13].as_str()), ("0.90", "n/a", "n/a", "n/a"), "{raw:?}");
+        assert_eq!(row("S6", "tansu")[13], "0.600");
+        assert_eq!(row("S7", "ours")[10], "6.00", "e2e p99.99");
+        assert!(summary.contains("5000 records/s") && summary.contains("200000 records/s"), "{summary}");
+        assert!(summary.contains("linger 0 ms, warmup 2 s") && summary.contains("linger 1 ms, warmup 2 s"), "{summary}");
+        for (name, status) in [
+            ("S6 ≤ 0.15 broker cores", "**met**"),
+            ("S6 ack p99 ≤ 3 ms", "**met**"),
+            ("S7 ≤ 1.0 broker CPU-s/GB", "**missed**"),
+            ("S7 e2e p99 ≤ 5 ms", "**missed**"),
+        ] {
+            let line = summary.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} missing:\n{summary}"));
+            assert!(line.ends_with(&format!("| {status} |")), "{line}");
+        }
+        assert!(!summary.contains("S2 e2e"), "only the chosen scenarios' targets");
+        assert!(summary.contains("| S6 | ours / tansu | 1.00 | 0.28 | 0.23 |"), "{summary}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use hdrhistogram::Histogram;
 use crate::clock::{Clock, Phases};
 use crate::consumer::{self, ConsumerSpec};
 use crate::limits::drain_ms_max;
+use crate::procstat::{self, CpuUse, WindowCpu};
 use crate::producer::{self, ProducerSpec};
 use crate::stats::{latency_histogram, percentiles, Progress, Second, ThreadStats, Timeline};
 
@@ -88,16 +89,22 @@ pub struct Outcome {
     pub phases: Phases,
     /// Per second, what the progress line printed (for `--plot`).
     pub timeline: Timeline,
+    /// `--broker-pid`'s CPU time over the measured window, or why it could
+    /// not be read; None without `--broker-pid`.
+    pub broker_cpu: Option<Result<CpuUse, String>>,
 }
 
 /// Runs `jobs` on `threads` executors. Returns the merged stats, or the
-/// first failure to connect.
+/// first failure to connect. With `broker_pid`, that process's CPU time is
+/// read as the measured window starts and ends (by the main thread, which
+/// otherwise sleeps), so it covers the same window as the throughput.
 pub fn run(
     jobs: Vec<Job>,
     threads: usize,
     warmup: Duration,
     duration: Duration,
     connect_timeout: Duration,
+    broker_pid: Option<u32>,
 ) -> Result<Outcome, String> {
     assert!(threads >= 1 && !jobs.is_empty());
     let producers = jobs.iter().filter(|j| matches!(j, Job::Produce(_))).count() as u64;
@@ -150,10 +157,13 @@ pub fn run(
         control.start.store(start_ns + 1, Ordering::SeqCst);
         Some(Phases::new(start_ns, warmup, duration))
     };
+    let mut cpu = phases.zip(broker_pid).map(|(phases, pid)| WindowCpu::new(pid, phases.warm_ns, phases.end_ns));
     let timeline = match phases {
-        Some(phases) => report_progress(&control, &progress, &interval_receiver, phases, producers, consumers),
+        Some(phases) => report_progress(&control, &progress, &interval_receiver, phases, producers, consumers, cpu.as_mut()),
         None => Timeline::default(),
     };
+    // Every connection has finished: a window cut short (`--messages`) ends here.
+    let broker_cpu = cpu.map(|cpu| cpu.finish(clock.now_ns(), procstat::cpu_seconds));
     let mut merged = ThreadStats::new();
     for handle in handles {
         match handle.join() {
@@ -165,13 +175,13 @@ pub fn run(
         return Err(failure);
     }
     let phases = phases.expect("no failure, so the run started");
-    Ok(Outcome { stats: merged, phases, timeline })
+    Ok(Outcome { stats: merged, phases, timeline, broker_cpu })
 }
 
 /// Prints a progress line every second on stderr until every connection has
 /// finished; stops consumers once producers are done and consumers have
-/// read what was acknowledged (or after `drain_ms_max`). Returns the
-/// seconds it printed, as a timeline.
+/// read what was acknowledged (or after `drain_ms_max`); takes `cpu`'s
+/// readings when they are due. Returns the seconds it printed, as a timeline.
 fn report_progress(
     control: &Control,
     progress: &Progress,
@@ -179,6 +189,7 @@ fn report_progress(
     phases: Phases,
     producers: u64,
     consumers: u64,
+    mut cpu: Option<&mut WindowCpu>,
 ) -> Timeline {
     let mut timeline = Timeline::default();
     let clock = control.clock;
@@ -191,6 +202,9 @@ fn report_progress(
             break;
         }
         let now = clock.now_ns();
+        if let Some(cpu) = cpu.as_deref_mut() {
+            cpu.poll(now, procstat::cpu_seconds);
+        }
         // Consumers stop when producers are done and they have caught up.
         if Progress::get(&progress.finished_producers) >= producers {
             let done = *producers_done_ns.get_or_insert(now.max(phases.end_ns));
@@ -202,7 +216,10 @@ fn report_progress(
         }
         let next_tick_ns = phases.start_ns + tick * 1_000_000_000;
         if now < next_tick_ns {
-            std::thread::sleep(Duration::from_nanos((next_tick_ns - now).min(50_000_000)));
+            // Wake for a CPU reading on time, not up to a tick late.
+            let reading_ns = cpu.as_deref().and_then(WindowCpu::next_reading_ns).filter(|&due| due > now);
+            let wake_ns = reading_ns.map_or(next_tick_ns, |due| due.min(next_tick_ns));
+            std::thread::sleep(Duration::from_nanos((wake_ns - now).min(50_000_000)));
             continue;
         }
         let mut interval = latency_histogram();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::limits::latency_us_max;
+use crate::procstat::CpuUse;
 
 /// A latency histogram in microseconds, 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
@@ -190,6 +191,9 @@ pub struct Summary {
     /// `--record-size` as given: `1024` or a range `100..2000`.
     pub record_size: String,
     pub acks: i16,
+    /// `--broker-pid` and its CPU time over the measured window, or why
+    /// that could not be read; None without `--broker-pid`.
+    pub broker_cpu: Option<(u32, Result<CpuUse, String>)>,
 }
 
 impl Summary {
@@ -198,6 +202,27 @@ impl Summary {
     }
     pub fn bytes_per_sec(&self) -> f64 {
         self.stats.window_bytes as f64 / self.measured.as_secs_f64()
+    }
+
+    /// The broker's CPU over the measured window, when it was read.
+    fn broker_cpu_use(&self) -> Option<CpuUse> {
+        self.broker_cpu.as_ref().and_then(|(_, cpu)| cpu.as_ref().ok().copied())
+    }
+
+    /// The `broker CPU` line of the table: CPU-seconds, cores and CPU-s/GB.
+    fn broker_cpu_line(&self) -> Option<String> {
+        let (pid, cpu) = self.broker_cpu.as_ref()?;
+        let figure = |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
+        Some(match cpu {
+            Ok(cpu) => format!(
+                "broker CPU    PID {pid}: {:.2} CPU-s in {:.3} s = {} cores, {} CPU-s/GB\n",
+                cpu.cpu_sec,
+                cpu.wall_sec,
+                figure(cpu.cores()),
+                figure(cpu.cpu_s_per_gb(self.stats.window_bytes)),
+            ),
+            Err(e) => format!("broker CPU    PID {pid}: n/a ({e})\n"),
+        })
     }
 
     pub fn table(&self) -> String {
@@ -219,6 +244,9 @@ impl Summary {
         out.push_str(&format!("errors        {}\n", self.stats.errors_total()));
         for (kind, count) in &self.stats.errors {
             out.push_str(&format!("  {kind:<30} {count}\n"));
+        }
+        if let Some(line) = self.broker_cpu_line() {
+            out.push_str(&line);
         }
         out.push_str(&format!(
             "\n{:<10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
@@ -258,6 +286,8 @@ impl Summary {
             ]),
         };
         let errors_by_kind = self.stats.errors.iter().map(|(k, v)| (k.as_str(), Json::Int(*v))).collect::<Vec<_>>();
+        let cpu = self.broker_cpu_use();
+        let float = |value: Option<f64>| value.map_or(Json::Null, Json::Float);
         let document = Json::Object(vec![
             ("format_version", Json::Int(1)),
             ("target", Json::Str(self.target.clone())),
@@ -272,6 +302,10 @@ impl Summary {
             ("errors_by_kind", Json::Object(errors_by_kind)),
             ("latency_ack_us", latency(&self.stats.ack)),
             ("latency_e2e_us", latency(&self.stats.e2e)),
+            ("broker_cpu_sec", float(cpu.map(|c| c.cpu_sec))),
+            ("broker_cpu_wall_sec", float(cpu.map(|c| c.wall_sec))),
+            ("broker_cores", float(cpu.and_then(|c| c.cores()))),
+            ("broker_cpu_s_per_gb", float(cpu.and_then(|c| c.cpu_s_per_gb(self.stats.window_bytes)))),
         ]);
         let mut out = String::new();
         document.write(&mut out, 0);
@@ -347,6 +381,37 @@ mod tests {
         Json::Object(vec![("a\"b", Json::Str("x\\y\n".into())), ("n", Json::Null), ("o", Json::Object(vec![]))])
             .write(&mut out, 0);
         assert_eq!(out, "{\n  \"a\\\"b\": \"x\\\\y\\n\",\n  \"n\": null,\n  \"o\": {}\n}");
+    }
+
+    fn summary(broker_cpu: Option<(u32, Result<CpuUse, String>)>) -> Summary {
+        let mut stats = ThreadStats::new();
+        stats.window_records = 1000;
+        stats.window_bytes = 2_000_000_000;
+        Summary { target: "broker x".into(), measured: Duration::from_secs(10), stats, record_size: "1024".into(), acks: -1, broker_cpu }
+    }
+
+    #[test]
+    fn broker_cpu_in_the_json_and_the_table() {
+        let none = summary(None);
+        let json = none.json(&[]);
+        for field in ["broker_cpu_sec", "broker_cpu_wall_sec", "broker_cores", "broker_cpu_s_per_gb"] {
+            assert!(json.contains(&format!("\"{field}\": null")), "{field} is null without --broker-pid: {json}");
+        }
+        assert!(!none.table().contains("broker CPU"));
+
+        let measured = summary(Some((42, Ok(CpuUse { cpu_sec: 1.5, wall_sec: 10.0 }))));
+        let json = measured.json(&[]);
+        let expected =
+            [("broker_cpu_sec", "1.500"), ("broker_cpu_wall_sec", "10.000"), ("broker_cores", "0.150"), ("broker_cpu_s_per_gb", "0.750")];
+        for (field, value) in expected {
+            assert!(json.contains(&format!("\"{field}\": {value}")), "{field}: {json}");
+        }
+        let table = measured.table();
+        assert!(table.contains("broker CPU    PID 42: 1.50 CPU-s in 10.000 s = 0.150 cores, 0.750 CPU-s/GB"), "{table}");
+
+        let failed = summary(Some((42, Err("cannot read /proc/42/stat".into()))));
+        assert!(failed.json(&[]).contains("\"broker_cores\": null"));
+        assert!(failed.table().contains("PID 42: n/a (cannot read /proc/42/stat)"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `ringstream-loadgen suite`: the fixed scenario list (S1-S5) against our
+//! `ringstream-loadgen suite`: the fixed scenario list (S1-S7) against our
 //! broker, the raw-TCP sink and an optional peer broker, interleaved, with
 //! one Markdown report (see loadgen/README.md, "The suite").
 //!
@@ -14,9 +14,11 @@
 //! one round.
 //!
 //! Each broker run uses a fresh topic, created by a short "prepare" child
-//! (`--producers 0 --consumers 1 --duration 100ms`, which writes nothing)
-//! before the broker's CPU time is read, so topic creation is not charged
-//! to the measurement.
+//! (`--producers 0 --consumers 1 --duration 100ms`, which writes nothing).
+//! The broker's CPU time is read by the measuring child itself
+//! (`--broker-pid`) at the start and end of its measured window, the window
+//! of its throughput: topic creation, connecting, warmup and the drain are
+//! not charged to the measurement.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 
 use crate::args::parse_duration;
+use crate::limits::pid_max;
 use crate::procstat;
 use crate::report::{self, ChildResult, Meta, RunRecord, TargetKind};
 
@@ -49,6 +52,20 @@ const child_poll_ms: u64 = 20;
 const _: () = assert!(run_overhead_ms_max >= 2 * crate::limits::drain_ms_max + 30_000);
 const _: () = assert!(prepare_duration_ms < prepare_ms_max);
 
+/// A scenario's producer rate, over all producers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    /// As fast as possible (`--rate 0`).
+    Max,
+    /// A fraction of the base rate (our broker's S1 median records/s): the
+    /// load follows what this machine and broker can do.
+    FractionOfS1(f64),
+    /// Records/s as given: the same load on every machine, so figures such
+    /// as broker cores compare across machines and commits, and no S1 run is
+    /// needed to set it.
+    Fixed(u64),
+}
+
 /// One scenario of the fixed list.
 #[derive(Clone, Copy, Debug)]
 pub struct Scenario {
@@ -57,25 +74,23 @@ pub struct Scenario {
     pub title: &'static str,
     pub partitions: u32,
     pub record_size: u32,
-    /// Rate as a fraction of the base rate (our broker's S1 median
-    /// records/s); None for max throughput.
-    pub rate_of_s1: Option<f64>,
+    pub rate: Rate,
     /// Consumer connections (per group when `groups` > 0).
     pub consumers: u32,
     /// Consumer groups (`--groups`); 0 for assign() consumers.
     pub groups: u32,
-    /// `--linger` in ms; None for the default (5 ms).
+    /// `--linger` in ms (0 = each batch is sent at once); None for the default (5 ms).
     pub linger_ms: Option<u32>,
     pub warmup_sec: u32,
 }
 
-pub const all_scenarios: [Scenario; 5] = [
+pub const all_scenarios: [Scenario; 7] = [
     Scenario {
         id: "S1",
         title: "produce 1 KiB records to 12 partitions, acks=all, max throughput",
         partitions: 12,
         record_size: 1024,
-        rate_of_s1: None,
+        rate: Rate::Max,
         consumers: 0,
         groups: 0,
         linger_ms: None,
@@ -86,7 +101,7 @@ pub const all_scenarios: [Scenario; 5] = [
         title: "end-to-end latency at 50% of S1's rate, one consumer on the tail, linger 1 ms, 2 s warmup",
         partitions: 12,
         record_size: 1024,
-        rate_of_s1: Some(0.5),
+        rate: Rate::FractionOfS1(0.5),
         consumers: 1,
         groups: 0,
         linger_ms: Some(1),
@@ -97,7 +112,7 @@ pub const all_scenarios: [Scenario; 5] = [
         title: "fan-out: 4 consumer groups (1 member each) on the tail, producer at 25% of S1's rate, linger 1 ms, 2 s warmup",
         partitions: 12,
         record_size: 1024,
-        rate_of_s1: Some(0.25),
+        rate: Rate::FractionOfS1(0.25),
         consumers: 1,
         groups: 4,
         linger_ms: Some(1),
@@ -108,7 +123,7 @@ pub const all_scenarios: [Scenario; 5] = [
         title: "produce 1 KiB records to 10,000 partitions, acks=all, max throughput",
         partitions: 10_000,
         record_size: 1024,
-        rate_of_s1: None,
+        rate: Rate::Max,
         consumers: 0,
         groups: 0,
         linger_ms: None,
@@ -119,18 +134,40 @@ pub const all_scenarios: [Scenario; 5] = [
         title: "produce 100-byte records to 12 partitions, acks=all, max throughput",
         partitions: 12,
         record_size: 100,
-        rate_of_s1: None,
+        rate: Rate::Max,
         consumers: 0,
         groups: 0,
         linger_ms: None,
         warmup_sec: 0,
+    },
+    Scenario {
+        id: "S6",
+        title: "light load: 5,000 records/s of 1 KiB to 12 partitions, acks=all, linger 0, one consumer on the tail, 2 s warmup",
+        partitions: 12,
+        record_size: 1024,
+        rate: Rate::Fixed(5_000),
+        consumers: 1,
+        groups: 0,
+        linger_ms: Some(0),
+        warmup_sec: 2,
+    },
+    Scenario {
+        id: "S7",
+        title: "moderate load: 200,000 records/s of 1 KiB to 12 partitions, acks=all, linger 1 ms, one consumer on the tail, 2 s warmup",
+        partitions: 12,
+        record_size: 1024,
+        rate: Rate::Fixed(200_000),
+        consumers: 1,
+        groups: 0,
+        linger_ms: Some(1),
+        warmup_sec: 2,
     },
 ];
 
 #[derive(Parser, Debug)]
 #[command(
     name = "ringstream-loadgen suite",
-    about = "Runs the scenario list S1-S5 against a broker, the raw-TCP sink and an optional peer, interleaved, and writes one Markdown report"
+    about = "Runs the scenario list S1-S7 against a broker, the raw-TCP sink and an optional peer, interleaved, and writes one Markdown report"
 )]
 struct SuiteArgs {
     /// Our broker, HOST:PORT.
@@ -148,17 +185,17 @@ struct SuiteArgs {
     /// Rounds per scenario; the report gives medians over rounds.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=rounds_max as i64))]
     rounds: u32,
-    /// Scenarios to run, comma-separated (always run in the order S1..S5).
-    #[arg(long, default_value = "S1,S2,S3,S4,S5", value_delimiter = ',', value_parser = parse_scenario)]
+    /// Scenarios to run, comma-separated (always run in the order S1..S7).
+    #[arg(long, default_value = "S1,S2,S3,S4,S5,S6,S7", value_delimiter = ',', value_parser = parse_scenario)]
     scenarios: Vec<&'static Scenario>,
     /// Output directory (report.md, per-run JSON, SVG and logs); default suite-<UTC time>.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Our broker's PID, for CPU time (default: found from its listening socket).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=pid_max as i64))]
     broker_pid: Option<u32>,
     /// The peer's PID, for CPU time (default: found from its listening socket).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=pid_max as i64))]
     peer_pid: Option<u32>,
     /// Records/s that stands in for S1's median on our broker when deriving
     /// S2's and S3's rates (default: measured by S1, or by one S1 run first).
@@ -183,10 +220,10 @@ fn parse_peer_name(text: &str) -> Result<String, String> {
 }
 
 fn parse_scenario(text: &str) -> Result<&'static Scenario, String> {
-    all_scenarios
-        .iter()
-        .find(|s| s.id.eq_ignore_ascii_case(text.trim()))
-        .ok_or_else(|| format!("{text:?} is not one of S1, S2, S3, S4, S5"))
+    all_scenarios.iter().find(|s| s.id.eq_ignore_ascii_case(text.trim())).ok_or_else(|| {
+        let ids: Vec<&str> = all_scenarios.iter().map(|s| s.id).collect();
+        format!("{text:?} is not one of {}", ids.join(", "))
+    })
 }
 
 /// A target of the suite: where its runs go and whose CPU is read.
@@ -248,35 +285,16 @@ fn run_suite(args: &SuiteArgs) -> Result<ExitCode, String> {
         args.base_rate.map(|r| (r as f64, format!("{r} records/s, given with --base-rate")));
     let mut aborted: Option<String> = None;
     'scenarios: for scenario in &chosen {
-        let mut rate: u64 = 0;
-        if let Some(fraction) = scenario.rate_of_s1 {
-            if base_rate.is_none() {
-                base_rate = base_rate_from_runs(&runs);
-            }
-            if base_rate.is_none() {
-                // S1 was not chosen (or failed on our broker): one S1 run on our broker sets it.
-                eprintln!("suite: {} needs S1's rate on our broker; measuring it once", scenario.id);
-                let calibration = context.run_one(&all_scenarios[0], &targets[0], 0, 0);
-                if let Ok(result) = &calibration.outcome {
-                    if result.records_per_sec > 0.0 {
-                        base_rate = Some((
-                            result.records_per_sec,
-                            format!("{:.0} records/s, from one S1 calibration run on our broker (S1-ours-calibration)", result.records_per_sec),
-                        ));
-                    }
-                }
-                if base_rate.is_none() {
-                    notes.push(format!(
-                        "The S1 calibration run on our broker failed ({}), so {} and any later rate-based scenario were skipped.",
-                        calibration.outcome.as_ref().err().map_or("no throughput", String::as_str),
-                        scenario.id
-                    ));
+        let rate = match scenario.rate {
+            Rate::Max => 0,
+            Rate::Fixed(records_per_sec) => records_per_sec,
+            Rate::FractionOfS1(fraction) => {
+                let Some(base) = base_rate_for(scenario, &context, &targets[0], &runs, &mut base_rate, &mut notes) else {
                     continue 'scenarios;
-                }
+                };
+                ((base * fraction).round() as u64).max(1)
             }
-            let (base, _) = base_rate.as_ref().expect("set above");
-            rate = ((base * fraction).round() as u64).max(1);
-        }
+        };
         for round in 1..=args.rounds {
             for target in &targets {
                 let record = context.run_one(scenario, target, round, rate);
@@ -356,6 +374,41 @@ fn check_reachable(address: &str, timeout: Duration) -> Result<(), String> {
     Err(last)
 }
 
+/// The base rate (records/s) for an S1-relative scenario: `--base-rate`,
+/// the median of this suite's S1 runs on our broker, or one S1 calibration
+/// run on `ours` now. None, with a note for the report, when that run fails.
+fn base_rate_for(
+    scenario: &Scenario,
+    context: &RunContext,
+    ours: &Target,
+    runs: &[RunRecord],
+    base_rate: &mut Option<(f64, String)>,
+    notes: &mut Vec<String>,
+) -> Option<f64> {
+    if base_rate.is_none() {
+        *base_rate = base_rate_from_runs(runs);
+    }
+    if base_rate.is_none() {
+        // S1 was not chosen (or failed on our broker): one S1 run on our broker sets it.
+        eprintln!("suite: {} needs S1's rate on our broker; measuring it once", scenario.id);
+        let calibration = context.run_one(&all_scenarios[0], ours, 0, 0);
+        match &calibration.outcome {
+            Ok(result) if result.records_per_sec > 0.0 => {
+                *base_rate = Some((
+                    result.records_per_sec,
+                    format!("{:.0} records/s, from one S1 calibration run on our broker (S1-ours-calibration)", result.records_per_sec),
+                ));
+            }
+            outcome => notes.push(format!(
+                "The S1 calibration run on our broker failed ({}), so {} was skipped.",
+                outcome.as_ref().err().map_or("no throughput", String::as_str),
+                scenario.id
+            )),
+        }
+    }
+    base_rate.as_ref().map(|(base, _)| *base)
+}
+
 /// The median records/s of our broker's successful S1 runs, if any.
 fn base_rate_from_runs(runs: &[RunRecord]) -> Option<(f64, String)> {
     let rates: Vec<f64> = runs
@@ -379,8 +432,9 @@ struct RunContext {
 }
 
 impl RunContext {
-    /// One measurement: prepare the topic, read the broker's CPU, run the
-    /// child, read the CPU again, parse the JSON. Round 0 is the calibration run.
+    /// One measurement: prepare the topic, run the child (which reads the
+    /// broker's CPU over its measured window), parse its JSON. Round 0 is
+    /// the calibration run.
     fn run_one(&self, scenario: &Scenario, target: &Target, round: u32, rate: u64) -> RunRecord {
         let base = if round == 0 {
             format!("{}-{}-calibration", scenario.id, target.label)
@@ -400,7 +454,6 @@ impl RunContext {
             rate,
             exit_code: None,
             outcome: Err(String::new()),
-            cpu_s_per_gb: None,
             setup_sec: None,
             plot: false,
         };
@@ -431,9 +484,7 @@ impl RunContext {
 
         let args = child_args(scenario, target, &topic, rate, self.duration, self.connect_timeout, &json, &svg);
         let deadline = self.duration + Duration::from_secs(u64::from(scenario.warmup_sec)) + Duration::from_millis(run_overhead_ms_max);
-        let cpu_before = target.pid.and_then(|pid| procstat::cpu_seconds(pid).ok());
         let exited = spawn_bounded(&self.exe, &args, &log, deadline);
-        let cpu_after = target.pid.and_then(|pid| procstat::cpu_seconds(pid).ok());
         record.plot = svg.is_file();
         match exited {
             Err(e) => {
@@ -447,12 +498,6 @@ impl RunContext {
             Some(2) => Err(format!("bad flags: {}", failure_text(&log))),
             _ => Err(failure_text(&log)),
         };
-        if let (Ok(result), Some(before), Some(after)) = (&record.outcome, cpu_before, cpu_after) {
-            let produced_gb = result.bytes_per_sec * (result.warmup_ms + result.duration_ms) / 1000.0 / 1e9;
-            if produced_gb > 0.0 && after >= before {
-                record.cpu_s_per_gb = Some((after - before) / produced_gb);
-            }
-        }
         // Each S1 run writes gigabytes; without this a suite fills the disk.
         if let Some(address) = &target.address {
             if let Err(e) = delete_topic(address, &topic, self.connect_timeout) {
@@ -510,6 +555,10 @@ fn child_args(
     flag("--connect-timeout", format!("{}ms", connect_timeout.as_millis()));
     if let Some(linger) = scenario.linger_ms {
         flag("--linger", format!("{linger}ms"));
+    }
+    // The child reads the broker's CPU over its own measured window.
+    if let (Some(pid), Some(_)) = (target.pid, &target.address) {
+        flag("--broker-pid", pid.to_string());
     }
     // The raw-TCP sink stores nothing, so it runs the producers only.
     if target.kind != TargetKind::RawTcp && scenario.consumers > 0 {
@@ -612,12 +661,71 @@ mod tests {
         assert!(s4.contains("--partitions 10000") && s4.contains("--rate 0") && s4.contains("--json o --plot o"), "{s4}");
         let s5 = text(&child_args(&all_scenarios[4], &target(TargetKind::Ours), "t", 0, d, t, p, p));
         assert!(s5.contains("--record-size 100") && s5.contains("--duration 10000ms"), "{s5}");
+        assert!(!s5.contains("--broker-pid"), "no PID known, so no CPU figure asked for: {s5}");
+    }
+
+    /// S6 and S7 run at their own fixed rates with one consumer on the tail,
+    /// on brokers; the raw-TCP sink runs their producer only.
+    #[test]
+    fn fixed_rate_scenario_flags() {
+        let p = Path::new("o");
+        let d = Duration::from_secs(10);
+        let t = Duration::from_secs(3);
+        let s6 = parse_scenario("S6").unwrap();
+        let s7 = parse_scenario("S7").unwrap();
+        assert_eq!((s6.rate, s7.rate), (Rate::Fixed(5000), Rate::Fixed(200_000)));
+        for (scenario, rate, linger) in [(s6, "--rate 5000", "--linger 0ms"), (s7, "--rate 200000", "--linger 1ms")] {
+            let Rate::Fixed(records_per_sec) = scenario.rate else { panic!("{} has a fixed rate", scenario.id) };
+            let ours = text(&child_args(scenario, &target(TargetKind::Ours), "t", records_per_sec, d, t, p, p));
+            for expected in [rate, linger, "--partitions 12", "--record-size 1024", "--acks all", "--consumers 1", "--warmup 2s"] {
+                assert!(ours.contains(expected), "{}: {expected} missing from {ours}", scenario.id);
+            }
+            assert!(!ours.contains("--groups"), "{ours}");
+            let raw = text(&child_args(scenario, &target(TargetKind::RawTcp), "t", records_per_sec, d, t, p, p));
+            assert!(raw.contains(rate) && raw.contains(linger) && !raw.contains("--consumers"), "{raw}");
+        }
+    }
+
+    /// A known broker PID goes to the child, which reads the CPU over its
+    /// measured window; the raw-TCP sink has no broker to read.
+    #[test]
+    fn broker_pid_goes_to_broker_runs_only() {
+        let p = Path::new("o");
+        let d = Duration::from_secs(10);
+        let t = Duration::from_secs(3);
+        let mut peer = target(TargetKind::Peer);
+        peer.pid = Some(4242);
+        let args = text(&child_args(&all_scenarios[5], &peer, "t", 5000, d, t, p, p));
+        assert!(args.contains("--broker-pid 4242"), "{args}");
+        let mut raw = target(TargetKind::RawTcp);
+        raw.pid = Some(4242);
+        assert!(!text(&child_args(&all_scenarios[5], &raw, "t", 5000, d, t, p, p)).contains("--broker-pid"));
+    }
+
+    #[test]
+    fn scenario_list() {
+        let ids: Vec<&str> = all_scenarios.iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["S1", "S2", "S3", "S4", "S5", "S6", "S7"]);
+        let rates: Vec<Rate> = all_scenarios.iter().map(|s| s.rate).collect();
+        assert_eq!(rates[..5], [Rate::Max, Rate::FractionOfS1(0.5), Rate::FractionOfS1(0.25), Rate::Max, Rate::Max]);
+        let defaults = SuiteArgs::try_parse_from(["suite", "--brokers", "127.0.0.1:1"]).unwrap();
+        let chosen: Vec<&str> = defaults.scenarios.iter().map(|s| s.id).collect();
+        assert_eq!(chosen, ids, "every scenario by default");
+        let some = SuiteArgs::try_parse_from(["suite", "--brokers", "x:1", "--scenarios", "s7,S6"]).unwrap();
+        assert_eq!(some.scenarios.iter().map(|s| s.id).collect::<Vec<_>>(), ["S7", "S6"]);
+        assert!(SuiteArgs::try_parse_from(["suite", "--brokers", "x:1", "--broker-pid", "0"]).is_err());
+        // S6 and S7 need no base rate: every S1-relative scenario is S2 or S3.
+        let relative: Vec<&str> =
+            all_scenarios.iter().filter(|s| matches!(s.rate, Rate::FractionOfS1(_))).map(|s| s.id).collect();
+        assert_eq!(relative, ["S2", "S3"]);
     }
 
     #[test]
     fn scenario_and_peer_names() {
         assert_eq!(parse_scenario("s3").unwrap().id, "S3");
-        assert!(parse_scenario("S6").is_err());
+        assert_eq!(parse_scenario(" s7 ").unwrap().id, "S7");
+        let error = parse_scenario("S8").unwrap_err();
+        assert!(error.contains("S1, S2, S3, S4, S5, S6, S7"), "{error}");
         assert!(parse_peer_name("tansu").is_ok());
         assert!(parse_peer_name("ours").is_err());
         assert!(parse_peer_name("a/b").is_err());

@@ -51,6 +51,26 @@ fn json_number(json: &str, key: &str) -> f64 {
     text.parse().unwrap_or_else(|_| panic!("field {key:?} is {text:?}, not a number"))
 }
 
+/// Checks the `--broker-pid` fields: present, not negative, and consistent
+/// with each other (cores = CPU-s / window, CPU-s/GB = CPU-s / GB produced).
+/// Returns broker cores.
+fn check_broker_cpu(json: &str, pid: u32) -> f64 {
+    assert_eq!(json_number(json, "broker_pid"), f64::from(pid), "{json}");
+    let cpu_sec = json_number(json, "broker_cpu_sec");
+    let wall_sec = json_number(json, "broker_cpu_wall_sec");
+    let cores = json_number(json, "broker_cores");
+    let per_gb = json_number(json, "broker_cpu_s_per_gb");
+    let measured_sec = json_number(json, "measured_sec");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(cpu_sec >= 0.0 && cores >= 0.0 && per_gb >= 0.0, "{json}");
+    assert!((wall_sec - measured_sec).abs() < 0.5, "the CPU window is the measured window: {json}");
+    assert!(cores <= cpus + 0.5, "{cores} cores on {cpus} CPUs: {json}");
+    assert!((cores - cpu_sec / wall_sec).abs() < 0.002, "{json}");
+    let gb = json_number(json, "bytes") / 1e9;
+    assert!((per_gb - cpu_sec / gb).abs() <= 0.001 / gb + 0.001, "{json}");
+    cores
+}
+
 /// Checks a latency object has every percentile, ordered, and a count.
 fn check_latency(json: &str, key: &str) {
     let object = json_value(json, key);
@@ -88,11 +108,16 @@ fn produce_and_consume_against_the_broker() {
         .args(["--brokers", &broker.address, "--topic", "lg-e2e", "--partitions", "4", "--record-size", "256"])
         .args(["--acks", "all", "--producers", "1", "--consumers", "1", "--rate", "2000"])
         .args(["--duration", "2s", "--warmup", "200ms", "--linger", "1ms"])
+        .args(["--broker-pid", &broker.pid().to_string()])
         .arg("--json")
         .arg(&json_path);
     let (output, _) = run_bounded(command);
     let json = check_clean_run(&output, &json_path);
     check_latency(&json, "latency_e2e_us");
+    let cores = check_broker_cpu(&json, broker.pid());
+    assert!(cores > 0.0, "the broker served 2000 records/s and a consumer: {json}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(&format!("broker CPU    PID {}: ", broker.pid())) && stdout.contains(" cores, "), "{stdout}");
     // Nothing lost: as many records of the measured window were read (the
     // consumer skips offsets it has passed) as were acknowledged.
     let sent = json_number(json_value(&json, "latency_ack_us"), "count");
@@ -116,6 +141,9 @@ fn max_throughput_against_the_broker_without_consumers() {
     let (output, _) = run_bounded(command);
     let json = check_clean_run(&output, &json_path);
     assert_eq!(json_value(&json, "latency_e2e_us"), "null", "no consumers, so no end-to-end latency");
+    for field in ["broker_pid", "broker_cpu_sec", "broker_cpu_wall_sec", "broker_cores", "broker_cpu_s_per_gb"] {
+        assert_eq!(json_value(&json, field), "null", "no --broker-pid, so no {field}");
+    }
 }
 
 #[test]
@@ -125,10 +153,13 @@ fn baseline_raw_tcp() {
     let mut command = loadgen();
     command
         .args(["--baseline", "raw-tcp", "--partitions", "12", "--record-size", "1024", "--duration", "2s"])
+        // Any process can be measured: here the test itself.
+        .args(["--broker-pid", &std::process::id().to_string()])
         .arg("--json")
         .arg(&json_path);
     let (output, _) = run_bounded(command);
     let json = check_clean_run(&output, &json_path);
+    check_broker_cpu(&json, std::process::id());
     assert!(json_value(&json, "target").contains("raw-tcp sink"), "{json}");
     assert_eq!(json_value(&json, "baseline"), "\"raw-tcp\"");
     assert_eq!(json_value(&json, "latency_e2e_us"), "null");
@@ -179,6 +210,23 @@ fn bad_flags_are_clear_errors() {
         assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
         assert!(stderr.contains(expected), "{flags:?}: expected {expected:?} in {stderr}");
     }
+}
+
+/// A `--broker-pid` with no process behind it fails before any load, with
+/// the flag and the reason in the message.
+#[test]
+fn broker_pid_not_running_is_a_clear_error() {
+    let mut finished = Command::new("true").spawn().expect("run true");
+    finished.wait().expect("wait for true");
+    let gone = finished.id().to_string();
+    let mut command = loadgen();
+    command.args(["--baseline", "raw-tcp", "--duration", "1s", "--broker-pid", &gone]);
+    let (output, elapsed) = run_bounded(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("--broker-pid {gone}: no such process")), "{stderr}");
+    assert!(!stderr.contains("rec/s"), "nothing ran: {stderr}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }
 
 /// Runs the load generator against `broker` with `flags` and `--json`;

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 
 use super::{respond, str_bytes, ApiSpec, FetchBatch, Pending, Response};
 use crate::protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
-use crate::shard::RoutedRead;
+use crate::shard::router::{DataWaiter, ManyRead, ReadRequest};
 use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
 use crate::limits;
@@ -268,7 +268,31 @@ fn fit_budget<B: AsRef<[u8]>>(batches: &mut Vec<B>, budget: usize, first_non_emp
     batches.truncate(keep);
 }
 
+/// Reads every wanted partition, then fits them to the response's budget
+/// in request order.
+///
+/// All reads go out at once, one message per owner shard (`read_many`), so
+/// a fetch of many partitions costs each other shard one wake-up, not one
+/// round trip per partition. Each partition reads up to its own limit
+/// (`partition_max_bytes`, at most `max_bytes`); `fit_budget` then keeps
+/// what Kafka's sequential rule keeps (KIP-74): the first non-empty
+/// partition's first batch whole, and later partitions only what still
+/// fits. Reading a later partition's limit before knowing what is left can
+/// read more than is sent, bounded by the sum of the partitions' limits.
 async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (PartitionsOut, usize) {
+    let limit = |w: &Wanted| max_bytes.min(w.partition_max_bytes.max(0) as usize);
+    // Known partitions with room to read, in request order.
+    let reads: Vec<ReadRequest> = wanted
+        .iter()
+        .filter(|w| w.known && limit(w) > 0)
+        .map(|w| ReadRequest {
+            tp: TopicPartition::new(w.topic.0.as_str(), w.partition),
+            offset: Offset(w.offset),
+            max_bytes: limit(w),
+        })
+        .collect();
+    let mut results = broker.shard.read_many(reads).await.into_iter();
+
     let mut out = Vec::with_capacity(wanted.len());
     let mut total = 0usize;
     for w in wanted {
@@ -286,24 +310,20 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
             out.push((topic, data));
             continue;
         }
-        let tp = TopicPartition::new(topic.name.clone(), w.partition);
         let budget = max_bytes.saturating_sub(total).min(w.partition_max_bytes.max(0) as usize);
-        // Storage returns a read's first batch whole; that is right only
-        // for the response's first non-empty partition (`fit_budget`).
         let first_non_empty = total == 0;
-        let read_max = if first_non_empty { budget.max(1) } else { budget };
-        let result = if read_max == 0 {
+        let result = if limit(w) == 0 {
+            let tp = TopicPartition::new(topic.name.clone(), w.partition);
             broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset))
         } else {
-            broker.shard.read(&tp, Offset(w.offset), read_max).await.map(|read| match read {
+            results.next().expect("one result per read").map(|read| match read {
                 // Zero-copy: slices of the batch cache or of the DMA reads.
-                RoutedRead::Local(r) => {
+                ManyRead::Local(r) => {
                     (r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(), r.high_watermark, r.log_start_offset)
                 }
-                RoutedRead::Remote(r) => {
-                    let (hw, start) = (r.high_watermark, r.log_start_offset);
-                    let lent = Rc::new(r);
-                    ((0..lent.batches.len()).map(|i| FetchBatch::Lent(lent.clone(), i)).collect(), hw, start)
+                ManyRead::Remote { lent, part } => {
+                    let batches = part.batches.clone().map(|i| FetchBatch::Lent(lent.clone(), i)).collect();
+                    (batches, part.high_watermark, part.log_start_offset)
                 }
             })
         };
@@ -344,14 +364,17 @@ fn response(session_id: i32, partitions: PartitionsOut) -> FetchOut<FetchBatch> 
 /// next commit) and one timer for the whole fetch.
 async fn wait_for_data(broker: &Broker, wanted: &[Wanted], timeout: Duration) {
     let mut woken = Vec::new();
+    let mut waiters = Vec::new();
     for w in wanted.iter().filter(|w| w.known) {
         let (waiter, receiver) = futures_channel::oneshot::channel();
         let tp = TopicPartition::new(w.topic.0.as_str(), w.partition);
-        if broker.shard.park_data_waiter(&tp, Offset(w.offset), waiter).await.is_ok() {
-            woken.push(receiver);
-        }
+        waiters.push(DataWaiter { tp, offset: Offset(w.offset), waiter });
+        woken.push(receiver);
     }
-    if woken.is_empty() {
+    // One message per owner shard. Waiters that could not be parked are
+    // held until the wait ends, so they do not read as wake-ups.
+    let unparked = broker.shard.park_data_waiters(waiters).await;
+    if unparked.len() == woken.len() {
         glommio::timer::sleep(timeout).await;
         return;
     }
@@ -362,6 +385,7 @@ async fn wait_for_data(broker: &Broker, wanted: &[Wanted], timeout: Duration) {
         glommio::timer::sleep(timeout),
     )
     .await;
+    drop(unparked);
 }
 
 #[cfg(test)]

@@ -123,14 +123,15 @@ pub enum Response {
 #[derive(Clone)]
 pub enum FetchBatch {
     Local(crate::storage::shard_storage::BatchBytes),
-    Lent(std::rc::Rc<crate::shard::router::LentRead>, usize),
+    /// Batch `usize` of a vector another shard lent for this fetch.
+    Lent(std::rc::Rc<crate::shard::router::LentBatches>, usize),
 }
 
 impl AsRef<[u8]> for FetchBatch {
     fn as_ref(&self) -> &[u8] {
         match self {
             FetchBatch::Local(batch) => batch,
-            FetchBatch::Lent(read, index) => read.batches.batch(*index),
+            FetchBatch::Lent(lent, index) => lent.batch(*index),
         }
     }
 }

@@ -43,6 +43,10 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
     ("ringstream_router_queue_depth", MetricType::Gauge, "Messages waiting in the shard's router inbox (at scrape time)."),
     ("ringstream_reactor_busy_seconds", MetricType::Counter, "Time the shard's reactor ran tasks or polled I/O (not spinning, not parked)."),
     ("ringstream_reactor_utilisation", MetricType::Gauge, "Busy fraction of the shard's reactor over the last second (0 to 1)."),
+    ("ringstream_shard_wakeups", MetricType::Counter, "Times the shard's thread parked and was woken (voluntary context switches; sampled each second and at scrape)."),
+    ("ringstream_shard_preemptions", MetricType::Counter, "Times the kernel took the CPU from the shard's busy thread (involuntary context switches)."),
+    ("ringstream_cross_shard_messages_sent", MetricType::Counter, "Router messages this shard sent to other shards."),
+    ("ringstream_cross_shard_messages_received", MetricType::Counter, "Router messages delivered to this shard's inbox."),
     ("ringstream_partitions", MetricType::Gauge, "Partitions this shard owns (internal ones included)."),
     ("ringstream_connections", MetricType::Gauge, "Kafka client connections this shard serves."),
 ];
@@ -164,6 +168,10 @@ impl Collector for ShardCollector {
                             "ringstream_batch_cache_hits" => &cells.cache_hits,
                             "ringstream_batch_cache_misses" => &cells.cache_misses,
                             "ringstream_read_disk_bytes" => &cells.disk_read_bytes,
+                            "ringstream_shard_wakeups" => &cells.wakeups,
+                            "ringstream_shard_preemptions" => &cells.preemptions,
+                            "ringstream_cross_shard_messages_sent" => &cells.cross_shard_sent,
+                            "ringstream_cross_shard_messages_received" => &cells.cross_shard_received,
                             unknown => unreachable!("metric family {unknown} has no encoder"),
                         };
                         family.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&counter(cell), None)?;

@@ -207,6 +207,18 @@ pub struct ShardCells {
     pub busy_ns: Cell64,
     /// Busy fraction over the last sampling window, in millionths.
     pub utilisation_ppm: Cell64,
+    /// Times the shard's thread went to sleep and was woken again (its
+    /// voluntary context switches, from getrusage(RUSAGE_THREAD)), as of
+    /// the last sample: each one is a park in io_uring_enter and a wake-up.
+    pub wakeups: Cell64,
+    /// Times the kernel took the CPU from the shard's thread while it had
+    /// work (involuntary context switches): io-wq workers, softirqs and
+    /// other threads sharing its CPU.
+    pub preemptions: Cell64,
+    /// Router messages this shard sent to other shards' inboxes.
+    pub cross_shard_sent: Cell64,
+    /// Router messages this shard's inbox delivered to it.
+    pub cross_shard_received: Cell64,
     /// Partitions this shard owns (gauge).
     pub partitions: Cell64,
     /// Kafka connections this shard serves (gauge).
@@ -230,6 +242,10 @@ impl Default for ShardCells {
             disk_read_bytes: Cell64::default(),
             busy_ns: Cell64::default(),
             utilisation_ppm: Cell64::default(),
+            wakeups: Cell64::default(),
+            preemptions: Cell64::default(),
+            cross_shard_sent: Cell64::default(),
+            cross_shard_received: Cell64::default(),
             partitions: Cell64::default(),
             connections: Cell64::default(),
             fdatasync_ns: Histogram::new(fdatasync_bounds_ns),
@@ -413,7 +429,34 @@ pub fn sample_reactor() {
         clock.busy_ns = clock.busy_ns.saturating_add(added);
         clock.busy_ns
     });
-    with_local(|cells| cells.busy_ns.set(total));
+    let (wakeups, preemptions) = thread_context_switches();
+    with_local(|cells| {
+        cells.busy_ns.set(total);
+        cells.wakeups.set(wakeups);
+        cells.preemptions.set(preemptions);
+    });
+}
+
+/// (voluntary, involuntary) context switches of the calling thread.
+fn thread_context_switches() -> (u64, u64) {
+    // SAFETY: getrusage writes one rusage struct, which this frame owns.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return (0, 0);
+    }
+    (u64::try_from(usage.ru_nvcsw).unwrap_or(0), u64::try_from(usage.ru_nivcsw).unwrap_or(0))
+}
+
+/// Counts one router message sent to another shard (on a shard only).
+#[inline]
+pub fn count_cross_shard_sent() {
+    with_local(|cells| cells.cross_shard_sent.add(1));
+}
+
+/// Counts one router message delivered to this shard (on a shard only).
+#[inline]
+pub fn count_cross_shard_received() {
+    with_local(|cells| cells.cross_shard_received.add(1));
 }
 
 fn local_installed() -> Option<()> {

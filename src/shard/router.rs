@@ -47,6 +47,12 @@ pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()
 pub enum Message {
     Append { tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>> },
     Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<LentRead>> },
+    /// Reads of several partitions this shard owns, for one fetch: one
+    /// message and one wake-up however many partitions it names.
+    ReadMany { reads: Vec<ReadRequest>, reply: oneshot::Sender<LentReads> },
+    /// Fetch long-poll waiters for partitions this shard owns (see
+    /// `Shard::park_data_waiters`).
+    ParkWaiters { waiters: Vec<DataWaiter> },
     Offsets { tp: TopicPartition, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
     /// DeleteRecords on the owner: move the log start up to `offset` (-1:
     /// the high watermark); replies with the log start after it.
@@ -121,6 +127,7 @@ impl Drop for LentBatches {
                 drop(homeward);
             })
         });
+        crate::metrics::count_cross_shard_sent();
         match self.home_inbox.try_send(Envelope { to: self.home, message: Message::Run(task) }) {
             Ok(()) => {}
             Err(flume::TrySendError::Full(envelope)) => {
@@ -143,6 +150,44 @@ pub struct LentRead {
     pub batches: LentBatches,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
+}
+
+/// One partition of a batched read: read `max_bytes` from `offset`.
+pub struct ReadRequest {
+    pub tp: TopicPartition,
+    pub offset: Offset,
+    pub max_bytes: usize,
+}
+
+/// A fetch waiting for data past `offset` in `tp`.
+pub struct DataWaiter {
+    pub tp: TopicPartition,
+    pub offset: Offset,
+    pub waiter: oneshot::Sender<()>,
+}
+
+/// Where one partition's batches are in a batched read's lent vector.
+#[derive(Clone, Debug)]
+pub struct ReadPart {
+    pub batches: std::ops::Range<usize>,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// The answer to `Message::ReadMany`: every partition's batches in one lent
+/// vector (so they go home in one message), and each partition's part of it
+/// in request order.
+pub struct LentReads {
+    pub batches: LentBatches,
+    pub parts: Vec<StorageResult<ReadPart>>,
+}
+
+/// One partition's result of `Shard::read_many`.
+pub enum ManyRead {
+    Local(ReadOutput),
+    /// Batches `part.batches` of a vector lent by the owner, shared by all
+    /// the partitions that owner served in this read.
+    Remote { lent: Rc<LentBatches>, part: ReadPart },
 }
 
 /// A read as seen by the shard that asked for it.
@@ -343,6 +388,7 @@ impl Shard {
 
     async fn send(&self, to: ShardId, message: Message) -> StorageResult<()> {
         assert_ne!(to, self.id, "local work does not go through the router");
+        crate::metrics::count_cross_shard_sent();
         self.peers[to.index()].send_async(Envelope { to, message }).await.map_err(|_| StorageError::ShuttingDown)
     }
 
@@ -416,6 +462,114 @@ impl Shard {
             })
         });
         self.send(owner, Message::Run(task)).await
+    }
+
+    /// Parks fetch long-poll waiters with their partitions' owners: one
+    /// message per remote owner however many partitions it holds, instead
+    /// of one per partition. Waiters whose partition has no owner now are
+    /// returned, not dropped: the caller keeps them until its wait ends, so
+    /// that a partition that is gone does not wake the fetch at once, again
+    /// and again. (A remote owner that no longer has the partition drops
+    /// its waiter: the fetch wakes, reads, and reaches the new owner.)
+    pub async fn park_data_waiters(&self, waiters: Vec<DataWaiter>) -> Vec<DataWaiter> {
+        let mut unparked = Vec::new();
+        let mut by_owner: Vec<Vec<DataWaiter>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
+        for waiter in waiters {
+            match self.route(&waiter.tp).await {
+                Ok(owner) => by_owner[owner.index()].push(waiter),
+                Err(_) => unparked.push(waiter),
+            }
+        }
+        for (owner, waiters) in by_owner.into_iter().enumerate() {
+            if waiters.is_empty() {
+                continue;
+            }
+            let owner = ShardId(owner as u16);
+            if owner == self.id {
+                unparked.extend(park_here(&self.storage, waiters));
+            } else if let Err(StorageError::ShuttingDown) = self.send(owner, Message::ParkWaiters { waiters }).await {
+                // The owner is gone; its waiters went with the message.
+            }
+        }
+        unparked
+    }
+
+    /// Reads several partitions for one fetch: local ones here, remote ones
+    /// with one `ReadMany` message per owner shard, all owners at once.
+    /// Results come back in request order. A partition that moved while
+    /// its owner read is read again on its own (`read`), which follows it.
+    pub async fn read_many(&self, reads: Vec<ReadRequest>) -> Vec<StorageResult<ManyRead>> {
+        let count = reads.len();
+        let mut results: Vec<Option<StorageResult<ManyRead>>> = (0..count).map(|_| None).collect();
+        // What each request asked, kept for a partition that moved.
+        let asked_for: Vec<(TopicPartition, Offset, usize)> =
+            reads.iter().map(|r| (r.tp.clone(), r.offset, r.max_bytes)).collect();
+        // (request index, request) per owner shard.
+        let mut by_owner: Vec<Vec<(usize, ReadRequest)>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
+        for (index, read) in reads.into_iter().enumerate() {
+            match self.route(&read.tp).await {
+                Ok(owner) => by_owner[owner.index()].push((index, read)),
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        let mut asked = Vec::new();
+        for (owner, reads) in by_owner.iter_mut().enumerate() {
+            if reads.is_empty() || owner == self.id.index() {
+                continue;
+            }
+            let (indexes, requests): (Vec<usize>, Vec<ReadRequest>) = std::mem::take(reads).into_iter().unzip();
+            let (reply, receiver) = oneshot::channel();
+            match self.send(ShardId(owner as u16), Message::ReadMany { reads: requests, reply }).await {
+                Ok(()) => asked.push((indexes, receiver)),
+                Err(e) => {
+                    for index in indexes {
+                        results[index] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        // While the owners read, read the local partitions.
+        for (index, read) in std::mem::take(&mut by_owner[self.id.index()]) {
+            results[index] = Some(self.storage.read(&read.tp, read.offset, read.max_bytes).await.map(ManyRead::Local));
+        }
+        for (indexes, receiver) in asked {
+            let Ok(answer) = receiver.await else {
+                for index in indexes {
+                    results[index] = Some(Err(StorageError::ShuttingDown));
+                }
+                continue;
+            };
+            let lent = Rc::new(answer.batches);
+            for (index, part) in indexes.into_iter().zip(answer.parts) {
+                results[index] = match part {
+                    Ok(part) => Some(Ok(ManyRead::Remote { lent: lent.clone(), part })),
+                    Err(StorageError::Moved(_)) => None, // read again below
+                    Err(e) => Some(Err(e)),
+                };
+            }
+        }
+        let mut out = Vec::with_capacity(count);
+        for (index, result) in results.into_iter().enumerate() {
+            let result = match result {
+                Some(result) => result,
+                None => {
+                    let (tp, offset, max_bytes) = &asked_for[index];
+                    self.read(tp, *offset, *max_bytes).await.map(|read| match read {
+                        RoutedRead::Local(read) => ManyRead::Local(read),
+                        RoutedRead::Remote(read) => {
+                            let part = ReadPart {
+                                batches: 0..read.batches.len(),
+                                high_watermark: read.high_watermark,
+                                log_start_offset: read.log_start_offset,
+                            };
+                            ManyRead::Remote { lent: Rc::new(read.batches), part }
+                        }
+                    })
+                }
+            };
+            out.push(result);
+        }
+        out
     }
 
     /// Queues an append on the owning shard, preserving submission order.
@@ -909,6 +1063,7 @@ impl Shard {
     pub async fn serve(self: Rc<Self>, inbox: flume::Receiver<Envelope>) {
         while let Ok(envelope) = inbox.recv_async().await {
             assert_eq!(envelope.to, self.id, "router delivered to the wrong shard");
+            crate::metrics::count_cross_shard_received();
             match envelope.message {
                 Message::Append { tp, batch, reply } => {
                     // A move's fence guarantees no append reaches a former
@@ -959,6 +1114,15 @@ impl Shard {
                     })
                     .detach();
                 }
+                Message::ReadMany { reads, reply } => {
+                    let storage = self.storage.clone();
+                    let (home, home_inbox) = (self.id, self.peers[self.id.index()].clone());
+                    glommio::spawn_local(async move {
+                        let _ = reply.send(read_here(&storage, reads, home, home_inbox).await);
+                    })
+                    .detach();
+                }
+                Message::ParkWaiters { waiters } => drop(park_here(&self.storage, waiters)), // see park_data_waiters
                 Message::Offsets { tp, reply } => {
                     let _ = reply.send(self.storage.offsets(&tp).map_err(|e| match e {
                         StorageError::UnknownPartition(tp) => StorageError::Moved(tp),
@@ -1014,4 +1178,45 @@ impl Shard {
         }
     }
 
+}
+
+/// Serves a `ReadMany` on the owner: every read in turn, their batches
+/// gathered into one vector lent to the asker. A partition this shard no
+/// longer owns answers `Moved`, and the asker follows it.
+async fn read_here(storage: &ShardStorage, reads: Vec<ReadRequest>, home: ShardId, home_inbox: flume::Sender<Envelope>) -> LentReads {
+    let mut batches = Vec::new();
+    let mut parts = Vec::with_capacity(reads.len());
+    for read in reads {
+        let part = match storage.read(&read.tp, read.offset, read.max_bytes).await {
+            Ok(output) => {
+                let start = batches.len();
+                batches.extend(output.batches);
+                Ok(ReadPart {
+                    batches: start..batches.len(),
+                    high_watermark: output.high_watermark,
+                    log_start_offset: output.log_start_offset,
+                })
+            }
+            Err(StorageError::UnknownPartition(tp)) => Err(StorageError::Moved(tp)),
+            Err(e) => Err(e),
+        };
+        parts.push(part);
+    }
+    LentReads { batches: LentBatches::lend(batches, home, home_inbox), parts }
+}
+
+/// Parks fetch waiters with this shard's storage and returns those whose
+/// partition is not here. A full waiter list drops the sender: the fetch
+/// sees it as a wake-up, reads, and parks again; it never hangs.
+fn park_here(storage: &ShardStorage, waiters: Vec<DataWaiter>) -> Vec<DataWaiter> {
+    let mut unparked = Vec::new();
+    for waiter in waiters {
+        if !storage.owns(&waiter.tp) {
+            unparked.push(waiter);
+            continue;
+        }
+        let DataWaiter { tp, offset, waiter } = waiter;
+        let _ = storage.park_data_waiter(&tp, offset, waiter);
+    }
+    unparked
 }

@@ -35,8 +35,11 @@ pub struct RuntimeConfig {
     /// `shard.cpus`: the CPUs to pin shards to, ascending, one shard each;
     /// None means the first `shards` allowed CPUs.
     pub cpus: Option<Vec<usize>>,
-    /// How long an idle executor spins before it parks (NOTES-glommio #5:
-    /// parked executors add milliseconds of wake-up latency).
+    /// How long an idle executor spins before it parks. Default 0: park at
+    /// once. Spinning buys a few tens of µs of wake-up latency
+    /// (NOTES-glommio #5) at the price of CPU on every wake-up; at 5,000
+    /// records/s it cost 0.1-0.18 cores and, on a 2-CPU host, slower acks
+    /// (BENCHMARKS.md, issue 16). The tuned profile may still choose it.
     pub spin_before_park_us: u64,
     /// Memory glommio registers with io_uring per shard for DMA buffers.
     pub io_memory_bytes: usize,
@@ -50,7 +53,7 @@ impl RuntimeConfig {
         RuntimeConfig {
             shards: None,
             cpus: None,
-            spin_before_park_us: 50,
+            spin_before_park_us: 0,
             io_memory_bytes: 2 * 1024 * 1024,
             balance: BalanceConfig::default(),
             storage,

@@ -27,6 +27,12 @@ pub struct CacheSlice {
     buffer: Rc<DmaBuffer>,
     start: u32,
     len: u32,
+    /// Bytes of memory this slice answers for in the cache's budget: its
+    /// own length plus its share of the buffer's padding and carried bytes.
+    /// A light-load round writes one 1 KiB batch in a 4 KiB buffer, and the
+    /// cache pins the whole buffer, so charging `len` alone would let the
+    /// cache hold 4x its budget.
+    charge: u32,
     pub base_offset: Offset,
     pub last_offset: Offset,
 }
@@ -36,7 +42,15 @@ impl CacheSlice {
         assert!(start.checked_add(len).is_some_and(|end| end <= buffer.len()));
         assert!(len > 0);
         assert!(base_offset <= last_offset);
-        CacheSlice { buffer, start: start as u32, len: len as u32, base_offset, last_offset }
+        CacheSlice { buffer, start: start as u32, len: len as u32, charge: len as u32, base_offset, last_offset }
+    }
+
+    /// Charges this slice `charge` bytes (at least its length, at most its
+    /// buffer's length) instead of its length.
+    pub fn charged(mut self, charge: usize) -> CacheSlice {
+        let charge = charge.clamp(self.len as usize, self.buffer.len());
+        self.charge = charge as u32;
+        self
     }
 
     pub fn next_offset(&self) -> Offset {
@@ -103,7 +117,7 @@ impl BatchCache {
     /// Adds a batch just written to `partition`. Batches larger than the whole
     /// cache are not cached.
     pub fn insert(&mut self, partition: PartitionKey, slice: CacheSlice) {
-        let len = slice.len as usize;
+        let len = slice.charge as usize;
         if len > self.bytes_max {
             return;
         }
@@ -118,7 +132,7 @@ impl BatchCache {
         let batches = self.partitions.entry(partition).or_default();
         if let Some(old) = batches.insert(base, Entry { slice, tick }) {
             // Re-inserting an offset only happens after a rollback rewrote it.
-            self.bytes_used -= old.slice.len as usize;
+            self.bytes_used -= old.slice.charge as usize;
             self.lru.remove(&old.tick);
         }
         self.lru.insert(tick, (partition, base));
@@ -153,7 +167,7 @@ impl BatchCache {
             batches.iter().take_while(|(_, e)| e.slice.last_offset < offset).map(|(base, _)| *base).collect();
         for base in doomed {
             if let Some(entry) = batches.remove(&base) {
-                self.bytes_used -= entry.slice.len as usize;
+                self.bytes_used -= entry.slice.charge as usize;
                 self.lru.remove(&entry.tick);
             }
         }
@@ -165,7 +179,7 @@ impl BatchCache {
         let doomed: Vec<Offset> = batches.range(offset..).map(|(base, _)| *base).collect();
         for base in doomed {
             if let Some(entry) = batches.remove(&base) {
-                self.bytes_used -= entry.slice.len as usize;
+                self.bytes_used -= entry.slice.charge as usize;
                 self.lru.remove(&entry.tick);
             }
         }
@@ -174,7 +188,7 @@ impl BatchCache {
     pub fn remove_partition(&mut self, partition: PartitionKey) {
         if let Some(batches) = self.partitions.remove(&partition) {
             for entry in batches.into_values() {
-                self.bytes_used -= entry.slice.len as usize;
+                self.bytes_used -= entry.slice.charge as usize;
                 self.lru.remove(&entry.tick);
             }
         }
@@ -195,7 +209,7 @@ impl BatchCache {
         let Some((_, (partition, base))) = self.lru.pop_first() else { return false };
         let batches = self.partitions.get_mut(&partition).expect("LRU entry without partition");
         let entry = batches.remove(&base).expect("LRU entry without batch");
-        self.bytes_used -= entry.slice.len as usize;
+        self.bytes_used -= entry.slice.charge as usize;
         self.evictions += 1;
         if batches.is_empty() {
             self.partitions.remove(&partition);
@@ -240,6 +254,24 @@ mod tests {
             cache.remove_partition(2);
             assert_eq!(cache.stats().bytes_used, 100);
             assert_eq!(cache.stats().entries, 1);
+        });
+    }
+
+    #[test]
+    fn slices_answer_for_their_share_of_the_buffer() {
+        run(async {
+            // Light load: one 1 KiB batch per 4 KiB buffer. A 16 KiB cache
+            // holds 4 such buffers, not 16 batches.
+            let mut cache = BatchCache::new(16 * 1024);
+            for i in 0..16 {
+                cache.insert(1, CacheSlice::new(buffer(4096), 0, 1024, Offset(i), Offset(i)).charged(4096));
+            }
+            assert_eq!(cache.stats().entries, 4);
+            assert_eq!(cache.stats().bytes_used, 16 * 1024);
+            // A charge never goes below the length nor above the buffer.
+            let slice = CacheSlice::new(buffer(4096), 0, 1024, Offset(0), Offset(0));
+            assert_eq!(slice.clone().charged(10).charge, 1024);
+            assert_eq!(slice.charged(1 << 20).charge, 4096);
         });
     }
 

@@ -182,6 +182,9 @@ pub struct PartitionLog {
     pub carry: Vec<u8>,
     /// Written but not yet fdatasync'd (interval policy).
     pub unsynced: bool,
+    /// flush=always: segments are opened O_DSYNC, so a completed write is
+    /// durable (`segment::open_flags`).
+    pub sync_writes: bool,
     /// Idempotent producers' recent batches.
     pub producers: ProducerState,
     /// The log start set by DeleteRecords (Offset::ZERO when never moved);
@@ -204,6 +207,7 @@ impl PartitionLog {
         dir: PathBuf,
         config: LogConfig,
         now_ms: i64,
+        sync_writes: bool,
     ) -> StorageResult<PartitionLog> {
         config.validate()?;
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create partition dir", &dir, e))?;
@@ -236,13 +240,14 @@ impl PartitionLog {
             pending_bytes: 0,
             carry: Vec::new(),
             unsynced: false,
+            sync_writes,
             producers: ProducerState::default(),
             log_start: Offset::ZERO,
         };
         let (mut producers, producers_end) = read_producer_snapshot(&log.dir, &log.tp);
 
         if bases.is_empty() {
-            let segment = Segment::create(&log.dir, Offset::ZERO, log.config.segment_bytes, now_ms).await?;
+            let segment = Segment::create(&log.dir, Offset::ZERO, log.config.segment_bytes, now_ms, log.sync_writes).await?;
             log.segments.insert(Offset::ZERO, segment);
             dir::sync_dir(&log.dir).await.map_err(|e| StorageError::io("sync dir", &log.dir, e))?;
         } else {
@@ -286,7 +291,7 @@ impl PartitionLog {
         let mut expected_base: Option<Offset> = None;
         for (i, &base) in bases.iter().enumerate() {
             let is_tail = base == tail_base;
-            let (mut segment, file_bytes) = Segment::open(&self.dir, base, now_ms).await?;
+            let (mut segment, file_bytes) = Segment::open(&self.dir, base, now_ms, self.sync_writes).await?;
             if let Some(expected) = expected_base {
                 if expected != base {
                     return Err(StorageError::Corrupt {

@@ -113,7 +113,13 @@ pub struct ReadOutput {
 pub struct CommitStats {
     pub rounds: u64,
     pub writes: u64,
+    /// Durable completions under flush=always: O_DSYNC segment writes
+    /// (each is its own fdatasync), plus fdatasyncs of the interval flush.
     pub fdatasyncs: u64,
+    /// Batches made durable by those completions (flush=always).
+    pub synced_batches: u64,
+    /// Batches acknowledged to their producers.
+    pub acked_batches: u64,
     pub batches: u64,
     pub bytes: u64,
 }
@@ -334,7 +340,7 @@ impl ShardStorage {
         let key = self.inner.next_key.get();
         self.inner.next_key.set(key.checked_add(1).expect("partition keys exhausted"));
         let dir = self.inner.config.data_dir.join(tp.dir_name());
-        let log = PartitionLog::open(tp.clone(), key, dir, config, now_ms()).await?;
+        let log = PartitionLog::open(tp.clone(), key, dir, config, now_ms(), self.inner.config.flush == FlushPolicy::Always).await?;
         let offsets = log.offsets();
         info!(
             shard = %self.inner.shard,
@@ -523,7 +529,7 @@ impl ShardStorage {
             (taken, active.file.clone(), active.log_path.clone(), aligned_position, Rc::new(buffer), positions, log.dir.clone())
         };
 
-        let result = self.write_and_sync(&partition, &file, &log_path, aligned_position, &buffer).await;
+        let result = self.write_and_sync(&partition, taken.len() as u64, &file, &log_path, aligned_position, &buffer).await;
         if let Err(e) = result {
             error!(shard = %self.inner.shard, segment = %log_path.display(), "append write failed: {e}");
             self.fail_round(&partition, taken, e).await;
@@ -539,6 +545,10 @@ impl ShardStorage {
             let append_time = if log.config.log_append_time { now } else { -1 };
             let mut cache = self.inner.cache.borrow_mut();
             let mut epochs_changed = false;
+            // The cache pins the whole buffer: each batch answers for an
+            // equal share of what is not batches (carry and padding).
+            let batch_bytes: usize = taken.iter().map(|p| p.batch.len()).sum();
+            let overhead_share = (buffer.len() - batch_bytes).div_ceil(taken.len());
             let mut replies = Vec::with_capacity(taken.len());
             let mut bytes_total = 0u64;
             let mut records_total = 0u64;
@@ -557,10 +567,9 @@ impl ShardStorage {
                 let active = log.active_mut();
                 active.on_batch_written(&info, aligned_position + position as u64, interval);
                 active.acked_bytes = active.size_bytes;
-                cache.insert(
-                    key,
-                    CacheSlice::new(buffer.clone(), position, info.total_bytes as usize, info.base_offset, info.last_offset()),
-                );
+                let slice =
+                    CacheSlice::new(buffer.clone(), position, info.total_bytes as usize, info.base_offset, info.last_offset());
+                cache.insert(key, slice.charged(info.total_bytes as usize + overhead_share));
                 bytes_total += u64::from(info.total_bytes);
                 records_total += u64::try_from(info.records_count).unwrap_or(0);
                 replies.push((pending.reply, info));
@@ -598,6 +607,18 @@ impl ShardStorage {
             let _ = waiter.send(());
         }
         let log_start_offset = partition.log.borrow().log_start_offset();
+        let sync_writes = partition.log.borrow().sync_writes;
+        let mut stats = self.inner.stats.get();
+        stats.acked_batches += replies.len() as u64;
+        // Acknowledged means durable: under flush=always no batch is
+        // acknowledged before a completed durable write covers it.
+        assert!(
+            !sync_writes || stats.acked_batches <= stats.synced_batches,
+            "acknowledging {} batches with only {} synced",
+            stats.acked_batches,
+            stats.synced_batches
+        );
+        self.inner.stats.set(stats);
         for (reply, info) in replies {
             let log_append_time_ms = if info.attributes & 0x08 != 0 { info.max_timestamp } else { -1 };
             let _ = reply.send(Ok(AppendInfo {
@@ -609,9 +630,12 @@ impl ShardStorage {
         }
     }
 
+    /// Writes one round's buffer for `partition`, which holds `batches`
+    /// batches, and under flush=always makes it durable before returning.
     async fn write_and_sync(
         &self,
         partition: &Partition,
+        batches: u64,
         file: &Rc<glommio::io::DmaFile>,
         log_path: &PathBuf,
         position: u64,
@@ -636,30 +660,32 @@ impl ShardStorage {
             }
             return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
         }
+        // Under flush=always the segment is O_DSYNC (`segment::open_flags`):
+        // the write completes only once it is durable, so it is the sync.
+        let sync_writes = partition.log.borrow().sync_writes;
+        debug_assert_eq!(sync_writes, self.inner.config.flush == FlushPolicy::Always);
         let slot = self.inner.io_slots.acquire_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
+        let started = sync_writes.then(std::time::Instant::now);
         let written = file
             .write_rc_at(buffer.clone(), position)
             .await
             .map_err(|e| StorageError::io("write segment", log_path, glommio_io(e)))?;
         drop(slot);
+        self.inner.faults.hold_after_write().await;
         if written != buffer.len() {
             // O_DIRECT writes come back short only when the device is full.
             return Err(StorageError::io("write segment", log_path, std::io::Error::from_raw_os_error(libc::ENOSPC)));
         }
         // Read-modify-write the stats with no await in between: the other
-        // partitions of the round update them while this one syncs.
+        // partitions of the round update them while this one writes.
         let mut stats = self.inner.stats.get();
         stats.writes += 1;
-        self.inner.stats.set(stats);
-        if self.inner.config.flush == FlushPolicy::Always {
-            let _slot = self.inner.io_slots.acquire_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
-            let started = std::time::Instant::now();
-            file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", log_path, glommio_io(e)))?;
+        if let Some(started) = started {
             self.inner.metrics.fdatasync_ns.observe_duration(started.elapsed());
-            let mut stats = self.inner.stats.get();
             stats.fdatasyncs += 1;
-            self.inner.stats.set(stats);
+            stats.synced_batches += batches;
         }
+        self.inner.stats.set(stats);
         Ok(())
     }
 
@@ -685,11 +711,11 @@ impl ShardStorage {
     /// Seals the active segment and starts a new one at the log end. The
     /// caller holds the partition's write lock.
     async fn roll_locked(&self, partition: &Partition, now: i64) -> StorageResult<()> {
-        let (job, dir, base, segment_bytes, producers) = {
+        let (job, dir, base, segment_bytes, producers, sync_writes) = {
             let log = partition.log.borrow();
             assert_eq!(log.high_watermark, log.log_end_offset);
             let producers = log.producers.encode(log.log_end_offset);
-            (log.active().seal_job(), log.dir.clone(), log.log_end_offset, log.config.segment_bytes, producers)
+            (log.active().seal_job(), log.dir.clone(), log.log_end_offset, log.config.segment_bytes, producers, log.sync_writes)
         };
         job.run(&dir).await?;
         // Before the next segment exists: an unclean start scans only the
@@ -697,7 +723,7 @@ impl ShardStorage {
         dir::write_file_atomic(&dir, dir::PRODUCER_SNAPSHOT_FILE_NAME, producers.into_bytes())
             .await
             .map_err(|e| StorageError::io("write producer snapshot", &dir, e))?;
-        let segment = Segment::create(&dir, base, segment_bytes, now).await?;
+        let segment = Segment::create(&dir, base, segment_bytes, now, sync_writes).await?;
         dir::sync_dir(&dir).await.map_err(|e| StorageError::io("sync dir", &dir, e))?;
         let mut log = partition.log.borrow_mut();
         debug!(partition = %log.tp, base = %base, "rolled segment");

@@ -48,7 +48,10 @@ pub const derived_batch_cache_bytes_min: u64 = 16 * 1024 * 1024;
 /// VM (BENCHMARKS.md, profile ablation): S1 at 3 GiB per shard ran 0.84x the
 /// default broker, and 0.92x with only the cache put back to 256 MiB.
 pub const derived_batch_cache_bytes_max: u64 = 256 * 1024 * 1024;
-/// Spinning less than this is what the broker does by default anyway.
+/// The tuned profile spins at least this long: it aims at peak throughput,
+/// where a shard that parks between fdatasync completions pays a wake-up
+/// per round. (The broker's default is 0, park at once: no CPU for idle or
+/// light load.)
 pub const derived_spin_before_park_us_min: u64 = 50;
 /// "Close enough to the peak": 90%.
 pub const saturation_percent: u64 = 90;

@@ -70,6 +70,13 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The broker's PID, for `--broker-pid`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
