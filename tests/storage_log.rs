@@ -445,7 +445,7 @@ fn segment_open_flags(dir: &std::path::Path) -> Vec<i32> {
     let mut flags = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Ok(target) = std::fs::read_link(entry.path()) else { continue };
-        if !target.starts_with(dir) || target.extension().is_none_or(|e| e != "log") {
+        if !target.starts_with(dir) || target.extension().map_or(true, |e| e != "log") {
             continue;
         }
         let fd = entry.file_name().to_string_lossy().into_owned();

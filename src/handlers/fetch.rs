@@ -22,7 +22,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 
 use super::{respond, str_bytes, ApiSpec, FetchBatch, Pending, Response};
 use crate::protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
-use crate::shard::router::{DataWaiter, ManyRead, ReadRequest};
+use crate::shard::router::{ManyRead, ReadRequest};
 use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
 use crate::limits;
@@ -165,7 +165,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             (fetch.max_bytes as usize).min(limits::fetch_response_bytes_max)
         };
         loop {
-            let (partitions, total) = read_all(&broker, &wanted, max_bytes).await;
+            let (partitions, total, woken) = read_all(&broker, &wanted, max_bytes).await;
             let now = Instant::now();
             let any_ok = partitions.iter().any(|p| p.1.error_code == error_code::NONE);
             if total >= min_bytes.max(1) || now >= deadline || !any_ok {
@@ -182,7 +182,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 let pieces = fetch_response::encode(version, correlation_id, &response(session_id, partitions));
                 return Some(Response::Pieces(pieces));
             }
-            wait_for_data(&broker, &wanted, deadline - now).await;
+            wait_for_data(woken, deadline - now).await;
         }
     }))
 }
@@ -279,16 +279,28 @@ fn fit_budget<B: AsRef<[u8]>>(batches: &mut Vec<B>, budget: usize, first_non_emp
 /// partition's first batch whole, and later partitions only what still
 /// fits. Reading a later partition's limit before knowing what is left can
 /// read more than is sent, bounded by the sum of the partitions' limits.
-async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (PartitionsOut, usize) {
+///
+/// Each read also parks a long-poll waiter with the partition's owner, at
+/// the high watermark it saw; their receivers come back with the result.
+/// If the response is not ready yet, the fetch waits on them
+/// (`wait_for_data`) with no further message; if it is, they are dropped
+/// and the owner's next commit discards the senders.
+async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (PartitionsOut, usize, Vec<DataWoken>) {
     let limit = |w: &Wanted| max_bytes.min(w.partition_max_bytes.max(0) as usize);
+    let mut woken = Vec::new();
     // Known partitions with room to read, in request order.
     let reads: Vec<ReadRequest> = wanted
         .iter()
         .filter(|w| w.known && limit(w) > 0)
-        .map(|w| ReadRequest {
-            tp: TopicPartition::new(w.topic.0.as_str(), w.partition),
-            offset: Offset(w.offset),
-            max_bytes: limit(w),
+        .map(|w| {
+            let (waiter, receiver) = futures_channel::oneshot::channel();
+            woken.push(receiver);
+            ReadRequest {
+                tp: TopicPartition::new(w.topic.0.as_str(), w.partition),
+                offset: Offset(w.offset),
+                max_bytes: limit(w),
+                waiter: Some(waiter),
+            }
         })
         .collect();
     let mut results = broker.shard.read_many(reads).await.into_iter();
@@ -340,8 +352,12 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
         }
         out.push((topic, data));
     }
-    (out, total)
+    (out, total, woken)
 }
+
+/// Fires when a partition's owner commits past what the read saw (or when
+/// the waiter could not be parked: the fetch then reads again).
+type DataWoken = futures_channel::oneshot::Receiver<()>;
 
 /// Groups partitions by topic, in first-seen order.
 fn response(session_id: i32, partitions: PartitionsOut) -> FetchOut<FetchBatch> {
@@ -359,22 +375,12 @@ fn response(session_id: i32, partitions: PartitionsOut) -> FetchOut<FetchBatch> 
     FetchOut { throttle_time_ms: 0, error_code: error_code::NONE, session_id, topics }
 }
 
-/// Waits until any wanted partition has data past its fetch offset, or the
-/// timeout: one oneshot parked with each partition's owner (woken by its
-/// next commit) and one timer for the whole fetch.
-async fn wait_for_data(broker: &Broker, wanted: &[Wanted], timeout: Duration) {
-    let mut woken = Vec::new();
-    let mut waiters = Vec::new();
-    for w in wanted.iter().filter(|w| w.known) {
-        let (waiter, receiver) = futures_channel::oneshot::channel();
-        let tp = TopicPartition::new(w.topic.0.as_str(), w.partition);
-        waiters.push(DataWaiter { tp, offset: Offset(w.offset), waiter });
-        woken.push(receiver);
-    }
-    // One message per owner shard. Waiters that could not be parked are
-    // held until the wait ends, so they do not read as wake-ups.
-    let unparked = broker.shard.park_data_waiters(waiters).await;
-    if unparked.len() == woken.len() {
+/// Waits until any read partition has data past what its read saw, or the
+/// timeout: the waiters `read_all` parked with each partition's owner (woken
+/// by its next commit) and one timer for the whole fetch. With nothing
+/// parked (no partition to read), the timeout.
+async fn wait_for_data(woken: Vec<DataWoken>, timeout: Duration) {
+    if woken.is_empty() {
         glommio::timer::sleep(timeout).await;
         return;
     }
@@ -385,7 +391,6 @@ async fn wait_for_data(broker: &Broker, wanted: &[Wanted], timeout: Duration) {
         glommio::timer::sleep(timeout),
     )
     .await;
-    drop(unparked);
 }
 
 #[cfg(test)]

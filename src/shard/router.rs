@@ -50,9 +50,6 @@ pub enum Message {
     /// Reads of several partitions this shard owns, for one fetch: one
     /// message and one wake-up however many partitions it names.
     ReadMany { reads: Vec<ReadRequest>, reply: oneshot::Sender<LentReads> },
-    /// Fetch long-poll waiters for partitions this shard owns (see
-    /// `Shard::park_data_waiters`).
-    ParkWaiters { waiters: Vec<DataWaiter> },
     Offsets { tp: TopicPartition, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
     /// DeleteRecords on the owner: move the log start up to `offset` (-1:
     /// the high watermark); replies with the log start after it.
@@ -157,13 +154,11 @@ pub struct ReadRequest {
     pub tp: TopicPartition,
     pub offset: Offset,
     pub max_bytes: usize,
-}
-
-/// A fetch waiting for data past `offset` in `tp`.
-pub struct DataWaiter {
-    pub tp: TopicPartition,
-    pub offset: Offset,
-    pub waiter: oneshot::Sender<()>,
+    /// A fetch long-poll waiter, parked by the owner right after the read
+    /// at the high watermark the read saw: it fires when anything newer is
+    /// committed. Riding on the read saves the fetch a second message (and
+    /// the owner a second wake-up) when the read finds too little.
+    pub waiter: Option<oneshot::Sender<()>>,
 }
 
 /// Where one partition's batches are in a batched read's lent vector.
@@ -441,59 +436,6 @@ impl Shard {
         }
     }
 
-    /// Parks `waiter` with the owner of `tp` until data past `offset`
-    /// arrives there (a fetch long-poll). Fire and forget: a remote owner
-    /// gets one message and parks the waiter without a task or a timer. If
-    /// the partition moved away meanwhile, the waiter is dropped: the fetch
-    /// sees a wake-up, reads again, and reaches the new owner.
-    pub async fn park_data_waiter(&self, tp: &TopicPartition, offset: Offset, waiter: oneshot::Sender<()>) -> StorageResult<()> {
-        let owner = self.route(tp).await?;
-        if owner == self.id {
-            self.storage.park_data_waiter(tp, offset, waiter)?;
-            return Ok(());
-        }
-        let tp = tp.clone();
-        let task: ShardTask = Box::new(move |shard| {
-            Box::pin(async move {
-                // A full waiter list, or a partition no longer here, drops
-                // the sender: the fetch sees it as a wake-up, reads, and
-                // parks again; it never hangs.
-                let _ = shard.storage.park_data_waiter(&tp, offset, waiter);
-            })
-        });
-        self.send(owner, Message::Run(task)).await
-    }
-
-    /// Parks fetch long-poll waiters with their partitions' owners: one
-    /// message per remote owner however many partitions it holds, instead
-    /// of one per partition. Waiters whose partition has no owner now are
-    /// returned, not dropped: the caller keeps them until its wait ends, so
-    /// that a partition that is gone does not wake the fetch at once, again
-    /// and again. (A remote owner that no longer has the partition drops
-    /// its waiter: the fetch wakes, reads, and reaches the new owner.)
-    pub async fn park_data_waiters(&self, waiters: Vec<DataWaiter>) -> Vec<DataWaiter> {
-        let mut unparked = Vec::new();
-        let mut by_owner: Vec<Vec<DataWaiter>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
-        for waiter in waiters {
-            match self.route(&waiter.tp).await {
-                Ok(owner) => by_owner[owner.index()].push(waiter),
-                Err(_) => unparked.push(waiter),
-            }
-        }
-        for (owner, waiters) in by_owner.into_iter().enumerate() {
-            if waiters.is_empty() {
-                continue;
-            }
-            let owner = ShardId(owner as u16);
-            if owner == self.id {
-                unparked.extend(park_here(&self.storage, waiters));
-            } else if let Err(StorageError::ShuttingDown) = self.send(owner, Message::ParkWaiters { waiters }).await {
-                // The owner is gone; its waiters went with the message.
-            }
-        }
-        unparked
-    }
-
     /// Reads several partitions for one fetch: local ones here, remote ones
     /// with one `ReadMany` message per owner shard, all owners at once.
     /// Results come back in request order. A partition that moved while
@@ -530,7 +472,11 @@ impl Shard {
         }
         // While the owners read, read the local partitions.
         for (index, read) in std::mem::take(&mut by_owner[self.id.index()]) {
-            results[index] = Some(self.storage.read(&read.tp, read.offset, read.max_bytes).await.map(ManyRead::Local));
+            let result = self.storage.read(&read.tp, read.offset, read.max_bytes).await;
+            if let (Ok(output), Some(waiter)) = (&result, read.waiter) {
+                let _ = self.storage.park_data_waiter(&read.tp, output.high_watermark, waiter);
+            }
+            results[index] = Some(result.map(ManyRead::Local));
         }
         for (indexes, receiver) in asked {
             let Ok(answer) = receiver.await else {
@@ -1122,7 +1068,6 @@ impl Shard {
                     })
                     .detach();
                 }
-                Message::ParkWaiters { waiters } => drop(park_here(&self.storage, waiters)), // see park_data_waiters
                 Message::Offsets { tp, reply } => {
                     let _ = reply.send(self.storage.offsets(&tp).map_err(|e| match e {
                         StorageError::UnknownPartition(tp) => StorageError::Moved(tp),
@@ -1181,14 +1126,19 @@ impl Shard {
 }
 
 /// Serves a `ReadMany` on the owner: every read in turn, their batches
-/// gathered into one vector lent to the asker. A partition this shard no
-/// longer owns answers `Moved`, and the asker follows it.
+/// gathered into one vector lent to the asker, each read's waiter parked
+/// at the high watermark it saw. A partition this shard no longer owns
+/// answers `Moved` (its waiter dropped: a wake-up), and the asker follows it.
 async fn read_here(storage: &ShardStorage, reads: Vec<ReadRequest>, home: ShardId, home_inbox: flume::Sender<Envelope>) -> LentReads {
     let mut batches = Vec::new();
     let mut parts = Vec::with_capacity(reads.len());
     for read in reads {
         let part = match storage.read(&read.tp, read.offset, read.max_bytes).await {
             Ok(output) => {
+                if let Some(waiter) = read.waiter {
+                    // A full waiter list drops it: the fetch wakes and reads again.
+                    let _ = storage.park_data_waiter(&read.tp, output.high_watermark, waiter);
+                }
                 let start = batches.len();
                 batches.extend(output.batches);
                 Ok(ReadPart {
@@ -1203,20 +1153,4 @@ async fn read_here(storage: &ShardStorage, reads: Vec<ReadRequest>, home: ShardI
         parts.push(part);
     }
     LentReads { batches: LentBatches::lend(batches, home, home_inbox), parts }
-}
-
-/// Parks fetch waiters with this shard's storage and returns those whose
-/// partition is not here. A full waiter list drops the sender: the fetch
-/// sees it as a wake-up, reads, and parks again; it never hangs.
-fn park_here(storage: &ShardStorage, waiters: Vec<DataWaiter>) -> Vec<DataWaiter> {
-    let mut unparked = Vec::new();
-    for waiter in waiters {
-        if !storage.owns(&waiter.tp) {
-            unparked.push(waiter);
-            continue;
-        }
-        let DataWaiter { tp, offset, waiter } = waiter;
-        let _ = storage.park_data_waiter(&tp, offset, waiter);
-    }
-    unparked
 }
