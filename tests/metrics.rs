@@ -402,3 +402,67 @@ fn shard_load_and_commit_sizes_count_concurrent_appends() {
     assert_eq!(loads.iter().map(|l| l.partitions).sum::<u64>(), partitions_here as u64);
     set.shutdown().unwrap();
 }
+
+/// One fetch of every partition from offset 0 (`max_wait_ms` as given);
+/// returns the records it carried.
+fn fetch_every_partition(client: &mut Client, offsets: &[i64], max_wait_ms: i32) -> u64 {
+    let version = client.version(ApiKey::Fetch, 12).unwrap();
+    let wanted = (0..partitions)
+        .map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(offsets[p as usize]).with_partition_max_bytes(1024 * 1024))
+        .collect();
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(4 * 1024 * 1024)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(wanted)]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, version, &request).unwrap();
+    let mut records = 0u64;
+    for data in &response.responses[0].partitions {
+        assert_eq!(data.error_code, 0, "partition {}", data.partition_index);
+        let Some(batches) = data.records.as_ref() else { continue };
+        for batch in split_batches(batches, ringstream::limits::batch_bytes_max) {
+            records += BatchHeader::ref_from_prefix(batch.unwrap()).unwrap().records_count() as u64;
+        }
+    }
+    records
+}
+
+/// A fetch of partitions on both shards costs the other shard one read
+/// message (whose reads also park the long-poll waiters) and one message
+/// that takes the lent batches home, however many of its partitions the
+/// fetch names; it used to cost a round trip per partition. Counted by the
+/// broker's own `ringstream_cross_shard_messages_sent_total`.
+#[test]
+fn a_fetch_of_many_partitions_sends_one_read_per_owner_shard() {
+    let broker = Broker::start();
+    let mut client = broker.client();
+    create_topic(&mut client);
+    produce(&mut client);
+    let sent = |broker: &Broker| total(&broker.scrape().1, "ringstream_cross_shard_messages_sent_total", &[]);
+
+    let fetches = 20u64;
+    let before = sent(&broker);
+    for _ in 0..fetches {
+        let records = fetch_every_partition(&mut client, &[0; partitions as usize], 0);
+        assert_eq!(records, (produce_requests as u64) * u64::from(records_per_batch), "every record, every time");
+    }
+    let after = sent(&broker);
+    // Two messages per fetch, plus the scrapes' own (one per other shard each).
+    let budget = 2 * fetches + 2 * (shards as u64 - 1);
+    assert!(after - before <= budget as f64, "{} router messages for {fetches} fetches (budget {budget})", after - before);
+    // And not vacuous: the partitions are spread over both shards, so
+    // every fetch does reach the other one.
+    assert!(after - before >= fetches as f64, "{} router messages: no fetch reached the other shard", after - before);
+
+    // A long-poll at the end of every partition: one read message parks the
+    // waiters, the deadline ends it, and it answers empty without errors.
+    let ends = vec![(produce_requests / partitions as usize) as i64 * i64::from(records_per_batch); partitions as usize];
+    let before = sent(&broker);
+    let started = Instant::now();
+    assert_eq!(fetch_every_partition(&mut client, &ends, 200), 0);
+    assert!(started.elapsed() >= Duration::from_millis(150), "the long-poll waited for its deadline");
+    let after = sent(&broker);
+    assert!(after - before <= 2.0 + 2.0 * (shards as f64 - 1.0), "{} router messages for one long-poll", after - before);
+}

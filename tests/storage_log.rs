@@ -488,12 +488,23 @@ fn flush_always_acknowledges_only_after_the_durable_write() {
                 info
             }));
         }
-        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
-        let held = storage.commit_stats();
+        // Wait (bounded) until the held writes have reached the segments.
+        let segment_bytes = || -> u64 {
+            walk_files(&path)
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while segment_bytes() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the writes never reached the segments");
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Give the round every chance to acknowledge, were it to do so early.
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(acked.get(), 0, "an append was acknowledged while its write was held");
-        assert_eq!(held.acked_batches, 0);
-        let written: u64 = walk_files(&path).iter().filter(|p| p.extension().is_some_and(|e| e == "log")).map(|p| std::fs::metadata(p).unwrap().len()).sum();
-        assert!(written > 0, "the writes reached the segments; only their acknowledgement waits");
+        assert_eq!(storage.commit_stats().acked_batches, 0);
         storage.faults().release_writes();
         for task in tasks {
             task.await;
