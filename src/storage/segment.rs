@@ -2,9 +2,11 @@
 //!
 //! A segment holds whole record batches, back to back, starting at the offset
 //! in its name. Its logical size is the end of the last whole batch; the file
-//! may be longer, because O_DIRECT writes whole 4 KiB blocks and the last one
-//! is zero-padded. A clean close truncates the padding away; after a crash,
-//! recovery finds it (a zero batch length is invalid) and truncates there.
+//! is longer while the segment is active: O_DIRECT writes whole 4 KiB blocks
+//! (the last one zero-padded), and preallocation sets the file size ahead of
+//! the data (its blocks read as zeros). A clean close or a seal truncates to
+//! the logical size; after a crash, recovery finds the first zero batch
+//! length (invalid) and truncates there.
 //!
 //! Only the shard's commit path writes a segment. Readers hold an
 //! `Rc<DmaFile>` and only read below the acknowledged size.
@@ -52,7 +54,8 @@ pub struct Segment {
     pub time_index: TimeIndex,
     /// Wall-clock time the segment became active, for `segment.ms`.
     pub created_ms: i64,
-    /// Bytes reserved with fallocate(KEEP_SIZE).
+    /// Bytes reserved with fallocate, which also set the file's size to
+    /// them (see `preallocate`).
     pub preallocated_bytes: u64,
 }
 
@@ -222,8 +225,18 @@ pub fn preallocation_target(preallocated_bytes: u64, end: u64, segment_bytes: u6
     Some(dir::align_up(target.max(end)))
 }
 
+/// Reserves `[0, target)` and sets the file's size to `target`.
+///
+/// Not FALLOC_FL_KEEP_SIZE: an append inside the file's size is not an
+/// extending write, so ext4 issues the O_DIRECT write from the shard's
+/// io_uring without handing it to an io-wq thread, and its O_DSYNC sync has
+/// no new file size to write (the extent conversion it still persists runs
+/// at completion). Measured at 200,000 records/s: the broker process's CPU
+/// fell 35% and the host's (broker plus the kernel's workqueues) 12%
+/// (BENCHMARKS.md, issue 16). The zero-filled tail is what recovery already
+/// handles for block padding.
 pub async fn preallocate(file: &DmaFile, log_path: &Path, target: u64) -> StorageResult<()> {
-    file.pre_allocate(target, true)
+    file.pre_allocate(target, false)
         .await
         .map_err(|e| StorageError::io("preallocate segment", log_path, glommio_io(e)))
 }
