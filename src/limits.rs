@@ -62,6 +62,14 @@ pub const router_queue_depth_max: usize = 1024;
 /// Bytes of appends other shards routed to one shard that wait for their
 /// partition's drainer; past it the shard's inbox waits for room.
 pub const remote_append_bytes_max: usize = 256 * 1024 * 1024;
+/// Vectors of lent batches a shard holds, per home shard, before it sends
+/// them home: they ride along with the next message to that shard (one
+/// wake-up there instead of two), and at this count go at once. They pin
+/// the home shard's buffers meanwhile.
+pub const homeward_vectors_max: usize = 64;
+/// The longest lent batches wait for a message to ride with before they
+/// are sent home on their own.
+pub const homeward_hold_ms_max: u64 = 10;
 /// Shards in one process.
 pub const shards_max: usize = 1024;
 /// Partitions owned by one shard.

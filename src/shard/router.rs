@@ -118,27 +118,100 @@ impl Drop for LentBatches {
         if batches.is_empty() {
             return; // no Rc inside: nothing to send home
         }
-        let homeward = Homeward(batches);
-        let task: ShardTask = Box::new(move |_| {
-            Box::pin(async move {
-                drop(homeward);
+        hold_homeward(self.home, &self.home_inbox, Homeward(batches));
+    }
+}
+
+/// Lent batches this shard is done with, per home shard, waiting to ride
+/// home with the next message to that shard (`Shard::send` flushes them
+/// first), or alone after `homeward_hold_ms_max`, or at once past
+/// `homeward_vectors_max`. A fetch of another shard's partitions then costs
+/// that shard one wake-up (its read), not two (its read, then the batches
+/// coming home).
+struct HomewardQueue {
+    inbox: flume::Sender<Envelope>,
+    vectors: Vec<Homeward>,
+    /// A timed flush is pending for this queue.
+    flush_armed: bool,
+}
+
+thread_local! {
+    static HOMEWARD: RefCell<HashMap<ShardId, HomewardQueue>> = RefCell::new(HashMap::new());
+}
+
+fn hold_homeward(home: ShardId, inbox: &flume::Sender<Envelope>, homeward: Homeward) {
+    let (full, arm) = HOMEWARD.with(|queues| {
+        let mut queues = queues.borrow_mut();
+        let queue = queues
+            .entry(home)
+            .or_insert_with(|| HomewardQueue { inbox: inbox.clone(), vectors: Vec::new(), flush_armed: false });
+        queue.vectors.push(homeward);
+        let arm = !queue.flush_armed;
+        queue.flush_armed = true;
+        (queue.vectors.len() >= limits::homeward_vectors_max, arm)
+    });
+    if full {
+        flush_homeward(home);
+    }
+    if arm {
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(limits::homeward_hold_ms_max)).await;
+            HOMEWARD.with(|queues| {
+                if let Some(queue) = queues.borrow_mut().get_mut(&home) {
+                    queue.flush_armed = false;
+                }
+            });
+            flush_homeward(home);
+        })
+        .detach();
+    }
+}
+
+impl Drop for HomewardQueue {
+    fn drop(&mut self) {
+        // Only at thread exit, with vectors still held (a shard stopped by
+        // other means than `Shutdown`): never drop another shard's buffers
+        // on this thread; leak them, as a stopped home shard would.
+        std::mem::forget(std::mem::take(&mut self.vectors));
+    }
+}
+
+/// Sends every held vector of lent batches home now.
+fn flush_all_homeward() {
+    let homes: Vec<ShardId> = HOMEWARD.with(|queues| queues.borrow().keys().copied().collect());
+    for home in homes {
+        flush_homeward(home);
+    }
+}
+
+/// Sends the lent batches held for `home` back to it in one message, to be
+/// dropped there. If `home` has stopped they are leaked, never dropped here.
+fn flush_homeward(home: ShardId) {
+    let Some((vectors, inbox)) = HOMEWARD.with(|queues| {
+        let mut queues = queues.borrow_mut();
+        let queue = queues.get_mut(&home)?;
+        (!queue.vectors.is_empty()).then(|| (std::mem::take(&mut queue.vectors), queue.inbox.clone()))
+    }) else {
+        return;
+    };
+    let task: ShardTask = Box::new(move |_| {
+        Box::pin(async move {
+            drop(vectors);
+        })
+    });
+    crate::metrics::count_cross_shard_sent();
+    match inbox.try_send(Envelope { to: home, message: Message::Run(task) }) {
+        Ok(()) => {}
+        Err(flume::TrySendError::Full(envelope)) => {
+            // Wait for room without blocking this shard.
+            glommio::spawn_local(async move {
+                if let Err(unsent) = inbox.send_async(envelope).await {
+                    std::mem::forget(unsent.into_inner());
+                }
             })
-        });
-        crate::metrics::count_cross_shard_sent();
-        match self.home_inbox.try_send(Envelope { to: self.home, message: Message::Run(task) }) {
-            Ok(()) => {}
-            Err(flume::TrySendError::Full(envelope)) => {
-                // Wait for room without blocking this shard.
-                let inbox = self.home_inbox.clone();
-                glommio::spawn_local(async move {
-                    if let Err(unsent) = inbox.send_async(envelope).await {
-                        std::mem::forget(unsent.into_inner());
-                    }
-                })
-                .detach();
-            }
-            Err(flume::TrySendError::Disconnected(envelope)) => std::mem::forget(envelope),
+            .detach();
         }
+        Err(flume::TrySendError::Disconnected(envelope)) => std::mem::forget(envelope),
     }
 }
 
@@ -383,6 +456,7 @@ impl Shard {
 
     async fn send(&self, to: ShardId, message: Message) -> StorageResult<()> {
         assert_ne!(to, self.id, "local work does not go through the router");
+        flush_homeward(to); // lent batches ride along: one wake-up for both
         crate::metrics::count_cross_shard_sent();
         self.peers[to.index()].send_async(Envelope { to, message }).await.map_err(|_| StorageError::ShuttingDown)
     }
@@ -1112,6 +1186,8 @@ impl Shard {
                     glommio::spawn_local(task(self.clone())).detach();
                 }
                 Message::Shutdown { reply } => {
+                    // Lent batches held here go home while their shards run.
+                    flush_all_homeward();
                     let result = self.storage.close().await;
                     if let Err(e) = &result {
                         error!(shard = %self.id, "storage close failed: {e}");
