@@ -123,8 +123,15 @@ fn run(args: &Args) -> Result<(Summary, Timeline), String> {
         end_ns = end_ns.min(outcome.stats.last_window_ack_ns);
     }
     let measured = std::time::Duration::from_nanos(end_ns - outcome.phases.warm_ns);
-    if let (Some(pid), Some(Err(e))) = (args.broker_pid, &outcome.broker_cpu) {
+    let (broker_cpu, host_cpu) = match outcome.cpu {
+        Some(cpu) => (Some(cpu.broker), Some(cpu.host)),
+        None => (None, None),
+    };
+    if let (Some(pid), Some(Err(e))) = (args.broker_pid, &broker_cpu) {
         eprintln!("warning: --broker-pid {pid}: no CPU figure for the measured window: {e}");
+    }
+    if let Some(Err(e)) = &host_cpu {
+        eprintln!("warning: no host CPU figure for the measured window: {e}");
     }
     let summary = Summary {
         target,
@@ -132,7 +139,8 @@ fn run(args: &Args) -> Result<(Summary, Timeline), String> {
         stats: outcome.stats,
         record_size: args.record_sizes.to_string(),
         acks: args.acks,
-        broker_cpu: args.broker_pid.zip(outcome.broker_cpu),
+        broker_cpu: args.broker_pid.zip(broker_cpu),
+        host_cpu,
     };
     Ok((summary, outcome.timeline))
 }

@@ -10,6 +10,14 @@
 //!
 //! CPU time is utime + stime of the whole process (every thread) from
 //! /proc/PID/stat, in clock ticks (`sysconf(_SC_CLK_TCK)` per second).
+//!
+//! Process CPU misses kernel work done for the broker in threads that
+//! belong to no process: workqueue kworkers (O_DSYNC direct-I/O completion,
+//! unwritten-extent conversion, block-layer flushes) and softirqs charged
+//! to whatever they interrupted. So at the same two instants the window
+//! also reads the host's busy time (/proc/stat) and the load generator's
+//! own CPU (/proc/self/stat): host busy less the load generator is the
+//! broker with that kernel work, plus anything else running on the host.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
@@ -197,19 +205,181 @@ pub fn cpu_s_per_gb(cpu_sec: f64, bytes: u64) -> Option<f64> {
     (cpu_sec.is_finite() && cpu_sec >= 0.0 && bytes > 0).then(|| cpu_sec / (bytes as f64 / bytes_per_gb))
 }
 
-/// A process's CPU time over a window of the run's clock, read by the main
-/// thread as it passes the window's start and end (`--broker-pid`). The
-/// reading itself is passed in (`procstat::cpu_seconds`, or a stand-in in
-/// tests), so this is only the bookkeeping.
+/// Bytes read from the start of /proc/stat: the aggregate `cpu ` line is
+/// its first line, a few hundred bytes at most (ten 20-digit counters).
+const proc_stat_head_bytes_max: u64 = 4096;
+
+/// The host's busy time, in clock ticks, from the aggregate `cpu ` line of
+/// /proc/stat (summed over all CPUs): user, nice, system, irq, softirq and
+/// steal added up, fields 1, 2, 3, 6, 7 and 8 of
+/// `cpu user nice system idle iowait irq softirq steal guest guest_nice`.
+///
+/// - idle and iowait are left out: both are time a CPU had nothing to run
+///   (iowait is idle time while some task waits for I/O).
+/// - guest and guest_nice are left out because the kernel already counts
+///   them inside user and nice: adding them would count guest time twice.
+/// - steal is counted: time the hypervisor ran something else while this
+///   VM's CPU had work, so it was not idle capacity. It is 0 on bare metal;
+///   on a VM with steal it inflates the figure (loadgen/README.md says so).
+///
+/// Kernels before 2.6.11 print no steal field; it counts as 0 there.
+pub fn parse_proc_stat_busy(text: &str) -> Result<u64, String> {
+    let line = text
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("cpu"))
+        .ok_or("no aggregate \"cpu \" line")?;
+    let fields: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let field = |index: usize| -> Result<u64, String> {
+        match fields.get(index) {
+            Some(text) => text.parse().map_err(|_| format!("cpu field {} is {text:?}, not a number", index + 1)),
+            // Only steal (field 8) may be missing: checked below.
+            None => Ok(0),
+        }
+    };
+    if fields.len() < 7 {
+        return Err(format!("the cpu line has {} fields, not at least 7 (user ... softirq)", fields.len()));
+    }
+    // user, nice, system, irq, softirq, steal (0-based indices).
+    [0, 1, 2, 5, 6, 7]
+        .into_iter()
+        .try_fold(0u64, |sum, index| sum.checked_add(field(index)?).ok_or_else(|| "the cpu fields overflow".to_owned()))
+}
+
+/// Reads at most `bytes_max` bytes of `path` (a /proc file whose useful
+/// part is at its start).
+fn read_head(path: &str, bytes_max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut text = String::new();
+    file.take(bytes_max).read_to_string(&mut text).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Ok(text)
+}
+
+/// The host's busy CPU time and the load generator's own, so far, in
+/// seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostSample {
+    /// Busy time of every CPU together (`parse_proc_stat_busy`).
+    pub busy_sec: f64,
+    /// This process's utime + stime, all threads (exited ones too).
+    pub loadgen_sec: f64,
+}
+
+/// Reads /proc/stat and /proc/self/stat now.
+pub fn host_sample() -> Result<HostSample, String> {
+    let busy = parse_proc_stat_busy(&read_head("/proc/stat", proc_stat_head_bytes_max)?).map_err(|e| format!("/proc/stat: {e}"))?;
+    let own = std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("cannot read /proc/self/stat: {e}"))?;
+    let own = parse_stat_ticks(&own).map_err(|e| format!("/proc/self/stat: {e}"))?;
+    let ticks_per_sec = clock_ticks_per_sec() as f64;
+    Ok(HostSample { busy_sec: busy as f64 / ticks_per_sec, loadgen_sec: own as f64 / ticks_per_sec })
+}
+
+/// The host's CPU over a stretch of wall time (a run's measured window).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostUse {
+    /// Busy CPU-seconds of the whole host between the two readings.
+    pub busy_sec: f64,
+    /// The load generator's own CPU-seconds between the same readings.
+    pub loadgen_sec: f64,
+    /// Wall seconds between the two readings.
+    pub wall_sec: f64,
+}
+
+/// What the host did apart from the load generator: host busy less the
+/// load generator's own CPU-seconds. The two counters are kept differently
+/// (/proc/stat charges each whole tick to whatever was running; a
+/// process's utime + stime is its exact run time split by such samples),
+/// so on a nearly idle host the difference can come out a little below 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rest {
+    /// The difference, clamped to 0.
+    pub cpu_sec: f64,
+    /// The difference before clamping, when it was below 0.
+    pub clamped_from: Option<f64>,
+}
+
+/// `busy_sec - loadgen_sec`, clamped to 0 (see `Rest`).
+pub fn host_minus_loadgen(busy_sec: f64, loadgen_sec: f64) -> Rest {
+    let difference = busy_sec - loadgen_sec;
+    if difference < 0.0 {
+        Rest { cpu_sec: 0.0, clamped_from: Some(difference) }
+    } else {
+        Rest { cpu_sec: difference, clamped_from: None }
+    }
+}
+
+impl HostUse {
+    pub fn busy_cores(&self) -> Option<f64> {
+        cores_used(self.busy_sec, self.wall_sec)
+    }
+
+    pub fn loadgen_cores(&self) -> Option<f64> {
+        cores_used(self.loadgen_sec, self.wall_sec)
+    }
+
+    pub fn rest(&self) -> Rest {
+        host_minus_loadgen(self.busy_sec, self.loadgen_sec)
+    }
+
+    pub fn rest_cores(&self) -> Option<f64> {
+        cores_used(self.rest().cpu_sec, self.wall_sec)
+    }
+
+    /// The rest per GB, with the divisor of `CpuUse::cpu_s_per_gb`.
+    pub fn rest_cpu_s_per_gb(&self, bytes: u64) -> Option<f64> {
+        cpu_s_per_gb(self.rest().cpu_sec, bytes)
+    }
+}
+
+/// The host's CPU between two samples `wall_sec` apart. Neither counter
+/// goes backwards on a running system; if one did, the figure is refused.
+pub fn host_use(before: HostSample, after: HostSample, wall_sec: f64) -> Result<HostUse, String> {
+    if after.busy_sec < before.busy_sec {
+        return Err(format!("the host's busy time went back from {:.2} s to {:.2} s", before.busy_sec, after.busy_sec));
+    }
+    if after.loadgen_sec < before.loadgen_sec {
+        return Err(format!("the load generator's CPU time went back from {:.2} s to {:.2} s", before.loadgen_sec, after.loadgen_sec));
+    }
+    Ok(HostUse { busy_sec: after.busy_sec - before.busy_sec, loadgen_sec: after.loadgen_sec - before.loadgen_sec, wall_sec })
+}
+
+/// One reading, taken at one instant: the broker's CPU-seconds so far and
+/// the host's sample. Each part may fail on its own (an exited broker
+/// still leaves the host figures, and the other way round).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reading {
+    pub broker_sec: Result<f64, String>,
+    pub host: Result<HostSample, String>,
+}
+
+/// Reads process `pid` and the host now, back to back (tens of µs apart).
+pub fn reading(pid: u32) -> Reading {
+    Reading { broker_sec: cpu_seconds(pid), host: host_sample() }
+}
+
+/// What a window measured: the broker's CPU and the host's, each over the
+/// same two readings, or why there is none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowUse {
+    pub broker: Result<CpuUse, String>,
+    pub host: Result<HostUse, String>,
+}
+
+/// The broker's and the host's CPU time over a window of the run's clock,
+/// read by the main thread as it passes the window's start and end
+/// (`--broker-pid`). Both are read at the same two instants, so the broker
+/// and host figures cover the same stretch of time. The reading itself is
+/// passed in (`procstat::reading`, or a stand-in in tests), so this is only
+/// the bookkeeping.
 #[derive(Debug)]
 pub struct WindowCpu {
     pid: u32,
     start_ns: u64,
     end_ns: u64,
-    /// (when, CPU-seconds) read at the window's start.
-    start: Option<(u64, f64)>,
+    /// (when, what) read at the window's start.
+    start: Option<(u64, Reading)>,
     /// The result once the end was read, or why there is none.
-    result: Option<Result<CpuUse, String>>,
+    result: Option<WindowUse>,
 }
 
 impl WindowCpu {
@@ -229,14 +399,18 @@ impl WindowCpu {
 
     /// Takes the start reading at the first call at or after the window's
     /// start, and the end reading at the first call at or after its end.
-    pub fn poll(&mut self, now_ns: u64, read: impl Fn(u32) -> Result<f64, String>) {
+    pub fn poll(&mut self, now_ns: u64, read: impl Fn(u32) -> Reading) {
         if self.result.is_some() || now_ns < self.start_ns {
             return;
         }
         if self.start.is_none() {
-            match read(self.pid) {
-                Ok(cpu) => self.start = Some((now_ns, cpu)),
-                Err(e) => self.result = Some(Err(format!("at the start of the measured window: {e}"))),
+            let reading = read(self.pid);
+            if let (Err(broker), Err(host)) = (&reading.broker_sec, &reading.host) {
+                // Nothing to pair an end reading with.
+                let at_start = |e: &String| format!("at the start of the measured window: {e}");
+                self.result = Some(WindowUse { broker: Err(at_start(broker)), host: Err(at_start(host)) });
+            } else {
+                self.start = Some((now_ns, reading));
             }
             return;
         }
@@ -247,26 +421,36 @@ impl WindowCpu {
 
     /// The run is over. If it ended before the window's end (`--messages`),
     /// the end reading is taken now.
-    pub fn finish(mut self, now_ns: u64, read: impl Fn(u32) -> Result<f64, String>) -> Result<CpuUse, String> {
+    pub fn finish(mut self, now_ns: u64, read: impl Fn(u32) -> Reading) -> WindowUse {
         if self.result.is_none() {
             if self.start.is_none() {
-                return Err("the run ended before its measured window began".into());
+                let early = "the run ended before its measured window began";
+                return WindowUse { broker: Err(early.into()), host: Err(early.into()) };
             }
             self.read_end(now_ns, &read);
         }
-        self.result.unwrap_or_else(|| Err("no reading".into()))
+        self.result.unwrap_or_else(|| WindowUse { broker: Err("no reading".into()), host: Err("no reading".into()) })
     }
 
-    fn read_end(&mut self, now_ns: u64, read: &impl Fn(u32) -> Result<f64, String>) {
-        let Some((started_ns, before)) = self.start else { return };
-        self.result = Some(match read(self.pid) {
+    fn read_end(&mut self, now_ns: u64, read: &impl Fn(u32) -> Reading) {
+        let Some((started_ns, before)) = self.start.take() else { return };
+        let after = read(self.pid);
+        let wall_sec = now_ns.saturating_sub(started_ns) as f64 / 1e9;
+        let broker = match (before.broker_sec, after.broker_sec) {
+            (Err(e), _) => Err(format!("at the start of the measured window: {e}")),
+            (_, Err(e)) => Err(format!("at the end of the measured window: {e}")),
             // CPU time never goes backwards in one process; a drop means the PID was reused.
-            Ok(after) if after < before => {
+            (Ok(before), Ok(after)) if after < before => {
                 Err(format!("its CPU time went back from {before:.2} s to {after:.2} s (a new process with the same PID?)"))
             }
-            Ok(after) => Ok(CpuUse { cpu_sec: after - before, wall_sec: now_ns.saturating_sub(started_ns) as f64 / 1e9 }),
-            Err(e) => Err(format!("at the end of the measured window: {e}")),
-        });
+            (Ok(before), Ok(after)) => Ok(CpuUse { cpu_sec: after - before, wall_sec }),
+        };
+        let host = match (before.host, after.host) {
+            (Err(e), _) => Err(format!("at the start of the measured window: {e}")),
+            (_, Err(e)) => Err(format!("at the end of the measured window: {e}")),
+            (Ok(before), Ok(after)) => host_use(before, after, wall_sec),
+        };
+        self.result = Some(WindowUse { broker, host });
     }
 }
 
@@ -349,46 +533,113 @@ mod tests {
         assert_eq!((window.cores(), window.cpu_s_per_gb(3_000_000_000)), (Some(0.3), Some(1.0)));
     }
 
+    /// A reading of `broker` CPU-seconds, and a host sample of `busy`
+    /// CPU-seconds of which the load generator's own are `own`.
+    fn at((broker, busy, own): (f64, f64, f64)) -> Reading {
+        Reading { broker_sec: Ok(broker), host: Ok(HostSample { busy_sec: busy, loadgen_sec: own }) }
+    }
+
     #[test]
     fn window_reads_at_its_start_and_end() {
-        let cpu = std::cell::Cell::new(10.0);
-        let read = |_: u32| -> Result<f64, String> { Ok(cpu.get()) };
+        let now = std::cell::Cell::new((10.0, 100.0, 1.0));
+        let read = |_: u32| at(now.get());
         let mut window = WindowCpu::new(1, 2_000_000_000, 12_000_000_000);
         assert_eq!(window.next_reading_ns(), Some(2_000_000_000));
         window.poll(1_000_000_000, read);
-        cpu.set(11.0);
+        now.set((11.0, 110.0, 2.0));
         window.poll(2_000_000_000, read);
         assert_eq!(window.next_reading_ns(), Some(12_000_000_000), "the start is read once the window begins, not during warmup");
-        cpu.set(12.0);
+        now.set((12.0, 120.0, 3.0));
         window.poll(11_999_999_999, read);
-        cpu.set(13.0);
+        now.set((13.0, 126.0, 4.0));
         window.poll(12_000_000_000, read);
         assert_eq!(window.next_reading_ns(), None);
-        cpu.set(99.0);
+        now.set((99.0, 999.0, 99.0));
         window.poll(13_000_000_000, read);
-        assert_eq!(window.finish(20_000_000_000, read), Ok(CpuUse { cpu_sec: 2.0, wall_sec: 10.0 }), "the drain is not counted");
+        let result = window.finish(20_000_000_000, read);
+        assert_eq!(result.broker, Ok(CpuUse { cpu_sec: 2.0, wall_sec: 10.0 }), "the drain is not counted");
+        assert_eq!(result.host, Ok(HostUse { busy_sec: 16.0, loadgen_sec: 2.0, wall_sec: 10.0 }), "the same two instants");
     }
 
     #[test]
     fn window_cut_short_or_unreadable() {
-        let read = |_: u32| -> Result<f64, String> { Ok(5.0) };
+        let read = |_: u32| at((5.0, 50.0, 1.0));
         let mut early = WindowCpu::new(1, 0, 10_000_000_000);
         early.poll(0, read);
-        assert_eq!(early.finish(4_000_000_000, |_| Ok(6.0)), Ok(CpuUse { cpu_sec: 1.0, wall_sec: 4.0 }), "--messages ended it early");
-        let before = WindowCpu::new(1, 2_000_000_000, 10_000_000_000);
-        assert!(before.finish(1_000_000_000, read).unwrap_err().contains("before its measured window"));
+        let result = early.finish(4_000_000_000, |_| at((6.0, 54.0, 2.0)));
+        assert_eq!(result.broker, Ok(CpuUse { cpu_sec: 1.0, wall_sec: 4.0 }), "--messages ended it early");
+        assert_eq!(result.host, Ok(HostUse { busy_sec: 4.0, loadgen_sec: 1.0, wall_sec: 4.0 }));
+        let before = WindowCpu::new(1, 2_000_000_000, 10_000_000_000).finish(1_000_000_000, read);
+        assert!(before.broker.unwrap_err().contains("before its measured window"));
+        assert!(before.host.unwrap_err().contains("before its measured window"));
+
+        // The broker exits: its figure is gone, the host's is not.
         let mut gone = WindowCpu::new(1, 0, 10);
         gone.poll(0, read);
-        gone.poll(10, |_| Err("cannot read /proc/1/stat".into()));
-        assert!(gone.finish(20, read).unwrap_err().contains("end of the measured window"));
+        gone.poll(10, |_| Reading { broker_sec: Err("cannot read /proc/1/stat".into()), ..at((0.0, 51.0, 1.5)) });
+        let result = gone.finish(20, read);
+        assert!(result.broker.unwrap_err().contains("end of the measured window"));
+        assert_eq!(result.host.map(|h| h.busy_sec), Ok(1.0));
+
         let mut reused = WindowCpu::new(1, 0, 10);
         reused.poll(0, read);
-        reused.poll(10, |_| Ok(1.0));
-        assert!(reused.finish(20, read).unwrap_err().contains("same PID"));
+        reused.poll(10, |_| at((1.0, 50.0, 1.0)));
+        assert!(reused.finish(20, read).broker.unwrap_err().contains("same PID"));
+
+        // /proc/stat unreadable at the start: no host figure, the broker's stands.
+        let mut no_proc_stat = WindowCpu::new(1, 0, 10);
+        no_proc_stat.poll(0, |_| Reading { host: Err("cannot read /proc/stat".into()), ..at((5.0, 0.0, 0.0)) });
+        assert_eq!(no_proc_stat.next_reading_ns(), Some(10), "the broker's end reading is still due");
+        no_proc_stat.poll(10, |_| at((5.5, 60.0, 2.0)));
+        let result = no_proc_stat.finish(20, read);
+        assert!(result.host.unwrap_err().contains("start of the measured window"));
+        assert_eq!(result.broker.map(|b| b.cpu_sec), Ok(0.5));
+
         let mut never = WindowCpu::new(1, 0, 10);
-        never.poll(0, |_| Err("no such process".into()));
-        assert_eq!(never.next_reading_ns(), None);
-        assert!(never.finish(20, read).unwrap_err().contains("start of the measured window"));
+        never.poll(0, |_| Reading { broker_sec: Err("no such process".into()), host: Err("no /proc".into()) });
+        assert_eq!(never.next_reading_ns(), None, "nothing to pair an end reading with");
+        let result = never.finish(20, read);
+        assert!(result.broker.unwrap_err().contains("start of the measured window"));
+        assert!(result.host.unwrap_err().contains("no /proc"));
+    }
+
+    #[test]
+    fn parses_the_proc_stat_cpu_line() {
+        let text = "cpu  802152 7 279608 549210 284449 11 31481 1057 500 3\ncpu0 397665 0 141655 289335 136312 0 8895 536 0 0\nintr 1 2 3\n";
+        // user + nice + system + irq + softirq + steal; not idle, iowait, guest, guest_nice.
+        assert_eq!(parse_proc_stat_busy(text), Ok(802152 + 7 + 279608 + 11 + 31481 + 1057));
+        assert_eq!(parse_proc_stat_busy("cpu  1 2 3 4 5 6 7\n"), Ok(1 + 2 + 3 + 6 + 7), "no steal field (before 2.6.11)");
+        assert_eq!(parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7 8\ncpu 1 1 1 9 9 1 1 1 0 0"), Ok(6), "the aggregate line, not cpu0");
+        assert!(parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7 8\n").unwrap_err().contains("no aggregate"));
+        assert!(parse_proc_stat_busy("cpu  1 2 3 4 5 6\n").unwrap_err().contains("6 fields"));
+        assert!(parse_proc_stat_busy("cpu  1 2 x 4 5 6 7 8\n").unwrap_err().contains("field 3"));
+        assert!(parse_proc_stat_busy("cpu  1 2 3 4 5 6 7 -8\n").is_err());
+        assert!(parse_proc_stat_busy(&format!("cpu  {} 1 0 0 0 0 0 0\n", u64::MAX)).unwrap_err().contains("overflow"));
+        assert!(parse_proc_stat_busy("").is_err());
+        let sample = host_sample().unwrap();
+        assert!(sample.busy_sec >= 0.0 && sample.loadgen_sec >= 0.0, "{sample:?}");
+    }
+
+    #[test]
+    fn host_arithmetic() {
+        let sample = |busy_sec, loadgen_sec| HostSample { busy_sec, loadgen_sec };
+        let near = |value: Option<f64>, expected: f64| value.is_some_and(|v| (v - expected).abs() < 1e-9);
+        let host = host_use(sample(100.0, 10.0), sample(116.4, 14.7), 10.0).unwrap();
+        assert!(near(host.busy_cores(), 1.64), "{host:?}");
+        assert!(near(host.loadgen_cores(), 0.47), "{host:?}");
+        assert!(near(Some(host.rest().cpu_sec), 11.7) && host.rest().clamped_from.is_none(), "{host:?}");
+        assert!(near(host.rest_cores(), 1.17), "busy less the load generator: {host:?}");
+        assert!(near(host.rest_cpu_s_per_gb(2_000_000_000), 5.85), "GB is 10^9 bytes: {host:?}");
+        assert_eq!(host.rest_cpu_s_per_gb(0), None, "nothing produced: n/a");
+        // Tick sampling put the host a little below the load generator: 0, noted.
+        let idle = host_use(sample(0.0, 0.0), sample(0.50, 0.53), 1.0).unwrap();
+        assert_eq!(idle.rest().cpu_sec, 0.0);
+        assert!(near(idle.rest().clamped_from, -0.03), "{:?}", idle.rest());
+        assert_eq!(idle.rest_cores(), Some(0.0));
+        assert_eq!(host_minus_loadgen(2.0, 2.0), Rest { cpu_sec: 0.0, clamped_from: None });
+        assert!(host_use(sample(10.0, 1.0), sample(9.0, 2.0), 1.0).unwrap_err().contains("host's busy time went back"));
+        assert!(host_use(sample(10.0, 2.0), sample(11.0, 1.0), 1.0).unwrap_err().contains("load generator's CPU time went back"));
+        assert_eq!(host_use(sample(1.0, 1.0), sample(2.0, 1.0), 0.0).unwrap().busy_cores(), None, "an empty window");
     }
 
     #[test]

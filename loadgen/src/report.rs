@@ -231,6 +231,11 @@ pub struct ChildResult {
     pub broker_cores: Option<f64>,
     /// Broker CPU-seconds per 10^9 value bytes (`broker_cpu_s_per_gb`).
     pub broker_cpu_s_per_gb: Option<f64>,
+    /// Host busy cores less the load generator's own over the same window
+    /// (`host_minus_loadgen_cores`): the broker with the kernel work done
+    /// for it outside its process, plus anything else on the host. None as
+    /// for `broker_cores`, and for JSON older than the field.
+    pub host_minus_loadgen_cores: Option<f64>,
 }
 
 /// Reads the documented fields (loadgen/README.md, "JSON"). A missing or
@@ -281,6 +286,7 @@ pub fn parse_child_json(text: &str) -> Result<ChildResult, String> {
         duration_ms: number(parameters, "duration_ms")?,
         broker_cores: optional("broker_cores")?,
         broker_cpu_s_per_gb: optional("broker_cpu_s_per_gb")?,
+        host_minus_loadgen_cores: optional("host_minus_loadgen_cores")?,
     })
 }
 
@@ -371,7 +377,8 @@ fn ms_text(us: f64) -> String {
     }
 }
 
-/// Broker CPU-s/GB and broker cores: three decimals (S6's target is 0.15 cores).
+/// Broker CPU-s/GB, broker cores and host−loadgen cores: three decimals
+/// (S6's target is 0.15 cores).
 fn cpu_text(value: f64) -> String {
     format!("{value:.3}")
 }
@@ -385,7 +392,7 @@ pub fn one_line(run: &RunRecord) -> String {
     let round = if run.round == 0 { "calibration".to_owned() } else { format!("round {}", run.round) };
     match &run.outcome {
         Ok(c) => format!(
-            "{} {round} {}: {:.0} records/s, {:.1} MB/s, ack p99 {}, e2e p99 {}, errors {}, broker CPU-s/GB {}, broker cores {}",
+            "{} {round} {}: {:.0} records/s, {:.1} MB/s, ack p99 {}, e2e p99 {}, errors {}, broker CPU-s/GB {}, broker cores {}, host−loadgen cores {}",
             run.scenario,
             run.target,
             c.records_per_sec,
@@ -395,6 +402,7 @@ pub fn one_line(run: &RunRecord) -> String {
             c.errors,
             or_na(c.broker_cpu_s_per_gb, |v| format!("{v:.3}")),
             or_na(c.broker_cores, |v| format!("{v:.3}")),
+            or_na(c.host_minus_loadgen_cores, |v| format!("{v:.3}")),
         ),
         Err(e) => format!("{} {round} {}: FAILED: {e}", run.scenario, run.target),
     }
@@ -481,14 +489,22 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         "Units: MB/s is 10^6 value bytes per second; latencies are ms; **broker CPU-s/GB** is the broker \
          process's CPU time (user + system, all threads, from /proc/PID/stat) over the run's measured window \
          divided by the value bytes produced in that window (10^9 bytes = 1 GB), and **broker cores** is the \
-         same CPU time divided by the window's wall seconds (1.00 = one core busy throughout). The run reads \
-         the CPU itself (`--broker-pid`) as its measured window starts and ends, so topic creation, warmup and \
-         the drain are excluded. With consumers (S2, S3, S6, S7) it includes serving them. Every figure is the \
+         same CPU time divided by the window's wall seconds (1.00 = one core busy throughout). \
+         **host−loadgen cores** is the whole machine's busy CPU time over the same window (/proc/stat: user, \
+         nice, system, irq, softirq and steal of every CPU) less the load generator's own CPU time \
+         (/proc/self/stat), divided by the window's wall seconds: the broker, the kernel work done on its behalf, \
+         and anything else running on the host. Both exist because process CPU misses kernel work that belongs \
+         to no process: workqueue kworkers (O_DSYNC direct-I/O completion, unwritten-extent conversion, block \
+         flushes) and softirqs charged to whatever they interrupted, so a change that moves fsync work from \
+         io_uring's io-wq threads (counted in the broker) into kworkers (not counted) looks cheaper in broker \
+         cores while the host does about the same work, and host−loadgen cores shows it. It is only meaningful \
+         on an otherwise idle machine. The run reads both itself (`--broker-pid`), at the same two instants as \
+         its measured window starts and ends, so topic creation, warmup and the drain are excluded. With consumers (S2, S3, S6, S7) it includes serving them. Every figure is the \
          median over rounds, with [min–max] when there is more than one round; errors are summed over rounds. \
          The S2 and S3 rates are the same absolute records/s for every target: a fraction of **our broker's** \
          S1 median; S6 and S7 run at fixed rates (5,000 and 200,000 records/s). The raw-TCP sink stores \
          nothing and cannot serve consumers, so in S2, S3, S6 and S7 it runs the producer only, at the same \
-         rate, and its e2e and broker CPU columns are n/a.\n"
+         rate, and its e2e, broker CPU and host−loadgen columns are n/a.\n"
     );
     for note in &meta.notes {
         let _ = writeln!(md, "**Note:** {note}\n");
@@ -587,9 +603,9 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         );
         let _ = writeln!(
             summary,
-            "| target | runs ok | records/s | MB/s | ack p50 | ack p99 | ack p99.99 | ack max | e2e p50 | e2e p99 | e2e p99.99 | errors | broker CPU-s/GB | broker cores |"
+            "| target | runs ok | records/s | MB/s | ack p50 | ack p99 | ack p99.99 | ack max | e2e p50 | e2e p99 | e2e p99.99 | errors | broker CPU-s/GB | broker cores | host−loadgen cores |"
         );
-        let _ = writeln!(summary, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(summary, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut failures = Vec::new();
         let mut plots = Vec::new();
         for target in targets {
@@ -610,7 +626,8 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
                 }
             };
             let errors: u64 = mine.iter().filter_map(|r| r.outcome.as_ref().ok()).map(|c| c.errors).sum();
-            // The raw-TCP sink runs inside the load generator: no broker process.
+            // The raw-TCP sink runs inside the load generator: no broker
+            // process, and its work is the load generator's own.
             let broker = |value: fn(&ChildResult) -> Option<f64>| {
                 if target.kind == TargetKind::RawTcp {
                     "n/a".to_owned()
@@ -620,9 +637,10 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
             };
             let cpu = broker(|c| c.broker_cpu_s_per_gb);
             let cores = broker(|c| c.broker_cores);
+            let host_cores = broker(|c| c.host_minus_loadgen_cores);
             let _ = writeln!(
                 summary,
-                "| {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {cpu} | {cores} |",
+                "| {} | {ok}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {cpu} | {cores} | {host_cores} |",
                 target.label,
                 mine.len(),
                 spread(&per_round(&mine, |_, c| Some(c.records_per_sec)), |v| format!("{v:.0}")),
@@ -856,6 +874,15 @@ mod tests {
         assert!(parse_child_json(&with("0.1", "-1")).unwrap_err().contains("broker_cpu_s_per_gb"));
     }
 
+    #[test]
+    fn reads_the_host_cpu_field() {
+        assert_eq!(parse_child_json(child).unwrap().host_minus_loadgen_cores, None, "an older run's JSON has none");
+        let with = |cores: &str| child.replace("\"latency_e2e_us\": null", &format!("\"latency_e2e_us\": null,\n  \"host_minus_loadgen_cores\": {cores}"));
+        assert_eq!(parse_child_json(&with("1.175")).unwrap().host_minus_loadgen_cores, Some(1.175));
+        assert_eq!(parse_child_json(&with("null")).unwrap().host_minus_loadgen_cores, None, "no --broker-pid");
+        assert!(parse_child_json(&with("\"many\"")).unwrap_err().contains("host_minus_loadgen_cores"));
+    }
+
     fn result(records_per_sec: f64, ack_p99_us: f64, e2e_p99_us: Option<f64>, cores: Option<f64>, per_gb: Option<f64>) -> ChildResult {
         let latency = |p99: f64| Latency { count: 1000.0, p50: p99 / 2.0, p90: p99 * 0.9, p99, p999: p99, p9999: p99, max: p99 };
         ChildResult {
@@ -869,6 +896,7 @@ mod tests {
             duration_ms: 10_000.0,
             broker_cores: cores,
             broker_cpu_s_per_gb: per_gb,
+            host_minus_loadgen_cores: None,
         }
     }
 
@@ -895,8 +923,12 @@ mod tests {
         let target = |kind, label: &str| Target { kind, label: label.into(), address: None, pid: None, pid_note: String::new() };
         let targets = [target(TargetKind::Ours, "ours"), target(TargetKind::RawTcp, "raw-tcp"), target(TargetKind::Peer, "tansu")];
         let chosen: Vec<&Scenario> = crate::suite::all_scenarios.iter().filter(|s| s.id == "S6" || s.id == "S7").collect();
+        let with_host = |mut result: ChildResult, cores| {
+            result.host_minus_loadgen_cores = Some(cores);
+            result
+        };
         let runs = vec![
-            run_of("S6", &targets[0], result(5000.0, 2500.0, Some(2800.0), Some(0.12), Some(23.4))),
+            run_of("S6", &targets[0], with_host(result(5000.0, 2500.0, Some(2800.0), Some(0.12), Some(23.4)), 0.185)),
             run_of("S6", &targets[1], result(5000.0, 900.0, None, None, None)),
             run_of("S6", &targets[2], result(5000.0, 9000.0, Some(12000.0), Some(0.6), Some(117.0))),
             run_of("S7", &targets[0], result(200_000.0, 4000.0, Some(6000.0), Some(0.5), Some(2.441))),
@@ -919,14 +951,18 @@ mod tests {
             let line = section.lines().find(|l| l.starts_with(&format!("| {label} |"))).unwrap_or_else(|| panic!("{label} row in {section}"));
             line.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
         };
-        // target, runs ok, records/s, MB/s, ack p50/p99/p99.99/max, e2e p50/p99/p99.99, errors, CPU-s/GB, cores
+        // target, runs ok, records/s, MB/s, ack p50/p99/p99.99/max, e2e p50/p99/p99.99, errors, CPU-s/GB,
+        // broker cores, host−loadgen cores
         let ours = row("S6", "ours");
-        assert_eq!(ours.len(), 14, "{ours:?}");
+        assert_eq!(ours.len(), 15, "{ours:?}");
         assert_eq!((ours[2].as_str(), ours[5].as_str(), ours[9].as_str()), ("5000", "2.50", "2.80"), "{ours:?}");
-        assert_eq!((ours[12].as_str(), ours[13].as_str()), ("23.400", "0.120"), "{ours:?}");
+        assert_eq!((ours[12].as_str(), ours[13].as_str(), ours[14].as_str()), ("23.400", "0.120", "0.185"), "{ours:?}");
         let raw = row("S6", "raw-tcp");
         assert_eq!((raw[5].as_str(), raw[9].as_str(), raw[12].as_str(), raw[13].as_str()), ("0.90", "n/a", "n/a", "n/a"), "{raw:?}");
-        assert_eq!(row("S6", "tansu")[13], "0.600");
+        assert_eq!(raw[14], "n/a", "the sink's work is the load generator's own");
+        assert_eq!((row("S6", "tansu")[13].as_str(), row("S6", "tansu")[14].as_str()), ("0.600", "n/a"), "older child JSON: n/a");
+        assert!(summary.contains("| broker cores | host−loadgen cores |"), "{summary}");
+        assert!(markdown.contains("**host−loadgen cores**") && markdown.contains("kworkers"), "the units paragraph defines it");
         assert_eq!(row("S7", "ours")[10], "6.00", "e2e p99.99");
         assert!(summary.contains("5000 records/s") && summary.contains("200000 records/s"), "{summary}");
         assert!(summary.contains("linger 0 ms, warmup 2 s") && summary.contains("linger 1 ms, warmup 2 s"), "{summary}");

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use crate::clock::{Clock, Phases};
 use crate::consumer::{self, ConsumerSpec};
 use crate::limits::drain_ms_max;
-use crate::procstat::{self, CpuUse, WindowCpu};
+use crate::procstat::{self, WindowCpu, WindowUse};
 use crate::producer::{self, ProducerSpec};
 use crate::stats::{latency_histogram, percentiles, Progress, Second, ThreadStats, Timeline};
 
@@ -89,15 +89,16 @@ pub struct Outcome {
     pub phases: Phases,
     /// Per second, what the progress line printed (for `--plot`).
     pub timeline: Timeline,
-    /// `--broker-pid`'s CPU time over the measured window, or why it could
-    /// not be read; None without `--broker-pid`.
-    pub broker_cpu: Option<Result<CpuUse, String>>,
+    /// `--broker-pid`'s CPU time and the host's over the measured window,
+    /// or why they could not be read; None without `--broker-pid`.
+    pub cpu: Option<WindowUse>,
 }
 
 /// Runs `jobs` on `threads` executors. Returns the merged stats, or the
-/// first failure to connect. With `broker_pid`, that process's CPU time is
-/// read as the measured window starts and ends (by the main thread, which
-/// otherwise sleeps), so it covers the same window as the throughput.
+/// first failure to connect. With `broker_pid`, that process's CPU time and
+/// the host's (/proc/stat, and this process's own) are read as the measured
+/// window starts and ends (by the main thread, which otherwise sleeps), so
+/// they cover the same window as the throughput.
 pub fn run(
     jobs: Vec<Job>,
     threads: usize,
@@ -163,7 +164,7 @@ pub fn run(
         None => Timeline::default(),
     };
     // Every connection has finished: a window cut short (`--messages`) ends here.
-    let broker_cpu = cpu.map(|cpu| cpu.finish(clock.now_ns(), procstat::cpu_seconds));
+    let cpu = cpu.map(|cpu| cpu.finish(clock.now_ns(), procstat::reading));
     let mut merged = ThreadStats::new();
     for handle in handles {
         match handle.join() {
@@ -175,7 +176,7 @@ pub fn run(
         return Err(failure);
     }
     let phases = phases.expect("no failure, so the run started");
-    Ok(Outcome { stats: merged, phases, timeline, broker_cpu })
+    Ok(Outcome { stats: merged, phases, timeline, cpu })
 }
 
 /// Prints a progress line every second on stderr until every connection has
@@ -203,7 +204,7 @@ fn report_progress(
         }
         let now = clock.now_ns();
         if let Some(cpu) = cpu.as_deref_mut() {
-            cpu.poll(now, procstat::cpu_seconds);
+            cpu.poll(now, procstat::reading);
         }
         // Consumers stop when producers are done and they have caught up.
         if Progress::get(&progress.finished_producers) >= producers {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::limits::latency_us_max;
-use crate::procstat::CpuUse;
+use crate::procstat::{CpuUse, HostUse};
 
 /// A latency histogram in microseconds, 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
@@ -194,6 +194,10 @@ pub struct Summary {
     /// `--broker-pid` and its CPU time over the measured window, or why
     /// that could not be read; None without `--broker-pid`.
     pub broker_cpu: Option<(u32, Result<CpuUse, String>)>,
+    /// The host's busy CPU and the load generator's own over the same
+    /// window (read with the broker's), or why not; None without
+    /// `--broker-pid`.
+    pub host_cpu: Option<Result<HostUse, String>>,
 }
 
 impl Summary {
@@ -225,6 +229,35 @@ impl Summary {
         })
     }
 
+    /// The host's CPU over the measured window, when it was read.
+    fn host_cpu_use(&self) -> Option<HostUse> {
+        self.host_cpu.as_ref().and_then(|host| host.as_ref().ok().copied())
+    }
+
+    /// The `host CPU` line of the table: busy cores, the load generator's
+    /// cores, and the rest (host less load generator) as cores and CPU-s/GB.
+    /// The broker's line misses kernel work done for it in kworkers and
+    /// softirqs; this one does not (but counts anything else on the host).
+    fn host_cpu_line(&self) -> Option<String> {
+        let figure = |value: Option<f64>| value.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
+        Some(match self.host_cpu.as_ref()? {
+            Ok(host) => {
+                let rest = host.rest();
+                let clamped = rest.clamped_from.map_or(String::new(), |raw| {
+                    format!(" (clamped to 0 from {} cores)", figure(Some(raw / host.wall_sec).filter(|v| v.is_finite())))
+                });
+                format!(
+                    "host CPU      {} cores busy, load generator {}, the rest {} cores{clamped} = {} CPU-s/GB\n",
+                    figure(host.busy_cores()),
+                    figure(host.loadgen_cores()),
+                    figure(host.rest_cores()),
+                    figure(host.rest_cpu_s_per_gb(self.stats.window_bytes)),
+                )
+            }
+            Err(e) => format!("host CPU      n/a ({e})\n"),
+        })
+    }
+
     pub fn table(&self) -> String {
         let mut out = String::new();
         let mib = self.bytes_per_sec() / (1024.0 * 1024.0);
@@ -246,6 +279,9 @@ impl Summary {
             out.push_str(&format!("  {kind:<30} {count}\n"));
         }
         if let Some(line) = self.broker_cpu_line() {
+            out.push_str(&line);
+        }
+        if let Some(line) = self.host_cpu_line() {
             out.push_str(&line);
         }
         out.push_str(&format!(
@@ -287,6 +323,7 @@ impl Summary {
         };
         let errors_by_kind = self.stats.errors.iter().map(|(k, v)| (k.as_str(), Json::Int(*v))).collect::<Vec<_>>();
         let cpu = self.broker_cpu_use();
+        let host = self.host_cpu_use();
         let float = |value: Option<f64>| value.map_or(Json::Null, Json::Float);
         let document = Json::Object(vec![
             ("format_version", Json::Int(1)),
@@ -306,6 +343,10 @@ impl Summary {
             ("broker_cpu_wall_sec", float(cpu.map(|c| c.wall_sec))),
             ("broker_cores", float(cpu.and_then(|c| c.cores()))),
             ("broker_cpu_s_per_gb", float(cpu.and_then(|c| c.cpu_s_per_gb(self.stats.window_bytes)))),
+            ("host_busy_cores", float(host.and_then(|h| h.busy_cores()))),
+            ("loadgen_cores", float(host.and_then(|h| h.loadgen_cores()))),
+            ("host_minus_loadgen_cores", float(host.and_then(|h| h.rest_cores()))),
+            ("host_minus_loadgen_cpu_s_per_gb", float(host.and_then(|h| h.rest_cpu_s_per_gb(self.stats.window_bytes)))),
         ]);
         let mut out = String::new();
         document.write(&mut out, 0);
@@ -387,7 +428,59 @@ mod tests {
         let mut stats = ThreadStats::new();
         stats.window_records = 1000;
         stats.window_bytes = 2_000_000_000;
-        Summary { target: "broker x".into(), measured: Duration::from_secs(10), stats, record_size: "1024".into(), acks: -1, broker_cpu }
+        Summary {
+            target: "broker x".into(),
+            measured: Duration::from_secs(10),
+            stats,
+            record_size: "1024".into(),
+            acks: -1,
+            broker_cpu,
+            host_cpu: None,
+        }
+    }
+
+    const host_fields: [&str; 4] = ["host_busy_cores", "loadgen_cores", "host_minus_loadgen_cores", "host_minus_loadgen_cpu_s_per_gb"];
+
+    #[test]
+    fn host_cpu_in_the_json_and_the_table() {
+        let none = summary(None);
+        let json = none.json(&[]);
+        for field in host_fields {
+            assert!(json.contains(&format!("\"{field}\": null")), "{field} is null without --broker-pid: {json}");
+        }
+        assert!(!none.table().contains("host CPU"));
+
+        let mut measured = summary(Some((42, Ok(CpuUse { cpu_sec: 1.5, wall_sec: 10.0 }))));
+        measured.host_cpu = Some(Ok(HostUse { busy_sec: 16.5, loadgen_sec: 4.75, wall_sec: 10.0 }));
+        let json = measured.json(&[]);
+        let expected = [
+            ("host_busy_cores", "1.650"),
+            ("loadgen_cores", "0.475"),
+            ("host_minus_loadgen_cores", "1.175"),
+            ("host_minus_loadgen_cpu_s_per_gb", "5.875"),
+        ];
+        for (field, value) in expected {
+            assert!(json.contains(&format!("\"{field}\": {value}")), "{field}: {json}");
+        }
+        let table = measured.table();
+        assert!(
+            table.contains("host CPU      1.650 cores busy, load generator 0.475, the rest 1.175 cores = 5.875 CPU-s/GB\n"),
+            "{table}"
+        );
+        assert!(table.find("broker CPU") < table.find("host CPU"), "the host under the broker: {table}");
+
+        measured.host_cpu = Some(Ok(HostUse { busy_sec: 0.5, loadgen_sec: 0.75, wall_sec: 10.0 }));
+        assert!(measured.json(&[]).contains("\"host_minus_loadgen_cores\": 0.000"), "clamped to 0");
+        let table = measured.table();
+        assert!(table.contains("the rest 0.000 cores (clamped to 0 from -0.025 cores) = 0.000 CPU-s/GB"), "{table}");
+
+        measured.host_cpu = Some(Err("cannot read /proc/stat".into()));
+        let json = measured.json(&[]);
+        for field in host_fields {
+            assert!(json.contains(&format!("\"{field}\": null")), "{field}: {json}");
+        }
+        assert!(json.contains("\"broker_cores\": 0.150"), "the broker's figure stands: {json}");
+        assert!(measured.table().contains("host CPU      n/a (cannot read /proc/stat)"));
     }
 
     #[test]

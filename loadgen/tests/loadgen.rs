@@ -71,6 +71,33 @@ fn check_broker_cpu(json: &str, pid: u32) -> f64 {
     cores
 }
 
+/// How far host busy cores may fall below the load generator's own before
+/// a test calls it wrong: /proc/stat charges whole ticks to whatever was
+/// running, a process's time is exact, so over a 2 s window on a few CPUs
+/// they can differ by a few ticks either way.
+const tick_slack_cores: f64 = 0.05;
+
+/// Checks the host fields that come with `--broker-pid`: present, sane
+/// (host busy ≥ the load generator's own ≥ 0, the rest ≥ 0, no more than
+/// the CPU count), and consistent with each other and with `bytes`.
+/// Returns host−loadgen cores.
+fn check_host_cpu(json: &str) -> f64 {
+    let busy = json_number(json, "host_busy_cores");
+    let loadgen = json_number(json, "loadgen_cores");
+    let rest = json_number(json, "host_minus_loadgen_cores");
+    let per_gb = json_number(json, "host_minus_loadgen_cpu_s_per_gb");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(loadgen > 0.0, "the load generator ran: {json}");
+    assert!(busy + tick_slack_cores >= loadgen, "the host did at least the load generator's work: {json}");
+    assert!(rest >= 0.0 && per_gb >= 0.0, "{json}");
+    assert!(busy <= cpus + 0.5, "{busy} busy cores on {cpus} CPUs: {json}");
+    assert!((rest - (busy - loadgen).max(0.0)).abs() < 0.002, "the rest is host busy less the load generator: {json}");
+    let wall_sec = json_number(json, "broker_cpu_wall_sec");
+    let gb = json_number(json, "bytes") / 1e9;
+    assert!((per_gb - rest * wall_sec / gb).abs() <= 0.001 * wall_sec / gb + 0.001, "{json}");
+    rest
+}
+
 /// Checks a latency object has every percentile, ordered, and a count.
 fn check_latency(json: &str, key: &str) {
     let object = json_value(json, key);
@@ -116,8 +143,11 @@ fn produce_and_consume_against_the_broker() {
     check_latency(&json, "latency_e2e_us");
     let cores = check_broker_cpu(&json, broker.pid());
     assert!(cores > 0.0, "the broker served 2000 records/s and a consumer: {json}");
+    let rest = check_host_cpu(&json);
+    assert!(rest > 0.0, "the broker's work is in the rest: {json}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!("broker CPU    PID {}: ", broker.pid())) && stdout.contains(" cores, "), "{stdout}");
+    assert!(stdout.contains("host CPU      ") && stdout.contains(" cores busy, load generator "), "{stdout}");
     // Nothing lost: as many records of the measured window were read (the
     // consumer skips offsets it has passed) as were acknowledged.
     let sent = json_number(json_value(&json, "latency_ack_us"), "count");
@@ -141,9 +171,20 @@ fn max_throughput_against_the_broker_without_consumers() {
     let (output, _) = run_bounded(command);
     let json = check_clean_run(&output, &json_path);
     assert_eq!(json_value(&json, "latency_e2e_us"), "null", "no consumers, so no end-to-end latency");
-    for field in ["broker_pid", "broker_cpu_sec", "broker_cpu_wall_sec", "broker_cores", "broker_cpu_s_per_gb"] {
+    for field in [
+        "broker_pid",
+        "broker_cpu_sec",
+        "broker_cpu_wall_sec",
+        "broker_cores",
+        "broker_cpu_s_per_gb",
+        "host_busy_cores",
+        "loadgen_cores",
+        "host_minus_loadgen_cores",
+        "host_minus_loadgen_cpu_s_per_gb",
+    ] {
         assert_eq!(json_value(&json, field), "null", "no --broker-pid, so no {field}");
     }
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("host CPU"));
 }
 
 #[test]
@@ -160,6 +201,8 @@ fn baseline_raw_tcp() {
     let (output, _) = run_bounded(command);
     let json = check_clean_run(&output, &json_path);
     check_broker_cpu(&json, std::process::id());
+    // The sink runs inside the load generator: its work is the load generator's own.
+    check_host_cpu(&json);
     assert!(json_value(&json, "target").contains("raw-tcp sink"), "{json}");
     assert_eq!(json_value(&json, "baseline"), "\"raw-tcp\"");
     assert_eq!(json_value(&json, "latency_e2e_us"), "null");

@@ -151,8 +151,9 @@ fn suite_against_the_broker_writes_one_report_with_plots_and_json() {
         let text = section(&report, scenario);
         let ours = row(text, "ours");
         let raw = row(text, "raw-tcp");
-        // target, runs ok, records/s, MB/s, ack p50/p99/p99.99/max, e2e p50/p99/p99.99, errors, CPU-s/GB, cores
-        assert_eq!(ours.len(), 14, "{ours:?}");
+        // target, runs ok, records/s, MB/s, ack p50/p99/p99.99/max, e2e p50/p99/p99.99, errors, CPU-s/GB,
+        // broker cores, host−loadgen cores
+        assert_eq!(ours.len(), 15, "{ours:?}");
         assert_eq!((ours[1], raw[1]), ("1/1", "1/1"), "{text}");
         assert!(number(ours[2]) > 0.0 && number(raw[2]) > 0.0, "records/s: {text}");
         assert!(number(ours[3]) > 0.0 && number(raw[3]) > 0.0, "MB/s: {text}");
@@ -162,7 +163,8 @@ fn suite_against_the_broker_writes_one_report_with_plots_and_json() {
         assert_eq!((ours[11], raw[11]), ("0", "0"), "errors: {text}");
         assert!(number(ours[12]) > 0.0, "broker CPU-s/GB for our broker (PID auto-discovered): {text}");
         assert!(number(ours[13]) > 0.0, "broker cores over the measured window: {text}");
-        assert_eq!((raw[12], raw[13]), ("n/a", "n/a"), "no broker behind the raw-TCP sink");
+        assert!(number(ours[14]) >= 0.0, "host−loadgen cores over the same window: {text}");
+        assert_eq!((raw[12], raw[13], raw[14]), ("n/a", "n/a", "n/a"), "no broker behind the raw-TCP sink");
         assert_eq!(raw[9], "n/a", "the sink has no consumers");
         if scenario == "S2" {
             assert!(number(ours[9]) > 0.0 && number(ours[10]) > 0.0, "e2e p99 and p99.99: {text}");
@@ -188,6 +190,7 @@ fn suite_against_the_broker_writes_one_report_with_plots_and_json() {
             // The child measured the broker's CPU itself, over its measured window.
             assert_eq!(json.contains("\"broker_pid\": null"), target == "raw-tcp", "{json}");
             assert_eq!(json.contains("\"broker_cores\": null"), target == "raw-tcp", "{json}");
+            assert_eq!(json.contains("\"host_minus_loadgen_cores\": null"), target == "raw-tcp", "{json}");
         }
     }
     let targets = section(&report, "S2");

@@ -42,6 +42,10 @@ pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Produce, min_version: 3, max_ve
 pub const advertised_min_version: i16 = 0;
 
 enum Outcome {
+    /// Valid, to be submitted with the request's other appends.
+    Ready(TopicPartition, bytes::Bytes),
+    /// Handed to `submit_many`; its ticket comes back in order.
+    Submitting,
     Queued(RoutedTicket),
     Failed(i16),
     /// INVALID_RECORD with KIP-467's details: (batch index, message) per
@@ -83,12 +87,36 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 }
                 Some(Ok(meta)) => {
                     let compact = meta.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
-                    queue(broker, &name, partition.index, partition.records, compact).await
+                    queue(&name, partition.index, partition.records, compact)
                 }
             };
             partitions.push((partition.index, outcome));
         }
         topics.push((topic_data.name, partitions));
+    }
+    // Every valid append at once: one message per other shard.
+    let mut ready = Vec::new();
+    for (_, partitions) in &mut topics {
+        for (_, outcome) in partitions.iter_mut() {
+            if let Outcome::Ready(..) = outcome {
+                if let Outcome::Ready(tp, batch) = std::mem::replace(outcome, Outcome::Submitting) {
+                    ready.push((tp, batch));
+                }
+            }
+        }
+    }
+    if !ready.is_empty() {
+        let mut tickets = broker.shard.submit_many(ready).await.into_iter();
+        for (_, partitions) in &mut topics {
+            for (_, outcome) in partitions.iter_mut() {
+                if let Outcome::Submitting = outcome {
+                    *outcome = match tickets.next().expect("one ticket per append") {
+                        Ok(ticket) => Outcome::Queued(ticket),
+                        Err(e) => Outcome::Failed(error_code::from_name(e.kafka_error_name())),
+                    };
+                }
+            }
+        }
     }
     Ok(Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
@@ -97,6 +125,10 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
             for (index, outcome) in partitions {
                 let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
                 let response = match outcome {
+                    // Every one was submitted above; never answered as such.
+                    Outcome::Ready(..) | Outcome::Submitting => {
+                        response.with_error_code(error_code::UNKNOWN_SERVER_ERROR).with_base_offset(-1).with_log_start_offset(-1)
+                    }
                     Outcome::Failed(code) => response.with_error_code(code).with_base_offset(-1).with_log_start_offset(-1),
                     Outcome::Rejected { record_errors, message } => {
                         let response =
@@ -138,7 +170,8 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
     }))
 }
 
-async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<bytes::Bytes>, compact: bool) -> Outcome {
+/// Checks one partition's records; `Ready` when they may be appended.
+fn queue(topic: &str, partition: i32, records: Option<bytes::Bytes>, compact: bool) -> Outcome {
     let Some(records) = records else { return Outcome::Failed(error_code::CORRUPT_MESSAGE) };
     // From v3 a partition's records are exactly one batch.
     let mut batches = batch::split_batches(&records, limits::batch_bytes_max);
@@ -169,10 +202,7 @@ async fn queue(broker: &Broker, topic: &str, partition: i32, records: Option<byt
             Err(code) => return Outcome::Failed(code),
         }
     }
-    match broker.shard.submit(&tp, records).await {
-        Ok(ticket) => Outcome::Queued(ticket),
-        Err(e) => Outcome::Failed(error_code::from_name(e.kafka_error_name())),
-    }
+    Outcome::Ready(tp, records)
 }
 
 /// The batch indexes of the records without a key in one validated batch:

@@ -46,6 +46,9 @@ pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()
 
 pub enum Message {
     Append { tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>> },
+    /// Appends of one produce request to partitions this shard owns: one
+    /// message and one wake-up for all of them, each queued in order.
+    AppendMany { appends: Vec<RemoteAppendRequest> },
     Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<LentRead>> },
     /// Reads of several partitions this shard owns, for one fetch: one
     /// message and one wake-up however many partitions it names.
@@ -220,6 +223,13 @@ pub struct LentRead {
     pub batches: LentBatches,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
+}
+
+/// One append of a `Message::AppendMany`.
+pub struct RemoteAppendRequest {
+    pub tp: TopicPartition,
+    pub batch: Bytes,
+    pub reply: oneshot::Sender<StorageResult<AppendInfo>>,
 }
 
 /// One partition of a batched read: read `max_bytes` from `offset`.
@@ -602,6 +612,63 @@ impl Shard {
         let (reply, receiver) = oneshot::channel();
         self.send(owner, Message::Append { tp: tp.clone(), batch, reply }).await?;
         Ok(RoutedTicket::Remote(receiver))
+    }
+
+    /// Queues the appends of one produce request: those for each other
+    /// shard in one `AppendMany` message (one wake-up there however many
+    /// partitions it names), local ones here, in request order per
+    /// partition. Like `submit`, it returns once every append is queued or
+    /// sent, so the next request's appends come after these. Appends to a
+    /// partition being moved take `submit`'s path, which waits for the move.
+    pub async fn submit_many(&self, appends: Vec<(TopicPartition, Bytes)>) -> Vec<StorageResult<RoutedTicket>> {
+        let count = appends.len();
+        let mut results: Vec<Option<StorageResult<RoutedTicket>>> = (0..count).map(|_| None).collect();
+        // Routed with no await before the sends below (see `route`): an
+        // owner that a move's fence has not reached yet counts them on arrival.
+        let mut by_owner: Vec<Vec<(usize, TopicPartition, Bytes)>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
+        let mut here = Vec::new();
+        for (index, (tp, batch)) in appends.into_iter().enumerate() {
+            let owner = if self.moving.borrow().contains(&tp) { None } else { self.owner(&tp) };
+            match owner {
+                Some(owner) if owner != self.id => by_owner[owner.index()].push((index, tp, batch)),
+                _ => here.push((index, tp, batch)),
+            }
+        }
+        for (owner, group) in by_owner.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let mut receivers = Vec::with_capacity(group.len());
+            let mut requests = Vec::with_capacity(group.len());
+            for (index, tp, batch) in group {
+                let (reply, receiver) = oneshot::channel();
+                requests.push(RemoteAppendRequest { tp, batch, reply });
+                receivers.push((index, receiver));
+            }
+            let message = if requests.len() == 1 {
+                let RemoteAppendRequest { tp, batch, reply } = requests.pop().expect("one");
+                Message::Append { tp, batch, reply }
+            } else {
+                Message::AppendMany { appends: requests }
+            };
+            match self.send(ShardId(owner as u16), message).await {
+                Ok(()) => {
+                    for (index, receiver) in receivers {
+                        results[index] = Some(Ok(RoutedTicket::Remote(receiver)));
+                    }
+                }
+                Err(e) => {
+                    for (index, _) in receivers {
+                        results[index] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        // Local, moving or unknown partitions: one at a time, as ever.
+        for (index, tp, batch) in here {
+            results[index] = Some(self.submit(&tp, batch).await);
+        }
+        results.into_iter().map(|r| r.expect("every append answered")).collect()
     }
 
     pub async fn append(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendInfo> {
@@ -1078,6 +1145,44 @@ impl Shard {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Takes an append another shard routed here: counted in `submitting`
+    /// from now (a move's fence and hand-off wait for it), then queued for
+    /// its partition's drainer in arrival order.
+    async fn accept_remote_append(self: &Rc<Self>, tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>>) {
+        // A move's fence guarantees no append reaches a former
+        // owner; should one anyway, it fails (NOT_LEADER, which
+        // clients retry) rather than land out of order.
+        if !self.storage.owns(&tp) {
+            let _ = reply.send(Err(StorageError::Moved(tp)));
+            return;
+        }
+        // Not queued in storage inline: `submit` may wait for
+        // write-buffer room until a commit's fdatasync ends, and
+        // every message behind it in this inbox (group
+        // heartbeats, joins and syncs among them) would wait
+        // too. The partition's drainer queues it, in arrival
+        // order. Counted in `submitting` from now, so a move's
+        // fence and hand-off wait for it.
+        let room = match self.remote_append_room.acquire_static_permit(batch.len() as u64).await {
+            Ok(room) => room,
+            Err(_) => {
+                let _ = reply.send(Err(StorageError::ShuttingDown));
+                return;
+            }
+        };
+        self.count_submitting(&tp);
+        let append = RemoteAppend { batch, reply, _room: room };
+        let mut queues = self.remote_appends.borrow_mut();
+        match queues.get_mut(&tp) {
+            Some(queue) => queue.push_back(append), // its drainer runs
+            None => {
+                queues.insert(tp.clone(), VecDeque::from([append]));
+                drop(queues);
+                glommio::spawn_local(self.clone().drain_remote_appends(tp)).detach();
+            }
+        }
+    }
+
     /// The receive loop: runs every routed message addressed to this shard.
     /// Returns after a `Shutdown` message closed storage.
     pub async fn serve(self: Rc<Self>, inbox: flume::Receiver<Envelope>) {
@@ -1085,38 +1190,10 @@ impl Shard {
             assert_eq!(envelope.to, self.id, "router delivered to the wrong shard");
             crate::metrics::count_cross_shard_received();
             match envelope.message {
-                Message::Append { tp, batch, reply } => {
-                    // A move's fence guarantees no append reaches a former
-                    // owner; should one anyway, it fails (NOT_LEADER, which
-                    // clients retry) rather than land out of order.
-                    if !self.storage.owns(&tp) {
-                        let _ = reply.send(Err(StorageError::Moved(tp)));
-                        continue;
-                    }
-                    // Not queued in storage inline: `submit` may wait for
-                    // write-buffer room until a commit's fdatasync ends, and
-                    // every message behind it in this inbox (group
-                    // heartbeats, joins and syncs among them) would wait
-                    // too. The partition's drainer queues it, in arrival
-                    // order. Counted in `submitting` from now, so a move's
-                    // fence and hand-off wait for it.
-                    let room = match self.remote_append_room.acquire_static_permit(batch.len() as u64).await {
-                        Ok(room) => room,
-                        Err(_) => {
-                            let _ = reply.send(Err(StorageError::ShuttingDown));
-                            continue;
-                        }
-                    };
-                    self.count_submitting(&tp);
-                    let append = RemoteAppend { batch, reply, _room: room };
-                    let mut queues = self.remote_appends.borrow_mut();
-                    match queues.get_mut(&tp) {
-                        Some(queue) => queue.push_back(append), // its drainer runs
-                        None => {
-                            queues.insert(tp.clone(), VecDeque::from([append]));
-                            drop(queues);
-                            glommio::spawn_local(self.clone().drain_remote_appends(tp)).detach();
-                        }
+                Message::Append { tp, batch, reply } => self.accept_remote_append(tp, batch, reply).await,
+                Message::AppendMany { appends } => {
+                    for RemoteAppendRequest { tp, batch, reply } in appends {
+                        self.accept_remote_append(tp, batch, reply).await;
                     }
                 }
                 Message::Read { tp, offset, max_bytes, reply } => {
