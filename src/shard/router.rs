@@ -620,30 +620,33 @@ impl Shard {
     /// partition. Like `submit`, it returns once every append is queued or
     /// sent, so the next request's appends come after these. Appends to a
     /// partition being moved take `submit`'s path, which waits for the move.
+    /// A request that repeats a partition keeps its order: both go in the
+    /// same message, or both the local way.
     pub async fn submit_many(&self, appends: Vec<(TopicPartition, Bytes)>) -> Vec<StorageResult<RoutedTicket>> {
         let count = appends.len();
         let mut results: Vec<Option<StorageResult<RoutedTicket>>> = (0..count).map(|_| None).collect();
-        // Routed with no await before the sends below (see `route`): an
-        // owner that a move's fence has not reached yet counts them on arrival.
-        let mut by_owner: Vec<Vec<(usize, TopicPartition, Bytes)>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
-        let mut here = Vec::new();
-        for (index, (tp, batch)) in appends.into_iter().enumerate() {
-            let owner = if self.moving.borrow().contains(&tp) { None } else { self.owner(&tp) };
-            match owner {
-                Some(owner) if owner != self.id => by_owner[owner.index()].push((index, tp, batch)),
-                _ => here.push((index, tp, batch)),
-            }
-        }
-        for (owner, group) in by_owner.into_iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
-            let mut receivers = Vec::with_capacity(group.len());
-            let mut requests = Vec::with_capacity(group.len());
-            for (index, tp, batch) in group {
-                let (reply, receiver) = oneshot::channel();
-                requests.push(RemoteAppendRequest { tp, batch, reply });
-                receivers.push((index, receiver));
+        let mut waiting: Vec<Option<(TopicPartition, Bytes)>> = appends.into_iter().map(Some).collect();
+        // One owner at a time, each group routed right before its send with
+        // no await in between (a move's fence relies on it, see `route`):
+        // a send that waits for room must not carry routes taken before it.
+        loop {
+            let route_now = |tp: &TopicPartition| {
+                if self.moving.borrow().contains(tp) {
+                    None // `submit` waits for the move
+                } else {
+                    self.owner(tp).filter(|owner| *owner != self.id)
+                }
+            };
+            let Some(owner) = waiting.iter().flatten().find_map(|(tp, _)| route_now(tp)) else { break };
+            let mut receivers = Vec::new();
+            let mut requests = Vec::new();
+            for (index, slot) in waiting.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|(tp, _)| route_now(tp) == Some(owner)) {
+                    let (tp, batch) = slot.take().expect("checked");
+                    let (reply, receiver) = oneshot::channel();
+                    requests.push(RemoteAppendRequest { tp, batch, reply });
+                    receivers.push((index, receiver));
+                }
             }
             let message = if requests.len() == 1 {
                 let RemoteAppendRequest { tp, batch, reply } = requests.pop().expect("one");
@@ -651,7 +654,7 @@ impl Shard {
             } else {
                 Message::AppendMany { appends: requests }
             };
-            match self.send(ShardId(owner as u16), message).await {
+            match self.send(owner, message).await {
                 Ok(()) => {
                     for (index, receiver) in receivers {
                         results[index] = Some(Ok(RoutedTicket::Remote(receiver)));
@@ -664,9 +667,11 @@ impl Shard {
                 }
             }
         }
-        // Local, moving or unknown partitions: one at a time, as ever.
-        for (index, tp, batch) in here {
-            results[index] = Some(self.submit(&tp, batch).await);
+        // Local, moving or unknown partitions: one at a time, as `submit` does.
+        for (index, slot) in waiting.into_iter().enumerate() {
+            if let Some((tp, batch)) = slot {
+                results[index] = Some(self.submit(&tp, batch).await);
+            }
         }
         results.into_iter().map(|r| r.expect("every append answered")).collect()
     }
