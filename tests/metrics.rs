@@ -287,7 +287,7 @@ fn metrics_match_the_traffic_exactly() {
         let partitions_listed: f64 = table.iter().map(|r| r[2].parse::<f64>().unwrap()).sum();
         assert_eq!(partitions_listed, f64::from(partitions), "{stdout}");
         for row in table {
-            assert_eq!(row.len(), 10, "{row:?}");
+            assert_eq!(row.len(), 12, "{row:?}");
             let load: f64 = row[1].parse().unwrap();
             assert!((0.0..=100.0).contains(&load), "{row:?}");
             assert!(row[3].parse::<f64>().unwrap() >= 0.0, "{row:?}");
@@ -297,6 +297,10 @@ fn metrics_match_the_traffic_exactly() {
             }
             for optional in &row[7..10] {
                 assert!(*optional == "-" || optional.parse::<f64>().is_ok_and(|v| v >= 0.0), "{row:?}");
+            }
+            for rate in &row[10..12] {
+                let rate: f64 = rate.parse().unwrap();
+                assert!(rate >= 0.0 && rate.is_finite(), "wake-ups and cross-shard messages per second: {row:?}");
             }
         }
     }

@@ -87,6 +87,11 @@ pub struct Row {
     pub p99_produce_ms: Option<f64>,
     /// Cache hits over lookups in the interval, percent (None: no lookups).
     pub cache_hit_percent: Option<f64>,
+    /// Times the shard parked and was woken, per second: with the load,
+    /// how much work one wake-up carries.
+    pub wakeups_per_second: f64,
+    /// Router messages delivered to the shard per second.
+    pub cross_shard_per_second: f64,
 }
 
 /// The shards in `exposition`, by the `shard` label of `ringstream_partitions`.
@@ -173,13 +178,16 @@ pub fn rows(before: &Exposition, after: &Exposition, seconds: f64) -> Vec<Row> {
                 p99_ms: p99(None),
                 p99_produce_ms: p99(Some("Produce")),
                 cache_hit_percent: (hits + misses > 0.0).then(|| hits / (hits + misses) * 100.0),
+                wakeups_per_second: delta("ringstream_shard_wakeups_total") / seconds,
+                cross_shard_per_second: delta("ringstream_cross_shard_messages_received_total") / seconds,
                 shard,
             }
         })
         .collect()
 }
 
-pub const header: &str = "shard  load%  partitions  connections      in_B/s     out_B/s   in_rec/s  p99_ms  p99_produce_ms  cache_hit%";
+pub const header: &str =
+    "shard  load%  partitions  connections      in_B/s     out_B/s   in_rec/s  p99_ms  p99_produce_ms  cache_hit%  wakeups/s  xshard/s";
 
 fn optional(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
@@ -187,7 +195,7 @@ fn optional(value: Option<f64>, decimals: usize) -> String {
 
 pub fn format_row(row: &Row) -> String {
     format!(
-        "{:>5}  {:>5.1}  {:>10}  {:>11}  {:>10.0}  {:>10.0}  {:>9.0}  {:>6}  {:>14}  {:>10}",
+        "{:>5}  {:>5.1}  {:>10}  {:>11}  {:>10.0}  {:>10.0}  {:>9.0}  {:>6}  {:>14}  {:>10}  {:>9.0}  {:>8.0}",
         row.shard,
         row.load_percent,
         row.partitions,
@@ -198,6 +206,8 @@ pub fn format_row(row: &Row) -> String {
         optional(row.p99_ms, 2),
         optional(row.p99_produce_ms, 2),
         optional(row.cache_hit_percent, 1),
+        row.wakeups_per_second,
+        row.cross_shard_per_second,
     )
 }
 
@@ -259,6 +269,7 @@ mod tests {
                  # TYPE ringstream_batch_cache_misses counter\nringstream_batch_cache_misses_total{{shard=\"0\"}} 1\n\
                  # TYPE ringstream_reactor_busy_seconds counter\nringstream_reactor_busy_seconds_total{{shard=\"0\"}} {busy}\n\
                  # TYPE ringstream_partitions gauge\nringstream_partitions{{shard=\"0\"}} 4\n\
+                 # TYPE ringstream_shard_wakeups counter\nringstream_shard_wakeups_total{{shard=\"0\"}} {hits}0\n\
                  # TYPE ringstream_request_latency_seconds histogram\n\
                  ringstream_request_latency_seconds_sum{{shard=\"0\",api=\"Produce\"}} 0\n\
                  ringstream_request_latency_seconds_count{{shard=\"0\",api=\"Produce\"}} {produce_fast}\n\
@@ -276,6 +287,8 @@ mod tests {
         assert_eq!(row.load_percent, 25.0);
         assert_eq!(row.partitions, 4.0);
         assert_eq!(row.cache_hit_percent, Some(100.0)); // 3 hits, no new misses
+        assert_eq!(row.wakeups_per_second, 15.0); // 100 to 130 in 2 s
+        assert_eq!(row.cross_shard_per_second, 0.0); // not in the scrape: no change
         assert!(row.p99_produce_ms.unwrap() <= 1.0);
         assert_eq!(row.p99_ms, row.p99_produce_ms);
         assert!(format_row(row).starts_with("    0"));
