@@ -1275,6 +1275,14 @@ impl Shard {
                         error!(shard = %self.id, "storage close failed: {e}");
                     }
                     let _ = reply.send(result);
+                    // Drop what is still queued here, on this shard: lent
+                    // batches coming home belong to it, and dropped later
+                    // with the channel they would be dropped on whichever
+                    // thread lets go of it last. Sends after this see the
+                    // inbox closed and leak theirs instead.
+                    while let Ok(envelope) = inbox.try_recv() {
+                        drop(envelope);
+                    }
                     return;
                 }
             }
