@@ -35,7 +35,7 @@ use crate::storage::dir;
 use crate::storage::error::{glommio_io, StorageError, StorageResult};
 use crate::storage::index::{OffsetIndex, TimeIndex};
 use crate::storage::producer_state::{last_sequence, BatchRecord, ProducerState, SequenceCheck};
-use crate::storage::recovery::{self, ScanOutcome};
+use crate::storage::recovery::{self, ScanOutcome, ScanStop};
 use crate::storage::segment::Segment;
 use crate::types::{LeaderEpoch, Offset, TopicPartition};
 
@@ -333,7 +333,19 @@ impl PartitionLog {
                     }
                     if outcome.valid_bytes < file_bytes {
                         let stop = outcome.stop.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                        if is_tail {
+                        if is_tail && outcome.stop.as_ref().is_some_and(ScanStop::is_zero_fill) {
+                            // The end of the data: block padding, or the
+                            // preallocated size past it. Expected after any
+                            // unclean stop; nothing was cut but zeros' place.
+                            info!(
+                                partition = %self.tp,
+                                segment = %segment.log_path.display(),
+                                kept_bytes = outcome.valid_bytes,
+                                zero_bytes = file_bytes - outcome.valid_bytes,
+                                next_offset = %outcome.next_offset,
+                                "recovery found the tail segment's end (zeros follow)"
+                            );
+                        } else if is_tail {
                             warn!(
                                 partition = %self.tp,
                                 segment = %segment.log_path.display(),

@@ -27,6 +27,14 @@ pub enum ScanStop {
     Discontinuity { expected: Offset, found: Offset },
 }
 
+impl ScanStop {
+    /// The scan met a zero batch length: the zeros that follow the data
+    /// (a block's padding, or preallocated space), not a damaged batch.
+    pub fn is_zero_fill(&self) -> bool {
+        matches!(self, ScanStop::Invalid(BatchError::Length { length, .. }) if *length == batch::LOG_OVERHEAD_BYTES as i64)
+    }
+}
+
 impl std::fmt::Display for ScanStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -134,4 +142,22 @@ pub async fn scan_segment(
     };
     assert!(position <= file_bytes);
     Ok(ScanOutcome { valid_bytes: position, next_offset: expected, batches, stop })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Zeros after the data (padding, preallocated space) are the end of
+    /// the log; a header with a bad length is damage.
+    #[test]
+    fn only_a_zero_header_is_zero_fill() {
+        let stop = |bytes: &[u8]| ScanStop::Invalid(batch::peek_total_bytes(bytes, limits::batch_bytes_max).unwrap_err());
+        assert!(stop(&[0u8; 64]).is_zero_fill());
+        let mut damaged = [0u8; 64];
+        damaged[8..12].copy_from_slice(&5i32.to_be_bytes()); // batchLength 5: total 17
+        assert!(!stop(&damaged).is_zero_fill());
+        assert!(!ScanStop::Torn { need_bytes: 61, have_bytes: 12 }.is_zero_fill());
+        assert!(!ScanStop::Discontinuity { expected: Offset(3), found: Offset(9) }.is_zero_fill());
+    }
 }
