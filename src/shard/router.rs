@@ -527,9 +527,10 @@ impl Shard {
     pub async fn read_many(&self, reads: Vec<ReadRequest>) -> Vec<StorageResult<ManyRead>> {
         let count = reads.len();
         let mut results: Vec<Option<StorageResult<ManyRead>>> = (0..count).map(|_| None).collect();
-        // What each request asked, kept for a partition that moved.
-        let asked_for: Vec<(TopicPartition, Offset, usize)> =
-            reads.iter().map(|r| (r.tp.clone(), r.offset, r.max_bytes)).collect();
+        // Where each request read from, kept for a partition that moved
+        // (its `Moved` error names it).
+        let asked_for: Vec<(Offset, usize)> = reads.iter().map(|r| (r.offset, r.max_bytes)).collect();
+        let mut moved = Vec::new();
         // (request index, request) per owner shard.
         let mut by_owner: Vec<Vec<(usize, ReadRequest)>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
         for (index, read) in reads.into_iter().enumerate() {
@@ -571,35 +572,28 @@ impl Shard {
             };
             let lent = Rc::new(answer.batches);
             for (index, part) in indexes.into_iter().zip(answer.parts) {
-                results[index] = match part {
-                    Ok(part) => Some(Ok(ManyRead::Remote { lent: lent.clone(), part })),
-                    Err(StorageError::Moved(_)) => None, // read again below
-                    Err(e) => Some(Err(e)),
-                };
+                match part {
+                    Ok(part) => results[index] = Some(Ok(ManyRead::Remote { lent: lent.clone(), part })),
+                    Err(StorageError::Moved(tp)) => moved.push((index, tp)), // read again below
+                    Err(e) => results[index] = Some(Err(e)),
+                }
             }
         }
-        let mut out = Vec::with_capacity(count);
-        for (index, result) in results.into_iter().enumerate() {
-            let result = match result {
-                Some(result) => result,
-                None => {
-                    let (tp, offset, max_bytes) = &asked_for[index];
-                    self.read(tp, *offset, *max_bytes).await.map(|read| match read {
-                        RoutedRead::Local(read) => ManyRead::Local(read),
-                        RoutedRead::Remote(read) => {
-                            let part = ReadPart {
-                                batches: 0..read.batches.len(),
-                                high_watermark: read.high_watermark,
-                                log_start_offset: read.log_start_offset,
-                            };
-                            ManyRead::Remote { lent: Rc::new(read.batches), part }
-                        }
-                    })
+        for (index, tp) in moved {
+            let (offset, max_bytes) = asked_for[index];
+            results[index] = Some(self.read(&tp, offset, max_bytes).await.map(|read| match read {
+                RoutedRead::Local(read) => ManyRead::Local(read),
+                RoutedRead::Remote(read) => {
+                    let part = ReadPart {
+                        batches: 0..read.batches.len(),
+                        high_watermark: read.high_watermark,
+                        log_start_offset: read.log_start_offset,
+                    };
+                    ManyRead::Remote { lent: Rc::new(read.batches), part }
                 }
-            };
-            out.push(result);
+            }));
         }
-        out
+        results.into_iter().map(|r| r.expect("every read answered")).collect()
     }
 
     /// Queues an append on the owning shard, preserving submission order.
