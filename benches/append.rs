@@ -267,7 +267,6 @@ where
         .expect("executor finishes")
 }
 
-
 struct StorageRun {
     name: String,
     bytes: u64,

@@ -225,7 +225,6 @@ fn storage_config(data_dir: &Path) -> (StorageConfig, LogConfig) {
     (config, log)
 }
 
-
 /// Fills each partition with batches of its size; returns MiB/s per partition.
 fn write_partitions(
     context: &Context,

@@ -108,7 +108,8 @@ const FETCH_CASES: [Case; 6] = cases([4, 12]);
 
 /// The batch for `shape`: as many records as fit in `batch_bytes`.
 fn batch_for(shape: Shape) -> Bytes {
-    let one_record_bytes = batch::build_test_batch(1, shape.value_bytes, 1, 1_700_000_000_000).len() - batch::BATCH_HEADER_BYTES;
+    let one_record_bytes =
+        batch::build_test_batch(1, shape.value_bytes, 1, 1_700_000_000_000).len() - batch::BATCH_HEADER_BYTES;
     let mut count = ((shape.batch_bytes - batch::BATCH_HEADER_BYTES) / one_record_bytes) as u32;
     for _ in 0..8 {
         assert!(count > 0);
@@ -152,9 +153,7 @@ mod validate {
         let limit = limit_bytes();
         let info = produce_path_validate(&records, limit);
         assert_eq!(info.total_bytes as usize, records.len());
-        bencher
-            .counter(BytesCount::new(records.len()))
-            .bench(|| produce_path_validate(black_box(&records), limit));
+        bencher.counter(BytesCount::new(records.len())).bench(|| produce_path_validate(black_box(&records), limit));
     }
 
     /// The same batch flagged gzip, CRC rewritten: `validate` checks the
@@ -186,9 +185,9 @@ mod validate {
 fn produce_frame(case: Case) -> Bytes {
     let version = case.version;
     let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC_NAME)))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch_for(case.shape)))]),
+        TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC_NAME))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(0).with_records(Some(batch_for(case.shape)))],
+        ),
     ]);
     let header = RequestHeader::default()
         .with_request_api_key(ApiKey::Produce as i16)

@@ -66,6 +66,16 @@ install_compat_tools() {
 
 install_compat_tools
 
+# The habits: formatting and lints are part of the suite, not advice.
+if command -v rustup >/dev/null 2>&1; then
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 echo "== all tests passed"

@@ -29,9 +29,11 @@ use crate::types::{ShardId, TopicPartition};
 
 /// Adds the admin routes to the metrics listener's table.
 pub fn routes(routes: Routes) -> Routes {
-    routes
-        .route("GET", "/v1/partitions", |shard, request| Box::pin(list(shard, request)))
-        .route("POST", "/v1/partitions/move", |shard, request| Box::pin(move_partition(shard, request)))
+    routes.route("GET", "/v1/partitions", |shard, request| Box::pin(list(shard, request))).route(
+        "POST",
+        "/v1/partitions/move",
+        |shard, request| Box::pin(move_partition(shard, request)),
+    )
 }
 
 async fn list(shard: Rc<Shard>, _request: Request) -> Response {
@@ -53,7 +55,8 @@ async fn move_partition(shard: Rc<Shard>, request: Request) -> Response {
             .ok_or("missing partition=")?
             .parse()
             .map_err(|_| "partition= must be a number")?;
-        let to: u16 = request.query_param("shard").ok_or("missing shard=")?.parse().map_err(|_| "shard= must be a number")?;
+        let to: u16 =
+            request.query_param("shard").ok_or("missing shard=")?.parse().map_err(|_| "shard= must be a number")?;
         Ok((TopicPartition::new(topic, partition), ShardId(to)))
     })();
     let (tp, to) = match parsed {
@@ -65,7 +68,10 @@ async fn move_partition(shard: Rc<Shard>, request: Request) -> Response {
         Ok(from) if from == to => Response::text(200, format!("{tp} is already on shard {to}\n")),
         Ok(from) => Response::text(
             200,
-            format!("moved {tp} from shard {from} to shard {to} in {:.1} ms\n", started.elapsed().as_secs_f64() * 1000.0),
+            format!(
+                "moved {tp} from shard {from} to shard {to} in {:.1} ms\n",
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
         ),
         Err(StorageError::UnknownPartition(_)) => Response::text(400, format!("no such partition: {tp}\n")),
         Err(e @ StorageError::Config(_)) => Response::text(400, format!("{e}\n")),

@@ -138,7 +138,11 @@ fn metadata(client: &mut Client, topics: Option<Vec<String>>) -> Result<Vec<(Str
         .topics
         .iter()
         .map(|t| {
-            (t.name.as_ref().map(|n| n.0.as_str().to_owned()).unwrap_or_default(), t.partitions.len() as i32, t.error_code)
+            (
+                t.name.as_ref().map(|n| n.0.as_str().to_owned()).unwrap_or_default(),
+                t.partitions.len() as i32,
+                t.error_code,
+            )
         })
         .collect())
 }
@@ -167,7 +171,8 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
                 .with_replication_factor(replicas)
                 .with_configs(configs);
             let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
-            let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, version, &request).map_err(|e| e.to_string())?;
+            let response: CreateTopicsResponse =
+                client.call(ApiKey::CreateTopics, version, &request).map_err(|e| e.to_string())?;
             let result = response.topics.first().ok_or("empty CreateTopics response")?;
             check(result.error_code, result.error_message.as_ref(), "create")?;
             println!("created {name}");
@@ -190,8 +195,9 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
                 println!("{p:>9} {:>12} {:>12}", starts[p], ends[p]);
             }
             let version = client.version(ApiKey::DescribeConfigs, 4).map_err(|e| e.to_string())?;
-            let request = DescribeConfigsRequest::default()
-                .with_resources(vec![DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s(&name))]);
+            let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(&name))]);
             let response: DescribeConfigsResponse =
                 client.call(ApiKey::DescribeConfigs, version, &request).map_err(|e| e.to_string())?;
             let result = response.results.first().ok_or("empty DescribeConfigs response")?;
@@ -204,8 +210,10 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
         }
         TopicCommand::Delete { name } => {
             let version = client.version(ApiKey::DeleteTopics, 5).map_err(|e| e.to_string())?;
-            let request = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s(&name))]).with_timeout_ms(30_000);
-            let response: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, version, &request).map_err(|e| e.to_string())?;
+            let request =
+                DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s(&name))]).with_timeout_ms(30_000);
+            let response: DeleteTopicsResponse =
+                client.call(ApiKey::DeleteTopics, version, &request).map_err(|e| e.to_string())?;
             let result = response.responses.first().ok_or("empty DeleteTopics response")?;
             check(result.error_code, result.error_message.as_ref(), "delete")?;
             println!("deleted {name}");
@@ -215,15 +223,17 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
             let mut configs = Vec::new();
             for pair in &set {
                 let (k, v) = kv(pair)?;
-                configs.push(AlterableConfig::default().with_name(s(&k)).with_config_operation(0).with_value(Some(s(&v))));
+                configs
+                    .push(AlterableConfig::default().with_name(s(&k)).with_config_operation(0).with_value(Some(s(&v))));
             }
             for key in &delete {
                 configs.push(AlterableConfig::default().with_name(s(key)).with_config_operation(1));
             }
-            let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(s(&name))
-                .with_configs(configs)]);
+            let request =
+                IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(&name))
+                    .with_configs(configs)]);
             let response: IncrementalAlterConfigsResponse =
                 client.call(ApiKey::IncrementalAlterConfigs, version, &request).map_err(|e| e.to_string())?;
             let result = response.responses.first().ok_or("empty IncrementalAlterConfigs response")?;
@@ -237,12 +247,16 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
 /// Offsets per partition at `timestamp` (-2 earliest, -1 latest).
 fn list_offsets(client: &mut Client, topic: &str, partitions: i32, timestamp: i64) -> Result<Vec<i64>, String> {
     let version = client.version(ApiKey::ListOffsets, 7).map_err(|e| e.to_string())?;
-    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(TopicName(s(topic)))
-        .with_partitions(
-            (0..partitions).map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp)).collect(),
-        )]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request).map_err(|e| e.to_string())?;
+    let request =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(
+                (0..partitions)
+                    .map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp))
+                    .collect(),
+            )]);
+    let response: ListOffsetsResponse =
+        client.call(ApiKey::ListOffsets, version, &request).map_err(|e| e.to_string())?;
     let mut offsets = vec![-1; partitions as usize];
     for partition in response.topics.iter().flat_map(|t| &t.partitions) {
         check(partition.error_code, None, "list offsets")?;
@@ -321,7 +335,9 @@ fn send_batches(
             builder.push(&Record { key: key.as_deref(), value: Some(value), headers: &[], timestamp_delta: 0 });
         }
         count += records.len() as u64;
-        data.push(PartitionProduceData::default().with_index(*partition).with_records(Some(Bytes::from(builder.build()))));
+        data.push(
+            PartitionProduceData::default().with_index(*partition).with_records(Some(Bytes::from(builder.build()))),
+        );
     }
     let request = ProduceRequest::default()
         .with_acks(acks)
@@ -329,7 +345,11 @@ fn send_batches(
         .with_topic_data(vec![TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(data)]);
     let response: ProduceResponse = client.call(ApiKey::Produce, version, &request).map_err(|e| e.to_string())?;
     for partition in response.responses.iter().flat_map(|t| &t.partition_responses) {
-        check(partition.error_code, partition.error_message.as_ref(), &format!("produce to partition {}", partition.index))?;
+        check(
+            partition.error_code,
+            partition.error_message.as_ref(),
+            &format!("produce to partition {}", partition.index),
+        )?;
     }
     Ok(count)
 }
@@ -338,7 +358,9 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
     let mut client = connection.connect()?;
     let partitions = partition_count(&mut client, &args.topic)?;
     let wanted: Vec<i32> = match args.partition {
-        Some(p) if p < 0 || p >= partitions => return Err(format!("partition {p} does not exist ({partitions} partitions)")),
+        Some(p) if p < 0 || p >= partitions => {
+            return Err(format!("partition {p} does not exist ({partitions} partitions)"))
+        }
         Some(p) => vec![p],
         None => (0..partitions).collect(),
     };
@@ -368,7 +390,10 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
                 positions
                     .iter()
                     .map(|(p, offset)| {
-                        FetchPartition::default().with_partition(*p).with_fetch_offset(*offset).with_partition_max_bytes(1024 * 1024)
+                        FetchPartition::default()
+                            .with_partition(*p)
+                            .with_fetch_offset(*offset)
+                            .with_partition_max_bytes(1024 * 1024)
                     })
                     .collect(),
             )]);
@@ -378,11 +403,14 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
         let mut at_end = true;
         for partition in response.responses.iter().flat_map(|t| &t.partitions) {
             check(partition.error_code, None, &format!("fetch partition {}", partition.partition_index))?;
-            let position = positions.get_mut(&partition.partition_index).ok_or("fetch answered an unrequested partition")?;
+            let position =
+                positions.get_mut(&partition.partition_index).ok_or("fetch answered an unrequested partition")?;
             let Some(records) = &partition.records else { continue };
             // Only whole batches: a broker may cut the last one short.
-            let whole: usize =
-                batch::split_batches(records, crate::limits::batch_bytes_max).map_while(Result::ok).map(<[u8]>::len).sum();
+            let whole: usize = batch::split_batches(records, crate::limits::batch_bytes_max)
+                .map_while(Result::ok)
+                .map(<[u8]>::len)
+                .sum();
             let mut buf = records.slice(..whole);
             for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| format!("decoding records: {e}"))? {
                 for record in set.records {
@@ -590,7 +618,8 @@ fn group_describe(connection: &Connection, group: &str) -> Result<(), String> {
             owner.insert(tp.clone(), member);
         }
     }
-    let partitions: Vec<TopicPartition> = committed.keys().chain(owner.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let partitions: Vec<TopicPartition> =
+        committed.keys().chain(owner.keys()).cloned().collect::<BTreeSet<_>>().into_iter().collect();
     let ends = if partitions.is_empty() {
         BTreeMap::new()
     } else {
@@ -620,7 +649,9 @@ fn group_describe(connection: &Connection, group: &str) -> Result<(), String> {
                 let assigned = match partitions {
                     Ok(partitions) => by_topic(partitions)
                         .iter()
-                        .map(|(topic, ps)| format!("{topic}:{}", ps.iter().map(i32::to_string).collect::<Vec<_>>().join(",")))
+                        .map(|(topic, ps)| {
+                            format!("{topic}:{}", ps.iter().map(i32::to_string).collect::<Vec<_>>().join(","))
+                        })
                         .collect::<Vec<_>>()
                         .join(" "),
                     Err(_) => "<undecodable>".to_owned(),
@@ -767,7 +798,9 @@ fn parse_topic_spec(client: &mut Client, spec: &str) -> Result<Vec<TopicPartitio
 /// anything else as RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.fraction]` and `Z` or
 /// `±HH:MM`; the zone is required).
 pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
-    let bad = |why: &str| format!("--to-datetime {text:?}: {why} (want RFC 3339, e.g. 2024-05-01T12:00:00Z, or epoch milliseconds)");
+    let bad = |why: &str| {
+        format!("--to-datetime {text:?}: {why} (want RFC 3339, e.g. 2024-05-01T12:00:00Z, or epoch milliseconds)")
+    };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().map_err(|_| bad("too large"));
     }
@@ -807,7 +840,8 @@ pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
         }
         // Milliseconds: the first three digits; finer ones are dropped.
         for i in 0..3 {
-            fraction_ms = fraction_ms * 10 + b.get(at + 1 + i).filter(|_| i < digits).map_or(0, |d| i64::from(d - b'0'));
+            fraction_ms =
+                fraction_ms * 10 + b.get(at + 1 + i).filter(|_| i < digits).map_or(0, |d| i64::from(d - b'0'));
         }
         at += 1 + digits;
     }
@@ -872,17 +906,18 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
         partitions.extend(parse_topic_spec(&mut client, spec)?);
     }
     let topics = by_topic(&partitions);
-    let offsets_at = |client: &mut Client, timestamp: i64, what: &str| -> Result<BTreeMap<TopicPartition, i64>, String> {
-        let found = client.list_offsets(&topics, timestamp).map_err(|e| e.to_string())?;
-        partitions
-            .iter()
-            .map(|tp| match found.get(tp) {
-                Some(Ok(offset)) => Ok((tp.clone(), *offset)),
-                Some(Err(code)) => Err(format!("{what} of {tp}: {}", describe_error(*code, None))),
-                None => Err(format!("{what} of {tp}: not in the ListOffsets response")),
-            })
-            .collect()
-    };
+    let offsets_at =
+        |client: &mut Client, timestamp: i64, what: &str| -> Result<BTreeMap<TopicPartition, i64>, String> {
+            let found = client.list_offsets(&topics, timestamp).map_err(|e| e.to_string())?;
+            partitions
+                .iter()
+                .map(|tp| match found.get(tp) {
+                    Some(Ok(offset)) => Ok((tp.clone(), *offset)),
+                    Some(Err(code)) => Err(format!("{what} of {tp}: {}", describe_error(*code, None))),
+                    None => Err(format!("{what} of {tp}: not in the ListOffsets response")),
+                })
+                .collect()
+        };
     let starts = offsets_at(&mut client, -2, "log start offset")?;
     let ends = offsets_at(&mut client, -1, "log end offset")?;
     let by_time = match timestamp_ms {
@@ -918,8 +953,10 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
         }
         plan.insert(tp.clone(), new);
     }
-    let rows: Vec<Vec<String>> =
-        plan.iter().map(|(tp, offset)| vec![tp.topic.clone(), tp.partition.0.to_string(), offset.to_string()]).collect();
+    let rows: Vec<Vec<String>> = plan
+        .iter()
+        .map(|(tp, offset)| vec![tp.topic.clone(), tp.partition.0.to_string(), offset.to_string()])
+        .collect();
     print_table(&["TOPIC", "PARTITION", "NEW-OFFSET"], &rows);
     if !args.execute {
         eprintln!("dry run: nothing committed (add --execute to commit these offsets)");
@@ -927,7 +964,8 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
     }
     // An admin commit: no generation, no member.
     let results = coordinator.offset_commit(group, -1, "", &plan).map_err(|e| e.to_string())?;
-    let failures: Vec<(&TopicPartition, i16)> = results.iter().filter(|(_, code)| **code != 0).map(|(tp, code)| (tp, *code)).collect();
+    let failures: Vec<(&TopicPartition, i16)> =
+        results.iter().filter(|(_, code)| **code != 0).map(|(tp, code)| (tp, *code)).collect();
     if failures.is_empty() {
         eprintln!("committed {} offset(s) for group {group}", plan.len());
         return Ok(());
@@ -940,7 +978,8 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
     codes.dedup();
     let names: Vec<String> = codes.iter().map(|code| describe_error(*code, None)).collect();
     let member_errors =
-        [ResponseError::UnknownMemberId, ResponseError::RebalanceInProgress, ResponseError::IllegalGeneration].map(|e| e.code());
+        [ResponseError::UnknownMemberId, ResponseError::RebalanceInProgress, ResponseError::IllegalGeneration]
+            .map(|e| e.code());
     let hint = if codes.iter().any(|code| member_errors.contains(code)) {
         "; Kafka resets the offsets of a group only while it has no active members: stop its consumers first"
     } else {

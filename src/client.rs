@@ -71,7 +71,10 @@ impl Client {
         let mut client = Client { stream, correlation_id: 0, versions: HashMap::new() };
         let response: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())?;
         if response.error_code != 0 {
-            return Err(ClientError::Protocol { api: ApiKey::ApiVersions, reason: format!("error {}", response.error_code) });
+            return Err(ClientError::Protocol {
+                api: ApiKey::ApiVersions,
+                reason: format!("error {}", response.error_code),
+            });
         }
         client.versions = response.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
         Ok(client)
@@ -87,7 +90,12 @@ impl Client {
         Ok(version)
     }
 
-    pub fn call<Req: Encodable, Resp: Decodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> Result<Resp, ClientError> {
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, ClientError> {
         let protocol = |reason: String| ClientError::Protocol { api, reason };
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let mut header = RequestHeader::default();
@@ -112,9 +120,13 @@ impl Client {
         let mut body = vec![0u8; size as usize];
         self.stream.read_exact(&mut body)?;
         let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, api.response_header_version(version)).map_err(|e| protocol(e.to_string()))?;
+        let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
+            .map_err(|e| protocol(e.to_string()))?;
         if header.correlation_id != self.correlation_id {
-            return Err(protocol(format!("correlation id {} for request {}", header.correlation_id, self.correlation_id)));
+            return Err(protocol(format!(
+                "correlation id {} for request {}",
+                header.correlation_id, self.correlation_id
+            )));
         }
         Resp::decode(&mut body, version).map_err(|e| protocol(e.to_string()))
     }
@@ -259,11 +271,10 @@ impl Client {
             }
             let response: FindCoordinatorResponse = self.call(api, version, &request)?;
             let (code, message, host, port) = if version >= 4 {
-                let found = response
-                    .coordinators
-                    .iter()
-                    .find(|c| c.key.as_str() == group)
-                    .ok_or_else(|| ClientError::Protocol { api, reason: format!("no coordinator for {group:?}") })?;
+                let found =
+                    response.coordinators.iter().find(|c| c.key.as_str() == group).ok_or_else(|| {
+                        ClientError::Protocol { api, reason: format!("no coordinator for {group:?}") }
+                    })?;
                 (found.error_code, found.error_message.clone(), found.host.clone(), found.port)
             } else {
                 (response.error_code, response.error_message.clone(), response.host.clone(), response.port)
@@ -298,7 +309,11 @@ impl Client {
             .iter()
             .map(|b| {
                 let host = b.host.as_str();
-                if host.contains(':') { format!("[{host}]:{}", b.port) } else { format!("{host}:{}", b.port) }
+                if host.contains(':') {
+                    format!("[{host}]:{}", b.port)
+                } else {
+                    format!("{host}:{}", b.port)
+                }
             })
             .collect())
     }
@@ -359,13 +374,15 @@ impl Client {
     pub fn delete_groups(&mut self, groups: &[String]) -> Result<Vec<(String, i16)>, ClientError> {
         let api = ApiKey::DeleteGroups;
         let version = self.version(api, delete_groups_version_max)?;
-        let request = DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| GroupId(str_bytes(g))).collect());
+        let request =
+            DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| GroupId(str_bytes(g))).collect());
         let response: DeleteGroupsResponse = self.call(api, version, &request)?;
         groups
             .iter()
             .map(|group| {
                 let result = response.results.iter().find(|r| r.group_id.0.as_str() == group);
-                let result = result.ok_or_else(|| ClientError::Protocol { api, reason: format!("no result for group {group:?}") })?;
+                let result = result
+                    .ok_or_else(|| ClientError::Protocol { api, reason: format!("no result for group {group:?}") })?;
                 Ok((group.clone(), result.error_code))
             })
             .collect()
@@ -394,7 +411,11 @@ impl Client {
         });
         let response: OffsetFetchResponse = self.call(api, version, &request)?;
         if response.error_code != 0 {
-            return Err(ClientError::Kafka { what: format!("OffsetFetch for group {group:?}"), code: response.error_code, message: None });
+            return Err(ClientError::Kafka {
+                what: format!("OffsetFetch for group {group:?}"),
+                code: response.error_code,
+                message: None,
+            });
         }
         let mut offsets = BTreeMap::new();
         for topic in &response.topics {
@@ -440,7 +461,9 @@ impl Client {
                 topics
                     .into_iter()
                     .map(|(name, partitions)| {
-                        OffsetCommitRequestTopic::default().with_name(TopicName(str_bytes(name))).with_partitions(partitions)
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(str_bytes(name)))
+                            .with_partitions(partitions)
                     })
                     .collect(),
             );
@@ -448,7 +471,8 @@ impl Client {
         let mut results = BTreeMap::new();
         for topic in &response.topics {
             for partition in &topic.partitions {
-                results.insert(TopicPartition::new(text(&topic.name.0), partition.partition_index), partition.error_code);
+                results
+                    .insert(TopicPartition::new(text(&topic.name.0), partition.partition_index), partition.error_code);
             }
         }
         if let Some(missing) = offsets.keys().find(|tp| !results.contains_key(*tp)) {
@@ -485,7 +509,10 @@ impl Client {
         for topic in &response.topics {
             for partition in &topic.partitions {
                 let tp = TopicPartition::new(text(&topic.name.0), partition.partition_index);
-                offsets.insert(tp, if partition.error_code == 0 { Ok(partition.offset) } else { Err(partition.error_code) });
+                offsets.insert(
+                    tp,
+                    if partition.error_code == 0 { Ok(partition.offset) } else { Err(partition.error_code) },
+                );
             }
         }
         Ok(offsets)
@@ -540,7 +567,12 @@ impl<'a> Reader<'a> {
 }
 
 /// A count or length read at `offset`: never negative, -1 (None) where `nullable`.
-fn checked_length(value: i64, offset: usize, what: &'static str, nullable: bool) -> Result<Option<usize>, AssignmentError> {
+fn checked_length(
+    value: i64,
+    offset: usize,
+    what: &'static str,
+    nullable: bool,
+) -> Result<Option<usize>, AssignmentError> {
     match value {
         -1 if nullable => Ok(None),
         v if v < 0 => Err(AssignmentError::Invalid { what, offset, value }),
@@ -572,8 +604,11 @@ pub fn decode_consumer_assignment(bytes: &[u8]) -> Result<ConsumerAssignment, As
         let length = checked_length(i64::from(length), at, "topic name length", false)?.unwrap_or(0);
         let at = reader.offset;
         let name = reader.take(length, "topic name")?;
-        let name = std::str::from_utf8(name)
-            .map_err(|e| AssignmentError::Invalid { what: "topic name (UTF-8)", offset: at, value: e.valid_up_to() as i64 })?;
+        let name = std::str::from_utf8(name).map_err(|e| AssignmentError::Invalid {
+            what: "topic name (UTF-8)",
+            offset: at,
+            value: e.valid_up_to() as i64,
+        })?;
         let at = reader.offset;
         let count = reader.i32("partition count")?;
         let count = checked_length(i64::from(count), at, "partition count", false)?.unwrap_or(0);
@@ -667,7 +702,9 @@ mod tests {
             .with_assigned_partitions(
                 topics
                     .iter()
-                    .map(|(t, ps)| cpa::TopicPartition::default().with_topic(TopicName(str_bytes(t))).with_partitions(ps.to_vec()))
+                    .map(|(t, ps)| {
+                        cpa::TopicPartition::default().with_topic(TopicName(str_bytes(t))).with_partitions(ps.to_vec())
+                    })
                     .collect(),
             )
             .with_user_data(user_data.map(Bytes::copy_from_slice));

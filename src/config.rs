@@ -89,24 +89,34 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
         "group.initial.rebalance.delay.ms" => {
             int(0, i32::MAX as i64).map(|v| broker.groups.initial_rebalance_delay_ms = v)
         }
-        "group.min.session.timeout.ms" => int(1, i32::MAX as i64).map(|v| broker.groups.min_session_timeout_ms = v as i32),
-        "group.max.session.timeout.ms" => int(1, i32::MAX as i64).map(|v| broker.groups.max_session_timeout_ms = v as i32),
-        "group.max.size" => int(1, crate::limits::group_members_max as i64).map(|v| broker.groups.max_size = v as usize),
+        "group.min.session.timeout.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.min_session_timeout_ms = v as i32)
+        }
+        "group.max.session.timeout.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.max_session_timeout_ms = v as i32)
+        }
+        "group.max.size" => {
+            int(1, crate::limits::group_members_max as i64).map(|v| broker.groups.max_size = v as usize)
+        }
         "offsets.retention.minutes" => int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_ms = v * 60_000),
         "offsets.retention.check.interval.ms" => {
             int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_check_interval_ms = v)
         }
         "offsets.topic.num.partitions" => int(1, i64::from(crate::limits::offsets_topic_partitions_max))
             .map(|v| broker.groups.offsets_topic_partitions = v as i32),
-        "offsets.topic.segment.bytes" => int(crate::limits::segment_bytes_min as i64, crate::limits::segment_bytes_max as i64)
-            .map(|v| broker.groups.offsets_segment_bytes = v as u64),
+        "offsets.topic.segment.bytes" => {
+            int(crate::limits::segment_bytes_min as i64, crate::limits::segment_bytes_max as i64)
+                .map(|v| broker.groups.offsets_segment_bytes = v as u64)
+        }
         "group.consumer.session.timeout.ms" => {
             int(1, i32::MAX as i64).map(|v| broker.groups.consumer_session_timeout_ms = v as i32)
         }
         "group.consumer.heartbeat.interval.ms" => {
             int(1, i32::MAX as i64).map(|v| broker.groups.consumer_heartbeat_interval_ms = v as i32)
         }
-        "offset.metadata.max.bytes" => int(0, 1024 * 1024).map(|v| broker.groups.offset_metadata_max_bytes = v as usize),
+        "offset.metadata.max.bytes" => {
+            int(0, 1024 * 1024).map(|v| broker.groups.offset_metadata_max_bytes = v as usize)
+        }
         _ => return None,
     };
     Some(result)
@@ -114,9 +124,8 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
 
 /// Applies one storage/runtime `name=value` setting.
 pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), String> {
-    let (name, value) = setting
-        .split_once('=')
-        .ok_or_else(|| format!("setting {setting:?} must look like name=value"))?;
+    let (name, value) =
+        setting.split_once('=').ok_or_else(|| format!("setting {setting:?} must look like name=value"))?;
     let (name, value) = (name.trim(), value.trim());
     let int = |what: &str| -> Result<i64, String> {
         value.parse::<i64>().map_err(|_| format!("{what} must be an integer, got {value:?}"))
@@ -130,14 +139,15 @@ pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), St
         "log.retention.hours" => log.retention_ms = int(name)?.saturating_mul(3_600_000),
         "log.retention.bytes" => log.retention_bytes = int(name)?,
         "log.index.interval.bytes" => {
-            log.index_interval_bytes =
-                u32::try_from(int(name)?).map_err(|_| format!("{name} out of range: {value}"))?
+            log.index_interval_bytes = u32::try_from(int(name)?).map_err(|_| format!("{name} out of range: {value}"))?
         }
         "message.max.bytes" => log.max_message_bytes = non_negative(int(name)?, name)? as usize,
         "log.retention.check.interval.ms" => {
             storage.retention_check_interval_ms = non_negative(int(name)?, name)?.max(1)
         }
-        "log.flush.interval.ms" => storage.flush = FlushPolicy::Interval { interval_ms: non_negative(int(name)?, name)?.max(1) },
+        "log.flush.interval.ms" => {
+            storage.flush = FlushPolicy::Interval { interval_ms: non_negative(int(name)?, name)?.max(1) }
+        }
         "log.flush.policy" => storage.flush = value.parse()?,
         "log.message.timestamp.type" => {
             log.log_append_time = match value {
@@ -169,7 +179,8 @@ pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), St
             config.cpus = Some(cpus);
         }
         "shard.write.buffer.bytes" => {
-            storage.write_buffer_bytes = in_range(int(name)?, name, limits::io_alignment, limits::commit_round_bytes_max)?
+            storage.write_buffer_bytes =
+                in_range(int(name)?, name, limits::io_alignment, limits::commit_round_bytes_max)?
         }
         "shard.io.depth" => storage.io_depth = in_range(int(name)?, name, 1, limits::io_depth_max)?,
         _ => return Err(format!("unknown setting {name:?}")),
@@ -334,15 +345,19 @@ mod tests {
         settings.apply("num.partitions=6").unwrap();
         settings.apply("auto.create.topics.enable=false").unwrap();
         assert!(settings.apply("default.replication.factor=3").is_err());
-        settings
-            .apply_toml("num.partitions = 4\n\"log.segment.bytes\" = 65536\n[log.retention]\nms = 1000\n")
-            .unwrap();
+        settings.apply_toml("num.partitions = 4\n\"log.segment.bytes\" = 65536\n[log.retention]\nms = 1000\n").unwrap();
         assert_eq!(settings.broker.num_partitions, 4);
         assert!(!settings.broker.auto_create_topics);
         assert_eq!(settings.runtime.storage.default_log.retention_ms, 1000);
         assert_eq!(settings.runtime.storage.default_log.segment_bytes, 65536);
         assert!(settings.apply_toml("nope = 1").is_err());
-        for bad in ["nope=1", "log.segment.bytes", "log.segment.bytes=abc", "log.segment.bytes=10", "log.flush.policy=sometimes"] {
+        for bad in [
+            "nope=1",
+            "log.segment.bytes",
+            "log.segment.bytes=abc",
+            "log.segment.bytes=10",
+            "log.flush.policy=sometimes",
+        ] {
             assert!(apply_setting(&mut config, bad).is_err(), "{bad} accepted");
         }
     }

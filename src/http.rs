@@ -172,7 +172,8 @@ impl Routes {
             return Err(Response::text(404, format!("no such path: {path}")));
         }
         let allow = allowed.join(", ");
-        Err(Response::text(405, format!("{method} is not allowed on {path}; allowed: {allow}")).with_header("Allow", &allow))
+        Err(Response::text(405, format!("{method} is not allowed on {path}; allowed: {allow}"))
+            .with_header("Allow", &allow))
     }
 }
 
@@ -192,7 +193,8 @@ pub fn parse_head(head: &[u8]) -> Result<Request, Response> {
     let mut lines = head.split("\r\n");
     let line = lines.next().unwrap_or("");
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad("the request line is not METHOD TARGET HTTP/1.x"));
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -245,7 +247,10 @@ pub async fn read_request(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<Re
     };
     let mut request = parse_head(&buffer[..head_end]).map_err(ReadError::Reply)?;
     if request.header("transfer-encoding").is_some() {
-        return Err(ReadError::Reply(Response::text(501, "chunked request bodies are not supported; send Content-Length")));
+        return Err(ReadError::Reply(Response::text(
+            501,
+            "chunked request bodies are not supported; send Content-Length",
+        )));
     }
     let length = match request.header("content-length") {
         None => 0,
@@ -259,7 +264,10 @@ pub async fn read_request(stream: &mut (impl AsyncReadExt + Unpin)) -> Result<Re
     }
     let mut body = buffer[body_start..].to_vec();
     if body.len() > length {
-        return Err(ReadError::Reply(Response::text(400, "bad request: more bytes than Content-Length (no pipelining)")));
+        return Err(ReadError::Reply(Response::text(
+            400,
+            "bad request: more bytes than Content-Length (no pipelining)",
+        )));
     }
     while body.len() < length {
         let want = chunk.len().min(length - body.len());

@@ -37,8 +37,7 @@ pub const segment_prealloc_step_min_bytes: u64 = 64 * 1024;
 /// bytes of log.
 pub const index_interval_bytes: u32 = 4096;
 /// Entries in one segment's offset index cannot exceed this.
-pub const index_entries_max: usize =
-    (segment_bytes_max / index_interval_bytes as u64) as usize + 1;
+pub const index_entries_max: usize = (segment_bytes_max / index_interval_bytes as u64) as usize + 1;
 
 /// Bytes one group-commit round may write for a single partition. Pending
 /// appends beyond it wait for the next round.

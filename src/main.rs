@@ -301,7 +301,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(metrics) = args.metrics_listen {
         refuse_if_listening(metrics)?;
     }
-    let bound = shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
+    let bound =
+        shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
     for i in 1..shards.shard_count() {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::bind(bound) }).map_err(|e| e.to_string())?;
     }
@@ -324,13 +325,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     // on one shard may be routed to any other), then the listeners.
     for i in 0..shards.shard_count() {
         let (broker, topics) = (broker.clone(), topics.clone());
-        shards
-            .run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
-                let groups = broker.groups.clone();
-                Broker::install(shard.clone(), broker, topics)?;
-                ringstream::groups::Coordinator::install(shard, groups).await?;
-                Ok::<(), String>(())
-            })?;
+        shards.run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
+            let groups = broker.groups.clone();
+            Broker::install(shard.clone(), broker, topics)?;
+            ringstream::groups::Coordinator::install(shard, groups).await?;
+            Ok::<(), String>(())
+        })?;
     }
     for i in 0..shards.shard_count() {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream::broker::local()) });
@@ -339,16 +339,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let metrics = match args.metrics_listen {
         None => None,
         Some(address) => {
-            let bound: Result<std::net::SocketAddr, String> = shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
-                let (listener, bound) =
-                    ringstream::http::bind(address).map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
-                let routes = ringstream::http::Routes::new().route("GET", "/metrics", |shard, request| {
-                    Box::pin(ringstream::metrics::export::scrape(shard, request))
+            let bound: Result<std::net::SocketAddr, String> =
+                shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+                    let (listener, bound) = ringstream::http::bind(address)
+                        .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+                    let routes = ringstream::http::Routes::new().route("GET", "/metrics", |shard, request| {
+                        Box::pin(ringstream::metrics::export::scrape(shard, request))
+                    });
+                    let routes = ringstream::admin::routes(routes);
+                    ringstream::http::serve(shard, listener, routes);
+                    Ok(bound)
                 });
-                let routes = ringstream::admin::routes(routes);
-                ringstream::http::serve(shard, listener, routes);
-                Ok(bound)
-            });
             Some(bound?)
         }
     };

@@ -64,7 +64,8 @@ pub fn run(args: &TuneArgs) -> Result<i32, String> {
     let system = SystemProbe::run(&args.sysroot).map_err(|e| format!("system probe: {e}"))?;
     let mut report = String::new();
     report.push_str(&system.render());
-    let disk = probe_disk(&args.data_dir, &config).map_err(|e| format!("disk probe in {}: {e}", args.data_dir.display()))?;
+    let disk =
+        probe_disk(&args.data_dir, &config).map_err(|e| format!("disk probe in {}: {e}", args.data_dir.display()))?;
     report.push_str(&disk.render());
     let derivation = profile::derive(&system, &disk);
     let mut profile = derivation.profile;

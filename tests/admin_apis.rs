@@ -32,10 +32,7 @@ fn delete_records_log_start_survives_restarts() {
         move || async move {
             let storage = open(&path, &tp(), small_segments(16 * 1024)).await;
             for i in 0..60u64 {
-                storage
-                    .append(&tp(), batch(3, 900, i, 5_000 + i as i64))
-                    .await
-                    .unwrap();
+                storage.append(&tp(), batch(3, 900, i, 5_000 + i as i64)).await.unwrap();
             }
             let before = storage.offsets(&tp()).unwrap();
             assert_eq!(before.high_watermark, Offset(180));
@@ -43,16 +40,10 @@ fn delete_records_log_start_survives_restarts() {
             // Past the high watermark and negative offsets are refused.
             for bad in [181, -2] {
                 let e = storage.delete_records(&tp(), bad).await.unwrap_err();
-                assert!(
-                    matches!(e, StorageError::OffsetOutOfRange { .. }),
-                    "{bad}: {e}"
-                );
+                assert!(matches!(e, StorageError::OffsetOutOfRange { .. }), "{bad}: {e}");
             }
             // Mid-batch, mid-segment: offset 100.
-            assert_eq!(
-                storage.delete_records(&tp(), 100).await.unwrap(),
-                Offset(100)
-            );
+            assert_eq!(storage.delete_records(&tp(), 100).await.unwrap(), Offset(100));
             let after = storage.offsets(&tp()).unwrap();
             assert_eq!(after.log_start_offset, Offset(100));
             assert!(
@@ -62,21 +53,14 @@ fn delete_records_log_start_survives_restarts() {
                 after.segments
             );
             // A lower offset does not move it back.
-            assert_eq!(
-                storage.delete_records(&tp(), 40).await.unwrap(),
-                Offset(100)
-            );
+            assert_eq!(storage.delete_records(&tp(), 40).await.unwrap(), Offset(100));
             assert!(matches!(
                 storage.read(&tp(), Offset(99), 1 << 20).await,
                 Err(StorageError::OffsetOutOfRange { .. })
             ));
             let read = storage.read(&tp(), Offset(100), 1).await.unwrap();
             assert_eq!(read.log_start_offset, Offset(100));
-            assert_eq!(
-                read.batches.len(),
-                1,
-                "the batch holding offset 100 is returned whole"
-            );
+            assert_eq!(read.batches.len(), 1, "the batch holding offset 100 is returned whole");
             // A time lookup never answers an offset below the start, also
             // inside the batch that straddles it (batch 33: offsets 99-101,
             // timestamps 5033-5035).
@@ -100,21 +84,9 @@ fn delete_records_log_start_survives_restarts() {
                 Err(StorageError::OffsetOutOfRange { .. })
             ));
             // -1: up to the high watermark.
-            assert_eq!(
-                storage.delete_records(&tp(), -1).await.unwrap(),
-                high_watermark
-            );
-            assert_eq!(
-                storage.offsets(&tp()).unwrap().segments,
-                1,
-                "only the active segment is left"
-            );
-            assert!(storage
-                .read(&tp(), high_watermark, 1 << 20)
-                .await
-                .unwrap()
-                .batches
-                .is_empty());
+            assert_eq!(storage.delete_records(&tp(), -1).await.unwrap(), high_watermark);
+            assert_eq!(storage.offsets(&tp()).unwrap().segments, 1, "only the active segment is left");
+            assert!(storage.read(&tp(), high_watermark, 1 << 20).await.unwrap().batches.is_empty());
             std::mem::forget(storage); // an unclean stop: no close, no clean marker
         }
     });
@@ -124,10 +96,7 @@ fn delete_records_log_start_survives_restarts() {
         let offsets = storage.offsets(&tp()).unwrap();
         assert_eq!(offsets.log_start_offset, high_watermark);
         assert_eq!(offsets.high_watermark, high_watermark);
-        let info = storage
-            .append(&tp(), batch(2, 100, 99, 9_000))
-            .await
-            .unwrap();
+        let info = storage.append(&tp(), batch(2, 100, 99, 9_000)).await.unwrap();
         assert_eq!(info.base_offset, high_watermark);
         assert_eq!(info.log_start_offset, high_watermark);
         storage.close().await.unwrap();

@@ -18,9 +18,6 @@
 
 mod harness;
 
-
-
-
 use harness::*;
 
 /// confluent-kafka: 20k keyed records with headers per codec (none, gzip,

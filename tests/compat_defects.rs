@@ -13,14 +13,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harness::*;
-use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use ringstream::client::Client;
@@ -47,9 +49,15 @@ fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &[(&s
         .with_name(TopicName(s(name)))
         .with_num_partitions(partitions)
         .with_replication_factor(1)
-        .with_configs(configs.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v)))).collect());
-    let response: CreateTopicsResponse =
-        client.call(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000)).unwrap();
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
+                .collect(),
+        );
+    let response: CreateTopicsResponse = client
+        .call(ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000))
+        .unwrap();
     let result = &response.topics[0];
     assert_eq!(result.error_code, 0, "create {name}: {:?}", result.error_message);
     *result.topic_id.as_bytes()
@@ -66,10 +74,17 @@ fn keyed_batch(count: usize, value_bytes: usize) -> Bytes {
     Bytes::from(builder.build())
 }
 
-fn produce(client: &mut Client, topic: &str, partition: i32, records: Bytes) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(s(topic)))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
+fn produce(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
+            PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+        ]),
+    ]);
     let response: ProduceResponse = client.call(ApiKey::Produce, 11, &request).unwrap();
     response.responses[0].partition_responses[0].clone()
 }
@@ -138,13 +153,18 @@ fn fetch_max_bytes_is_honoured() {
                     t.topic_id = id;
                 }
             }
-            let response: FetchResponse = c.call(ApiKey::Fetch, version, &fetch_request(topics, max_bytes, (0, -1))).unwrap();
+            let response: FetchResponse =
+                c.call(ApiKey::Fetch, version, &fetch_request(topics, max_bytes, (0, -1))).unwrap();
             let got = records_len(&response);
             assert!(got <= max_bytes as usize, "v{version}: {got} bytes for max_bytes {max_bytes}");
-            assert!(got + batch_bytes > max_bytes as usize, "v{version}: {got} bytes, room for another batch of {batch_bytes}");
+            assert!(
+                got + batch_bytes > max_bytes as usize,
+                "v{version}: {got} bytes, room for another batch of {batch_bytes}"
+            );
         }
         // A first batch larger than max_bytes comes back whole, alone.
-        let response: FetchResponse = c.call(ApiKey::Fetch, version.min(12), &fetch_request(everything(), 100, (0, -1))).unwrap();
+        let response: FetchResponse =
+            c.call(ApiKey::Fetch, version.min(12), &fetch_request(everything(), 100, (0, -1))).unwrap();
         assert_eq!(records_len(&response), batch_bytes, "v{version}: the first batch whole, nothing else");
     }
     // partition_max_bytes under the same rule: later partitions get only
@@ -157,7 +177,8 @@ fn fetch_max_bytes_is_honoured() {
 }
 
 fn topic_id(c: &mut Client, name: &str) -> uuid::Uuid {
-    let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(s(name))))]));
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(s(name))))]));
     let response: MetadataResponse = c.call(ApiKey::Metadata, 12, &request).unwrap();
     response.topics[0].topic_id
 }
@@ -175,14 +196,26 @@ fn fetch_full_request_naming_a_session_reopens_it() {
     for p in 0..2 {
         assert_eq!(produce(&mut c, "sess", p, keyed_batch(3, 10)).error_code, 0);
     }
-    let both = || vec![FetchTopic::default().with_topic(TopicName(s("sess"))).with_partitions(
-        (0..2).map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(0).with_partition_max_bytes(1 << 20)).collect(),
-    )];
-    let call = |c: &mut Client, topics: Vec<FetchTopic>, session: (i32, i32), forgotten: Vec<ForgottenTopic>| -> FetchResponse {
+    let both = || {
+        vec![FetchTopic::default().with_topic(TopicName(s("sess"))).with_partitions(
+            (0..2)
+                .map(|p| {
+                    FetchPartition::default().with_partition(p).with_fetch_offset(0).with_partition_max_bytes(1 << 20)
+                })
+                .collect(),
+        )]
+    };
+    let call = |c: &mut Client,
+                topics: Vec<FetchTopic>,
+                session: (i32, i32),
+                forgotten: Vec<ForgottenTopic>|
+     -> FetchResponse {
         let request = fetch_request(topics, 1 << 20, session).with_forgotten_topics_data(forgotten);
         c.call(ApiKey::Fetch, 12, &request).unwrap()
     };
-    let partitions = |r: &FetchResponse| -> Vec<i32> { r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.partition_index)).collect() };
+    let partitions = |r: &FetchResponse| -> Vec<i32> {
+        r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.partition_index)).collect()
+    };
 
     // Sessionless (id 0, epoch -1): no session.
     let r = call(&mut c, both(), (0, -1), vec![]);
@@ -193,9 +226,15 @@ fn fetch_full_request_naming_a_session_reopens_it() {
     assert!(first > 0 && r.error_code == 0 && records_len(&r) > 0);
     // Incremental: the client moves both fetch offsets to the end (named,
     // so reported), then asks with nothing changed: no partitions.
-    let at_end = || vec![FetchTopic::default().with_topic(TopicName(s("sess"))).with_partitions(
-        (0..2).map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(3).with_partition_max_bytes(1 << 20)).collect(),
-    )];
+    let at_end = || {
+        vec![FetchTopic::default().with_topic(TopicName(s("sess"))).with_partitions(
+            (0..2)
+                .map(|p| {
+                    FetchPartition::default().with_partition(p).with_fetch_offset(3).with_partition_max_bytes(1 << 20)
+                })
+                .collect(),
+        )]
+    };
     let r = call(&mut c, at_end(), (first, 1), vec![]);
     assert_eq!((r.error_code, r.session_id, partitions(&r), records_len(&r)), (0, first, vec![0, 1], 0));
     let r = call(&mut c, vec![], (first, 2), vec![]);
@@ -215,7 +254,12 @@ fn fetch_full_request_naming_a_session_reopens_it() {
     assert_eq!(r.error_code, FETCH_SESSION_ID_NOT_FOUND, "the named session was closed");
     // Forgotten topics: partition 1 leaves the session; new data on it is
     // no longer reported, data on partition 0 is.
-    let r = call(&mut c, vec![], (second, 1), vec![ForgottenTopic::default().with_topic(TopicName(s("sess"))).with_partitions(vec![1])]);
+    let r = call(
+        &mut c,
+        vec![],
+        (second, 1),
+        vec![ForgottenTopic::default().with_topic(TopicName(s("sess"))).with_partitions(vec![1])],
+    );
     assert_eq!((r.error_code, partitions(&r)), (0, vec![]));
     for p in 0..2 {
         assert_eq!(produce(&mut c, "sess", p, keyed_batch(1, 10)).error_code, 0);
@@ -241,12 +285,12 @@ fn fetch_by_topic_id_from_v13() {
     let id = create_topic(&mut c, "ids", 1, &[]);
     assert_eq!(produce(&mut c, "ids", 0, keyed_batch(2, 10)).error_code, 0);
     for version in 13..=17 {
-        let known = FetchTopic::default().with_topic_id(uuid::Uuid::from_bytes(id)).with_partitions(vec![FetchPartition::default()
-            .with_partition(0)
-            .with_fetch_offset(0)
-            .with_partition_max_bytes(1 << 20)]);
+        let known = FetchTopic::default().with_topic_id(uuid::Uuid::from_bytes(id)).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ]);
         let unknown = known.clone().with_topic_id(uuid::Uuid::from_bytes([0xab; 16]));
-        let response: FetchResponse = c.call(ApiKey::Fetch, version, &fetch_request(vec![known, unknown], 1 << 20, (0, -1))).unwrap();
+        let response: FetchResponse =
+            c.call(ApiKey::Fetch, version, &fetch_request(vec![known, unknown], 1 << 20, (0, -1))).unwrap();
         assert_eq!(response.responses.len(), 2, "v{version}");
         assert_eq!(response.responses[0].topic_id, uuid::Uuid::from_bytes(id));
         assert_eq!(response.responses[0].partitions[0].error_code, 0);
@@ -264,21 +308,29 @@ fn create_topics_null_error_message_and_manual_assignment() {
     let mut c = client(&broker);
     for version in 2..=7 {
         let name = format!("plain-{version}");
-        let topic = CreatableTopic::default().with_name(TopicName(s(&name))).with_num_partitions(2).with_replication_factor(1);
-        let response: CreateTopicsResponse = c.call(ApiKey::CreateTopics, version, &CreateTopicsRequest::default().with_topics(vec![topic])).unwrap();
+        let topic =
+            CreatableTopic::default().with_name(TopicName(s(&name))).with_num_partitions(2).with_replication_factor(1);
+        let response: CreateTopicsResponse =
+            c.call(ApiKey::CreateTopics, version, &CreateTopicsRequest::default().with_topics(vec![topic])).unwrap();
         assert_eq!(response.topics[0].error_code, 0);
         assert_eq!(response.topics[0].error_message, None, "v{version}: null on success");
     }
     let assigned = |name: &str, replicas: Vec<Vec<i32>>| {
-        CreatableTopic::default().with_name(TopicName(s(name))).with_num_partitions(-1).with_replication_factor(-1).with_assignments(
-            replicas
-                .into_iter()
-                .enumerate()
-                .map(|(p, brokers)| {
-                    CreatableReplicaAssignment::default().with_partition_index(p as i32).with_broker_ids(brokers.into_iter().map(BrokerId).collect())
-                })
-                .collect(),
-        )
+        CreatableTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                replicas
+                    .into_iter()
+                    .enumerate()
+                    .map(|(p, brokers)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(p as i32)
+                            .with_broker_ids(brokers.into_iter().map(BrokerId).collect())
+                    })
+                    .collect(),
+            )
     };
     let request = CreateTopicsRequest::default().with_topics(vec![
         assigned("manual-ok", vec![vec![0], vec![0], vec![0]]),
@@ -319,11 +371,17 @@ fn metadata_lists_consumer_offsets_as_internal() {
     let mut c = client(&broker);
     create_topic(&mut c, "visible", 1, &[]);
     for version in [1, 9, 12, 13] {
-        let response: MetadataResponse = c.call(ApiKey::Metadata, version, &MetadataRequest::default().with_topics(None)).unwrap();
-        let offsets = response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "__consumer_offsets")).expect("listed");
+        let response: MetadataResponse =
+            c.call(ApiKey::Metadata, version, &MetadataRequest::default().with_topics(None)).unwrap();
+        let offsets = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "__consumer_offsets"))
+            .expect("listed");
         assert!(offsets.is_internal, "v{version}");
         assert!(!offsets.partitions.is_empty());
-        let visible = response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "visible")).expect("listed");
+        let visible =
+            response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "visible")).expect("listed");
         assert!(!visible.is_internal);
     }
     let by_name = MetadataRequest::default()
@@ -334,7 +392,9 @@ fn metadata_lists_consumer_offsets_as_internal() {
     let response: MetadataResponse = c.call(ApiKey::Metadata, 12, &by_name).unwrap();
     assert_eq!(response.topics[0].topic_id, id, "a stable id");
     assert_eq!(produce(&mut c, "__consumer_offsets", 0, keyed_batch(1, 10)).error_code, INVALID_TOPIC_EXCEPTION);
-    let delete = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s("__consumer_offsets"))]).with_timeout_ms(10_000);
+    let delete = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(s("__consumer_offsets"))])
+        .with_timeout_ms(10_000);
     let response: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 4, &delete).unwrap();
     assert_eq!(response.responses[0].error_code, INVALID_TOPIC_EXCEPTION);
 }

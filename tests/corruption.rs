@@ -51,11 +51,14 @@ fn recover(dir: &Path, segment: &Path) -> (Vec<Vec<u8>>, u64) {
 }
 
 fn offsets_of(batches: &[Vec<u8>]) -> Vec<usize> {
-    batches.iter().scan(0, |position, b| {
-        let start = *position;
-        *position += b.len();
-        Some(start)
-    }).collect()
+    batches
+        .iter()
+        .scan(0, |position, b| {
+            let start = *position;
+            *position += b.len();
+            Some(start)
+        })
+        .collect()
 }
 
 #[test]

@@ -26,9 +26,10 @@ const records_per_batch: u32 = 5;
 
 #[test]
 fn acknowledged_appends_survive_sigkill() {
-    let seed: u64 = std::env::var("RINGSTREAM_CRASH_SEED")
-        .map(|s| s.parse().expect("numeric seed"))
-        .unwrap_or_else(|_| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed: u64 =
+        std::env::var("RINGSTREAM_CRASH_SEED").map(|s| s.parse().expect("numeric seed")).unwrap_or_else(|_| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
     eprintln!("crash test seed {seed} (replay with RINGSTREAM_CRASH_SEED={seed})");
     let mut rng = SmallRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -97,7 +98,10 @@ fn acknowledged_appends_survive_sigkill() {
         let storage = ShardStorage::open(ShardId(0), config(&path)).await.unwrap();
         for p in 0..partitions {
             let tp = TopicPartition::new("crash", p);
-            storage.open_partition(tp.clone(), LogConfig { segment_bytes: 262_144, ..LogConfig::default() }).await.unwrap();
+            storage
+                .open_partition(tp.clone(), LogConfig { segment_bytes: 262_144, ..LogConfig::default() })
+                .await
+                .unwrap();
             // read_all asserts contiguous offsets and a valid CRC per batch.
             let batches = read_all(&storage, &tp).await;
             let stored: BTreeMap<i64, i64> = batches.iter().map(|(b, l, _)| (b.0, l.0)).collect();

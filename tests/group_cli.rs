@@ -81,7 +81,11 @@ impl Broker {
             if let Ok(Some(status)) = broker.child.try_wait() {
                 panic!("broker exited with {status} before it was ready\n{}", broker.log_tail());
             }
-            assert!(Instant::now() < deadline, "broker not ready after {broker_ready_seconds_max}s\n{}", broker.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "broker not ready after {broker_ready_seconds_max}s\n{}",
+                broker.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -251,7 +255,10 @@ fn group_tools_on_groups_without_members() {
         plan(&["--topic", "orders", "--to-earliest"]),
         vec![row(&["orders", "0", "0"]), row(&["orders", "1", "0"]), row(&["orders", "2", "0"])]
     );
-    assert_eq!(plan(&["--topic", "orders:0,2", "--to-latest", "--dry-run"]), vec![row(&["orders", "0", "10"]), row(&["orders", "2", "0"])]);
+    assert_eq!(
+        plan(&["--topic", "orders:0,2", "--to-latest", "--dry-run"]),
+        vec![row(&["orders", "0", "10"]), row(&["orders", "2", "0"])]
+    );
     // Shifted and absolute offsets are kept within [log start, log end].
     assert_eq!(
         plan(&["--all-topics", "--shift-by", "-2"]),
@@ -267,10 +274,10 @@ fn group_tools_on_groups_without_members() {
         vec![row(&["orders", "0", "0"]), row(&["orders", "1", "0"]), row(&["orders", "2", "0"])]
     );
     assert_eq!(plan(&["--topic", "orders:0", "--to-datetime", "0"]), vec![row(&["orders", "0", "0"])]);
-    assert_eq!(plan(&["--topic", "orders:0,1", "--to-datetime", "2999-01-01T00:00:00.000+01:00"]), vec![
-        row(&["orders", "0", "10"]),
-        row(&["orders", "1", "5"])
-    ]);
+    assert_eq!(
+        plan(&["--topic", "orders:0,1", "--to-datetime", "2999-01-01T00:00:00.000+01:00"]),
+        vec![row(&["orders", "0", "10"]), row(&["orders", "1", "5"])]
+    );
     assert_eq!(committed(&mut client, "g1"), offsets(&[("orders", 0, 4), ("orders", 1, 5), ("audit", 0, 1)]));
 
     // Refused before anything is sent.
@@ -481,7 +488,8 @@ fn group_tools_on_a_group_with_an_active_member() {
     let (stdout, stderr) = broker.ok(&["group", "reset-offsets", "live", "--all-topics", "--to-earliest"]);
     assert_eq!(table(&stdout, "TOPIC"), vec![row(&["events", "0", "0"])]);
     assert!(stderr.contains("Stable"), "{stderr}");
-    let (_, stderr) = broker.fails(&["group", "reset-offsets", "live", "--topic", "events", "--to-earliest", "--execute"]);
+    let (_, stderr) =
+        broker.fails(&["group", "reset-offsets", "live", "--topic", "events", "--to-earliest", "--execute"]);
     assert!(stderr.contains("UNKNOWN_MEMBER_ID (25)"), "{stderr}");
     assert!(stderr.contains("no active members"), "{stderr}");
     // The same refusal, straight from the client.

@@ -13,13 +13,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringstream::client::Client;
@@ -69,7 +71,11 @@ fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Broker {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         // Words, not the line's tail: `metrics=` may follow `listen=`.
-        if let Some(listen) = line.trim().strip_prefix("ready ").and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen="))) {
+        if let Some(listen) = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("listen=")))
+        {
             return Broker { child, address: listen.to_owned() };
         }
         let _ = child.wait();
@@ -88,7 +94,10 @@ fn connect(broker: &Broker) -> Client {
 
 fn create_topic(client: &mut Client, name: &str, partitions: i32) {
     let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default().with_name(TopicName(s(name))).with_num_partitions(partitions).with_replication_factor(1)])
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
         .with_timeout_ms(10_000);
     let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).unwrap();
     assert_eq!(response.topics[0].error_code, NONE);
@@ -129,7 +138,13 @@ fn join_new(client: &mut Client, group: &str, topics: &[&str]) -> JoinGroupRespo
     join(client, group, first.member_id.as_str(), None, topics)
 }
 
-fn sync(client: &mut Client, group: &str, generation: i32, member: &str, assignments: &[(&str, &[u8])]) -> SyncGroupResponse {
+fn sync(
+    client: &mut Client,
+    group: &str,
+    generation: i32,
+    member: &str,
+    assignments: &[(&str, &[u8])],
+) -> SyncGroupResponse {
     let request = SyncGroupRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id(generation)
@@ -137,7 +152,11 @@ fn sync(client: &mut Client, group: &str, generation: i32, member: &str, assignm
         .with_assignments(
             assignments
                 .iter()
-                .map(|(m, a)| SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::copy_from_slice(a)))
+                .map(|(m, a)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(s(m))
+                        .with_assignment(Bytes::copy_from_slice(a))
+                })
                 .collect(),
         );
     client.call(ApiKey::SyncGroup, 3, &request).unwrap()
@@ -153,7 +172,14 @@ fn heartbeat(client: &mut Client, group: &str, generation: i32, member: &str, in
     response.error_code
 }
 
-fn commit(client: &mut Client, group: &str, generation: i32, member: &str, topic: &str, offsets: &[(i32, i64)]) -> Vec<i16> {
+fn commit(
+    client: &mut Client,
+    group: &str,
+    generation: i32,
+    member: &str,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> Vec<i16> {
     let request = OffsetCommitRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id_or_member_epoch(generation)
@@ -175,15 +201,19 @@ fn commit(client: &mut Client, group: &str, generation: i32, member: &str, topic
 
 /// Committed offsets of `partitions` (OffsetFetch v7), -1 where none.
 fn fetch(client: &mut Client, group: &str, topic: &str, partitions: &[i32]) -> Vec<i64> {
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(TopicName(s(topic))).with_partition_indexes(partitions.to_vec())]));
+    let request = OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_topics(Some(vec![
+        OffsetFetchRequestTopic::default().with_name(TopicName(s(topic))).with_partition_indexes(partitions.to_vec()),
+    ]));
     let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request).unwrap();
     assert_eq!(response.error_code, NONE);
-    response.topics[0].partitions.iter().map(|p| {
-        assert_eq!(p.error_code, NONE);
-        p.committed_offset
-    }).collect()
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, NONE);
+            p.committed_offset
+        })
+        .collect()
 }
 
 fn describe(client: &mut Client, group: &str) -> describe_groups_response::DescribedGroup {
@@ -242,7 +272,10 @@ fn rebalances_fence_generations_and_members() {
     assert_eq!(heartbeat(&mut a, "g", generation, "stranger", None), UNKNOWN_MEMBER_ID);
     assert_eq!(commit(&mut a, "g", generation + 1, &member_a, "orders", &[(0, 5)]), [ILLEGAL_GENERATION]);
     assert_eq!(commit(&mut admin, "g", -1, "", "orders", &[(0, 5)]), [UNKNOWN_MEMBER_ID]);
-    assert_eq!(commit(&mut a, "g", generation, &member_a, "orders", &[(0, 5), (9, 1)]), [NONE, UNKNOWN_TOPIC_OR_PARTITION]);
+    assert_eq!(
+        commit(&mut a, "g", generation, &member_a, "orders", &[(0, 5), (9, 1)]),
+        [NONE, UNKNOWN_TOPIC_OR_PARTITION]
+    );
     assert_eq!(fetch(&mut admin, "g", "orders", &[0, 1]), [5, -1]);
     assert_eq!(delete_group(&mut admin, "g"), NON_EMPTY_GROUP);
 
@@ -269,7 +302,11 @@ fn rebalances_fence_generations_and_members() {
         assert!(Instant::now() < deadline, "no rebalance announced");
         thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(commit(&mut a, "g", generation, &member_a, "orders", &[(1, 7)]), [NONE], "commits are allowed while preparing");
+    assert_eq!(
+        commit(&mut a, "g", generation, &member_a, "orders", &[(1, 7)]),
+        [NONE],
+        "commits are allowed while preparing"
+    );
     let rejoined = join(&mut a, "g", &member_a, None, &["orders"]);
     let (mut b, joined_b) = second.join().unwrap();
     assert_eq!((rejoined.error_code, joined_b.error_code), (NONE, NONE));
@@ -286,7 +323,8 @@ fn rebalances_fence_generations_and_members() {
         (b, member_b, synced)
     });
     thread::sleep(Duration::from_millis(200));
-    let leader = sync(&mut a, "g", generation, &member_a, &[(&member_a, b"p0,p1"), (joined_b.member_id.as_str(), b"p2,p3")]);
+    let leader =
+        sync(&mut a, "g", generation, &member_a, &[(&member_a, b"p0,p1"), (joined_b.member_id.as_str(), b"p2,p3")]);
     let (mut b, member_b, synced_b) = follower.join().unwrap();
     assert_eq!(&leader.assignment[..], b"p0,p1");
     assert_eq!(&synced_b.assignment[..], b"p2,p3");
@@ -392,7 +430,8 @@ fn committed_offsets_survive_sigkill_and_deleted_topics_take_theirs_along() {
     let request = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s("doomed"))]).with_timeout_ms(10_000);
     let deleted: DeleteTopicsResponse = admin.call(ApiKey::DeleteTopics, 4, &request).unwrap();
     assert_eq!(deleted.responses[0].error_code, NONE);
-    let all = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g2"))).with_topics(None)]);
+    let all = OffsetFetchRequest::default()
+        .with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(s("g2"))).with_topics(None)]);
     let response: OffsetFetchResponse = admin.call(ApiKey::OffsetFetch, 8, &all).unwrap();
     let topics: Vec<&str> = response.groups[0].topics.iter().map(|t| t.name.0.as_str()).collect();
     assert_eq!(topics, ["kept"], "the deleted topic's offsets are gone");
@@ -425,9 +464,12 @@ fn the_offsets_log_is_compacted_and_replays_to_the_latest_offsets() {
     for i in 0..commits {
         assert_eq!(commit(&mut admin, "churn", -1, "", "busy", &[(0, i), (1, 2 * i)]), [NONE, NONE]);
     }
-    let segments = || std::fs::read_dir(dir.path().join("__consumer_offsets-0")).unwrap().filter(|e| {
-        e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log")
-    }).count();
+    let segments = || {
+        std::fs::read_dir(dir.path().join("__consumer_offsets-0"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
+            .count()
+    };
     // 3000 commits of ~150 bytes would fill ~28 segments of 16 KiB.
     assert!(segments() <= 8, "{} segments: not compacted", segments());
     drop(broker);

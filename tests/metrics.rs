@@ -155,9 +155,9 @@ fn produce(client: &mut Client) -> u64 {
         bytes += batch.len() as u64;
         let partition = (i % partitions as usize) as i32;
         let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+            TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(batch)),
+            ]),
         ]);
         let response: ProduceResponse = client.call(ApiKey::Produce, version, &request).unwrap();
         assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
@@ -178,7 +178,10 @@ fn fetch_all(client: &mut Client) -> (u64, u64) {
                 .with_max_bytes(4 * 1024 * 1024)
                 .with_session_epoch(-1)
                 .with_topics(vec![FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
-                    FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1024 * 1024),
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1024 * 1024),
                 ])]);
             let response: FetchResponse = client.call(ApiKey::Fetch, version, &request).unwrap();
             let data = &response.responses[0].partitions[0];
@@ -244,7 +247,8 @@ fn metrics_match_the_traffic_exactly() {
     assert_eq!(total(&m, "ringstream_commit_round_bytes_count", &[]), rounds);
     assert!(total(&m, "ringstream_fdatasync_seconds_count", &[]) >= rounds, "flush=always syncs every round");
     // Every fetched batch was a cache hit or a disk read.
-    let lookups = total(&m, "ringstream_batch_cache_hits_total", &[]) + total(&m, "ringstream_batch_cache_misses_total", &[]);
+    let lookups =
+        total(&m, "ringstream_batch_cache_hits_total", &[]) + total(&m, "ringstream_batch_cache_misses_total", &[]);
     assert!(lookups >= produce_requests as f64, "{lookups} batch lookups");
     for shard in 0..shards {
         let shard = shard.to_string();
@@ -283,7 +287,10 @@ fn metrics_match_the_traffic_exactly() {
     assert_eq!(rows.len(), 2 * shards, "one row per shard per table\n{stdout}");
     for table in rows.chunks(shards) {
         let ids: Vec<&str> = table.iter().map(|r| r[0]).collect();
-        assert_eq!(ids, (0..shards).map(|s| s.to_string()).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            ids,
+            (0..shards).map(|s| s.to_string()).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()
+        );
         let partitions_listed: f64 = table.iter().map(|r| r[2].parse::<f64>().unwrap()).sum();
         assert_eq!(partitions_listed, f64::from(partitions), "{stdout}");
         for row in table {
@@ -382,7 +389,10 @@ fn shard_load_and_commit_sizes_count_concurrent_appends() {
         let loads: Vec<ShardLoad> = (0..shards).map(|s| metrics::shard_load(ShardId(s as u16))).collect();
         // The traffic is over; only the reactor figures still move.
         let traffic = |l: &ShardLoad| (l.bytes_in_total, l.records_in_total, l.bytes_out_total, l.partitions);
-        assert_eq!(metrics::shard_loads().iter().map(traffic).collect::<Vec<_>>(), loads.iter().map(traffic).collect::<Vec<_>>());
+        assert_eq!(
+            metrics::shard_loads().iter().map(traffic).collect::<Vec<_>>(),
+            loads.iter().map(traffic).collect::<Vec<_>>()
+        );
         (bytes, loads)
     });
     let batches = batches_per_partition * partitions_here as u64;
@@ -412,7 +422,12 @@ fn shard_load_and_commit_sizes_count_concurrent_appends() {
 fn fetch_every_partition(client: &mut Client, offsets: &[i64], max_wait_ms: i32) -> u64 {
     let version = client.version(ApiKey::Fetch, 12).unwrap();
     let wanted = (0..partitions)
-        .map(|p| FetchPartition::default().with_partition(p).with_fetch_offset(offsets[p as usize]).with_partition_max_bytes(1024 * 1024))
+        .map(|p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offsets[p as usize])
+                .with_partition_max_bytes(1024 * 1024)
+        })
         .collect();
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -455,18 +470,27 @@ fn a_fetch_of_many_partitions_sends_one_read_per_owner_shard() {
     let after = sent(&broker);
     // Two messages per fetch, plus the scrapes' own (one per other shard each).
     let budget = 2 * fetches + 2 * (shards as u64 - 1);
-    assert!(after - before <= budget as f64, "{} router messages for {fetches} fetches (budget {budget})", after - before);
+    assert!(
+        after - before <= budget as f64,
+        "{} router messages for {fetches} fetches (budget {budget})",
+        after - before
+    );
     // And not vacuous: the partitions are spread over both shards, so
     // every fetch does reach the other one.
     assert!(after - before >= fetches as f64, "{} router messages: no fetch reached the other shard", after - before);
 
     // A long-poll at the end of every partition: one read message parks the
     // waiters, the deadline ends it, and it answers empty without errors.
-    let ends = vec![(produce_requests / partitions as usize) as i64 * i64::from(records_per_batch); partitions as usize];
+    let ends =
+        vec![(produce_requests / partitions as usize) as i64 * i64::from(records_per_batch); partitions as usize];
     let before = sent(&broker);
     let started = Instant::now();
     assert_eq!(fetch_every_partition(&mut client, &ends, 200), 0);
     assert!(started.elapsed() >= Duration::from_millis(150), "the long-poll waited for its deadline");
     let after = sent(&broker);
-    assert!(after - before <= 2.0 + 2.0 * (shards as f64 - 1.0), "{} router messages for one long-poll", after - before);
+    assert!(
+        after - before <= 2.0 + 2.0 * (shards as f64 - 1.0),
+        "{} router messages for one long-poll",
+        after - before
+    );
 }

@@ -117,9 +117,7 @@ fn moves_under_load_lose_duplicate_and_reorder_nothing() {
             };
             let reader = {
                 let (shard, tp) = (shard.clone(), tp.clone());
-                glommio::spawn_local(async move {
-                    read_all(&shard, &tp, 2 * appends_per_shard as usize).await
-                })
+                glommio::spawn_local(async move { read_all(&shard, &tp, 2 * appends_per_shard as usize).await })
             };
             let mut owners = Vec::new();
             for round in 0..moves {

@@ -84,7 +84,8 @@ fn produce(address: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeMap<u64
         let (producer_id, epoch) = match identity {
             Some(identity) => identity,
             None => {
-                let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+                let request =
+                    InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
                 match c.call::<_, InitProducerIdResponse>(ApiKey::InitProducerId, 4, &request) {
                     Ok(r) if r.error_code == 0 => {
                         identity = Some((r.producer_id.0, r.producer_epoch));
@@ -101,7 +102,8 @@ fn produce(address: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeMap<u64
             let partition = (next_id / u64::from(records_per_batch) % 2) as i32;
             let mut builder = BatchBuilder::new(1_700_000_000_000);
             builder.producer(producer_id, epoch, sequences[partition as usize]);
-            let values: Vec<Vec<u8>> = (0..u64::from(records_per_batch)).map(|i| (next_id + i).to_be_bytes().to_vec()).collect();
+            let values: Vec<Vec<u8>> =
+                (0..u64::from(records_per_batch)).map(|i| (next_id + i).to_be_bytes().to_vec()).collect();
             for value in &values {
                 builder.push(&Record { key: None, value: Some(value), headers: &[], timestamp_delta: 0 });
             }
@@ -111,9 +113,9 @@ fn produce(address: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeMap<u64
             (partition, first, Bytes::from(builder.build()))
         });
         let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch.clone()))]),
+            TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(batch.clone())),
+            ]),
         ]);
         match c.call::<_, ProduceResponse>(ApiKey::Produce, 9, &request) {
             Ok(response) => {
@@ -142,9 +144,10 @@ fn produce(address: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeMap<u64
 
 #[test]
 fn acknowledged_records_survive_sigkill_without_duplicates() {
-    let seed: u64 = std::env::var("RINGSTREAM_CRASH_SEED")
-        .map(|s| s.parse().expect("numeric seed"))
-        .unwrap_or_else(|_| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed: u64 =
+        std::env::var("RINGSTREAM_CRASH_SEED").map(|s| s.parse().expect("numeric seed")).unwrap_or_else(|_| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
     eprintln!("protocol crash test seed {seed} (replay with RINGSTREAM_CRASH_SEED={seed})");
     let mut rng = SmallRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +192,10 @@ fn acknowledged_records_survive_sigkill_without_duplicates() {
                 .with_max_bytes(4 * 1024 * 1024)
                 .with_session_epoch(-1)
                 .with_topics(vec![FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
-                    FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1024 * 1024),
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1024 * 1024),
                 ])]);
             let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request).unwrap();
             let data = &response.responses[0].partitions[0];

@@ -239,7 +239,13 @@ fn check<T: Request + PartialEq + Debug>(
     // a version served outside the type's range could never be decoded.
     let known = T::VERSIONS;
     if !(known.min..=known.max).contains(&version) {
-        assert!(served == Served::No, "{api:?} v{version} is served, but {} only knows v{}..=v{}", std::any::type_name::<T>(), known.min, known.max);
+        assert!(
+            served == Served::No,
+            "{api:?} v{version} is served, but {} only knows v{}..=v{}",
+            std::any::type_name::<T>(),
+            known.min,
+            known.max
+        );
         return;
     }
     let value = generate(rng, version);
@@ -466,7 +472,12 @@ fn produce(rng: &mut SmallRng, version: i16) -> ProduceRequest {
                 // One or two real RecordBatch v2 batches back to back.
                 let mut records = Vec::new();
                 for _ in 0..rng.gen_range(1..=2) {
-                    let batch = build_test_batch(rng.gen_range(1..6), rng.gen_range(0..64), rng.gen(), rng.gen_range(0..2_000_000_000_000));
+                    let batch = build_test_batch(
+                        rng.gen_range(1..6),
+                        rng.gen_range(0..64),
+                        rng.gen(),
+                        rng.gen_range(0..2_000_000_000_000),
+                    );
                     records.extend_from_slice(&batch);
                 }
                 Some(Bytes::from(records))
@@ -578,7 +589,9 @@ fn list_offsets(rng: &mut SmallRng, version: i16) -> ListOffsetsRequest {
 }
 
 fn create_topics(rng: &mut SmallRng, _version: i16) -> CreateTopicsRequest {
-    use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
     let mut request = CreateTopicsRequest::default();
     request.timeout_ms = rng.gen_range(0..120_000);
     request.validate_only = rng.gen();
@@ -786,7 +799,11 @@ fn join_group(rng: &mut SmallRng, version: i16) -> JoinGroupRequest {
     request.protocol_type = if rng.gen_bool(0.8) { StrBytes::from_static_str("consumer") } else { text(rng, 0..12) };
     request.protocols = some_of(rng, 3, |rng| {
         let mut protocol = JoinGroupRequestProtocol::default();
-        protocol.name = if rng.gen_bool(0.7) { StrBytes::from_static_str(["range", "roundrobin", "cooperative-sticky"][rng.gen_range(0..3)]) } else { text(rng, 0..16) };
+        protocol.name = if rng.gen_bool(0.7) {
+            StrBytes::from_static_str(["range", "roundrobin", "cooperative-sticky"][rng.gen_range(0..3)])
+        } else {
+            text(rng, 0..16)
+        };
         protocol.metadata = opaque_bytes(rng);
         protocol
     });
@@ -853,12 +870,15 @@ fn leave_group(rng: &mut SmallRng, version: i16) -> LeaveGroupRequest {
 
 fn list_groups(rng: &mut SmallRng, version: i16) -> ListGroupsRequest {
     let mut request = ListGroupsRequest::default();
-    const states: &[&str] = &["Empty", "Stable", "PreparingRebalance", "CompletingRebalance", "Dead", "Assigning", "Reconciling"];
+    const states: &[&str] =
+        &["Empty", "Stable", "PreparingRebalance", "CompletingRebalance", "Dead", "Assigning", "Reconciling"];
     if version >= 4 {
-        request.states_filter = some_of(rng, 3, |rng| StrBytes::from_static_str(states[rng.gen_range(0..states.len())]));
+        request.states_filter =
+            some_of(rng, 3, |rng| StrBytes::from_static_str(states[rng.gen_range(0..states.len())]));
     }
     if version >= 5 {
-        request.types_filter = some_of(rng, 2, |rng| StrBytes::from_static_str(["classic", "consumer", "share"][rng.gen_range(0..3)]));
+        request.types_filter =
+            some_of(rng, 2, |rng| StrBytes::from_static_str(["classic", "consumer", "share"][rng.gen_range(0..3)]));
     }
     request
 }
@@ -910,7 +930,9 @@ fn offset_commit(rng: &mut SmallRng, version: i16) -> OffsetCommitRequest {
 }
 
 fn offset_fetch(rng: &mut SmallRng, version: i16) -> OffsetFetchRequest {
-    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
     let mut request = OffsetFetchRequest::default();
     if version <= 7 {
         // One group; null topics (all of them) from v2.
@@ -983,7 +1005,8 @@ fn consumer_group_heartbeat(rng: &mut SmallRng, version: i16) -> ConsumerGroupHe
     if version >= 1 {
         request.subscribed_topic_regex = rng.gen_bool(0.3).then(|| text(rng, 0..16));
     }
-    request.server_assignor = rng.gen_bool(0.3).then(|| StrBytes::from_static_str(["uniform", "range"][rng.gen_range(0..2)]));
+    request.server_assignor =
+        rng.gen_bool(0.3).then(|| StrBytes::from_static_str(["uniform", "range"][rng.gen_range(0..2)]));
     request.topic_partitions = rng.gen_bool(0.6).then(|| {
         some_of(rng, 3, |rng| {
             let mut topic = TopicPartitions::default();

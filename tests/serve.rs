@@ -24,7 +24,7 @@ fn populate(data_dir: &Path) {
 
 fn serve_then_signal(data_dir: &Path, signal: i32) {
     let (mut child, _) = serve_on(data_dir); // panics unless it reported ready
-    // The markers were removed when the partitions opened.
+                                             // The markers were removed when the partitions opened.
     for p in 0..4 {
         assert!(!data_dir.join(format!("served-{p}/clean-shutdown")).exists());
     }
@@ -49,11 +49,17 @@ fn serve_stops_cleanly_on_sigterm_and_sigint() {
 #[test]
 fn bad_arguments_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(bin()).args(["serve", "--shards", "100000"]).arg("--data-dir").arg(dir.path()).output().unwrap();
+    let output =
+        Command::new(bin()).args(["serve", "--shards", "100000"]).arg("--data-dir").arg(dir.path()).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--shards 100000 does not fit"), "{stderr}");
-    let output = Command::new(bin()).args(["serve", "--set", "log.segment.bytes=12"]).arg("--data-dir").arg(dir.path()).output().unwrap();
+    let output = Command::new(bin())
+        .args(["serve", "--set", "log.segment.bytes=12"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("segment.bytes"));
     let output = Command::new(bin()).args(["serve", "--flush", "sometimes"]).output().unwrap();
@@ -96,13 +102,19 @@ fn a_second_broker_on_the_same_data_dir_or_port_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let (first, address) = serve_on(dir.path());
 
-    let output = Command::new(bin()).args(["serve", "--listen", "127.0.0.1:0"]).arg("--data-dir").arg(dir.path()).output().unwrap();
+    let output = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("in use by another process"), "{stderr}");
 
     let other = tempfile::tempdir().unwrap();
-    let output = Command::new(bin()).args(["serve", "--listen", &address]).arg("--data-dir").arg(other.path()).output().unwrap();
+    let output =
+        Command::new(bin()).args(["serve", "--listen", &address]).arg("--data-dir").arg(other.path()).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("cannot listen on {address}: another process is listening there")), "{stderr}");

@@ -227,10 +227,7 @@ fn enospc_fails_the_append_leaves_nothing_visible_and_reads_continue() {
             let tickets = futures_lite_join(&storage, 4).await;
             for result in tickets {
                 let error = result.unwrap_err();
-                assert!(
-                    matches!(error, StorageError::NoSpace { .. } | StorageError::AppendAborted(_)),
-                    "{error}"
-                );
+                assert!(matches!(error, StorageError::NoSpace { .. } | StorageError::AppendAborted(_)), "{error}");
             }
             assert_eq!(storage.offsets(&tp()).unwrap(), before, "no partial batch visible");
             // Reads keep working, and the next append reuses the offsets.
@@ -253,7 +250,10 @@ fn enospc_fails_the_append_leaves_nothing_visible_and_reads_continue() {
 }
 
 /// Submits `n` appends before awaiting any, so they share a commit round.
-async fn futures_lite_join(storage: &ShardStorage, n: u64) -> Vec<Result<ringstream::storage::log::AppendInfo, StorageError>> {
+async fn futures_lite_join(
+    storage: &ShardStorage,
+    n: u64,
+) -> Vec<Result<ringstream::storage::log::AppendInfo, StorageError>> {
     let mut tickets = Vec::new();
     for i in 0..n {
         tickets.push(storage.submit(&tp(), batch(2, 3000, 100 + i, 0)).await.unwrap());
@@ -348,7 +348,12 @@ fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: u32) -> Byte
     builder.producer(producer_id, epoch, sequence);
     let value = [7u8; 20];
     for _ in 0..records {
-        builder.push(&ringstream::storage::batch::Record { key: None, value: Some(&value), headers: &[], timestamp_delta: 0 });
+        builder.push(&ringstream::storage::batch::Record {
+            key: None,
+            value: Some(&value),
+            headers: &[],
+            timestamp_delta: 0,
+        });
     }
     Bytes::from(builder.build())
 }

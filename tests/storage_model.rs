@@ -63,7 +63,12 @@ fn run_seed(seed: u64) {
                     for _ in 0..burst {
                         let records = rng.gen_range(1..=5);
                         let value = rng.gen_range(0..1500);
-                        let b = batch(records, value, rng.gen(), ringstream::storage::shard_storage::now_ms() + step as i64);
+                        let b = batch(
+                            records,
+                            value,
+                            rng.gen(),
+                            ringstream::storage::shard_storage::now_ms() + step as i64,
+                        );
                         tickets.push((b.clone(), storage.submit(&tp(p), b).await.unwrap()));
                     }
                     for (b, ticket) in tickets {
@@ -82,9 +87,15 @@ fn run_seed(seed: u64) {
                     storage.set_log_config(&tp(p), config.clone()).unwrap();
                     for (q, model) in models.iter_mut().enumerate() {
                         let start = storage.offsets(&tp(q as i32)).unwrap().log_start_offset;
-                        assert!(q as i32 == p || start == model.log_start, "seed {seed}: retention touched partition {q}");
+                        assert!(
+                            q as i32 == p || start == model.log_start,
+                            "seed {seed}: retention touched partition {q}"
+                        );
                         assert!(start >= model.log_start, "seed {seed}: log start went backwards");
-                        assert!(start == model.next || model.batches.contains_key(&start), "seed {seed}: start {start} not a batch boundary");
+                        assert!(
+                            start == model.next || model.batches.contains_key(&start),
+                            "seed {seed}: start {start} not a batch boundary"
+                        );
                         model.batches = model.batches.split_off(&start);
                         model.log_start = start;
                     }

@@ -171,7 +171,8 @@ fn check_and_apply_on_a_fake_sysroot_change_exactly_the_safe_files() {
     assert!(report.contains("ok     irq 38 (virtio2-input.0): current 2-3, recommended 2-3"), "{report}");
     assert_eq!(snapshot(root.path()), before, "--check alone changes nothing");
 
-    let apply = Command::new(bin()).args(["tune", "--check", "--apply", "--sysroot"]).arg(root.path()).output().unwrap();
+    let apply =
+        Command::new(bin()).args(["tune", "--check", "--apply", "--sysroot"]).arg(root.path()).output().unwrap();
     let report = String::from_utf8_lossy(&apply.stdout);
     assert_eq!(apply.status.code(), Some(0), "after --apply nothing hurts:\n{report}");
     for line in [
@@ -201,7 +202,8 @@ fn check_and_apply_on_a_fake_sysroot_change_exactly_the_safe_files() {
 
     // A NIC IRQ on a shard CPU is reported with its fix, never applied.
     write_tree(root.path(), &[("proc/irq/38/smp_affinity_list", "0-3\n")]);
-    let apply = Command::new(bin()).args(["tune", "--check", "--apply", "--sysroot"]).arg(root.path()).output().unwrap();
+    let apply =
+        Command::new(bin()).args(["tune", "--check", "--apply", "--sysroot"]).arg(root.path()).output().unwrap();
     let report = String::from_utf8_lossy(&apply.stdout);
     assert_eq!(apply.status.code(), Some(1), "{report}");
     assert!(report.contains("fix: echo 2-3 > /proc/irq/38/smp_affinity_list"), "{report}");
@@ -269,12 +271,24 @@ fn serve_rejects_a_bad_profile_naming_the_key() {
     let data = tempfile::tempdir().unwrap();
     let path = data.path().join("bad.toml");
     std::fs::write(&path, "shards = 1\ncpus = \"0\"\nwrite_buffer_bytes = 262144\nio_depth = 0\nflush_interval_ms = 0\nbatch_cache_bytes = 0\nspin_before_park_us = 0\n").unwrap();
-    let output = Command::new(bin()).args(["serve", "--profile"]).arg(&path).arg("--data-dir").arg(data.path()).output().unwrap();
+    let output = Command::new(bin())
+        .args(["serve", "--profile"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("profile key \"io_depth\" is 0, outside [1, 1024]"), "{stderr}");
     std::fs::write(&path, "shard = 1\n").unwrap();
-    let output = Command::new(bin()).args(["serve", "--profile"]).arg(&path).arg("--data-dir").arg(data.path()).output().unwrap();
+    let output = Command::new(bin())
+        .args(["serve", "--profile"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("profile key \"shard\" is unknown"));
 }
 

@@ -12,7 +12,11 @@ use crate::limits::{
 };
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "ringstream-loadgen", version, about = "Load generator for Kafka-compatible brokers (thread-per-core, open-loop latency)")]
+#[command(
+    name = "ringstream-loadgen",
+    version,
+    about = "Load generator for Kafka-compatible brokers (thread-per-core, open-loop latency)"
+)]
 pub struct Args {
     /// Bootstrap broker, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:9092")]
@@ -115,7 +119,11 @@ impl RecordSize {
 
 impl std::fmt::Display for RecordSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.min == self.max { write!(f, "{}", self.min) } else { write!(f, "{}..{}", self.min, self.max) }
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}..{}", self.min, self.max)
+        }
     }
 }
 
@@ -179,7 +187,9 @@ impl Args {
             return Err("--baseline raw-tcp needs --producers 1 or more".into());
         }
         if self.baseline.is_some() && self.acks == 0 {
-            return Err("--baseline raw-tcp answers every request, which acks=0 would not read: use --acks 1 or all".into());
+            return Err(
+                "--baseline raw-tcp answers every request, which acks=0 would not read: use --acks 1 or all".into()
+            );
         }
         if self.connect_timeout.is_zero() {
             return Err("--connect-timeout must be more than 0".into());
@@ -245,7 +255,8 @@ impl Args {
 /// `1024` (fixed) or `100..2000` (uniform, both ends included).
 pub fn parse_record_size(text: &str) -> Result<RecordSize, String> {
     let number = |part: &str| -> Result<u32, String> {
-        let value: u64 = part.trim().parse().map_err(|_| format!("{text:?} is not a size like 1024 or a range like 100..2000"))?;
+        let value: u64 =
+            part.trim().parse().map_err(|_| format!("{text:?} is not a size like 1024 or a range like 100..2000"))?;
         if value < record_bytes_min as u64 || value > record_bytes_max as u64 {
             return Err(format!("{text:?}: sizes must be {record_bytes_min} to {record_bytes_max} bytes"));
         }
@@ -325,7 +336,8 @@ mod tests {
 
     #[test]
     fn flag_combinations() {
-        let parse = |words: &[&str]| Args::try_parse_from(std::iter::once("loadgen").chain(words.iter().copied())).unwrap();
+        let parse =
+            |words: &[&str]| Args::try_parse_from(std::iter::once("loadgen").chain(words.iter().copied())).unwrap();
         let args = parse(&["--record-size", "100..300"]);
         assert_eq!(args.record_sizes.nominal(), 200);
         assert!(args.check().is_ok());
@@ -335,7 +347,10 @@ mod tests {
         assert!(parse(&["--groups", "2"]).check().unwrap_err().contains("--consumers"));
         assert!(parse(&["--groups", "2", "--consumers", "600"]).check().unwrap_err().contains("members"));
         assert!(parse(&["--group-prefix", "x"]).check().unwrap_err().contains("--groups"));
-        assert!(parse(&["--messages", "10", "--producers", "0", "--consumers", "1"]).check().unwrap_err().contains("--messages"));
+        assert!(parse(&["--messages", "10", "--producers", "0", "--consumers", "1"])
+            .check()
+            .unwrap_err()
+            .contains("--messages"));
         assert!(Args::try_parse_from(["loadgen", "--messages", "0"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--compression", "brotli"]).is_err());
         assert!(parse(&["--compression", "zstd", "--keys", "zipf:1000:1.1"]).check().is_ok());
@@ -346,7 +361,11 @@ mod tests {
         let parse = |words: &[&str]| Args::try_parse_from(std::iter::once("loadgen").chain(words.iter().copied()));
         assert_eq!(parse(&[]).unwrap().broker_pid, None);
         assert_eq!(parse(&["--broker-pid", "4242"]).unwrap().broker_pid, Some(4242));
-        assert_eq!(parse(&["--broker-pid", "4242", "--baseline", "raw-tcp"]).unwrap().broker_pid, Some(4242), "any process may be measured");
+        assert_eq!(
+            parse(&["--broker-pid", "4242", "--baseline", "raw-tcp"]).unwrap().broker_pid,
+            Some(4242),
+            "any process may be measured"
+        );
         for bad in ["0", "-1", "auto", "", "12x", "4194305", "99999999999"] {
             let error = parse(&[&format!("--broker-pid={bad}")]).unwrap_err().to_string();
             assert!(error.contains("--broker-pid"), "{bad:?}: {error}");

@@ -166,7 +166,10 @@ pub fn uncompressed(bytes: &[u8]) -> Result<Vec<u8>, String> {
     }
     .map_err(|e| format!("decompressing codec {codec}: {e}"))?;
     if header_bytes + records.len() > decompressed_batch_bytes_max {
-        return Err(format!("decompressed records of {} bytes (at most {decompressed_batch_bytes_max})", records.len()));
+        return Err(format!(
+            "decompressed records of {} bytes (at most {decompressed_batch_bytes_max})",
+            records.len()
+        ));
     }
     let mut out = Vec::with_capacity(header_bytes + records.len());
     out.extend_from_slice(&bytes[..header_bytes]);

@@ -24,7 +24,9 @@ use ringstream::storage::batch::{self, BatchError, BatchHeader, RecordView};
 
 use crate::clock::{Clock, Phases};
 use crate::group::{self, GroupSpec, GroupTally};
-use crate::limits::{batch_bytes_max, fetch_bytes_max, fetch_partition_bytes_max, fetch_wait_ms_max, request_timeout_ms_max};
+use crate::limits::{
+    batch_bytes_max, fetch_bytes_max, fetch_partition_bytes_max, fetch_wait_ms_max, request_timeout_ms_max,
+};
 use crate::stats::{Progress, ThreadStats};
 use crate::wire;
 
@@ -124,7 +126,12 @@ impl Fetcher {
     /// positions past what it read. Ok(true) when the broker reported an
     /// error for the request or a partition (counted; the caller backs off);
     /// Err when the connection is unusable (counted).
-    pub async fn fetch(&mut self, stream: &mut TcpStream, offsets: &mut [(i32, i64)], reading: &Reading) -> Result<bool, ()> {
+    pub async fn fetch(
+        &mut self,
+        stream: &mut TcpStream,
+        offsets: &mut [(i32, i64)],
+        reading: &Reading,
+    ) -> Result<bool, ()> {
         assert!(!offsets.is_empty());
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
@@ -143,14 +150,16 @@ impl Fetcher {
                     })
                     .collect(),
             )]);
-        let frame = match wire::encode_request(ApiKey::Fetch, self.version, correlation_id, &request, 256 + 32 * offsets.len()) {
-            Ok(frame) => frame,
-            Err(e) => {
-                eprintln!("{}: {e}", self.name);
-                reading.error("ENCODE_FAILED", 1);
-                return Err(());
-            }
-        };
+        let frame =
+            match wire::encode_request(ApiKey::Fetch, self.version, correlation_id, &request, 256 + 32 * offsets.len())
+            {
+                Ok(frame) => frame,
+                Err(e) => {
+                    eprintln!("{}: {e}", self.name);
+                    reading.error("ENCODE_FAILED", 1);
+                    return Err(());
+                }
+            };
         let exchanged = glommio::timer::timeout(Duration::from_millis(request_timeout_ms_max), async {
             stream.write_all(&frame).await?;
             Ok(wire::read_frame(stream).await)
@@ -174,7 +183,8 @@ impl Fetcher {
                 return Err(());
             }
         };
-        let response = match wire::decode_response::<FetchResponse>(ApiKey::Fetch, self.version, correlation_id, frame) {
+        let response = match wire::decode_response::<FetchResponse>(ApiKey::Fetch, self.version, correlation_id, frame)
+        {
             Ok(response) => response,
             Err(e) => {
                 eprintln!("{}: {e}", self.name);

@@ -145,7 +145,12 @@ impl Conn {
         Ok(Conn::new(stream, address))
     }
 
-    async fn call<Req: Encodable, Resp: Decodable>(&mut self, api: ApiKey, version: i16, request: &Req) -> Result<Resp, CallError> {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, CallError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
         let frame = wire::encode_request(api, version, correlation_id, request, 512)
@@ -156,14 +161,16 @@ impl Conn {
             Ok(wire::read_frame(stream).await)
         })
         .await;
-        let connection = |message: String| CallError { kind: "CONNECTION_FAILED", message: format!("{api:?}: {message}") };
+        let connection =
+            |message: String| CallError { kind: "CONNECTION_FAILED", message: format!("{api:?}: {message}") };
         let frame = match exchanged {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return Err(connection("connection closed by the broker".into())),
             Ok(Err(e)) => return Err(connection(e)),
             Err(e) => return Err(connection(e.to_string())),
         };
-        wire::decode_response(api, version, correlation_id, frame).map_err(|message| CallError { kind: "BAD_RESPONSE", message })
+        wire::decode_response(api, version, correlation_id, frame)
+            .map_err(|message| CallError { kind: "BAD_RESPONSE", message })
     }
 }
 
@@ -322,7 +329,10 @@ impl Member<'_> {
         let response: FindCoordinatorResponse = bootstrap.call(ApiKey::FindCoordinator, version, &request).await?;
         let (code, host, port) = if version >= 4 {
             let found = response.coordinators.iter().find(|c| c.key == group_id);
-            let found = found.ok_or_else(|| CallError { kind: "BAD_RESPONSE", message: "FindCoordinator: no answer for the group".into() })?;
+            let found = found.ok_or_else(|| CallError {
+                kind: "BAD_RESPONSE",
+                message: "FindCoordinator: no answer for the group".into(),
+            })?;
             (found.error_code, found.host.to_string(), found.port)
         } else {
             (response.error_code, response.host.to_string(), response.port)
@@ -335,11 +345,11 @@ impl Member<'_> {
                 message: format!("FindCoordinator: {}", ringstream::client::describe_error(code, None)),
             });
         }
-        let port = u16::try_from(port).map_err(|_| CallError { kind: "BAD_RESPONSE", message: format!("coordinator port {port}") })?;
+        let port = u16::try_from(port)
+            .map_err(|_| CallError { kind: "BAD_RESPONSE", message: format!("coordinator port {port}") })?;
         // Resolving a name blocks this executor; brokers usually advertise addresses.
-        let address = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| CallError {
-            kind: "CONNECTION_FAILED",
-            message: format!("coordinator {host}:{port} does not resolve"),
+        let address = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
+            CallError { kind: "CONNECTION_FAILED", message: format!("coordinator {host}:{port} does not resolve") }
         })?;
         if address == bootstrap.address {
             return Ok(bootstrap); // one node: one connection serves both
@@ -409,7 +419,11 @@ impl Member<'_> {
         }
         if response.members.len() > group_members_max {
             self.count("BAD_RESPONSE");
-            eprintln!("{}: JoinGroup lists {} members (at most {group_members_max})", self.spec.name, response.members.len());
+            eprintln!(
+                "{}: JoinGroup lists {} members (at most {group_members_max})",
+                self.spec.name,
+                response.members.len()
+            );
             return Err(());
         }
         if let Some(name) = response.protocol_name.as_ref().filter(|n| n.as_str() != assignor) {
@@ -426,7 +440,10 @@ impl Member<'_> {
         let partitions: Vec<i32> = self.group.leaders.keys().copied().collect();
         let (assignment, undecodable) = range_assignment(members, &self.spec.topic, &partitions);
         if undecodable > 0 {
-            eprintln!("{}: {undecodable} member(s) sent subscriptions that do not decode; they get nothing", self.spec.name);
+            eprintln!(
+                "{}: {undecodable} member(s) sent subscriptions that do not decode; they get nothing",
+                self.spec.name
+            );
             self.reading.error("BAD_SUBSCRIPTION", undecodable);
         }
         assignment
@@ -525,7 +542,8 @@ impl Member<'_> {
             }
         }
         for partition in partitions {
-            let Some(start) = committed.get(&partition).or_else(|| self.group.start_offsets.get(&partition)).copied() else {
+            let Some(start) = committed.get(&partition).or_else(|| self.group.start_offsets.get(&partition)).copied()
+            else {
                 eprintln!("{}: partition {partition} has no committed offset and no start offset", self.spec.name);
                 self.count("NO_START_OFFSET");
                 continue;
@@ -655,7 +673,8 @@ impl Member<'_> {
 /// A member's JoinGroup metadata: ConsumerProtocolSubscription v0 (the
 /// version, then the topics and null user data).
 fn subscription(topic: &str) -> Bytes {
-    let subscription = ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_string(topic.to_owned())]);
+    let subscription =
+        ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_string(topic.to_owned())]);
     let mut out = BytesMut::with_capacity(16 + topic.len());
     out.put_i16(0);
     subscription.encode(&mut out, 0).expect("v0 subscription encodes");
@@ -695,7 +714,11 @@ fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
 /// sorted by member id, get contiguous ranges of the sorted partitions, the
 /// first `partitions % members` one more. Every member is listed (others
 /// with nothing). Also returns how many subscriptions did not decode.
-fn range_assignment(members: &[JoinGroupResponseMember], topic: &str, partitions: &[i32]) -> (Vec<(String, Vec<i32>)>, u64) {
+fn range_assignment(
+    members: &[JoinGroupResponseMember],
+    topic: &str,
+    partitions: &[i32],
+) -> (Vec<(String, Vec<i32>)>, u64) {
     let mut undecodable = 0;
     let mut subscribed: Vec<&str> = Vec::new();
     for member in members {
@@ -763,9 +786,13 @@ mod tests {
         let bytes = encode_assignment("orders", &[4, 5]);
         let decoded = ringstream::client::decode_consumer_assignment(&bytes).unwrap();
         assert_eq!(decoded.version, 0);
-        let partitions: Vec<(String, i32)> = decoded.partitions.iter().map(|tp| (tp.topic.clone(), tp.partition.0)).collect();
+        let partitions: Vec<(String, i32)> =
+            decoded.partitions.iter().map(|tp| (tp.topic.clone(), tp.partition.0)).collect();
         assert_eq!(partitions, vec![("orders".to_owned(), 4), ("orders".to_owned(), 5)]);
-        assert!(ringstream::client::decode_consumer_assignment(&encode_assignment("orders", &[])).unwrap().partitions.is_empty());
+        assert!(ringstream::client::decode_consumer_assignment(&encode_assignment("orders", &[]))
+            .unwrap()
+            .partitions
+            .is_empty());
         assert_eq!(subscribed_topics(&subscription("orders")), Some(vec!["orders".to_owned()]));
         // A v3 subscription (what the Java client sends) reads too.
         let v3 = ConsumerProtocolSubscription::default()

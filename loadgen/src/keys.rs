@@ -233,7 +233,8 @@ mod tests {
         assert_eq!(parse_keys("uniform:10").unwrap(), KeySpec::Uniform { keys: 10 });
         assert_eq!(parse_keys("zipf:100").unwrap(), KeySpec::Zipf { keys: 100, exponent: 0.99 });
         assert_eq!(parse_keys("zipf:100:1.2").unwrap(), KeySpec::Zipf { keys: 100, exponent: 1.2 });
-        for bad in ["", "zipf", "uniform:0", "uniform:x", "zipf:10:0", "zipf:10:-1", "zipf:10:1:2", "none:1", "gauss:3"] {
+        for bad in ["", "zipf", "uniform:0", "uniform:x", "zipf:10:0", "zipf:10:-1", "zipf:10:1:2", "none:1", "gauss:3"]
+        {
             assert!(parse_keys(bad).is_err(), "{bad}");
         }
         assert!(parse_keys(&format!("uniform:{}", keys_max + 1)).is_err());

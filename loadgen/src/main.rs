@@ -28,10 +28,9 @@ mod wire;
 
 use std::process::ExitCode;
 
-
 use crate::args::{Args, Baseline};
-use crate::run::Job;
 use crate::plan::{jobs, parameters};
+use crate::run::Job;
 use crate::stats::{Summary, Timeline};
 
 fn main() -> ExitCode {

@@ -30,7 +30,9 @@ pub fn jobs(args: &Args, layout: &setup::Layout, raw_sink: bool) -> Vec<Job> {
     } else {
         by_leader
             .iter()
-            .map(|(address, partitions)| (*address, Arc::new(KeyTable::build(&args.keys, layout.leaders.len() as i32, partitions))))
+            .map(|(address, partitions)| {
+                (*address, Arc::new(KeyTable::build(&args.keys, layout.leaders.len() as i32, partitions)))
+            })
             .collect()
     };
     let shares: Vec<f64> = by_leader
@@ -142,10 +144,13 @@ pub fn parameters<'a>(args: &Args) -> Vec<(&'a str, Json<'a>)> {
     let ms = |d: std::time::Duration| Json::Int(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     vec![
         ("brokers", if args.baseline.is_some() { Json::Null } else { Json::Str(args.brokers.clone()) }),
-        ("baseline", match args.baseline {
-            Some(Baseline::RawTcp) => Json::Str("raw-tcp".into()),
-            None => Json::Null,
-        }),
+        (
+            "baseline",
+            match args.baseline {
+                Some(Baseline::RawTcp) => Json::Str("raw-tcp".into()),
+                None => Json::Null,
+            },
+        ),
         ("topic", Json::Str(args.topic.clone())),
         ("partitions", Json::Int(args.partitions as u64)),
         ("record_size", Json::Int(u64::from(args.record_sizes.nominal()))),

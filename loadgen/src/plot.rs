@@ -75,7 +75,8 @@ fn time_range(timeline: &Timeline) -> std::ops::Range<f64> {
 
 /// A log axis covering `values` (ms), padded; a default when there are none.
 fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (low, high) = values.filter(|v| *v > 0.0 && v.is_finite()).fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+    let (low, high) =
+        values.filter(|v| *v > 0.0 && v.is_finite()).fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
     if high <= 0.0 {
         return 0.001..1.0;
     }
@@ -191,7 +192,10 @@ fn latency_over_time(area: &Area, input: &PlotInput) -> DrawResult<()> {
     // The measured window: from the end of the warmup to the first second
     // of the drain (the wait for the last acks and reads).
     let window_end = seconds.iter().find(|s| s.phase == "drain").map(|s| s.index as f64 - 1.0);
-    let markers = [(input.warmup_sec > 0.0).then_some((input.warmup_sec, "end of warmup")), window_end.map(|x| (x, "end of window"))];
+    let markers = [
+        (input.warmup_sec > 0.0).then_some((input.warmup_sec, "end of warmup")),
+        window_end.map(|x| (x, "end of window")),
+    ];
     for (x, name) in markers.into_iter().flatten() {
         let marker = vec![(x, y_range.start), (x, y_range.end)];
         chart
@@ -208,7 +212,8 @@ fn latency_over_time(area: &Area, input: &PlotInput) -> DrawResult<()> {
 
 fn throughput_over_time(area: &Area, input: &PlotInput) -> DrawResult<()> {
     let seconds = &input.timeline.seconds;
-    let acked: Vec<Option<(f64, f64)>> = seconds.iter().map(|s| Some((s.index as f64, s.acked_records as f64))).collect();
+    let acked: Vec<Option<(f64, f64)>> =
+        seconds.iter().map(|s| Some((s.index as f64, s.acked_records as f64))).collect();
     let consumed: Vec<Option<(f64, f64)>> = if seconds.iter().any(|s| s.consumed_records > 0) {
         seconds.iter().map(|s| Some((s.index as f64, s.consumed_records as f64))).collect()
     } else {
@@ -356,21 +361,40 @@ mod tests {
             });
         }
         let path = dir.join("full.svg");
-        write_svg(&path, &PlotInput { title: "test run", timeline: &timeline, warmup_sec: 1.0, ack: &ack, e2e: &e2e }).unwrap();
+        write_svg(&path, &PlotInput { title: "test run", timeline: &timeline, warmup_sec: 1.0, ack: &ack, e2e: &e2e })
+            .unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
-        for text in ["ack p50", "ack p99", "ack max", "e2e p99", "ack latency", "e2e latency", "50%", "99%", "consumed records/s", "end of window"] {
+        for text in [
+            "ack p50",
+            "ack p99",
+            "ack max",
+            "e2e p99",
+            "ack latency",
+            "e2e latency",
+            "50%",
+            "99%",
+            "consumed records/s",
+            "end of window",
+        ] {
             assert!(svg.contains(text), "{text} missing from the SVG");
         }
         assert!(svg.matches("<polyline").count() >= 8);
 
         let empty = dir.join("empty.svg");
         let none = latency_histogram();
-        write_svg(&empty, &PlotInput { title: "empty", timeline: &Timeline::default(), warmup_sec: 0.0, ack: &none, e2e: &none })
-            .unwrap();
+        write_svg(
+            &empty,
+            &PlotInput { title: "empty", timeline: &Timeline::default(), warmup_sec: 0.0, ack: &none, e2e: &none },
+        )
+        .unwrap();
         let svg = std::fs::read_to_string(&empty).unwrap();
         assert!(svg.contains("no latencies measured") && svg.trim_end().ends_with("</svg>"));
-        assert!(write_svg(&dir.join("missing-dir/x.svg"), &PlotInput { title: "x", timeline: &timeline, warmup_sec: 0.0, ack: &ack, e2e: &e2e }).is_err());
+        assert!(write_svg(
+            &dir.join("missing-dir/x.svg"),
+            &PlotInput { title: "x", timeline: &timeline, warmup_sec: 0.0, ack: &ack, e2e: &e2e }
+        )
+        .is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -124,10 +124,8 @@ pub fn pids_holding(inodes: &[u64]) -> Vec<u32> {
 /// The PID of the process listening on `host_port` (e.g. `127.0.0.1:9092`).
 /// An error says why none was found.
 pub fn pid_of_listener(host_port: &str) -> Result<u32, String> {
-    let wanted: Vec<SocketAddr> = host_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
-        .collect();
+    let wanted: Vec<SocketAddr> =
+        host_port.to_socket_addrs().map_err(|e| format!("cannot resolve {host_port}: {e}"))?.collect();
     let mut sockets = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(table) {
@@ -136,7 +134,9 @@ pub fn pid_of_listener(host_port: &str) -> Result<u32, String> {
     }
     let inodes = listening_inodes(&sockets, &wanted);
     if inodes.is_empty() {
-        return Err(format!("no listening socket for {host_port} in /proc/net/tcp or tcp6 (another network namespace?)"));
+        return Err(format!(
+            "no listening socket for {host_port} in /proc/net/tcp or tcp6 (another network namespace?)"
+        ));
     }
     match pids_holding(&inodes)[..] {
         [] => Err(format!("no readable /proc/*/fd holds the socket of {host_port} (another user's process?)")),
@@ -224,10 +224,8 @@ const proc_stat_head_bytes_max: u64 = 4096;
 ///
 /// Kernels before 2.6.11 print no steal field; it counts as 0 there.
 pub fn parse_proc_stat_busy(text: &str) -> Result<u64, String> {
-    let line = text
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some("cpu"))
-        .ok_or("no aggregate \"cpu \" line")?;
+    let line =
+        text.lines().find(|line| line.split_whitespace().next() == Some("cpu")).ok_or("no aggregate \"cpu \" line")?;
     let fields: Vec<&str> = line.split_whitespace().skip(1).collect();
     let field = |index: usize| -> Result<u64, String> {
         match fields.get(index) {
@@ -267,7 +265,8 @@ pub struct HostSample {
 
 /// Reads /proc/stat and /proc/self/stat now.
 pub fn host_sample() -> Result<HostSample, String> {
-    let busy = parse_proc_stat_busy(&read_head("/proc/stat", proc_stat_head_bytes_max)?).map_err(|e| format!("/proc/stat: {e}"))?;
+    let busy = parse_proc_stat_busy(&read_head("/proc/stat", proc_stat_head_bytes_max)?)
+        .map_err(|e| format!("/proc/stat: {e}"))?;
     let own = std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("cannot read /proc/self/stat: {e}"))?;
     let own = parse_stat_ticks(&own).map_err(|e| format!("/proc/self/stat: {e}"))?;
     let ticks_per_sec = clock_ticks_per_sec() as f64;
@@ -338,9 +337,16 @@ pub fn host_use(before: HostSample, after: HostSample, wall_sec: f64) -> Result<
         return Err(format!("the host's busy time went back from {:.2} s to {:.2} s", before.busy_sec, after.busy_sec));
     }
     if after.loadgen_sec < before.loadgen_sec {
-        return Err(format!("the load generator's CPU time went back from {:.2} s to {:.2} s", before.loadgen_sec, after.loadgen_sec));
+        return Err(format!(
+            "the load generator's CPU time went back from {:.2} s to {:.2} s",
+            before.loadgen_sec, after.loadgen_sec
+        ));
     }
-    Ok(HostUse { busy_sec: after.busy_sec - before.busy_sec, loadgen_sec: after.loadgen_sec - before.loadgen_sec, wall_sec })
+    Ok(HostUse {
+        busy_sec: after.busy_sec - before.busy_sec,
+        loadgen_sec: after.loadgen_sec - before.loadgen_sec,
+        wall_sec,
+    })
 }
 
 /// One reading, taken at one instant: the broker's CPU-seconds so far and
@@ -440,9 +446,9 @@ impl WindowCpu {
             (Err(e), _) => Err(format!("at the start of the measured window: {e}")),
             (_, Err(e)) => Err(format!("at the end of the measured window: {e}")),
             // CPU time never goes backwards in one process; a drop means the PID was reused.
-            (Ok(before), Ok(after)) if after < before => {
-                Err(format!("its CPU time went back from {before:.2} s to {after:.2} s (a new process with the same PID?)"))
-            }
+            (Ok(before), Ok(after)) if after < before => Err(format!(
+                "its CPU time went back from {before:.2} s to {after:.2} s (a new process with the same PID?)"
+            )),
             (Ok(before), Ok(after)) => Ok(CpuUse { cpu_sec: after - before, wall_sec }),
         };
         let host = match (before.host, after.host) {
@@ -548,7 +554,11 @@ mod tests {
         window.poll(1_000_000_000, read);
         now.set((11.0, 110.0, 2.0));
         window.poll(2_000_000_000, read);
-        assert_eq!(window.next_reading_ns(), Some(12_000_000_000), "the start is read once the window begins, not during warmup");
+        assert_eq!(
+            window.next_reading_ns(),
+            Some(12_000_000_000),
+            "the start is read once the window begins, not during warmup"
+        );
         now.set((12.0, 120.0, 3.0));
         window.poll(11_999_999_999, read);
         now.set((13.0, 126.0, 4.0));
@@ -558,7 +568,11 @@ mod tests {
         window.poll(13_000_000_000, read);
         let result = window.finish(20_000_000_000, read);
         assert_eq!(result.broker, Ok(CpuUse { cpu_sec: 2.0, wall_sec: 10.0 }), "the drain is not counted");
-        assert_eq!(result.host, Ok(HostUse { busy_sec: 16.0, loadgen_sec: 2.0, wall_sec: 10.0 }), "the same two instants");
+        assert_eq!(
+            result.host,
+            Ok(HostUse { busy_sec: 16.0, loadgen_sec: 2.0, wall_sec: 10.0 }),
+            "the same two instants"
+        );
     }
 
     #[test]
@@ -608,8 +622,16 @@ mod tests {
         let text = "cpu  802152 7 279608 549210 284449 11 31481 1057 500 3\ncpu0 397665 0 141655 289335 136312 0 8895 536 0 0\nintr 1 2 3\n";
         // user + nice + system + irq + softirq + steal; not idle, iowait, guest, guest_nice.
         assert_eq!(parse_proc_stat_busy(text), Ok(802152 + 7 + 279608 + 11 + 31481 + 1057));
-        assert_eq!(parse_proc_stat_busy("cpu  1 2 3 4 5 6 7\n"), Ok(1 + 2 + 3 + 6 + 7), "no steal field (before 2.6.11)");
-        assert_eq!(parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7 8\ncpu 1 1 1 9 9 1 1 1 0 0"), Ok(6), "the aggregate line, not cpu0");
+        assert_eq!(
+            parse_proc_stat_busy("cpu  1 2 3 4 5 6 7\n"),
+            Ok(1 + 2 + 3 + 6 + 7),
+            "no steal field (before 2.6.11)"
+        );
+        assert_eq!(
+            parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7 8\ncpu 1 1 1 9 9 1 1 1 0 0"),
+            Ok(6),
+            "the aggregate line, not cpu0"
+        );
         assert!(parse_proc_stat_busy("cpu0 1 2 3 4 5 6 7 8\n").unwrap_err().contains("no aggregate"));
         assert!(parse_proc_stat_busy("cpu  1 2 3 4 5 6\n").unwrap_err().contains("6 fields"));
         assert!(parse_proc_stat_busy("cpu  1 2 x 4 5 6 7 8\n").unwrap_err().contains("field 3"));
@@ -638,7 +660,9 @@ mod tests {
         assert_eq!(idle.rest_cores(), Some(0.0));
         assert_eq!(host_minus_loadgen(2.0, 2.0), Rest { cpu_sec: 0.0, clamped_from: None });
         assert!(host_use(sample(10.0, 1.0), sample(9.0, 2.0), 1.0).unwrap_err().contains("host's busy time went back"));
-        assert!(host_use(sample(10.0, 2.0), sample(11.0, 1.0), 1.0).unwrap_err().contains("load generator's CPU time went back"));
+        assert!(host_use(sample(10.0, 2.0), sample(11.0, 1.0), 1.0)
+            .unwrap_err()
+            .contains("load generator's CPU time went back"));
         assert_eq!(host_use(sample(1.0, 1.0), sample(2.0, 1.0), 0.0).unwrap().busy_cores(), None, "an empty window");
     }
 

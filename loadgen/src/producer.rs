@@ -31,15 +31,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::args::Compression;
+use crate::batch::{BatchWriter, Sequenced};
+use crate::keys::{key_bytes, KeyTable, Rng};
 use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, ProducerId};
-use crate::args::Compression;
-use crate::batch::{BatchWriter, Sequenced};
-use crate::keys::{key_bytes, KeyTable, Rng};
 
 use crate::clock::{Clock, Phases};
 use crate::limits::{
@@ -151,7 +151,8 @@ impl Accumulator {
             batch_capacity_bytes: if spec.rate > 0.0 {
                 let per_linger = spec.rate * (spec.linger_ns as f64 / 1e9) / spec.partitions.len() as f64;
                 let records = (per_linger * 2.0).ceil() as usize + 1;
-                (records.saturating_mul(spec.record_size_max + key_bytes + record_overhead_bytes_max) + batch_header_bytes)
+                (records.saturating_mul(spec.record_size_max + key_bytes + record_overhead_bytes_max)
+                    + batch_header_bytes)
                     .clamp(4096, spec.batch_bytes)
             } else {
                 spec.batch_bytes
@@ -286,7 +287,11 @@ impl Accumulator {
 /// i32::MAX to 0 as Kafka's `DefaultRecordBatch.incrementSequence` does.
 fn next_sequence(sequence: i32, count: i32) -> i32 {
     assert!(sequence >= 0 && count > 0);
-    if sequence > i32::MAX - count { count - (i32::MAX - sequence) - 1 } else { sequence + count }
+    if sequence > i32::MAX - count {
+        count - (i32::MAX - sequence) - 1
+    } else {
+        sequence + count
+    }
 }
 
 /// A request awaiting its response: per batch, the partition, the
@@ -407,7 +412,8 @@ pub async fn run(
                     // partitions of full batches would be gigabytes; there
                     // the batches close by linger instead).
                     let buffer_records = (producer_buffer_bytes_max / accumulator.record_bytes()).max(1);
-                    let records = ((per_batch * spec.partitions.len()).min(buffer_records) as u64).min(records_max - next_record);
+                    let records =
+                        ((per_batch * spec.partitions.len()).min(buffer_records) as u64).min(records_max - next_record);
                     for _ in 0..records {
                         accumulator.add(now, now, &clock);
                     }
@@ -441,8 +447,16 @@ pub async fn run(
         };
         assert!(!batches.is_empty());
         correlation_id = correlation_id.wrapping_add(1);
-        let partitions: Vec<(i32, Bytes)> = batches.iter().map(|b| (spec.partitions[b.slot], b.bytes.clone())).collect();
-        let frame = match wire::produce_pieces(spec.version, correlation_id, spec.acks, request_timeout_ms_max as i32, &spec.topic, &partitions) {
+        let partitions: Vec<(i32, Bytes)> =
+            batches.iter().map(|b| (spec.partitions[b.slot], b.bytes.clone())).collect();
+        let frame = match wire::produce_pieces(
+            spec.version,
+            correlation_id,
+            spec.acks,
+            request_timeout_ms_max as i32,
+            &spec.topic,
+            &partitions,
+        ) {
             Ok(pieces) => pieces,
             Err(e) => {
                 eprintln!("{}: {e}", spec.name);
@@ -488,8 +502,10 @@ pub async fn run(
     }
     if let Some(reader_task) = reader_task {
         // Drain: wait for every permit back (all responses read), bounded.
-        let drained =
-            glommio::timer::timeout(Duration::from_millis(drain_ms_max), async { slots.acquire(in_flight as u64).await }).await;
+        let drained = glommio::timer::timeout(Duration::from_millis(drain_ms_max), async {
+            slots.acquire(in_flight as u64).await
+        })
+        .await;
         if drained.is_err() && !connection_failed.get() {
             eprintln!("{}: responses still outstanding {drain_ms_max} ms after the end; counted as errors", spec.name);
         }
@@ -524,7 +540,8 @@ async fn init_producer_id(stream: &mut TcpStream, version: i16) -> Result<(i64, 
             Err(e) => return Err(("CONNECTION_FAILED".into(), e.to_string())),
         };
         let response: InitProducerIdResponse =
-            wire::decode_response(ApiKey::InitProducerId, version, correlation_id, frame).map_err(|e| ("BAD_RESPONSE".to_owned(), e))?;
+            wire::decode_response(ApiKey::InitProducerId, version, correlation_id, frame)
+                .map_err(|e| ("BAD_RESPONSE".to_owned(), e))?;
         match response.error_code {
             0 if response.producer_id.0 >= 0 && response.producer_epoch >= 0 => {
                 return Ok((response.producer_id.0, response.producer_epoch));
@@ -583,7 +600,8 @@ async fn read_responses(
         let now = shared.clock.now_ns();
         if spec.raw_sink {
             if frame.len() != 4 || wire::correlation_of(&frame) != Some(entry.correlation_id) {
-                failure = Some(format!("sink reply {:?} for request {}", &frame[..frame.len().min(8)], entry.correlation_id));
+                failure =
+                    Some(format!("sink reply {:?} for request {}", &frame[..frame.len().min(8)], entry.correlation_id));
                 shared.error("CONNECTION_FAILED", records);
             } else {
                 for (_, times, bytes) in &entry.batches {
@@ -696,7 +714,8 @@ mod tests {
         let mut spec = spec(4, 4096);
         spec.record_size_min = 10;
         spec.record_size_max = 200;
-        spec.keys = Some(Arc::new(KeyTable::build(&crate::keys::KeySpec::Zipf { keys: 50, exponent: 0.99 }, 4, &[0, 1, 2, 3])));
+        spec.keys =
+            Some(Arc::new(KeyTable::build(&crate::keys::KeySpec::Zipf { keys: 50, exponent: 0.99 }, 4, &[0, 1, 2, 3])));
         let mut acc = Accumulator::new(&spec);
         acc.producer = Some((77, 2));
         for i in 0..500 {

@@ -243,7 +243,11 @@ pub struct ChildResult {
 pub fn parse_child_json(text: &str) -> Result<ChildResult, String> {
     let document = parse_json(text)?;
     let number = |value: &Value, key: &str| -> Result<f64, String> {
-        value.get(key).and_then(Value::as_f64).filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| format!("field {key:?} missing or not a number"))
+        value
+            .get(key)
+            .and_then(Value::as_f64)
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| format!("field {key:?} missing or not a number"))
     };
     let latency = |key: &str| -> Result<Option<Latency>, String> {
         match document.get(key) {
@@ -272,7 +276,9 @@ pub fn parse_child_json(text: &str) -> Result<ChildResult, String> {
     };
     let parameters = document.get("parameters").ok_or("field \"parameters\" missing")?;
     let errors_by_kind = match document.get("errors_by_kind") {
-        Some(Value::Object(fields)) => fields.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0) as u64)).collect(),
+        Some(Value::Object(fields)) => {
+            fields.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0) as u64)).collect()
+        }
         _ => Vec::new(),
     };
     Ok(ChildResult {
@@ -414,11 +420,7 @@ fn per_round(runs: &[&RunRecord], value: impl Fn(&RunRecord, &ChildResult) -> Op
 }
 
 /// Per-round ratios `ours / other` of `value`, both from the same round.
-fn round_ratios(
-    ours: &[&RunRecord],
-    other: &[&RunRecord],
-    value: impl Fn(&ChildResult) -> Option<f64>,
-) -> Vec<f64> {
+fn round_ratios(ours: &[&RunRecord], other: &[&RunRecord], value: impl Fn(&ChildResult) -> Option<f64>) -> Vec<f64> {
     let mut ratios = Vec::new();
     for mine in ours {
         let Some(theirs) = other.iter().find(|o| o.round == mine.round) else { continue };
@@ -435,7 +437,14 @@ fn round_ratios(
 
 /// One row of the targets table: `name`, the per-round `values` as
 /// `median [min–max] unit`, and whether the median meets `ok`.
-fn target_row(summary: &mut String, name: &str, values: &[f64], unit: &str, format: fn(f64) -> String, ok: impl Fn(f64) -> bool) {
+fn target_row(
+    summary: &mut String,
+    name: &str,
+    values: &[f64],
+    unit: &str,
+    format: fn(f64) -> String,
+    ok: impl Fn(f64) -> bool,
+) {
     let _ = writeln!(summary, "| {name} | {} {unit} | {} |", spread(values, format), verdict(median(values), ok));
 }
 
@@ -513,7 +522,10 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
     // Ratios and targets.
     let mut summary = String::new();
     let _ = writeln!(summary, "## Ratios and targets\n");
-    let _ = writeln!(summary, "Ratios are taken within each round (interleaved runs), then the median [min–max] over rounds.\n");
+    let _ = writeln!(
+        summary,
+        "Ratios are taken within each round (interleaved runs), then the median [min–max] over rounds.\n"
+    );
     let _ = writeln!(summary, "| scenario | comparison | records/s ratio | ack p99 ratio | e2e p99 ratio |");
     let _ = writeln!(summary, "|---|---|---|---|---|");
     for scenario in chosen {
@@ -545,12 +557,23 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         let mine = runs_of("S1", &ours.label);
         if let Some(raw) = raw {
             let r = round_ratios(&mine, &runs_of("S1", &raw.label), |c| Some(c.records_per_sec));
-            let _ = writeln!(summary, "| S1 throughput ≥ 0.8 × raw-TCP | {} × | {} |", spread(&r, ratio_text), verdict(median(&r), |v| v >= 0.8));
+            let _ = writeln!(
+                summary,
+                "| S1 throughput ≥ 0.8 × raw-TCP | {} × | {} |",
+                spread(&r, ratio_text),
+                verdict(median(&r), |v| v >= 0.8)
+            );
         }
         match peer {
             Some(peer) => {
                 let r = round_ratios(&mine, &runs_of("S1", &peer.label), |c| Some(c.records_per_sec));
-                let _ = writeln!(summary, "| S1 throughput ≥ 2 × {} | {} × | {} |", peer.label, spread(&r, ratio_text), verdict(median(&r), |v| v >= 2.0));
+                let _ = writeln!(
+                    summary,
+                    "| S1 throughput ≥ 2 × {} | {} × | {} |",
+                    peer.label,
+                    spread(&r, ratio_text),
+                    verdict(median(&r), |v| v >= 2.0)
+                );
             }
             None => {
                 let _ = writeln!(summary, "| S1 throughput ≥ 2 × peer | no peer | n/a |");
@@ -564,20 +587,41 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         let cpu = per_round(&mine, |_, c| c.broker_cpu_s_per_gb);
         target_row(&mut summary, "S2 e2e p99 ≤ 5 ms", &p99, "ms", ms_text, |v| v <= 5000.0);
         target_row(&mut summary, "S2 e2e p99.99 ≤ 8 ms", &p9999, "ms", ms_text, |v| v <= 8000.0);
-        target_row(&mut summary, "broker CPU ≤ 0.3 CPU-s/GB, produce + one consumer (S2)", &cpu, "CPU-s/GB", cpu_text, |v| v <= 0.3);
+        target_row(
+            &mut summary,
+            "broker CPU ≤ 0.3 CPU-s/GB, produce + one consumer (S2)",
+            &cpu,
+            "CPU-s/GB",
+            cpu_text,
+            |v| v <= 0.3,
+        );
     }
     if has("S6") {
         let mine = runs_of("S6", &ours.label);
         let cores = per_round(&mine, |_, c| c.broker_cores);
         let ack = per_round(&mine, |_, c| c.ack.map(|l| l.p99));
-        target_row(&mut summary, "S6 ≤ 0.15 broker cores (light load, 5,000 records/s)", &cores, "cores", cpu_text, |v| v <= 0.15);
+        target_row(
+            &mut summary,
+            "S6 ≤ 0.15 broker cores (light load, 5,000 records/s)",
+            &cores,
+            "cores",
+            cpu_text,
+            |v| v <= 0.15,
+        );
         target_row(&mut summary, "S6 ack p99 ≤ 3 ms", &ack, "ms", ms_text, |v| v <= 3000.0);
     }
     if has("S7") {
         let mine = runs_of("S7", &ours.label);
         let cpu = per_round(&mine, |_, c| c.broker_cpu_s_per_gb);
         let e2e = per_round(&mine, |_, c| c.e2e.map(|l| l.p99));
-        target_row(&mut summary, "S7 ≤ 1.0 broker CPU-s/GB (moderate load, 200,000 records/s)", &cpu, "CPU-s/GB", cpu_text, |v| v <= 1.0);
+        target_row(
+            &mut summary,
+            "S7 ≤ 1.0 broker CPU-s/GB (moderate load, 200,000 records/s)",
+            &cpu,
+            "CPU-s/GB",
+            cpu_text,
+            |v| v <= 1.0,
+        );
         target_row(&mut summary, "S7 e2e p99 ≤ 5 ms", &e2e, "ms", ms_text, |v| v <= 5000.0);
     }
     let _ = writeln!(summary);
@@ -668,7 +712,13 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
                     }
                     Ok(c) if c.errors > 0 => {
                         let kinds: Vec<String> = c.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-                        failures.push(format!("{} round {}: {} errors ({})", run.target, run.round, c.errors, kinds.join(", ")));
+                        failures.push(format!(
+                            "{} round {}: {} errors ({})",
+                            run.target,
+                            run.round,
+                            c.errors,
+                            kinds.join(", ")
+                        ));
                     }
                     Ok(_) => {}
                 }
@@ -684,16 +734,18 @@ pub fn render(meta: &Meta, targets: &[Target], chosen: &[&Scenario], runs: &[Run
         if !failures.is_empty() {
             let _ = writeln!(summary);
         }
-        let setup: Vec<f64> = runs
-            .iter()
-            .filter(|r| r.scenario == scenario.id && r.round > 0)
-            .filter_map(|r| r.setup_sec)
-            .collect();
+        let setup: Vec<f64> =
+            runs.iter().filter(|r| r.scenario == scenario.id && r.round > 0).filter_map(|r| r.setup_sec).collect();
         if !setup.is_empty() && scenario.partitions >= 1000 {
-            let _ = writeln!(summary, "Topic creation (the prepare run, not measured) took {} s.\n", spread(&setup, |v| format!("{v:.1}")));
+            let _ = writeln!(
+                summary,
+                "Topic creation (the prepare run, not measured) took {} s.\n",
+                spread(&setup, |v| format!("{v:.1}"))
+            );
         }
         if !plots.is_empty() {
-            let _ = writeln!(summary, "Plots (latency over time, throughput, percentile spectrum): {}\n", plots.join(", "));
+            let _ =
+                writeln!(summary, "Plots (latency over time, throughput, percentile spectrum): {}\n", plots.join(", "));
         }
     }
     md.push_str(&summary);
@@ -759,7 +811,11 @@ fn kernel() -> String {
 /// `git rev-parse HEAD` in the working directory, noting uncommitted changes
 /// to tracked files; None when git or the checkout is missing.
 pub fn git_commit() -> Option<String> {
-    let head = std::process::Command::new("git").args(["rev-parse", "HEAD"]).stderr(std::process::Stdio::null()).output().ok()?;
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
     if !head.status.success() {
         return None;
     }
@@ -863,7 +919,8 @@ mod tests {
         let older = parse_child_json(child).unwrap();
         assert_eq!((older.broker_cores, older.broker_cpu_s_per_gb), (None, None), "an older run's JSON has none");
         let with = |cores: &str, per_gb: &str| {
-            let fields = format!("\"latency_e2e_us\": null,\n  \"broker_cores\": {cores},\n  \"broker_cpu_s_per_gb\": {per_gb}");
+            let fields =
+                format!("\"latency_e2e_us\": null,\n  \"broker_cores\": {cores},\n  \"broker_cpu_s_per_gb\": {per_gb}");
             child.replace("\"latency_e2e_us\": null", &fields)
         };
         let result = parse_child_json(&with("0.125", "0.730")).unwrap();
@@ -877,14 +934,26 @@ mod tests {
     #[test]
     fn reads_the_host_cpu_field() {
         assert_eq!(parse_child_json(child).unwrap().host_minus_loadgen_cores, None, "an older run's JSON has none");
-        let with = |cores: &str| child.replace("\"latency_e2e_us\": null", &format!("\"latency_e2e_us\": null,\n  \"host_minus_loadgen_cores\": {cores}"));
+        let with = |cores: &str| {
+            child.replace(
+                "\"latency_e2e_us\": null",
+                &format!("\"latency_e2e_us\": null,\n  \"host_minus_loadgen_cores\": {cores}"),
+            )
+        };
         assert_eq!(parse_child_json(&with("1.175")).unwrap().host_minus_loadgen_cores, Some(1.175));
         assert_eq!(parse_child_json(&with("null")).unwrap().host_minus_loadgen_cores, None, "no --broker-pid");
         assert!(parse_child_json(&with("\"many\"")).unwrap_err().contains("host_minus_loadgen_cores"));
     }
 
-    fn result(records_per_sec: f64, ack_p99_us: f64, e2e_p99_us: Option<f64>, cores: Option<f64>, per_gb: Option<f64>) -> ChildResult {
-        let latency = |p99: f64| Latency { count: 1000.0, p50: p99 / 2.0, p90: p99 * 0.9, p99, p999: p99, p9999: p99, max: p99 };
+    fn result(
+        records_per_sec: f64,
+        ack_p99_us: f64,
+        e2e_p99_us: Option<f64>,
+        cores: Option<f64>,
+        per_gb: Option<f64>,
+    ) -> ChildResult {
+        let latency =
+            |p99: f64| Latency { count: 1000.0, p50: p99 / 2.0, p90: p99 * 0.9, p99, p999: p99, p9999: p99, max: p99 };
         ChildResult {
             records_per_sec,
             bytes_per_sec: records_per_sec * 1024.0,
@@ -920,9 +989,15 @@ mod tests {
     /// sink; their targets are judged from our broker's medians.
     #[test]
     fn fixed_rate_scenarios_report_cores_and_latency() {
-        let target = |kind, label: &str| Target { kind, label: label.into(), address: None, pid: None, pid_note: String::new() };
-        let targets = [target(TargetKind::Ours, "ours"), target(TargetKind::RawTcp, "raw-tcp"), target(TargetKind::Peer, "tansu")];
-        let chosen: Vec<&Scenario> = crate::suite::all_scenarios.iter().filter(|s| s.id == "S6" || s.id == "S7").collect();
+        let target =
+            |kind, label: &str| Target { kind, label: label.into(), address: None, pid: None, pid_note: String::new() };
+        let targets = [
+            target(TargetKind::Ours, "ours"),
+            target(TargetKind::RawTcp, "raw-tcp"),
+            target(TargetKind::Peer, "tansu"),
+        ];
+        let chosen: Vec<&Scenario> =
+            crate::suite::all_scenarios.iter().filter(|s| s.id == "S6" || s.id == "S7").collect();
         let with_host = |mut result: ChildResult, cores| {
             result.host_minus_loadgen_cores = Some(cores);
             result
@@ -948,7 +1023,10 @@ mod tests {
         assert!(markdown.contains(&summary));
         let row = |scenario: &str, label: &str| -> Vec<String> {
             let section = &summary[summary.find(&format!("## {scenario}: ")).unwrap()..];
-            let line = section.lines().find(|l| l.starts_with(&format!("| {label} |"))).unwrap_or_else(|| panic!("{label} row in {section}"));
+            let line = section
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} |")))
+                .unwrap_or_else(|| panic!("{label} row in {section}"));
             line.trim_matches('|').split('|').map(|cell| cell.trim().to_owned()).collect()
         };
         // target, runs ok, records/s, MB/s, ack p50/p99/p99.99/max, e2e p50/p99/p99.99, errors, CPU-s/GB,
@@ -958,21 +1036,36 @@ mod tests {
         assert_eq!((ours[2].as_str(), ours[5].as_str(), ours[9].as_str()), ("5000", "2.50", "2.80"), "{ours:?}");
         assert_eq!((ours[12].as_str(), ours[13].as_str(), ours[14].as_str()), ("23.400", "0.120", "0.185"), "{ours:?}");
         let raw = row("S6", "raw-tcp");
-        assert_eq!((raw[5].as_str(), raw[9].as_str(), raw[12].as_str(), raw[13].as_str()), ("0.90", "n/a", "n/a", "n/a"), "{raw:?}");
+        assert_eq!(
+            (raw[5].as_str(), raw[9].as_str(), raw[12].as_str(), raw[13].as_str()),
+            ("0.90", "n/a", "n/a", "n/a"),
+            "{raw:?}"
+        );
         assert_eq!(raw[14], "n/a", "the sink's work is the load generator's own");
-        assert_eq!((row("S6", "tansu")[13].as_str(), row("S6", "tansu")[14].as_str()), ("0.600", "n/a"), "older child JSON: n/a");
+        assert_eq!(
+            (row("S6", "tansu")[13].as_str(), row("S6", "tansu")[14].as_str()),
+            ("0.600", "n/a"),
+            "older child JSON: n/a"
+        );
         assert!(summary.contains("| broker cores | host−loadgen cores |"), "{summary}");
-        assert!(markdown.contains("**host−loadgen cores**") && markdown.contains("kworkers"), "the units paragraph defines it");
+        assert!(
+            markdown.contains("**host−loadgen cores**") && markdown.contains("kworkers"),
+            "the units paragraph defines it"
+        );
         assert_eq!(row("S7", "ours")[10], "6.00", "e2e p99.99");
         assert!(summary.contains("5000 records/s") && summary.contains("200000 records/s"), "{summary}");
-        assert!(summary.contains("linger 0 ms, warmup 2 s") && summary.contains("linger 1 ms, warmup 2 s"), "{summary}");
+        assert!(
+            summary.contains("linger 0 ms, warmup 2 s") && summary.contains("linger 1 ms, warmup 2 s"),
+            "{summary}"
+        );
         for (name, status) in [
             ("S6 ≤ 0.15 broker cores", "**met**"),
             ("S6 ack p99 ≤ 3 ms", "**met**"),
             ("S7 ≤ 1.0 broker CPU-s/GB", "**missed**"),
             ("S7 e2e p99 ≤ 5 ms", "**missed**"),
         ] {
-            let line = summary.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} missing:\n{summary}"));
+            let line =
+                summary.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} missing:\n{summary}"));
             assert!(line.ends_with(&format!("| {status} |")), "{line}");
         }
         assert!(!summary.contains("S2 e2e"), "only the chosen scenarios' targets");
@@ -995,10 +1088,16 @@ mod tests {
         ] {
             assert!(parse_child_json(bad).is_err(), "{bad:?} parsed");
         }
-        assert_eq!(parse_json(r#"{"s": "a\"b\u00e9", "l": [true, false, null, -1.5e3]}"#).unwrap(), Value::Object(vec![
-            ("s".into(), Value::Str("a\"bé".into())),
-            ("l".into(), Value::Array(vec![Value::Bool(true), Value::Bool(false), Value::Null, Value::Number(-1500.0)])),
-        ]));
+        assert_eq!(
+            parse_json(r#"{"s": "a\"b\u00e9", "l": [true, false, null, -1.5e3]}"#).unwrap(),
+            Value::Object(vec![
+                ("s".into(), Value::Str("a\"bé".into())),
+                (
+                    "l".into(),
+                    Value::Array(vec![Value::Bool(true), Value::Bool(false), Value::Null, Value::Number(-1500.0)])
+                ),
+            ])
+        );
     }
 
     #[test]

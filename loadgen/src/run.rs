@@ -160,7 +160,9 @@ pub fn run(
     };
     let mut cpu = phases.zip(broker_pid).map(|(phases, pid)| WindowCpu::new(pid, phases.warm_ns, phases.end_ns));
     let timeline = match phases {
-        Some(phases) => report_progress(&control, &progress, &interval_receiver, phases, producers, consumers, cpu.as_mut()),
+        Some(phases) => {
+            report_progress(&control, &progress, &interval_receiver, phases, producers, consumers, cpu.as_mut())
+        }
         None => Timeline::default(),
     };
     // Every connection has finished: a window cut short (`--messages`) ends here.
@@ -243,7 +245,11 @@ fn report_progress(
         } else {
             "drain"
         };
-        let p99 = if interval.is_empty() { "-".to_owned() } else { format!("{:.3}", interval.value_at_quantile(0.99) as f64 / 1000.0) };
+        let p99 = if interval.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.3}", interval.value_at_quantile(0.99) as f64 / 1000.0)
+        };
         eprintln!(
             "[{:>4}s {:<6}] {:>9} rec/s {:>8.1} MiB/s  p99 ack {:>8} ms  consumed {:>9} rec/s  errors {}",
             tick,
@@ -299,7 +305,12 @@ async fn thread_main(
                 connected.push((job, stream));
             }
             Err(e) => {
-                control.fail(format!("{}: cannot connect to {} within {:?}: {e}", job.name(), job.address(), connect_timeout));
+                control.fail(format!(
+                    "{}: cannot connect to {} within {:?}: {e}",
+                    job.name(),
+                    job.address(),
+                    connect_timeout
+                ));
                 return Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|_| ThreadStats::new());
             }
         }

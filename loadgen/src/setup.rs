@@ -93,7 +93,8 @@ pub fn sink_layout(sink: SocketAddr, partitions: i32) -> Layout {
 fn group_versions(client: &Client) -> Result<GroupVersions, String> {
     let mut found = [0i16; group_api_ranges.len()];
     for (slot, &(api, min, max)) in found.iter_mut().zip(group_api_ranges.iter()) {
-        *slot = client.version_in(api, min, max).map_err(|_| format!("the broker does not serve {api:?} v{min}-{max}"))?;
+        *slot =
+            client.version_in(api, min, max).map_err(|_| format!("the broker does not serve {api:?} v{min}-{max}"))?;
     }
     let [find_coordinator, join_group, sync_group, heartbeat, leave_group, offset_commit, offset_fetch] = found;
     Ok(GroupVersions { find_coordinator, join_group, sync_group, heartbeat, leave_group, offset_commit, offset_fetch })
@@ -133,11 +134,8 @@ pub fn discover(
             let leaders: Vec<(i32, i32, i16)> =
                 found.partitions.iter().map(|p| (p.partition_index, p.leader_id.0, p.error_code)).collect();
             if !leaders.is_empty() && leaders.iter().all(|&(_, leader, code)| leader >= 0 && code == 0) {
-                let hosts: HashMap<i32, String> = response
-                    .brokers
-                    .iter()
-                    .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-                    .collect();
+                let hosts: HashMap<i32, String> =
+                    response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
                 break (leaders, hosts);
             }
         }
@@ -155,7 +153,8 @@ pub fn discover(
 
     let mut addresses = BTreeMap::new();
     for (partition, leader, _) in &leaders {
-        let host = hosts.get(leader).ok_or_else(|| format!("partition {partition}: leader {leader} not among the brokers"))?;
+        let host =
+            hosts.get(leader).ok_or_else(|| format!("partition {partition}: leader {leader} not among the brokers"))?;
         let address = host
             .to_socket_addrs()
             .map_err(|e| format!("leader {leader} at {host}: {e}"))?
@@ -193,7 +192,8 @@ pub fn discover(
 fn metadata(client: &mut Client, topic: &str) -> Result<MetadataResponse, String> {
     let version = client.version(ApiKey::Metadata, 12).map_err(|e| e.to_string())?;
     let mut request = MetadataRequest::default();
-    request.topics = Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned()))))]);
+    request.topics =
+        Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_owned()))))]);
     if version >= 4 {
         request.allow_auto_topic_creation = false;
     }

@@ -244,7 +244,10 @@ impl Summary {
             Ok(host) => {
                 let rest = host.rest();
                 let clamped = rest.clamped_from.map_or(String::new(), |raw| {
-                    format!(" (clamped to 0 from {} cores)", figure(Some(raw / host.wall_sec).filter(|v| v.is_finite())))
+                    format!(
+                        " (clamped to 0 from {} cores)",
+                        figure(Some(raw / host.wall_sec).filter(|v| v.is_finite()))
+                    )
                 });
                 format!(
                     "host CPU      {} cores busy, load generator {}, the rest {} cores{clamped} = {} CPU-s/GB\n",
@@ -272,7 +275,10 @@ impl Summary {
             if self.acks == 0 { "written, acks=0" } else { "acknowledged" }
         ));
         if self.stats.consumed_window_records > 0 {
-            out.push_str(&format!("consumed      {} records (sent in the window)\n", self.stats.consumed_window_records));
+            out.push_str(&format!(
+                "consumed      {} records (sent in the window)\n",
+                self.stats.consumed_window_records
+            ));
         }
         out.push_str(&format!("errors        {}\n", self.stats.errors_total()));
         for (kind, count) in &self.stats.errors {
@@ -439,7 +445,8 @@ mod tests {
         }
     }
 
-    const host_fields: [&str; 4] = ["host_busy_cores", "loadgen_cores", "host_minus_loadgen_cores", "host_minus_loadgen_cpu_s_per_gb"];
+    const host_fields: [&str; 4] =
+        ["host_busy_cores", "loadgen_cores", "host_minus_loadgen_cores", "host_minus_loadgen_cpu_s_per_gb"];
 
     #[test]
     fn host_cpu_in_the_json_and_the_table() {
@@ -464,7 +471,9 @@ mod tests {
         }
         let table = measured.table();
         assert!(
-            table.contains("host CPU      1.650 cores busy, load generator 0.475, the rest 1.175 cores = 5.875 CPU-s/GB\n"),
+            table.contains(
+                "host CPU      1.650 cores busy, load generator 0.475, the rest 1.175 cores = 5.875 CPU-s/GB\n"
+            ),
             "{table}"
         );
         assert!(table.find("broker CPU") < table.find("host CPU"), "the host under the broker: {table}");
@@ -494,13 +503,20 @@ mod tests {
 
         let measured = summary(Some((42, Ok(CpuUse { cpu_sec: 1.5, wall_sec: 10.0 }))));
         let json = measured.json(&[]);
-        let expected =
-            [("broker_cpu_sec", "1.500"), ("broker_cpu_wall_sec", "10.000"), ("broker_cores", "0.150"), ("broker_cpu_s_per_gb", "0.750")];
+        let expected = [
+            ("broker_cpu_sec", "1.500"),
+            ("broker_cpu_wall_sec", "10.000"),
+            ("broker_cores", "0.150"),
+            ("broker_cpu_s_per_gb", "0.750"),
+        ];
         for (field, value) in expected {
             assert!(json.contains(&format!("\"{field}\": {value}")), "{field}: {json}");
         }
         let table = measured.table();
-        assert!(table.contains("broker CPU    PID 42: 1.50 CPU-s in 10.000 s = 0.150 cores, 0.750 CPU-s/GB"), "{table}");
+        assert!(
+            table.contains("broker CPU    PID 42: 1.50 CPU-s in 10.000 s = 0.150 cores, 0.750 CPU-s/GB"),
+            "{table}"
+        );
 
         let failed = summary(Some((42, Err("cannot read /proc/42/stat".into()))));
         assert!(failed.json(&[]).contains("\"broker_cores\": null"));
@@ -510,14 +526,8 @@ mod tests {
     #[test]
     fn timeline_is_bounded() {
         let mut timeline = Timeline::default();
-        let second = |index| Second {
-            index,
-            phase: "run",
-            acked_records: 1,
-            consumed_records: 0,
-            ack: None,
-            e2e: None,
-        };
+        let second =
+            |index| Second { index, phase: "run", acked_records: 1, consumed_records: 0, ack: None, e2e: None };
         for index in 1..=(timeline_seconds_max as u64 + 5) {
             timeline.push(second(index));
         }

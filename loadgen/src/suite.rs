@@ -259,7 +259,8 @@ fn run_suite(args: &SuiteArgs) -> Result<ExitCode, String> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("suite-{}", report::utc_compact(started_unix))));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
-    let mut targets = vec![broker_target(TargetKind::Ours, "ours", &args.brokers, args.broker_pid, args.connect_timeout)?];
+    let mut targets =
+        vec![broker_target(TargetKind::Ours, "ours", &args.brokers, args.broker_pid, args.connect_timeout)?];
     targets.push(Target {
         kind: TargetKind::RawTcp,
         label: "raw-tcp".into(),
@@ -271,13 +272,24 @@ fn run_suite(args: &SuiteArgs) -> Result<ExitCode, String> {
         targets.push(broker_target(TargetKind::Peer, &args.peer_name, peer, args.peer_pid, args.connect_timeout)?);
     }
     for target in &targets {
-        eprintln!("suite: {} = {} ({})", target.label, target.address.as_deref().unwrap_or("in-process raw-TCP sink"), target.pid_note);
+        eprintln!(
+            "suite: {} = {} ({})",
+            target.label,
+            target.address.as_deref().unwrap_or("in-process raw-TCP sink"),
+            target.pid_note
+        );
     }
 
     let mut chosen: Vec<&'static Scenario> = args.scenarios.clone();
     chosen.sort_by_key(|s| s.id);
     chosen.dedup_by_key(|s| s.id);
-    let context = RunContext { exe, out: out.clone(), duration: args.duration, connect_timeout: args.connect_timeout, stamp: started_unix };
+    let context = RunContext {
+        exe,
+        out: out.clone(),
+        duration: args.duration,
+        connect_timeout: args.connect_timeout,
+        stamp: started_unix,
+    };
 
     let mut runs: Vec<RunRecord> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -289,7 +301,8 @@ fn run_suite(args: &SuiteArgs) -> Result<ExitCode, String> {
             Rate::Max => 0,
             Rate::Fixed(records_per_sec) => records_per_sec,
             Rate::FractionOfS1(fraction) => {
-                let Some(base) = base_rate_for(scenario, &context, &targets[0], &runs, &mut base_rate, &mut notes) else {
+                let Some(base) = base_rate_for(scenario, &context, &targets[0], &runs, &mut base_rate, &mut notes)
+                else {
                     continue 'scenarios;
                 };
                 ((base * fraction).round() as u64).max(1)
@@ -342,7 +355,13 @@ fn run_suite(args: &SuiteArgs) -> Result<ExitCode, String> {
 
 /// A broker target: reachable now (or the suite cannot run), with its PID
 /// from the flag or from /proc.
-fn broker_target(kind: TargetKind, label: &str, address: &str, pid: Option<u32>, timeout: Duration) -> Result<Target, String> {
+fn broker_target(
+    kind: TargetKind,
+    label: &str,
+    address: &str,
+    pid: Option<u32>,
+    timeout: Duration,
+) -> Result<Target, String> {
     check_reachable(address, timeout)?;
     let (pid, pid_note) = match pid {
         Some(pid) if Path::new(&format!("/proc/{pid}/stat")).exists() => (Some(pid), format!("PID {pid}, given")),
@@ -350,20 +369,23 @@ fn broker_target(kind: TargetKind, label: &str, address: &str, pid: Option<u32>,
             eprintln!("warning: {label}: PID {pid} has no /proc/{pid}/stat; broker CPU will be n/a");
             (None, format!("PID {pid} given but not running: CPU n/a"))
         }
-        None => match procstat::pid_of_listener(address) {
-            Ok(pid) => (Some(pid), format!("PID {pid}, found from its listening socket")),
-            Err(e) => {
-                eprintln!("warning: {label}: cannot find the broker's PID ({e}); broker CPU will be n/a (or pass its PID)");
-                (None, format!("PID not found ({e}): CPU n/a"))
+        None => {
+            match procstat::pid_of_listener(address) {
+                Ok(pid) => (Some(pid), format!("PID {pid}, found from its listening socket")),
+                Err(e) => {
+                    eprintln!("warning: {label}: cannot find the broker's PID ({e}); broker CPU will be n/a (or pass its PID)");
+                    (None, format!("PID not found ({e}): CPU n/a"))
+                }
             }
-        },
+        }
     };
     Ok(Target { kind, label: label.to_owned(), address: Some(address.to_owned()), pid, pid_note })
 }
 
 fn check_reachable(address: &str, timeout: Duration) -> Result<(), String> {
     use std::net::ToSocketAddrs;
-    let addresses: Vec<_> = address.to_socket_addrs().map_err(|e| format!("cannot reach broker {address}: {e}"))?.collect();
+    let addresses: Vec<_> =
+        address.to_socket_addrs().map_err(|e| format!("cannot reach broker {address}: {e}"))?.collect();
     let mut last = format!("cannot reach broker {address}: no address");
     for resolved in addresses {
         match std::net::TcpStream::connect_timeout(&resolved, timeout) {
@@ -396,7 +418,10 @@ fn base_rate_for(
             Ok(result) if result.records_per_sec > 0.0 => {
                 *base_rate = Some((
                     result.records_per_sec,
-                    format!("{:.0} records/s, from one S1 calibration run on our broker (S1-ours-calibration)", result.records_per_sec),
+                    format!(
+                        "{:.0} records/s, from one S1 calibration run on our broker (S1-ours-calibration)",
+                        result.records_per_sec
+                    ),
                 ));
             }
             outcome => notes.push(format!(
@@ -444,7 +469,13 @@ impl RunContext {
         let json = self.out.join(format!("{base}.json"));
         let svg = self.out.join(format!("{base}.svg"));
         let log = self.out.join(format!("{base}.log"));
-        let topic = format!("suite-{}-{}-{}-{}-r{round}", self.stamp, std::process::id(), scenario.id.to_ascii_lowercase(), target.label);
+        let topic = format!(
+            "suite-{}-{}-{}-{}-r{round}",
+            self.stamp,
+            std::process::id(),
+            scenario.id.to_ascii_lowercase(),
+            target.label
+        );
         let mut record = RunRecord {
             scenario: scenario.id,
             target: target.label.clone(),
@@ -483,7 +514,9 @@ impl RunContext {
         }
 
         let args = child_args(scenario, target, &topic, rate, self.duration, self.connect_timeout, &json, &svg);
-        let deadline = self.duration + Duration::from_secs(u64::from(scenario.warmup_sec)) + Duration::from_millis(run_overhead_ms_max);
+        let deadline = self.duration
+            + Duration::from_secs(u64::from(scenario.warmup_sec))
+            + Duration::from_millis(run_overhead_ms_max);
         let exited = spawn_bounded(&self.exe, &args, &log, deadline);
         record.plot = svg.is_file();
         match exited {
@@ -517,9 +550,13 @@ fn delete_topic(address: &str, topic: &str, timeout: Duration) -> Result<(), Str
     let request = DeleteTopicsRequest::default()
         .with_topic_names(vec![TopicName(StrBytes::from_string(topic.to_owned()))])
         .with_timeout_ms(30_000);
-    let response: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, version, &request).map_err(|e| e.to_string())?;
+    let response: DeleteTopicsResponse =
+        client.call(ApiKey::DeleteTopics, version, &request).map_err(|e| e.to_string())?;
     match response.responses.iter().find(|r| r.error_code != 0) {
-        Some(failed) => Err(ringstream::client::describe_error(failed.error_code, failed.error_message.as_ref().map(|m| m.as_str()))),
+        Some(failed) => Err(ringstream::client::describe_error(
+            failed.error_code,
+            failed.error_message.as_ref().map(|m| m.as_str()),
+        )),
         None => Ok(()),
     }
 }
@@ -654,11 +691,17 @@ mod tests {
         assert!(s2.contains("--rate 5000") && s2.contains("--consumers 1") && s2.contains("--linger 1ms"), "{s2}");
         assert!(s2.contains("--warmup 2s") && s2.contains("--brokers 127.0.0.1:1") && !s2.contains("--groups"), "{s2}");
         let raw = text(&child_args(&all_scenarios[1], &target(TargetKind::RawTcp), "t", 5000, d, t, p, p));
-        assert!(raw.contains("--baseline raw-tcp") && !raw.contains("--consumers"), "raw-TCP runs producers only: {raw}");
+        assert!(
+            raw.contains("--baseline raw-tcp") && !raw.contains("--consumers"),
+            "raw-TCP runs producers only: {raw}"
+        );
         let s3 = text(&child_args(&all_scenarios[2], &target(TargetKind::Peer), "t", 100, d, t, p, p));
         assert!(s3.contains("--groups 4") && s3.contains("--consumers 1"), "{s3}");
         let s4 = text(&child_args(&all_scenarios[3], &target(TargetKind::Ours), "t", 0, d, t, p, p));
-        assert!(s4.contains("--partitions 10000") && s4.contains("--rate 0") && s4.contains("--json o --plot o"), "{s4}");
+        assert!(
+            s4.contains("--partitions 10000") && s4.contains("--rate 0") && s4.contains("--json o --plot o"),
+            "{s4}"
+        );
         let s5 = text(&child_args(&all_scenarios[4], &target(TargetKind::Ours), "t", 0, d, t, p, p));
         assert!(s5.contains("--record-size 100") && s5.contains("--duration 10000ms"), "{s5}");
         assert!(!s5.contains("--broker-pid"), "no PID known, so no CPU figure asked for: {s5}");
@@ -677,7 +720,9 @@ mod tests {
         for (scenario, rate, linger) in [(s6, "--rate 5000", "--linger 0ms"), (s7, "--rate 200000", "--linger 1ms")] {
             let Rate::Fixed(records_per_sec) = scenario.rate else { panic!("{} has a fixed rate", scenario.id) };
             let ours = text(&child_args(scenario, &target(TargetKind::Ours), "t", records_per_sec, d, t, p, p));
-            for expected in [rate, linger, "--partitions 12", "--record-size 1024", "--acks all", "--consumers 1", "--warmup 2s"] {
+            for expected in
+                [rate, linger, "--partitions 12", "--record-size 1024", "--acks all", "--consumers 1", "--warmup 2s"]
+            {
                 assert!(ours.contains(expected), "{}: {expected} missing from {ours}", scenario.id);
             }
             assert!(!ours.contains("--groups"), "{ours}");

@@ -168,8 +168,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<B
 }
 
 /// Decodes a response frame, checking its correlation id.
-pub fn decode_response<T: Decodable>(api: ApiKey, version: i16, correlation_id: i32, mut frame: Bytes) -> Result<T, String> {
-    let header = ResponseHeader::decode(&mut frame, api.response_header_version(version)).map_err(|e| format!("{api:?} response header: {e}"))?;
+pub fn decode_response<T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    mut frame: Bytes,
+) -> Result<T, String> {
+    let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
+        .map_err(|e| format!("{api:?} response header: {e}"))?;
     if header.correlation_id != correlation_id {
         return Err(format!("{api:?}: correlation id {} for request {correlation_id}", header.correlation_id));
     }
@@ -226,12 +232,18 @@ mod tests {
         for version in 3..=9 {
             for partitions in [&batches[..0], &batches[..1], &batches[..]] {
                 let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-                    TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("lg-topic"))).with_partition_data(
-                        partitions
-                            .iter()
-                            .map(|(index, records)| PartitionProduceData::default().with_index(*index).with_records(Some(records.clone())))
-                            .collect(),
-                    ),
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_static_str("lg-topic")))
+                        .with_partition_data(
+                            partitions
+                                .iter()
+                                .map(|(index, records)| {
+                                    PartitionProduceData::default()
+                                        .with_index(*index)
+                                        .with_records(Some(records.clone()))
+                                })
+                                .collect(),
+                        ),
                 ]);
                 let expected = encode_request(ApiKey::Produce, version, 42, &request, 1024).unwrap();
                 let pieces = produce_pieces(version, 42, -1, 30_000, "lg-topic", partitions).unwrap();

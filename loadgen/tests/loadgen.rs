@@ -146,7 +146,10 @@ fn produce_and_consume_against_the_broker() {
     let rest = check_host_cpu(&json);
     assert!(rest > 0.0, "the broker's work is in the rest: {json}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains(&format!("broker CPU    PID {}: ", broker.pid())) && stdout.contains(" cores, "), "{stdout}");
+    assert!(
+        stdout.contains(&format!("broker CPU    PID {}: ", broker.pid())) && stdout.contains(" cores, "),
+        "{stdout}"
+    );
     assert!(stdout.contains("host CPU      ") && stdout.contains(" cores busy, load generator "), "{stdout}");
     // Nothing lost: as many records of the measured window were read (the
     // consumer skips offsets it has passed) as were acknowledged.
@@ -325,8 +328,24 @@ fn two_groups_each_read_every_record() {
     let (json, elapsed) = clean_run(
         &broker,
         &[
-            "--topic", "lg-groups", "--partitions", "4", "--record-size", "128", "--rate", "1500", "--messages", "3000",
-            "--groups", "2", "--consumers", "2", "--linger", "1ms", "--duration", "40s",
+            "--topic",
+            "lg-groups",
+            "--partitions",
+            "4",
+            "--record-size",
+            "128",
+            "--rate",
+            "1500",
+            "--messages",
+            "3000",
+            "--groups",
+            "2",
+            "--consumers",
+            "2",
+            "--linger",
+            "1ms",
+            "--duration",
+            "40s",
         ],
     );
     assert_eq!(json_number(&json, "records"), 3000.0, "{json}");
@@ -347,7 +366,18 @@ fn zipf_keys_land_on_their_murmur2_partitions() {
     let broker = Broker::start();
     let (json, _) = clean_run(
         &broker,
-        &["--topic", "lg-keys", "--partitions", "5", "--record-size", "8..64", "--keys", "zipf:50", "--messages", "2000"],
+        &[
+            "--topic",
+            "lg-keys",
+            "--partitions",
+            "5",
+            "--record-size",
+            "8..64",
+            "--keys",
+            "zipf:50",
+            "--messages",
+            "2000",
+        ],
     );
     assert_eq!(json_number(&json, "records"), 2000.0, "{json}");
     let bytes = json_number(&json, "bytes");
@@ -378,8 +408,26 @@ fn every_compression_codec_produces_and_consumes() {
         let (json, _) = clean_run(
             &broker,
             &[
-                "--topic", &topic, "--partitions", "3", "--record-size", "200", "--compression", codec, "--keys", "uniform:10",
-                "--consumers", "1", "--rate", "2000", "--messages", "1000", "--linger", "2ms", "--duration", "30s",
+                "--topic",
+                &topic,
+                "--partitions",
+                "3",
+                "--record-size",
+                "200",
+                "--compression",
+                codec,
+                "--keys",
+                "uniform:10",
+                "--consumers",
+                "1",
+                "--rate",
+                "2000",
+                "--messages",
+                "1000",
+                "--linger",
+                "2ms",
+                "--duration",
+                "30s",
             ],
         );
         assert_eq!(json_value(&json, "compression"), format!("\"{codec}\""));
@@ -397,8 +445,25 @@ fn idempotent_producers_send_exactly_their_messages() {
     let (json, _) = clean_run(
         &broker,
         &[
-            "--topic", "lg-idem", "--partitions", "3", "--record-size", "100", "--idempotence", "--producers", "2",
-            "--in-flight", "5", "--batch-bytes", "16384", "--messages", "20001", "--compression", "lz4", "--duration", "30s",
+            "--topic",
+            "lg-idem",
+            "--partitions",
+            "3",
+            "--record-size",
+            "100",
+            "--idempotence",
+            "--producers",
+            "2",
+            "--in-flight",
+            "5",
+            "--batch-bytes",
+            "16384",
+            "--messages",
+            "20001",
+            "--compression",
+            "lz4",
+            "--duration",
+            "30s",
         ],
     );
     assert_eq!(json_value(&json, "idempotence"), "true");

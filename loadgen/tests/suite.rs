@@ -103,7 +103,8 @@ fn assert_json(path: &Path) -> String {
 
 /// The report's section for one scenario: from its `## S1:` heading to the next heading.
 fn section<'a>(report: &'a str, scenario: &str) -> &'a str {
-    let start = report.find(&format!("\n## {scenario}: ")).unwrap_or_else(|| panic!("no section for {scenario}:\n{report}"));
+    let start =
+        report.find(&format!("\n## {scenario}: ")).unwrap_or_else(|| panic!("no section for {scenario}:\n{report}"));
     let body = &report[start + 1..];
     let end = body[3..].find("\n## ").map_or(body.len(), |e| e + 3);
     &body[..end]
@@ -195,8 +196,12 @@ fn suite_against_the_broker_writes_one_report_with_plots_and_json() {
     }
     let targets = section(&report, "S2");
     assert!(targets.contains("rate "), "{targets}");
-    for target in ["S1 throughput ≥ 0.8 × raw-TCP", "S2 e2e p99 ≤ 5 ms", "S2 e2e p99.99 ≤ 8 ms", "0.3 CPU-s/GB"] {
-        let line = report.lines().find(|l| l.contains(target)).unwrap_or_else(|| panic!("target {target:?} missing:\n{report}"));
+    for target in ["S1 throughput ≥ 0.8 × raw-TCP", "S2 e2e p99 ≤ 5 ms", "S2 e2e p99.99 ≤ 8 ms", "0.3 CPU-s/GB"]
+    {
+        let line = report
+            .lines()
+            .find(|l| l.contains(target))
+            .unwrap_or_else(|| panic!("target {target:?} missing:\n{report}"));
         assert!(line.contains("**met**") || line.contains("**missed**"), "{line}");
     }
 }
@@ -213,7 +218,15 @@ fn plot_flag_writes_an_svg_for_a_normal_run() {
     let (output, _) = run_bounded(command, run_deadline);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let svg = assert_well_formed_svg(&svg_path);
-    for text in ["raw-tcp sink", "latency over time", "ack p50", "ack p99", "ack max", "end of warmup", "acknowledged records/s"] {
+    for text in [
+        "raw-tcp sink",
+        "latency over time",
+        "ack p50",
+        "ack p99",
+        "ack max",
+        "end of warmup",
+        "acknowledged records/s",
+    ] {
         assert!(svg.contains(text), "{text} missing from the SVG");
     }
     for text in ["percentile spectrum", "ack latency", "50%", "90%", "99%", "99.9%"] {

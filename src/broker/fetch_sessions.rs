@@ -99,7 +99,11 @@ impl SessionRequest {
 }
 
 fn next_epoch(epoch: i32) -> i32 {
-    if epoch == i32::MAX { 1 } else { epoch + 1 }
+    if epoch == i32::MAX {
+        1
+    } else {
+        epoch + 1
+    }
 }
 
 /// Session ids carry their shard in the low bits (`shard_id_bits`), so ids
@@ -136,7 +140,12 @@ impl FetchSessionCache {
         self.open_as(partitions, false, now)
     }
 
-    pub fn open_as(&mut self, partitions: Vec<((String, i32), SessionPartition)>, privileged: bool, now: Instant) -> Option<i32> {
+    pub fn open_as(
+        &mut self,
+        partitions: Vec<((String, i32), SessionPartition)>,
+        privileged: bool,
+        now: Instant,
+    ) -> Option<i32> {
         if partitions.len() > session_partitions_max {
             return None;
         }
@@ -183,7 +192,9 @@ impl FetchSessionCache {
         let least = self
             .sessions
             .iter()
-            .filter(|(_, s)| if privileged { !s.privileged } else { now.saturating_duration_since(s.created) > eviction })
+            .filter(
+                |(_, s)| if privileged { !s.privileged } else { now.saturating_duration_since(s.created) > eviction },
+            )
             .min_by_key(|(id, s)| (s.worth(), **id))
             .map(|(id, s)| (*id, s.worth()));
         match least {
@@ -224,7 +235,9 @@ impl FetchSessionCache {
                         return Err(crate::protocol::error_code::INVALID_REQUEST);
                     }
                     session.order.push(key.clone());
-                    session.partitions.insert(key, SessionPartition { fetch_offset, partition_max_bytes, reported: None });
+                    session
+                        .partitions
+                        .insert(key, SessionPartition { fetch_offset, partition_max_bytes, reported: None });
                 }
             }
         }
@@ -244,7 +257,6 @@ impl FetchSessionCache {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
-
 }
 
 /// Whether an incremental response must carry a partition: it was named in
@@ -285,7 +297,9 @@ mod tests {
         let id = cache.open(vec![(("t".into(), 0), part(5)), (("t".into(), 1), part(7))], now).unwrap();
         assert_eq!(cache.update(id, 2, vec![], vec![], now).unwrap_err(), INVALID_FETCH_SESSION_EPOCH);
         assert_eq!(cache.update(id + 1, 1, vec![], vec![], now).unwrap_err(), FETCH_SESSION_ID_NOT_FOUND);
-        let session = cache.update(id, 1, vec![(("t".into(), 0), 9, 500), (("u".into(), 0), 0, 500)], vec![("t".into(), 1)], now).unwrap();
+        let session = cache
+            .update(id, 1, vec![(("t".into(), 0), 9, 500), (("u".into(), 0), 0, 500)], vec![("t".into(), 1)], now)
+            .unwrap();
         assert_eq!(session.order, vec![("t".to_owned(), 0), ("u".to_owned(), 0)]);
         assert_eq!(session.partitions[&("t".to_owned(), 0)].fetch_offset, 9);
         assert!(cache.update(id, 2, vec![], vec![], now).is_ok(), "epochs advance by one");

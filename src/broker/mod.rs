@@ -139,7 +139,11 @@ impl Broker {
                 shard.storage.set_log_config(&tp, log).map_err(|e| e.to_string())?;
             }
         }
-        let broker = Rc::new(Broker { shard, config, topics: RefCell::new(topics), producer_ids: RefCell::new((0, 0)),
+        let broker = Rc::new(Broker {
+            shard,
+            config,
+            topics: RefCell::new(topics),
+            producer_ids: RefCell::new((0, 0)),
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::for_shard(shard_id.0)),
             control: Rc::new(glommio::sync::Semaphore::new(1)),
             metrics: crate::metrics::local_or_detached(shard_id),
@@ -201,10 +205,16 @@ impl Broker {
             return Err(TopicError::new(error_code::INVALID_TOPIC_EXCEPTION, format!("invalid topic name {name:?}")));
         }
         if name == crate::groups::OFFSETS_TOPIC {
-            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("{name:?} is the internal offsets topic")));
+            return Err(TopicError::new(
+                error_code::TOPIC_ALREADY_EXISTS,
+                format!("{name:?} is the internal offsets topic"),
+            ));
         }
         if !(1..=topics::topic_partitions_max).contains(&partitions) {
-            return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("partition count {partitions} out of range")));
+            return Err(TopicError::new(
+                error_code::INVALID_PARTITIONS,
+                format!("partition count {partitions} out of range"),
+            ));
         }
         if replication_factor != 1 {
             return Err(TopicError::new(
@@ -245,10 +255,13 @@ impl Broker {
             return Err(TopicError::new(error_code::POLICY_VIOLATION, "too many topics"));
         }
         let defaults = crate::config::log_defaults(&shard.storage);
-        let log = apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        let log =
+            apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
         // Partitions left by an earlier attempt that failed half way are kept.
-        let missing: Vec<TopicPartition> =
-            (0..partitions).map(|p| TopicPartition::new(name.clone(), p)).filter(|tp| shard.owner(tp).is_none()).collect();
+        let missing: Vec<TopicPartition> = (0..partitions)
+            .map(|p| TopicPartition::new(name.clone(), p))
+            .filter(|tp| shard.owner(tp).is_none())
+            .collect();
         shard
             .create_partitions(missing, log.clone())
             .await
@@ -322,7 +335,10 @@ impl Broker {
                 let broker = local();
                 let _control = broker.control_lock().await?;
                 let Some(mut topic) = broker.topic(&name) else {
-                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                    return Err(TopicError::new(
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("unknown topic {name:?}"),
+                    ));
                 };
                 let log = topic
                     .log_config(&crate::config::log_defaults(&shard.storage))
@@ -356,7 +372,10 @@ impl Broker {
     /// another. `update` gets the current overrides and the broker defaults.
     pub async fn update_topic_configs<F>(&self, name: String, validate_only: bool, update: F) -> Result<(), TopicError>
     where
-        F: FnOnce(&BTreeMap<String, String>, &crate::storage::log::LogConfig) -> Result<BTreeMap<String, String>, TopicError>
+        F: FnOnce(
+                &BTreeMap<String, String>,
+                &crate::storage::log::LogConfig,
+            ) -> Result<BTreeMap<String, String>, TopicError>
             + Send
             + 'static,
     {
@@ -368,12 +387,15 @@ impl Broker {
                 let broker = local();
                 let _control = broker.control_lock().await?;
                 let Some(mut topic) = broker.topic(&name) else {
-                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                    return Err(TopicError::new(
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("unknown topic {name:?}"),
+                    ));
                 };
                 let defaults = crate::config::log_defaults(&shard.storage);
                 let configs = update(&topic.configs, &defaults)?;
-                let log =
-                    apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+                let log = apply_topic_configs(&defaults, &configs)
+                    .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
                 if validate_only {
                     return Ok(());
                 }
@@ -454,7 +476,9 @@ impl Broker {
                 .strip_prefix("next_block ")
                 .and_then(|v| v.trim_end().parse::<i64>().ok())
                 .filter(|v| *v >= 0)
-                .ok_or_else(|| TopicError::new(error_code::KAFKA_STORAGE_ERROR, format!("corrupt {}", path.display())))?,
+                .ok_or_else(|| {
+                    TopicError::new(error_code::KAFKA_STORAGE_ERROR, format!("corrupt {}", path.display()))
+                })?,
             Err(_) => 0,
         };
         let start = persisted.max(block_end);
@@ -484,9 +508,7 @@ impl Broker {
         match self.create_topic(name.to_owned(), -1, -1, BTreeMap::new(), false).await {
             Ok(topic) => Ok(topic),
             // Another request created it meanwhile.
-            Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => {
-                self.topic(name).ok_or(e)
-            }
+            Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => self.topic(name).ok_or(e),
             Err(e) => Err(e),
         }
     }

@@ -87,9 +87,7 @@ fn check_stored(name: &str, value: &str, kind: ConfigKind) -> Result<(), String>
         ConfigKind::Long => value.parse::<i64>().is_ok_and(|v| v >= 0),
         ConfigKind::Bool => value == "true" || value == "false",
         ConfigKind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
-        ConfigKind::Compression => {
-            ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&value)
-        }
+        ConfigKind::Compression => ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&value),
     };
     if ok {
         Ok(())
@@ -114,10 +112,16 @@ pub fn apply_topic_configs(defaults: &LogConfig, configs: &BTreeMap<String, Stri
         match name.as_str() {
             "retention.ms" => log.retention_ms = int()?,
             "retention.bytes" => log.retention_bytes = int()?,
-            "segment.bytes" => log.segment_bytes = u64::try_from(int()?).map_err(|_| format!("{name} must not be negative"))?,
+            "segment.bytes" => {
+                log.segment_bytes = u64::try_from(int()?).map_err(|_| format!("{name} must not be negative"))?
+            }
             "segment.ms" => log.segment_ms = int()?,
-            "max.message.bytes" => log.max_message_bytes = usize::try_from(int()?).map_err(|_| format!("{name} must not be negative"))?,
-            "index.interval.bytes" => log.index_interval_bytes = u32::try_from(int()?).map_err(|_| format!("{name} out of range"))?,
+            "max.message.bytes" => {
+                log.max_message_bytes = usize::try_from(int()?).map_err(|_| format!("{name} must not be negative"))?
+            }
+            "index.interval.bytes" => {
+                log.index_interval_bytes = u32::try_from(int()?).map_err(|_| format!("{name} out of range"))?
+            }
             "cleanup.policy" => {
                 if value != "delete" && value != "compact" && value != "compact,delete" && value != "delete,compact" {
                     return Err(format!("cleanup.policy must be delete and/or compact, got {value:?}"));
@@ -127,7 +131,11 @@ pub fn apply_topic_configs(defaults: &LogConfig, configs: &BTreeMap<String, Stri
                 log.log_append_time = match value.as_str() {
                     "CreateTime" => false,
                     "LogAppendTime" => true,
-                    _ => return Err(format!("message.timestamp.type must be CreateTime or LogAppendTime, got {value:?}")),
+                    _ => {
+                        return Err(format!(
+                            "message.timestamp.type must be CreateTime or LogAppendTime, got {value:?}"
+                        ))
+                    }
                 };
             }
             other => match STORED_ONLY_TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == other) {
@@ -306,7 +314,8 @@ mod tests {
         let log = apply_topic_configs(&LogConfig::default(), &configs).unwrap();
         assert_eq!(log.retention_ms, 60_000);
         assert_eq!(log.segment_bytes, 1_048_576);
-        for (key, value) in [("segment.bytes", "12"), ("retention.ms", "x"), ("nope", "1"), ("cleanup.policy", "keep")] {
+        for (key, value) in [("segment.bytes", "12"), ("retention.ms", "x"), ("nope", "1"), ("cleanup.policy", "keep")]
+        {
             let mut configs = BTreeMap::new();
             configs.insert(key.to_owned(), value.to_owned());
             assert!(apply_topic_configs(&LogConfig::default(), &configs).is_err(), "{key}={value}");

@@ -67,7 +67,13 @@ pub struct HeartbeatResult {
 
 impl HeartbeatResult {
     pub fn error(error: i16, message: &str, member_id: &str) -> HeartbeatResult {
-        HeartbeatResult { error, message: Some(message.to_owned()), member_id: member_id.to_owned(), epoch: -1, assignment: None }
+        HeartbeatResult {
+            error,
+            message: Some(message.to_owned()),
+            member_id: member_id.to_owned(),
+            epoch: -1,
+            assignment: None,
+        }
     }
 }
 
@@ -189,7 +195,12 @@ impl ConsumerGroup {
     /// `now`, and the group epoch moves on so the target assignment is
     /// recomputed, sticking to what members hold.
     pub fn restore(value: ConsumerGroupValue, now: i64, session_timeout_ms: i32) -> ConsumerGroup {
-        let mut group = ConsumerGroup { epoch: value.epoch, assignment_epoch: value.epoch, formed_at_ms: now, ..ConsumerGroup::default() };
+        let mut group = ConsumerGroup {
+            epoch: value.epoch,
+            assignment_epoch: value.epoch,
+            formed_at_ms: now,
+            ..ConsumerGroup::default()
+        };
         for m in value.members {
             let regex = m.regex.as_deref().and_then(|p| compile_regex(p).ok().flatten());
             let assigned: BTreeSet<Tp> = m.assigned.into_iter().collect();
@@ -243,7 +254,11 @@ impl ConsumerGroup {
         topics: &dyn TopicView,
     ) -> HeartbeatResult {
         if args.assignor.as_deref().is_some_and(|a| !ASSIGNORS.contains(&a)) {
-            return HeartbeatResult::error(UNSUPPORTED_ASSIGNOR, "supported assignors: uniform, range", &args.member_id);
+            return HeartbeatResult::error(
+                UNSUPPORTED_ASSIGNOR,
+                "supported assignors: uniform, range",
+                &args.member_id,
+            );
         }
         let regex = match args.regex.as_deref().map(compile_regex).transpose() {
             Ok(regex) => regex,
@@ -261,10 +276,9 @@ impl ConsumerGroup {
             let id = if args.member_id.is_empty() { new_member_id() } else { args.member_id.clone() };
             // A rejoin with epoch 0 starts over; a static instance's new
             // member takes over its previous member's place.
-            let replaced = args
-                .instance_id
-                .as_ref()
-                .and_then(|i| self.members.values().find(|m| m.instance_id.as_ref() == Some(i) && m.id != id).map(|m| m.id.clone()));
+            let replaced = args.instance_id.as_ref().and_then(|i| {
+                self.members.values().find(|m| m.instance_id.as_ref() == Some(i) && m.id != id).map(|m| m.id.clone())
+            });
             let carried = replaced.and_then(|old| {
                 let m = self.members.remove(&old)?;
                 self.target.remove(&old);
@@ -321,7 +335,11 @@ impl ConsumerGroup {
                 Some(owned) => owned.iter().all(|tp| m.assigned.contains(tp) || m.revoking.contains(tp)),
             };
             if args.epoch != m.epoch && !(args.epoch == m.previous_epoch && owned_ok) {
-                return HeartbeatResult::error(FENCED_MEMBER_EPOCH, "the member epoch is fenced; rejoin", &args.member_id);
+                return HeartbeatResult::error(
+                    FENCED_MEMBER_EPOCH,
+                    "the member epoch is fenced; rejoin",
+                    &args.member_id,
+                );
             }
             args.member_id.clone()
         };
@@ -488,7 +506,10 @@ fn normalized(mut topics: Vec<String>) -> Vec<String> {
 
 /// "range": per topic, the members subscribed to it (by id) take
 /// contiguous ranges, the first ones one partition more.
-pub fn assign_range(subscriptions: &BTreeMap<String, Vec<String>>, counts: &HashMap<String, i32>) -> HashMap<String, BTreeSet<Tp>> {
+pub fn assign_range(
+    subscriptions: &BTreeMap<String, Vec<String>>,
+    counts: &HashMap<String, i32>,
+) -> HashMap<String, BTreeSet<Tp>> {
     let mut out: HashMap<String, BTreeSet<Tp>> = subscriptions.keys().map(|m| (m.clone(), BTreeSet::new())).collect();
     let mut topics: Vec<(&String, &i32)> = counts.iter().collect();
     topics.sort();
@@ -559,7 +580,9 @@ pub fn assign_uniform(
         if !subscriptions.contains_key(m) {
             continue;
         }
-        if let Some(tp) = held.iter().find(|tp| eligible(m, tp) && all.binary_search(tp).is_ok() && !taken.contains(*tp)) {
+        if let Some(tp) =
+            held.iter().find(|tp| eligible(m, tp) && all.binary_search(tp).is_ok() && !taken.contains(*tp))
+        {
             let set = out.get_mut(m).expect("entry");
             if set.len() == floor {
                 taken.insert(tp.clone());
@@ -570,11 +593,8 @@ pub fn assign_uniform(
     }
     // 3. The rest go to the least-loaded eligible member (by id on ties).
     for tp in all.iter().filter(|tp| !taken.contains(*tp)) {
-        let best = subscriptions
-            .keys()
-            .filter(|m| eligible(m, tp))
-            .min_by_key(|m| (out[*m].len(), (*m).clone()))
-            .cloned();
+        let best =
+            subscriptions.keys().filter(|m| eligible(m, tp)).min_by_key(|m| (out[*m].len(), (*m).clone())).cloned();
         if let Some(m) = best {
             out.get_mut(&m).expect("entry").insert(tp.clone());
         }

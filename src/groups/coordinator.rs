@@ -374,7 +374,11 @@ impl Group {
         let members = if is_leader {
             self.members
                 .iter()
-                .map(|m| JoinedMember { member_id: m.id.clone(), instance_id: m.instance_id.clone(), metadata: m.metadata(&protocol) })
+                .map(|m| JoinedMember {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    metadata: m.metadata(&protocol),
+                })
                 .collect()
         } else {
             Vec::new()
@@ -545,10 +549,7 @@ impl Group {
             leader: self.leader.clone(),
             state_timestamp_ms: self.state_since_ms,
             members: if self.state == GroupState::Stable {
-                self.members
-                    .iter()
-                    .map(|m| m.stored(&protocol))
-                    .collect()
+                self.members.iter().map(|m| m.stored(&protocol)).collect()
             } else {
                 Vec::new()
             },
@@ -714,7 +715,11 @@ impl Coordinator {
         let mut groups = self.groups.borrow_mut();
         match (key, value) {
             (RecordKey::Offset { group, topic, partition }, Some(RecordValue::Offset(v))) => {
-                groups.entry(group.clone()).or_insert_with(|| Group::new(group, now)).offsets.insert((topic, partition), v);
+                groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(group, now))
+                    .offsets
+                    .insert((topic, partition), v);
             }
             (RecordKey::Offset { group, topic, partition }, None) => {
                 if let Some(g) = groups.get_mut(&group) {
@@ -812,7 +817,11 @@ impl Coordinator {
     /// Appends `records` to the group's offsets-log partition and waits
     /// until they are durable. The returned permit holds off compaction
     /// until the caller has applied the change in memory.
-    async fn write(self: &Rc<Self>, group_id: &str, records: Vec<(RecordKey, Option<RecordValue>)>) -> Result<GatePermit, i16> {
+    async fn write(
+        self: &Rc<Self>,
+        group_id: &str,
+        records: Vec<(RecordKey, Option<RecordValue>)>,
+    ) -> Result<GatePermit, i16> {
         let partition = self.partition_of(group_id);
         let tp = offsets_partition(partition);
         self.ensure_partition(&tp).await?;
@@ -841,10 +850,9 @@ impl Coordinator {
             }
         }
         state.bytes_since_snapshot.set(state.bytes_since_snapshot.get() + bytes);
-        let threshold = (2 * self.config.offsets_segment_bytes).min(offsets_compact_bytes).max(state.snapshot_bytes.get());
-        if state.bytes_since_snapshot.get() >= threshold
-            && !state.compacting.get()
-        {
+        let threshold =
+            (2 * self.config.offsets_segment_bytes).min(offsets_compact_bytes).max(state.snapshot_bytes.get());
+        if state.bytes_since_snapshot.get() >= threshold && !state.compacting.get() {
             state.compacting.set(true);
             let this = self.clone();
             glommio::spawn_local(async move {
@@ -863,7 +871,8 @@ impl Coordinator {
     async fn compact(&self, partition: i32) -> Result<(), StorageError> {
         let tp = offsets_partition(partition);
         let state = self.log_state(partition);
-        let _all = state.gate.clone().acquire_static_permit(gate_permits).await.map_err(|_| StorageError::ShuttingDown)?;
+        let _all =
+            state.gate.clone().acquire_static_permit(gate_permits).await.map_err(|_| StorageError::ShuttingDown)?;
         self.shard.storage.roll(&tp).await?;
         let start = self.shard.storage.offsets(&tp)?.log_end_offset;
         let records: Vec<(RecordKey, Option<RecordValue>)> = {
@@ -1030,18 +1039,23 @@ impl Coordinator {
                             .filter(|(_, v)| now - v.commit_timestamp_ms >= retention)
                             .map(|(k, _)| k.clone())
                             .collect(),
-                        GroupState::Stable if g.protocol_type.as_deref() == Some("consumer") => match g.subscribed_topics() {
-                            Some(subscribed) => g
-                                .offsets
-                                .iter()
-                                .filter(|((t, _), v)| !subscribed.contains(t) && now - v.commit_timestamp_ms >= retention)
-                                .map(|(k, _)| k.clone())
-                                .collect(),
-                            None => Vec::new(),
-                        },
+                        GroupState::Stable if g.protocol_type.as_deref() == Some("consumer") => {
+                            match g.subscribed_topics() {
+                                Some(subscribed) => g
+                                    .offsets
+                                    .iter()
+                                    .filter(|((t, _), v)| {
+                                        !subscribed.contains(t) && now - v.commit_timestamp_ms >= retention
+                                    })
+                                    .map(|(k, _)| k.clone())
+                                    .collect(),
+                                None => Vec::new(),
+                            }
+                        }
                         _ => Vec::new(),
                     };
-                    let delete_group = g.state == GroupState::Empty && g.offsets.len() == expired.len() && g.pending.is_empty();
+                    let delete_group =
+                        g.state == GroupState::Empty && g.offsets.len() == expired.len() && g.pending.is_empty();
                     (!expired.is_empty() || delete_group).then(|| (g.id.clone(), expired, delete_group))
                 })
                 .collect()
@@ -1096,7 +1110,10 @@ impl Coordinator {
         {
             return fail(INVALID_SESSION_TIMEOUT);
         }
-        if args.protocol_type.is_empty() || args.protocols.is_empty() || args.protocols.len() > limits::group_protocols_max {
+        if args.protocol_type.is_empty()
+            || args.protocols.is_empty()
+            || args.protocols.len() > limits::group_protocols_max
+        {
             return fail(INCONSISTENT_GROUP_PROTOCOL);
         }
         let mut groups = self.groups.borrow_mut();
@@ -1173,7 +1190,14 @@ impl Coordinator {
         JoinStep::Wait(self.join_known(g, args, now))
     }
 
-    fn add_member(&self, g: &mut Group, id: String, args: JoinArgs, now: i64, initial_delay: i64) -> oneshot::Receiver<JoinResult> {
+    fn add_member(
+        &self,
+        g: &mut Group,
+        id: String,
+        args: JoinArgs,
+        now: i64,
+        initial_delay: i64,
+    ) -> oneshot::Receiver<JoinResult> {
         let (sender, receiver) = oneshot::channel();
         if g.members.is_empty() {
             g.protocol_type = Some(args.protocol_type.clone());
@@ -1212,7 +1236,8 @@ impl Coordinator {
             return receiver;
         };
         let same = m.protocols == args.protocols;
-        let same_selected = m.metadata(&protocol) == args.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone()).unwrap_or_default()
+        let same_selected = m.metadata(&protocol)
+            == args.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone()).unwrap_or_default()
             && args.protocols.iter().any(|(n, _)| *n == protocol);
         m.protocols = args.protocols;
         m.session_timeout_ms = args.session_timeout_ms;
@@ -1345,11 +1370,7 @@ impl Coordinator {
                 // Written as Stable: that is what it becomes once durable.
                 let mut value = g.stored_value();
                 let protocol = g.protocol.clone().unwrap_or_default();
-                value.members = g
-                    .members
-                    .iter()
-                    .map(|m| m.stored(&protocol))
-                    .collect();
+                value.members = g.members.iter().map(|m| m.stored(&protocol)).collect();
                 Some((g.generation, value))
             } else {
                 None
@@ -1369,12 +1390,15 @@ impl Coordinator {
                                 .members
                                 .iter()
                                 .map(|m| {
-                                    (m.id.clone(), SyncResult {
-                                        error: NONE,
-                                        protocol_type: g.protocol_type.clone(),
-                                        protocol: g.protocol.clone(),
-                                        assignment: m.assignment.clone(),
-                                    })
+                                    (
+                                        m.id.clone(),
+                                        SyncResult {
+                                            error: NONE,
+                                            protocol_type: g.protocol_type.clone(),
+                                            protocol: g.protocol.clone(),
+                                            assignment: m.assignment.clone(),
+                                        },
+                                    )
                                 })
                                 .collect();
                             for (id, result) in results {
@@ -1630,7 +1654,13 @@ impl Coordinator {
         }
         let modern = g.modern.as_mut().expect("set above");
         let before = modern.epoch;
-        let result = modern.heartbeat(args, || self.new_member_id("consumer"), now, self.config.consumer_session_timeout_ms, &topics);
+        let result = modern.heartbeat(
+            args,
+            || self.new_member_id("consumer"),
+            now,
+            self.config.consumer_session_timeout_ms,
+            &topics,
+        );
         if modern.epoch != before {
             info!(group = %g.id, epoch = modern.epoch, members = modern.members.len(), "consumer group epoch moved");
         }
@@ -1673,7 +1703,8 @@ impl Coordinator {
 
     pub async fn commit(self: &Rc<Self>, args: CommitArgs) -> CommitResult {
         let now = now_ms();
-        let all = |code: i16| -> CommitResult { args.offsets.iter().map(|o| (o.topic.clone(), o.partition, code)).collect() };
+        let all =
+            |code: i16| -> CommitResult { args.offsets.iter().map(|o| (o.topic.clone(), o.partition, code)).collect() };
         // An empty group id is valid here, as in Kafka (only JoinGroup refuses it).
         {
             let mut groups = self.groups.borrow_mut();
@@ -1746,7 +1777,8 @@ impl Coordinator {
                     metadata: o.metadata,
                     commit_timestamp_ms: now,
                 };
-                let key = RecordKey::Offset { group: args.group_id.clone(), topic: o.topic.clone(), partition: o.partition };
+                let key =
+                    RecordKey::Offset { group: args.group_id.clone(), topic: o.topic.clone(), partition: o.partition };
                 records.push((key, Some(RecordValue::Offset(value.clone()))));
                 accepted.push(((o.topic, o.partition), value));
             }
@@ -1781,10 +1813,20 @@ impl Coordinator {
     }
 
     /// OffsetFetch for one group. `topics` None: every committed offset.
-    pub fn fetch_offsets(&self, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<FetchedOffset>)> {
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
         let groups = self.groups.borrow();
         let g = groups.get(group_id).filter(|g| g.state != GroupState::Dead);
-        let unknown = |partition: i32| FetchedOffset { partition, offset: -1, leader_epoch: -1, metadata: Some(String::new()), error: NONE };
+        let unknown = |partition: i32| FetchedOffset {
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: Some(String::new()),
+            error: NONE,
+        };
         let found = |partition: i32, v: &OffsetValue| FetchedOffset {
             partition,
             offset: v.offset,
@@ -1822,10 +1864,16 @@ impl Coordinator {
     }
 
     /// OffsetDelete: Err is a group-level error; Ok has one per partition.
-    pub async fn delete_offsets(self: &Rc<Self>, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<i16>, i16> {
+    pub async fn delete_offsets(
+        self: &Rc<Self>,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<i16>, i16> {
         let (codes, records) = {
             let groups = self.groups.borrow();
-            let Some(g) = groups.get(group_id).filter(|g| g.state != GroupState::Dead) else { return Err(GROUP_ID_NOT_FOUND) };
+            let Some(g) = groups.get(group_id).filter(|g| g.state != GroupState::Dead) else {
+                return Err(GROUP_ID_NOT_FOUND);
+            };
             let subscribed = if g.state == GroupState::Empty {
                 Some(BTreeSet::new())
             } else if g.protocol_type.as_deref() == Some("consumer") {
@@ -1842,7 +1890,10 @@ impl Coordinator {
                 } else {
                     codes.push(NONE);
                     if g.offsets.contains_key(&(topic.clone(), *p)) {
-                        records.push((RecordKey::Offset { group: group_id.to_owned(), topic: topic.clone(), partition: *p }, None));
+                        records.push((
+                            RecordKey::Offset { group: group_id.to_owned(), topic: topic.clone(), partition: *p },
+                            None,
+                        ));
                     }
                 }
             }

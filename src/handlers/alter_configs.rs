@@ -30,7 +30,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        let duplicates = duplicate_resources(alter.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+        let duplicates =
+            duplicate_resources(alter.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
         let mut responses = Vec::with_capacity(alter.resources.len());
         for (resource, duplicate) in alter.resources.iter().zip(duplicates) {
             let name = resource.resource_name.as_str();
@@ -50,7 +51,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                             let configs: BTreeMap<String, String> = resource
                                 .configs
                                 .iter()
-                                .filter_map(|c| Some((c.name.as_str().to_owned(), c.value.as_ref()?.as_str().to_owned())))
+                                .filter_map(|c| {
+                                    Some((c.name.as_str().to_owned(), c.value.as_ref()?.as_str().to_owned()))
+                                })
                                 .collect();
                             alter_topic(&broker, name, configs, alter.validate_only).await
                         }
@@ -63,7 +66,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             };
             responses.push(resource_response(resource.resource_type, &resource.resource_name, outcome));
         }
-        respond(ApiKey::AlterConfigs, version, correlation_id, &AlterConfigsResponse::default().with_responses(responses))
+        respond(
+            ApiKey::AlterConfigs,
+            version,
+            correlation_id,
+            &AlterConfigsResponse::default().with_responses(responses),
+        )
     }))
 }
 
@@ -72,8 +80,9 @@ fn resource_response(
     resource_name: &kafka_protocol::protocol::StrBytes,
     outcome: Result<(), TopicError>,
 ) -> AlterConfigsResourceResponse {
-    let response =
-        AlterConfigsResourceResponse::default().with_resource_type(resource_type).with_resource_name(resource_name.clone());
+    let response = AlterConfigsResourceResponse::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(resource_name.clone());
     match outcome {
         Ok(()) => response.with_error_code(error_code::NONE).with_error_message(None),
         Err(e) => response.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message))),
@@ -105,7 +114,10 @@ pub(super) fn check_topic_name(name: &str) -> Result<(), TopicError> {
         return Err(invalid_request("Default topic resources are not allowed."));
     }
     if !is_valid_topic_name(name) {
-        return Err(TopicError { code: error_code::INVALID_TOPIC_EXCEPTION, message: format!("Topic name {name:?} is illegal") });
+        return Err(TopicError {
+            code: error_code::INVALID_TOPIC_EXCEPTION,
+            message: format!("Topic name {name:?} is illegal"),
+        });
     }
     Ok(())
 }

@@ -24,11 +24,7 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::AlterPartitionReassignments,
-    min_version: 0,
-    max_version: 1,
-};
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::AlterPartitionReassignments, min_version: 0, max_version: 1 };
 
 /// Kafka error codes not in `error_code`.
 pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
@@ -54,9 +50,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     .partitions
                     .iter()
                     .map(|p| {
-                        let known = meta
-                            .as_ref()
-                            .is_some_and(|t| (0..t.partitions).contains(&p.partition_index));
+                        let known = meta.as_ref().is_some_and(|t| (0..t.partitions).contains(&p.partition_index));
                         let outcome = if !known {
                             Err((
                                 error_code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -65,21 +59,16 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                         } else {
                             check_replicas(p.replicas.as_deref(), node, allow_rf_change)
                         };
-                        let response = ReassignablePartitionResponse::default()
-                            .with_partition_index(p.partition_index);
+                        let response = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
                         match outcome {
-                            Ok(()) => response
-                                .with_error_code(error_code::NONE)
-                                .with_error_message(None),
-                            Err((code, message)) => response
-                                .with_error_code(code)
-                                .with_error_message(Some(str_bytes(&message))),
+                            Ok(()) => response.with_error_code(error_code::NONE).with_error_message(None),
+                            Err((code, message)) => {
+                                response.with_error_code(code).with_error_message(Some(str_bytes(&message)))
+                            }
                         }
                     })
                     .collect();
-                ReassignableTopicResponse::default()
-                    .with_name(topic.name.clone())
-                    .with_partitions(partitions)
+                ReassignableTopicResponse::default().with_name(topic.name.clone()).with_partitions(partitions)
             })
             .collect();
         let mut response = AlterPartitionReassignmentsResponse::default()
@@ -89,32 +78,18 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         if version >= 1 {
             response.allow_replication_factor_change = alter.allow_replication_factor_change;
         }
-        respond(
-            ApiKey::AlterPartitionReassignments,
-            version,
-            correlation_id,
-            &response,
-        )
+        respond(ApiKey::AlterPartitionReassignments, version, correlation_id, &response)
     }))
 }
 
 /// Checks a target replica list for a partition whose only replica is `node`.
-fn check_replicas(
-    replicas: Option<&[BrokerId]>,
-    node: i32,
-    allow_rf_change: bool,
-) -> Result<(), (i16, String)> {
+fn check_replicas(replicas: Option<&[BrokerId]>, node: i32, allow_rf_change: bool) -> Result<(), (i16, String)> {
     let Some(replicas) = replicas else {
-        return Err((
-            NO_REASSIGNMENT_IN_PROGRESS,
-            "No partition reassignment is in progress.".to_owned(),
-        ));
+        return Err((NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress.".to_owned()));
     };
     let invalid = |message: String| Err((INVALID_REPLICA_ASSIGNMENT, message));
     if replicas.is_empty() {
-        return invalid(
-            "The manual partition assignment includes an empty replica list.".to_owned(),
-        );
+        return invalid("The manual partition assignment includes an empty replica list.".to_owned());
     }
     for (i, replica) in replicas.iter().enumerate() {
         if replicas[..i].contains(replica) {
@@ -124,7 +99,10 @@ fn check_replicas(
             ));
         }
         if replica.0 != node {
-            return invalid(format!("The manual partition assignment includes broker {}, but no such broker is registered.", replica.0));
+            return invalid(format!(
+                "The manual partition assignment includes broker {}, but no such broker is registered.",
+                replica.0
+            ));
         }
     }
     if !allow_rf_change && replicas.len() != 1 {
@@ -144,16 +122,9 @@ mod tests {
     fn replica_lists_are_checked_against_the_one_broker() {
         let ids = |v: &[i32]| v.iter().map(|&i| BrokerId(i)).collect::<Vec<_>>();
         assert!(check_replicas(Some(&ids(&[0])), 0, true).is_ok());
-        assert_eq!(
-            check_replicas(None, 0, true).unwrap_err().0,
-            NO_REASSIGNMENT_IN_PROGRESS
-        );
+        assert_eq!(check_replicas(None, 0, true).unwrap_err().0, NO_REASSIGNMENT_IN_PROGRESS);
         for bad in [&[][..], &[1], &[0, 1], &[0, 0]] {
-            assert_eq!(
-                check_replicas(Some(&ids(bad)), 0, true).unwrap_err().0,
-                INVALID_REPLICA_ASSIGNMENT,
-                "{bad:?}"
-            );
+            assert_eq!(check_replicas(Some(&ids(bad)), 0, true).unwrap_err().0, INVALID_REPLICA_ASSIGNMENT, "{bad:?}");
         }
         assert!(check_replicas(Some(&ids(&[3])), 3, false).is_ok());
     }

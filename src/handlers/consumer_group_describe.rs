@@ -27,7 +27,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         for group in &describe.group_ids {
             let group_id = group.0.as_str().to_owned();
             let id = group_id.clone();
-            let found = on_coordinator(&broker.shard, &group_id, move |c| async move { c.describe_consumer_group(&id) }).await;
+            let found =
+                on_coordinator(&broker.shard, &group_id, move |c| async move { c.describe_consumer_group(&id) }).await;
             let base = DescribedGroup::default().with_group_id(group.clone());
             let described = match found {
                 None => base.with_error_code(error_code::COORDINATOR_NOT_AVAILABLE),
@@ -62,7 +63,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                                 .with_member_epoch(m.epoch)
                                 .with_client_id(str_bytes(&m.client_id))
                                 .with_client_host(str_bytes(&m.client_host))
-                                .with_subscribed_topic_names(m.subscribed.iter().map(|t| TopicName(str_bytes(t))).collect())
+                                .with_subscribed_topic_names(
+                                    m.subscribed.iter().map(|t| TopicName(str_bytes(t))).collect(),
+                                )
                                 .with_assignment(assignment(&m.assigned))
                                 .with_target_assignment(assignment(&m.target))
                         })
@@ -76,6 +79,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             };
             groups.push(described);
         }
-        respond(ApiKey::ConsumerGroupDescribe, version, correlation_id, &ConsumerGroupDescribeResponse::default().with_groups(groups))
+        respond(
+            ApiKey::ConsumerGroupDescribe,
+            version,
+            correlation_id,
+            &ConsumerGroupDescribeResponse::default().with_groups(groups),
+        )
     }))
 }

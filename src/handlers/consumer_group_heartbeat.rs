@@ -56,7 +56,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
                 let owned: Option<Vec<Tp>> = beat.topic_partitions.as_ref().map(|topics| {
                     topics
                         .iter()
-                        .filter_map(|t| broker.topic_by_id(t.topic_id.as_bytes()).map(|meta| (meta.name, &t.partitions)))
+                        .filter_map(|t| {
+                            broker.topic_by_id(t.topic_id.as_bytes()).map(|meta| (meta.name, &t.partitions))
+                        })
                         .flat_map(|(name, partitions)| partitions.iter().map(move |p| (name.clone(), *p)))
                         .collect()
                 });
@@ -77,12 +79,22 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
                     client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
                 };
                 let group = group_id.clone();
-                match on_coordinator(&broker.shard, &group_id, move |c| async move { c.consumer_heartbeat(&group, args) }).await {
+                match on_coordinator(
+                    &broker.shard,
+                    &group_id,
+                    move |c| async move { c.consumer_heartbeat(&group, args) },
+                )
+                .await
+                {
                     Some((result, given)) => {
                         interval = given;
                         result
                     }
-                    None => HeartbeatResult::error(error_code::COORDINATOR_NOT_AVAILABLE, "coordinator unavailable", &member_id),
+                    None => HeartbeatResult::error(
+                        error_code::COORDINATOR_NOT_AVAILABLE,
+                        "coordinator unavailable",
+                        &member_id,
+                    ),
                 }
             }
         };

@@ -20,7 +20,6 @@ use crate::protocol::{decode_body, error_code, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::CreatePartitions, min_version: 0, max_version: 3 };
 
-
 use crate::protocol::error_code::INVALID_REPLICA_ASSIGNMENT;
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
@@ -52,7 +51,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 Err(e) => result.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message))),
             });
         }
-        respond(ApiKey::CreatePartitions, version, correlation_id, &CreatePartitionsResponse::default().with_results(results))
+        respond(
+            ApiKey::CreatePartitions,
+            version,
+            correlation_id,
+            &CreatePartitionsResponse::default().with_results(results),
+        )
     }))
 }
 
@@ -82,7 +86,11 @@ async fn grow(broker: &Broker, topic: &CreatePartitionsTopic, validate_only: boo
 
 /// Manual assignments for `additional` new partitions on a one-broker
 /// cluster whose partitions all have the one replica `node_id`.
-fn check_assignments(assignments: &[CreatePartitionsAssignment], additional: i32, node_id: i32) -> Result<(), TopicError> {
+fn check_assignments(
+    assignments: &[CreatePartitionsAssignment],
+    additional: i32,
+    node_id: i32,
+) -> Result<(), TopicError> {
     let invalid = |message: String| TopicError { code: INVALID_REPLICA_ASSIGNMENT, message };
     if assignments.len() as i64 != i64::from(additional) {
         return Err(invalid(format!(
@@ -97,7 +105,10 @@ fn check_assignments(assignments: &[CreatePartitionsAssignment], additional: i32
         }
         for (i, id) in brokers.iter().enumerate() {
             if brokers[..i].contains(id) {
-                return Err(invalid(format!("The manual partition assignment includes the broker {} more than once.", id.0)));
+                return Err(invalid(format!(
+                    "The manual partition assignment includes the broker {} more than once.",
+                    id.0
+                )));
             }
             if id.0 != node_id {
                 return Err(invalid(format!(

@@ -41,11 +41,22 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 }
             }
             let outcome = if let Some(key) = null_config {
-                Err(crate::broker::TopicError { code: error_code::INVALID_CONFIG, message: format!("null value for {key}") })
+                Err(crate::broker::TopicError {
+                    code: error_code::INVALID_CONFIG,
+                    message: format!("null value for {key}"),
+                })
             } else if !topic.assignments.is_empty() {
-                let assignments: Vec<(i32, Vec<i32>)> =
-                    topic.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
-                match check_assignments(&assignments, topic.num_partitions, topic.replication_factor, &[broker.config.node_id]) {
+                let assignments: Vec<(i32, Vec<i32>)> = topic
+                    .assignments
+                    .iter()
+                    .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                    .collect();
+                match check_assignments(
+                    &assignments,
+                    topic.num_partitions,
+                    topic.replication_factor,
+                    &[broker.config.node_id],
+                ) {
                     Ok((partitions, replication)) => {
                         broker.create_topic(name, partitions, replication, configs, create.validate_only).await
                     }

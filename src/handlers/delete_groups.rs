@@ -28,7 +28,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let code = on_coordinator(&shard, &group_id, move |c| async move { c.delete_group(&id).await })
                 .await
                 .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
-            results.push(DeletableGroupResult::default().with_group_id(GroupId(str_bytes(&group_id))).with_error_code(code));
+            results.push(
+                DeletableGroupResult::default().with_group_id(GroupId(str_bytes(&group_id))).with_error_code(code),
+            );
         }
         respond(ApiKey::DeleteGroups, version, correlation_id, &DeleteGroupsResponse::default().with_results(results))
     }))

@@ -11,9 +11,7 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::delete_records_response::{
-    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
-};
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{respond, ApiSpec, Pending};
@@ -23,11 +21,7 @@ use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::storage::StorageError;
 use crate::types::TopicPartition;
 
-pub const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::DeleteRecords,
-    min_version: 0,
-    max_version: 2,
-};
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::DeleteRecords, min_version: 0, max_version: 2 };
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
@@ -44,16 +38,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             for chunk in topic.partitions.chunks(delete_records_in_flight_max) {
                 let work = chunk.iter().map(|p| {
                     let broker = broker.clone();
-                    let known = meta
-                        .as_ref()
-                        .is_some_and(|t| (0..t.partitions).contains(&p.partition_index));
+                    let known = meta.as_ref().is_some_and(|t| (0..t.partitions).contains(&p.partition_index));
                     async move {
-                        let result = DeleteRecordsPartitionResult::default()
-                            .with_partition_index(p.partition_index);
+                        let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
                         if Broker::is_internal(name) {
-                            return result
-                                .with_low_watermark(-1)
-                                .with_error_code(error_code::INVALID_TOPIC_EXCEPTION);
+                            return result.with_low_watermark(-1).with_error_code(error_code::INVALID_TOPIC_EXCEPTION);
                         }
                         if !known {
                             return result
@@ -62,29 +51,16 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                         }
                         let tp = TopicPartition::new(name, p.partition_index);
                         match broker.shard.delete_records(&tp, p.offset).await {
-                            Ok(start) => result
-                                .with_low_watermark(start.0)
-                                .with_error_code(error_code::NONE),
-                            Err(e) => result
-                                .with_low_watermark(-1)
-                                .with_error_code(storage_error_code(&e)),
+                            Ok(start) => result.with_low_watermark(start.0).with_error_code(error_code::NONE),
+                            Err(e) => result.with_low_watermark(-1).with_error_code(storage_error_code(&e)),
                         }
                     }
                 });
                 partitions.extend(futures_util::future::join_all(work).await);
             }
-            topics.push(
-                DeleteRecordsTopicResult::default()
-                    .with_name(topic.name.clone())
-                    .with_partitions(partitions),
-            );
+            topics.push(DeleteRecordsTopicResult::default().with_name(topic.name.clone()).with_partitions(partitions));
         }
-        respond(
-            ApiKey::DeleteRecords,
-            version,
-            correlation_id,
-            &DeleteRecordsResponse::default().with_topics(topics),
-        )
+        respond(ApiKey::DeleteRecords, version, correlation_id, &DeleteRecordsResponse::default().with_topics(topics))
     }))
 }
 

@@ -42,18 +42,17 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             }
         }
         // Names of the topics given by id.
-        let names_given_by_id: HashSet<String> = id_rows
-            .keys()
-            .filter_map(|id| broker.topic_by_id(id.as_bytes()))
-            .map(|topic| topic.name)
-            .collect();
+        let names_given_by_id: HashSet<String> =
+            id_rows.keys().filter_map(|id| broker.topic_by_id(id.as_bytes())).map(|topic| topic.name).collect();
         let mut answered_names = HashSet::new();
         let mut answered_ids = HashSet::new();
         let mut results = Vec::with_capacity(rows.len());
         for (name, id) in &rows {
             let result = match (name, id.is_nil()) {
                 (None, true) => Some(refused(None, *id, "Neither topic name nor id were specified.")),
-                (Some(name), false) => Some(refused(Some(name), *id, "You may not specify both topic name and topic id.")),
+                (Some(name), false) => {
+                    Some(refused(Some(name), *id, "You may not specify both topic name and topic id."))
+                }
                 (Some(name), true) => {
                     if !answered_names.insert(name.as_str()) {
                         None
@@ -61,7 +60,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                         Some(refused(Some(name), *id, "Duplicate topic name."))
                     } else if names_given_by_id.contains(name) {
                         let id = broker.topic(name).map_or(Uuid::nil(), |t| Uuid::from_bytes(t.id));
-                        Some(refused(Some(name), id, "The provided topic name maps to an ID that was already supplied."))
+                        Some(refused(
+                            Some(name),
+                            id,
+                            "The provided topic name maps to an ID that was already supplied.",
+                        ))
                     } else {
                         let topic_id = broker.topic(name).map_or(Uuid::nil(), |t| Uuid::from_bytes(t.id));
                         Some(outcome(Some(name), topic_id, broker.delete_topic(name.clone()).await))
@@ -77,7 +80,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                             None => Some(outcome(
                                 None,
                                 *id,
-                                Err(TopicError { code: error_code::UNKNOWN_TOPIC_ID, message: format!("unknown topic id {id}") }),
+                                Err(TopicError {
+                                    code: error_code::UNKNOWN_TOPIC_ID,
+                                    message: format!("unknown topic id {id}"),
+                                }),
                             )),
                             Some(topic) => {
                                 let name = topic.name.clone();

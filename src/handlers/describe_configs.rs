@@ -122,19 +122,97 @@ pub const TOPIC_CONFIG_DEFS: &[TopicConfigDef] = &[
         default_synonym: Some(("log.roll.hours", "168")),
     },
     // Stored-only configs (`topics::STORED_ONLY_TOPIC_CONFIGS`): Kafka's defaults.
-    TopicConfigDef { name: "compression.type", config_type: TYPE_STRING, broker_name: "compression.type", value: |_| "producer".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "delete.retention.ms", config_type: TYPE_LONG, broker_name: "log.cleaner.delete.retention.ms", value: |_| "86400000".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "file.delete.delay.ms", config_type: TYPE_LONG, broker_name: "log.segment.delete.delay.ms", value: |_| "60000".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "flush.messages", config_type: TYPE_LONG, broker_name: "log.flush.interval.messages", value: |_| "9223372036854775807".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "flush.ms", config_type: TYPE_LONG, broker_name: "log.flush.interval.ms", value: |_| "9223372036854775807".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "max.compaction.lag.ms", config_type: TYPE_LONG, broker_name: "log.cleaner.max.compaction.lag.ms", value: |_| "9223372036854775807".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "min.cleanable.dirty.ratio", config_type: TYPE_STRING, broker_name: "log.cleaner.min.cleanable.ratio", value: |_| "0.5".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "min.compaction.lag.ms", config_type: TYPE_LONG, broker_name: "log.cleaner.min.compaction.lag.ms", value: |_| "0".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "min.insync.replicas", config_type: TYPE_INT, broker_name: "min.insync.replicas", value: |_| "1".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "preallocate", config_type: TYPE_STRING, broker_name: "log.preallocate", value: |_| "false".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "segment.index.bytes", config_type: TYPE_INT, broker_name: "log.index.size.max.bytes", value: |_| "10485760".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "segment.jitter.ms", config_type: TYPE_LONG, broker_name: "log.roll.jitter.ms", value: |_| "0".to_owned(), default_synonym: None },
-    TopicConfigDef { name: "unclean.leader.election.enable", config_type: TYPE_STRING, broker_name: "unclean.leader.election.enable", value: |_| "false".to_owned(), default_synonym: None },
+    TopicConfigDef {
+        name: "compression.type",
+        config_type: TYPE_STRING,
+        broker_name: "compression.type",
+        value: |_| "producer".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        config_type: TYPE_LONG,
+        broker_name: "log.cleaner.delete.retention.ms",
+        value: |_| "86400000".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "file.delete.delay.ms",
+        config_type: TYPE_LONG,
+        broker_name: "log.segment.delete.delay.ms",
+        value: |_| "60000".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "flush.messages",
+        config_type: TYPE_LONG,
+        broker_name: "log.flush.interval.messages",
+        value: |_| "9223372036854775807".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        config_type: TYPE_LONG,
+        broker_name: "log.flush.interval.ms",
+        value: |_| "9223372036854775807".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        config_type: TYPE_LONG,
+        broker_name: "log.cleaner.max.compaction.lag.ms",
+        value: |_| "9223372036854775807".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        config_type: TYPE_STRING,
+        broker_name: "log.cleaner.min.cleanable.ratio",
+        value: |_| "0.5".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        config_type: TYPE_LONG,
+        broker_name: "log.cleaner.min.compaction.lag.ms",
+        value: |_| "0".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "min.insync.replicas",
+        config_type: TYPE_INT,
+        broker_name: "min.insync.replicas",
+        value: |_| "1".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "preallocate",
+        config_type: TYPE_STRING,
+        broker_name: "log.preallocate",
+        value: |_| "false".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "segment.index.bytes",
+        config_type: TYPE_INT,
+        broker_name: "log.index.size.max.bytes",
+        value: |_| "10485760".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "segment.jitter.ms",
+        config_type: TYPE_LONG,
+        broker_name: "log.roll.jitter.ms",
+        value: |_| "0".to_owned(),
+        default_synonym: None,
+    },
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        config_type: TYPE_STRING,
+        broker_name: "unclean.leader.election.enable",
+        value: |_| "false".to_owned(),
+        default_synonym: None,
+    },
 ];
 
 pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
@@ -164,7 +242,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             .iter()
             .map(|resource| describe_resource(&broker, resource, describe.include_synonyms, version))
             .collect();
-        respond(ApiKey::DescribeConfigs, version, correlation_id, &DescribeConfigsResponse::default().with_results(results))
+        respond(
+            ApiKey::DescribeConfigs,
+            version,
+            correlation_id,
+            &DescribeConfigsResponse::default().with_results(results),
+        )
     }))
 }
 
@@ -181,7 +264,10 @@ fn describe_resource(
     let described = match resource.resource_type {
         RESOURCE_TOPIC => describe_topic(broker, name),
         RESOURCE_BROKER => describe_broker(broker, name),
-        other => Err(TopicError { code: error_code::INVALID_REQUEST, message: format!("Unsupported resource type: {other}") }),
+        other => Err(TopicError {
+            code: error_code::INVALID_REQUEST,
+            message: format!("Unsupported resource type: {other}"),
+        }),
     };
     let configs = match described {
         Ok(configs) => configs,
@@ -226,7 +312,10 @@ fn describe_resource(
 
 fn describe_topic(broker: &Broker, name: &str) -> Result<Vec<Described>, TopicError> {
     if !is_valid_topic_name(name) {
-        return Err(TopicError { code: error_code::INVALID_TOPIC_EXCEPTION, message: format!("Topic name {name:?} is illegal") });
+        return Err(TopicError {
+            code: error_code::INVALID_TOPIC_EXCEPTION,
+            message: format!("Topic name {name:?} is illegal"),
+        });
     }
     let Some(topic) = broker.topic(name) else {
         return Err(TopicError {
@@ -285,7 +374,10 @@ pub fn check_broker_name(config: &BrokerConfig, name: &str) -> Result<bool, Topi
     let invalid = |message: String| TopicError { code: error_code::INVALID_REQUEST, message };
     let id: i32 = name.parse().map_err(|_| invalid(format!("Broker id must be an integer, but it is: {name}")))?;
     if id != config.node_id {
-        return Err(invalid(format!("Unexpected broker id, expected {} or empty string, but received {name}", config.node_id)));
+        return Err(invalid(format!(
+            "Unexpected broker id, expected {} or empty string, but received {name}",
+            config.node_id
+        )));
     }
     Ok(true)
 }
@@ -333,7 +425,12 @@ fn broker_configs(config: &BrokerConfig, storage: &StorageConfig, dynamic: &Dyna
         TYPE_STRING,
         String::new(),
     );
-    fixed("auto.create.topics.enable", config.auto_create_topics.to_string(), TYPE_BOOLEAN, kafka.auto_create_topics.to_string());
+    fixed(
+        "auto.create.topics.enable",
+        config.auto_create_topics.to_string(),
+        TYPE_BOOLEAN,
+        kafka.auto_create_topics.to_string(),
+    );
     fixed("broker.id", config.node_id.to_string(), TYPE_INT, String::new());
     fixed(
         "default.replication.factor",
@@ -364,7 +461,13 @@ fn broker_configs(config: &BrokerConfig, storage: &StorageConfig, dynamic: &Dyna
     // Stored-only topic configs have no broker setting behind them here.
     let stored_only = |name: &str| crate::broker::topics::STORED_ONLY_TOPIC_CONFIGS.iter().any(|(n, _, _)| *n == name);
     for def in TOPIC_CONFIG_DEFS.iter().filter(|def| !stored_only(def.name)) {
-        entries.push((def.broker_name, (def.value)(log), def.config_type, (def.value)(kafka_log), (def.value)(&effective)));
+        entries.push((
+            def.broker_name,
+            (def.value)(log),
+            def.config_type,
+            (def.value)(kafka_log),
+            (def.value)(&effective),
+        ));
     }
     entries.sort_by(|a, b| a.0.cmp(b.0));
     entries
@@ -437,7 +540,12 @@ mod tests {
         let sources: Vec<i8> = retention.synonyms.iter().map(|s| s.2).collect();
         assert_eq!(
             sources,
-            [SOURCE_DYNAMIC_BROKER_CONFIG, SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG, SOURCE_STATIC_BROKER_CONFIG, SOURCE_DEFAULT_CONFIG]
+            [
+                SOURCE_DYNAMIC_BROKER_CONFIG,
+                SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+                SOURCE_STATIC_BROKER_CONFIG,
+                SOURCE_DEFAULT_CONFIG
+            ]
         );
         let segment = find("log.segment.bytes");
         assert_eq!((segment.value.as_str(), segment.source), ("65536", SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG));

@@ -14,36 +14,26 @@ use std::rc::Rc;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::{
-    ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::types::{ShardId, TopicPartition};
 
-pub const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::DescribeLogDirs,
-    min_version: 1,
-    max_version: 4,
-};
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::DescribeLogDirs, min_version: 1, max_version: 4 };
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
     let mut body = request.body;
-    let describe: DescribeLogDirsRequest =
-        decode_body(&mut body, version, "DescribeLogDirs request")?;
+    let describe: DescribeLogDirsRequest = decode_body(&mut body, version, "DescribeLogDirs request")?;
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
     Ok(Box::pin(async move {
         let wanted: Option<HashMap<&str, HashSet<i32>>> = describe.topics.as_ref().map(|topics| {
             let mut wanted: HashMap<&str, HashSet<i32>> = HashMap::new();
             for topic in topics {
-                wanted
-                    .entry(topic.topic.as_str())
-                    .or_default()
-                    .extend(topic.partitions.iter().copied());
+                wanted.entry(topic.topic.as_str()).or_default().extend(topic.partitions.iter().copied());
             }
             wanted
         });
@@ -52,9 +42,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         for shard in 0..broker.shard.shard_count() {
             let sizes = broker
                 .shard
-                .run_on(ShardId(shard as u16), |shard| async move {
-                    shard.storage.partition_sizes()
-                })
+                .run_on(ShardId(shard as u16), |shard| async move { shard.storage.partition_sizes() })
                 .await;
             let Ok(sizes) = sizes else {
                 error = error_code::KAFKA_STORAGE_ERROR;
@@ -63,9 +51,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             for (TopicPartition { topic, partition }, size) in sizes {
                 let included = match &wanted {
                     None => true,
-                    Some(wanted) => wanted
-                        .get(topic.as_str())
-                        .is_some_and(|ps| ps.contains(&partition.0)),
+                    Some(wanted) => wanted.get(topic.as_str()).is_some_and(|ps| ps.contains(&partition.0)),
                 };
                 if included {
                     by_topic.entry(topic).or_default().push((partition.0, size));
@@ -76,20 +62,18 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             .into_iter()
             .map(|(name, mut partitions)| {
                 partitions.sort();
-                DescribeLogDirsTopic::default()
-                    .with_name(TopicName(str_bytes(&name)))
-                    .with_partitions(
-                        partitions
-                            .into_iter()
-                            .map(|(index, size)| {
-                                DescribeLogDirsPartition::default()
-                                    .with_partition_index(index)
-                                    .with_partition_size(size as i64)
-                                    .with_offset_lag(0)
-                                    .with_is_future_key(false)
-                            })
-                            .collect(),
-                    )
+                DescribeLogDirsTopic::default().with_name(TopicName(str_bytes(&name))).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(index, size)| {
+                            DescribeLogDirsPartition::default()
+                                .with_partition_index(index)
+                                .with_partition_size(size as i64)
+                                .with_offset_lag(0)
+                                .with_is_future_key(false)
+                        })
+                        .collect(),
+                )
             })
             .collect();
         let data_dir = broker.shard.storage.config().data_dir.clone();
@@ -122,8 +106,5 @@ pub fn space(dir: &Path) -> Option<(i64, i64)> {
         return None;
     }
     let block = stat.f_frsize as i64;
-    Some((
-        (stat.f_blocks as i64).saturating_mul(block),
-        (stat.f_bavail as i64).saturating_mul(block),
-    ))
+    Some(((stat.f_blocks as i64).saturating_mul(block), (stat.f_bavail as i64).saturating_mul(block)))
 }

@@ -32,41 +32,28 @@ use crate::broker::Broker;
 use crate::limits::describe_topic_partitions_max;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::DescribeTopicPartitions,
-    min_version: 0,
-    max_version: 0,
-};
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::DescribeTopicPartitions, min_version: 0, max_version: 0 };
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
     let mut body = request.body;
-    let describe: DescribeTopicPartitionsRequest =
-        decode_body(&mut body, version, "DescribeTopicPartitions request")?;
+    let describe: DescribeTopicPartitionsRequest = decode_body(&mut body, version, "DescribeTopicPartitions request")?;
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
     Ok(Box::pin(async move {
         let response = describe_topics(&broker, &describe);
-        respond(
-            ApiKey::DescribeTopicPartitions,
-            version,
-            correlation_id,
-            &response,
-        )
+        respond(ApiKey::DescribeTopicPartitions, version, correlation_id, &response)
     }))
 }
 
-fn describe_topics(
-    broker: &Broker,
-    describe: &DescribeTopicPartitionsRequest,
-) -> DescribeTopicPartitionsResponse {
+fn describe_topics(broker: &Broker, describe: &DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
     let named: BTreeSet<&str> = describe.topics.iter().map(|t| t.name.as_str()).collect();
     let (cursor_topic, cursor_partition) = match &describe.cursor {
         Some(cursor) => (cursor.topic_name.as_str(), cursor.partition_index),
         None => ("", 0),
     };
-    let cursor_invalid = describe.cursor.is_some()
-        && (cursor_partition < 0 || (!named.is_empty() && !named.contains(cursor_topic)));
+    let cursor_invalid =
+        describe.cursor.is_some() && (cursor_partition < 0 || (!named.is_empty() && !named.contains(cursor_topic)));
     if cursor_invalid {
         let topics = describe
             .topics
@@ -88,9 +75,7 @@ fn describe_topics(
     } else {
         named.iter().map(|s| s.to_string()).collect()
     };
-    let limit = describe
-        .response_partition_limit
-        .clamp(1, describe_topic_partitions_max);
+    let limit = describe.response_partition_limit.clamp(1, describe_topic_partitions_max);
     let mut left = limit;
     let mut topics = Vec::new();
     let mut next_cursor = None;
@@ -107,18 +92,10 @@ fn describe_topics(
             continue;
         };
         if left == 0 {
-            next_cursor = Some(
-                Cursor::default()
-                    .with_topic_name(TopicName(str_bytes(name)))
-                    .with_partition_index(0),
-            );
+            next_cursor = Some(Cursor::default().with_topic_name(TopicName(str_bytes(name))).with_partition_index(0));
             break;
         }
-        let first = if name.as_str() == cursor_topic {
-            cursor_partition
-        } else {
-            0
-        };
+        let first = if name.as_str() == cursor_topic { cursor_partition } else { 0 };
         let end = topic.partitions.min(first.saturating_add(left));
         let partitions: Vec<_> = (first..end)
             .map(|p| {
@@ -145,15 +122,9 @@ fn describe_topics(
                 .with_topic_authorized_operations(i32::MIN),
         );
         if end < topic.partitions {
-            next_cursor = Some(
-                Cursor::default()
-                    .with_topic_name(TopicName(str_bytes(name)))
-                    .with_partition_index(end),
-            );
+            next_cursor = Some(Cursor::default().with_topic_name(TopicName(str_bytes(name))).with_partition_index(end));
             break;
         }
     }
-    DescribeTopicPartitionsResponse::default()
-        .with_topics(topics)
-        .with_next_cursor(next_cursor)
+    DescribeTopicPartitionsResponse::default().with_topics(topics).with_next_cursor(next_cursor)
 }

@@ -20,11 +20,7 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::ElectLeaders,
-    min_version: 0,
-    max_version: 2,
-};
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ElectLeaders, min_version: 0, max_version: 2 };
 
 /// ELECTION_NOT_NEEDED (not in `error_code`).
 pub const ELECTION_NOT_NEEDED: i16 = 84;
@@ -49,18 +45,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 .iter()
                 .map(|&p| {
                     let (code, message) = match &meta {
-                        None => (
-                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!("No such topic as {name}"),
-                        ),
-                        Some(t) if !(0..t.partitions).contains(&p) => (
-                            error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                            format!("No such partition as {name}-{p}"),
-                        ),
-                        Some(_) => (
-                            ELECTION_NOT_NEEDED,
-                            "Leader election not needed for topic partition.".to_owned(),
-                        ),
+                        None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("No such topic as {name}")),
+                        Some(t) if !(0..t.partitions).contains(&p) => {
+                            (error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("No such partition as {name}-{p}"))
+                        }
+                        Some(_) => (ELECTION_NOT_NEEDED, "Leader election not needed for topic partition.".to_owned()),
                     };
                     PartitionResult::default()
                         .with_partition_id(p)

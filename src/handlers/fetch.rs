@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 
 use super::{respond, str_bytes, ApiSpec, FetchBatch, Pending, Response};
-use crate::protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
-use crate::shard::router::{ManyRead, ReadRequest};
 use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
 use crate::limits;
+use crate::protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
 use crate::protocol::{decode_body, error_code, Request, WireError};
+use crate::shard::router::{ManyRead, ReadRequest};
 use crate::types::{Offset, TopicPartition};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Fetch, min_version: 4, max_version: 17 };
@@ -122,24 +122,26 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 sessions.close(id);
                 open(&mut sessions)
             }
-            SessionRequest::Incremental { id, epoch } => match sessions.update(id, epoch, requested.clone(), forgotten, now) {
-                Ok(session) => {
-                    let positions = session
-                        .order
-                        .iter()
-                        .map(|key| {
-                            let p = &session.partitions[key];
-                            (key.clone(), p.fetch_offset, p.partition_max_bytes)
-                        })
-                        .collect();
-                    (positions, id)
+            SessionRequest::Incremental { id, epoch } => {
+                match sessions.update(id, epoch, requested.clone(), forgotten, now) {
+                    Ok(session) => {
+                        let positions = session
+                            .order
+                            .iter()
+                            .map(|key| {
+                                let p = &session.partitions[key];
+                                (key.clone(), p.fetch_offset, p.partition_max_bytes)
+                            })
+                            .collect();
+                        (positions, id)
+                    }
+                    Err(code) => {
+                        tracing::debug!(session = id, epoch, code, "fetch session error");
+                        let response = FetchResponse::default().with_error_code(code).with_session_id(0);
+                        return Ok(Box::pin(async move { respond(ApiKey::Fetch, version, correlation_id, &response) }));
+                    }
                 }
-                Err(code) => {
-                    tracing::debug!(session = id, epoch, code, "fetch session error");
-                    let response = FetchResponse::default().with_error_code(code).with_session_id(0);
-                    return Ok(Box::pin(async move { respond(ApiKey::Fetch, version, correlation_id, &response) }));
-                }
-            },
+            }
         }
     };
     let incremental = matches!(mode, SessionRequest::Incremental { .. });
@@ -151,7 +153,15 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
             let topic_id = meta.map_or([0; 16], |m| m.id);
             let mentioned = mentioned.contains(&(topic.clone(), partition));
-            Wanted { topic: TopicName(str_bytes(&topic)), topic_id, partition, offset, partition_max_bytes, known, mentioned }
+            Wanted {
+                topic: TopicName(str_bytes(&topic)),
+                topic_id,
+                partition,
+                offset,
+                partition_max_bytes,
+                known,
+                mentioned,
+            }
         })
         .collect();
     Ok(Box::pin(async move {
@@ -228,7 +238,13 @@ fn positions_len<T>(requested: &[T]) -> usize {
 
 /// Records what a session's response reports, and keeps only partitions
 /// with news in an incremental response.
-fn report(broker: &Broker, session_id: i32, incremental: bool, wanted: &[Wanted], partitions: PartitionsOut) -> PartitionsOut {
+fn report(
+    broker: &Broker,
+    session_id: i32,
+    incremental: bool,
+    wanted: &[Wanted],
+    partitions: PartitionsOut,
+) -> PartitionsOut {
     if session_id == 0 {
         return partitions;
     }
@@ -330,9 +346,11 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
         } else {
             results.next().expect("one result per read").map(|read| match read {
                 // Zero-copy: slices of the batch cache or of the DMA reads.
-                ManyRead::Local(r) => {
-                    (r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(), r.high_watermark, r.log_start_offset)
-                }
+                ManyRead::Local(r) => (
+                    r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(),
+                    r.high_watermark,
+                    r.log_start_offset,
+                ),
                 ManyRead::Remote { lent, part } => {
                     let batches = part.batches.clone().map(|i| FetchBatch::Lent(lent.clone(), i)).collect();
                     (batches, part.high_watermark, part.log_start_offset)

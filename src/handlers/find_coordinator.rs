@@ -35,10 +35,14 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
             match key_type {
                 KEY_TYPE_GROUP => (error_code::NONE, None),
-                KEY_TYPE_TRANSACTION => {
-                    (error_code::COORDINATOR_NOT_AVAILABLE, Some(str_bytes("no transaction coordinator on this broker")))
-                }
-                other => (error_code::INVALID_REQUEST, Some(str_bytes(&format!("coordinator key type {other} is not served")))),
+                KEY_TYPE_TRANSACTION => (
+                    error_code::COORDINATOR_NOT_AVAILABLE,
+                    Some(str_bytes("no transaction coordinator on this broker")),
+                ),
+                other => (
+                    error_code::INVALID_REQUEST,
+                    Some(str_bytes(&format!("coordinator key type {other} is not served"))),
+                ),
             }
         };
         let node = BrokerId(config.node_id);

@@ -27,11 +27,11 @@ use super::alter_configs::{
 use super::describe_configs::{topic_config_def, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::{Broker, TopicError};
-use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::config::{
     dynamic_broker_configs, log_defaults, set_dynamic_broker_configs, DYNAMIC_BROKER_CONFIGS_FILE_NAME,
     DYNAMIC_BROKER_SETTINGS,
 };
+use crate::protocol::{decode_body, error_code, Request, WireError};
 use crate::storage::dir;
 use crate::storage::log::LogConfig;
 use crate::types::ShardId;
@@ -54,7 +54,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        let duplicates = duplicate_resources(alter.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+        let duplicates =
+            duplicate_resources(alter.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
         let mut responses = Vec::with_capacity(alter.resources.len());
         for (resource, duplicate) in alter.resources.iter().zip(duplicates) {
             let name = resource.resource_name.as_str();
@@ -107,7 +108,8 @@ async fn alter_resource(
                 ops.iter().map(|&(n, op, v)| (n.to_owned(), op, v.map(str::to_owned))).collect();
             let result = broker
                 .update_topic_configs(name.to_owned(), validate_only, move |current, defaults| {
-                    let ops: Vec<ConfigOp<'_>> = owned.iter().map(|(n, op, v)| (n.as_str(), *op, v.as_deref())).collect();
+                    let ops: Vec<ConfigOp<'_>> =
+                        owned.iter().map(|(n, op, v)| (n.as_str(), *op, v.as_deref())).collect();
                     apply_ops(current, &ops, defaults)
                 })
                 .await;
@@ -124,7 +126,8 @@ async fn alter_resource(
                 return Err(invalid_request(&format!("Unknown operations type {}", op.1)));
             }
             refuse_broker_changes(broker, name, std::iter::empty())?;
-            let fixed = ops.iter().filter(|op| op.1 != OP_DELETE && !DYNAMIC_BROKER_SETTINGS.contains(&op.0)).map(|op| op.0);
+            let fixed =
+                ops.iter().filter(|op| op.1 != OP_DELETE && !DYNAMIC_BROKER_SETTINGS.contains(&op.0)).map(|op| op.0);
             refuse_broker_changes(broker, name, fixed)?;
             if let Some(op) = ops.iter().find(|op| op.1 == OP_APPEND || op.1 == OP_SUBTRACT) {
                 let verb = if op.1 == OP_APPEND { "APPEND" } else { "SUBTRACT" };
@@ -159,7 +162,8 @@ async fn alter_broker_configs(
     changes: Vec<(String, Option<String>)>,
     validate_only: bool,
 ) -> Result<(), TopicError> {
-    let storage_error = |e: crate::storage::StorageError| TopicError { code: error_code::KAFKA_STORAGE_ERROR, message: e.to_string() };
+    let storage_error =
+        |e: crate::storage::StorageError| TopicError { code: error_code::KAFKA_STORAGE_ERROR, message: e.to_string() };
     broker
         .shard
         .run_on(ShardId(0), move |shard| async move {
@@ -268,11 +272,16 @@ mod tests {
     fn ops_apply_to_the_current_overrides() {
         let defaults = LogConfig::default();
         let current = map(&[("retention.ms", "1000"), ("segment.bytes", "1048576")]);
-        let ops = [("retention.ms", OP_SET, Some("2000")), ("segment.bytes", OP_DELETE, None), ("segment.ms", OP_DELETE, None)];
+        let ops = [
+            ("retention.ms", OP_SET, Some("2000")),
+            ("segment.bytes", OP_DELETE, None),
+            ("segment.ms", OP_DELETE, None),
+        ];
         assert_eq!(apply_ops(&current, &ops, &defaults).unwrap(), map(&[("retention.ms", "2000")]));
 
         // APPEND starts from the default ("delete") and skips what is there.
-        let appended = apply_ops(&current, &[("cleanup.policy", OP_APPEND, Some("compact,delete"))], &defaults).unwrap();
+        let appended =
+            apply_ops(&current, &[("cleanup.policy", OP_APPEND, Some("compact,delete"))], &defaults).unwrap();
         assert_eq!(appended["cleanup.policy"], "delete,compact");
         let subtracted = apply_ops(&appended, &[("cleanup.policy", OP_SUBTRACT, Some("delete"))], &defaults).unwrap();
         assert_eq!(subtracted["cleanup.policy"], "compact");
@@ -283,6 +292,9 @@ mod tests {
             assert_eq!(e.code, error_code::INVALID_CONFIG, "{name}");
             assert!(e.message.contains("because its type is not LIST"), "{}", e.message);
         }
-        assert_eq!(apply_ops(&current, &[("retention.ms", 7, Some("1"))], &defaults).unwrap_err().code, error_code::INVALID_REQUEST);
+        assert_eq!(
+            apply_ops(&current, &[("retention.ms", 7, Some("1"))], &defaults).unwrap_err().code,
+            error_code::INVALID_REQUEST
+        );
     }
 }

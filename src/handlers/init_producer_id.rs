@@ -36,7 +36,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 .with_producer_epoch(init.producer_epoch + 1)
         } else {
             match broker.allocate_producer_id().await {
-                Ok(id) => response.with_error_code(error_code::NONE).with_producer_id(ProducerId(id)).with_producer_epoch(0),
+                Ok(id) => {
+                    response.with_error_code(error_code::NONE).with_producer_id(ProducerId(id)).with_producer_epoch(0)
+                }
                 Err(e) => response.with_error_code(e.code),
             }
         };

@@ -59,7 +59,8 @@ fn encode(result: JoinResult, version: i16) -> JoinGroupResponse {
         .members
         .into_iter()
         .map(|m| {
-            let member = JoinGroupResponseMember::default().with_member_id(str_bytes(&m.member_id)).with_metadata(m.metadata);
+            let member =
+                JoinGroupResponseMember::default().with_member_id(str_bytes(&m.member_id)).with_metadata(m.metadata);
             if version >= 5 {
                 member.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
             } else {

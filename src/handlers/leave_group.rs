@@ -39,7 +39,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE));
         let response = match (outcome, version >= 3) {
             (Err(code), _) => LeaveGroupResponse::default().with_error_code(code),
-            (Ok(codes), false) => LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(error_code::NONE)),
+            (Ok(codes), false) => {
+                LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(error_code::NONE))
+            }
             (Ok(codes), true) => LeaveGroupResponse::default().with_members(
                 asked
                     .iter()

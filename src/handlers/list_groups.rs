@@ -47,7 +47,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
             .filter(|(_, _, _, group_type)| types.is_empty() || types.iter().any(|t| t == group_type))
             .map(|(id, protocol_type, state, group_type)| {
-                let mut listed = ListedGroup::default().with_group_id(GroupId(str_bytes(&id))).with_protocol_type(str_bytes(&protocol_type));
+                let mut listed = ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(&id)))
+                    .with_protocol_type(str_bytes(&protocol_type));
                 if version >= 4 {
                     listed.group_state = str_bytes(state);
                 }
@@ -57,6 +59,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 listed
             })
             .collect();
-        respond(ApiKey::ListGroups, version, correlation_id, &ListGroupsResponse::default().with_error_code(error).with_groups(groups))
+        respond(
+            ApiKey::ListGroups,
+            version,
+            correlation_id,
+            &ListGroupsResponse::default().with_error_code(error).with_groups(groups),
+        )
     }))
 }

@@ -5,19 +5,13 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::{
-    ApiKey, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
-};
+use kafka_protocol::messages::{ApiKey, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse};
 
 use super::{respond, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::protocol::{decode_body, error_code, Request, WireError};
 
-pub const SPEC: ApiSpec = ApiSpec {
-    key: ApiKey::ListPartitionReassignments,
-    min_version: 0,
-    max_version: 0,
-};
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ListPartitionReassignments, min_version: 0, max_version: 0 };
 
 pub fn handle(_broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
@@ -26,14 +20,8 @@ pub fn handle(_broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErr
         decode_body(&mut body, version, "ListPartitionReassignments request")?;
     let correlation_id = request.header.correlation_id;
     Ok(Box::pin(async move {
-        let response = ListPartitionReassignmentsResponse::default()
-            .with_error_code(error_code::NONE)
-            .with_error_message(None);
-        respond(
-            ApiKey::ListPartitionReassignments,
-            version,
-            correlation_id,
-            &response,
-        )
+        let response =
+            ListPartitionReassignmentsResponse::default().with_error_code(error_code::NONE).with_error_message(None);
+        respond(ApiKey::ListPartitionReassignments, version, correlation_id, &response)
     }))
 }

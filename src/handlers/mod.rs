@@ -10,16 +10,22 @@
 //! the request gets no response (Produce with acks=0).
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -29,6 +35,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -36,13 +43,6 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
-pub mod delete_records;
-pub mod describe_log_dirs;
-pub mod describe_producers;
-pub mod describe_topic_partitions;
-pub mod elect_leaders;
-pub mod alter_partition_reassignments;
-pub mod list_partition_reassignments;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -140,7 +140,11 @@ impl AsRef<[u8]> for FetchBatch {
 pub type Pending = Pin<Box<dyn Future<Output = Option<Response>>>>;
 
 /// Starts a request. Errors close the connection.
-pub async fn start(broker: &Rc<Broker>, request: Request, peer: Option<std::net::SocketAddr>) -> Result<Pending, WireError> {
+pub async fn start(
+    broker: &Rc<Broker>,
+    request: Request,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Pending, WireError> {
     let Some(spec) = spec(request.api_key) else {
         return Err(WireError::UnsupportedVersion {
             api: api_name(request.api_key),

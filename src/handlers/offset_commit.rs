@@ -53,7 +53,11 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let row = OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(code);
             match topics.last_mut() {
                 Some(last) if last.name.0.as_str() == topic => last.partitions.push(row),
-                _ => topics.push(OffsetCommitResponseTopic::default().with_name(TopicName(str_bytes(&topic))).with_partitions(vec![row])),
+                _ => topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(str_bytes(&topic)))
+                        .with_partitions(vec![row]),
+                ),
             }
         }
         respond(ApiKey::OffsetCommit, version, correlation_id, &OffsetCommitResponse::default().with_topics(topics))

@@ -29,15 +29,17 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             .collect();
         let id = group_id.clone();
         let asked = partitions.clone();
-        let outcome = on_coordinator(&shard, &group_id, move |c| async move { c.delete_offsets(&id, partitions).await })
-            .await
-            .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE));
+        let outcome =
+            on_coordinator(&shard, &group_id, move |c| async move { c.delete_offsets(&id, partitions).await })
+                .await
+                .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE));
         let response = match outcome {
             Err(code) => OffsetDeleteResponse::default().with_error_code(code),
             Ok(codes) => {
                 let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
                 for ((topic, partition), code) in asked.into_iter().zip(codes) {
-                    let row = OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(code);
+                    let row =
+                        OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(code);
                     match topics.last_mut() {
                         Some(last) if last.name.0.as_str() == topic => last.partitions.push(row),
                         _ => topics.push(

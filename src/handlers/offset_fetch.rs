@@ -52,12 +52,24 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                                     .with_error_code(p.error)
                             })
                             .collect();
-                        OffsetFetchResponseTopics::default().with_name(TopicName(str_bytes(&name))).with_partitions(partitions)
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(str_bytes(&name)))
+                            .with_partitions(partitions)
                     })
                     .collect();
-                groups.push(OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone()).with_topics(topics).with_error_code(code));
+                groups.push(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(group.group_id.clone())
+                        .with_topics(topics)
+                        .with_error_code(code),
+                );
             }
-            return respond(ApiKey::OffsetFetch, version, correlation_id, &OffsetFetchResponse::default().with_groups(groups));
+            return respond(
+                ApiKey::OffsetFetch,
+                version,
+                correlation_id,
+                &OffsetFetchResponse::default().with_groups(groups),
+            );
         }
         let topics: Topics = fetch
             .topics
@@ -74,7 +86,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                         let row = OffsetFetchResponsePartition::default()
                             .with_partition_index(p.partition)
                             .with_committed_offset(p.offset)
-                            .with_metadata(Some(p.metadata.map_or_else(|| StrBytes::from_static_str(""), |m| str_bytes(&m))))
+                            .with_metadata(Some(
+                                p.metadata.map_or_else(|| StrBytes::from_static_str(""), |m| str_bytes(&m)),
+                            ))
                             .with_error_code(p.error);
                         if version >= 5 {
                             row.with_committed_leader_epoch(p.leader_epoch)
@@ -108,7 +122,13 @@ async fn lookup(shard: &Rc<Shard>, group_id: &str, topics: Topics) -> (i16, Vec<
                 .map(|(t, ps)| {
                     let rows = ps
                         .into_iter()
-                        .map(|p| FetchedOffset { partition: p, offset: -1, leader_epoch: -1, metadata: None, error: code })
+                        .map(|p| FetchedOffset {
+                            partition: p,
+                            offset: -1,
+                            leader_epoch: -1,
+                            metadata: None,
+                            error: code,
+                        })
                         .collect();
                     (t, rows)
                 })

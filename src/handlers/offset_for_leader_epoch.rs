@@ -31,7 +31,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let meta = broker.topic(&name);
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in topic.partitions {
-                let out = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                let out =
+                    EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
                 if !meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&p.partition)) {
                     partitions.push(out.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION));
                     continue;
@@ -43,13 +44,18 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     .with_owner(&tp, move |storage, tp| async move {
                         let offsets = storage.offsets(&tp)?;
                         let epochs = storage.epochs(&tp)?;
-                        Ok::<_, crate::storage::StorageError>((offsets, epochs.end_offset_for(requested, offsets.log_end_offset)))
+                        Ok::<_, crate::storage::StorageError>((
+                            offsets,
+                            epochs.end_offset_for(requested, offsets.log_end_offset),
+                        ))
                     })
                     .await
                     .and_then(|r| r);
                 partitions.push(match answer {
                     Err(e) => out.with_error_code(error_code::from_name(e.kafka_error_name())),
-                    Ok((offsets, _)) if p.current_leader_epoch >= 0 && p.current_leader_epoch < offsets.leader_epoch.0 => {
+                    Ok((offsets, _))
+                        if p.current_leader_epoch >= 0 && p.current_leader_epoch < offsets.leader_epoch.0 =>
+                    {
                         out.with_error_code(FENCED_LEADER_EPOCH)
                     }
                     Ok((offsets, _)) if p.current_leader_epoch > offsets.leader_epoch.0 => {

@@ -50,7 +50,10 @@ enum Outcome {
     Failed(i16),
     /// INVALID_RECORD with KIP-467's details: (batch index, message) per
     /// rejected record, and a message for the whole batch.
-    Rejected { record_errors: Vec<(i32, String)>, message: String },
+    Rejected {
+        record_errors: Vec<(i32, String)>,
+        message: String,
+    },
 }
 
 /// KIP-467 record errors a response reports per partition, at most; Kafka's
@@ -86,7 +89,8 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                     Outcome::Failed(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                 }
                 Some(Ok(meta)) => {
-                    let compact = meta.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
+                    let compact =
+                        meta.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
                     queue(&name, partition.index, partition.records, compact)
                 }
             };
@@ -126,13 +130,18 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
                 let response = match outcome {
                     // Every one was submitted above; never answered as such.
-                    Outcome::Ready(..) | Outcome::Submitting => {
-                        response.with_error_code(error_code::UNKNOWN_SERVER_ERROR).with_base_offset(-1).with_log_start_offset(-1)
+                    Outcome::Ready(..) | Outcome::Submitting => response
+                        .with_error_code(error_code::UNKNOWN_SERVER_ERROR)
+                        .with_base_offset(-1)
+                        .with_log_start_offset(-1),
+                    Outcome::Failed(code) => {
+                        response.with_error_code(code).with_base_offset(-1).with_log_start_offset(-1)
                     }
-                    Outcome::Failed(code) => response.with_error_code(code).with_base_offset(-1).with_log_start_offset(-1),
                     Outcome::Rejected { record_errors, message } => {
-                        let response =
-                            response.with_error_code(error_code::INVALID_RECORD).with_base_offset(-1).with_log_start_offset(-1);
+                        let response = response
+                            .with_error_code(error_code::INVALID_RECORD)
+                            .with_base_offset(-1)
+                            .with_log_start_offset(-1);
                         if version >= 8 {
                             let errors = record_errors
                                 .into_iter()
@@ -161,7 +170,8 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 };
                 partition_responses.push(response);
             }
-            responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
+            responses
+                .push(TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses));
         }
         if acks == 0 {
             return None; // the client expects no response
@@ -188,7 +198,9 @@ fn queue(topic: &str, partition: i32, records: Option<bytes::Bytes>, compact: bo
                 let record_errors: Vec<(i32, String)> = keyless
                     .iter()
                     .take(record_errors_max)
-                    .map(|&index| (index, format!("Compacted topic cannot accept message without key in topic partition {tp}.")))
+                    .map(|&index| {
+                        (index, format!("Compacted topic cannot accept message without key in topic partition {tp}."))
+                    })
                     .collect();
                 let shown: Vec<String> =
                     record_errors.iter().take(3).map(|(i, m)| format!("(batch index {i}: {m})")).collect();

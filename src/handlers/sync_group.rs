@@ -29,12 +29,17 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             instance_id: sync.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
             protocol_type: sync.protocol_type.as_ref().map(|p| p.as_str().to_owned()),
             protocol: sync.protocol_name.as_ref().map(|p| p.as_str().to_owned()),
-            assignments: sync.assignments.iter().map(|a| (a.member_id.as_str().to_owned(), a.assignment.clone())).collect(),
+            assignments: sync
+                .assignments
+                .iter()
+                .map(|a| (a.member_id.as_str().to_owned(), a.assignment.clone()))
+                .collect(),
         };
         let result = on_coordinator(&shard, &group_id, move |c| async move { c.sync(args).await })
             .await
             .unwrap_or_else(|| SyncResult { error: error_code::COORDINATOR_NOT_AVAILABLE, ..SyncResult::default() });
-        let mut response = SyncGroupResponse::default().with_error_code(result.error).with_assignment(result.assignment);
+        let mut response =
+            SyncGroupResponse::default().with_error_code(result.error).with_assignment(result.assignment);
         if version >= 5 {
             response.protocol_type = result.protocol_type.as_deref().map(str_bytes);
             response.protocol_name = result.protocol.as_deref().map(str_bytes);

@@ -132,19 +132,38 @@ impl Collector for ShardCollector {
                             let snapshot = histogram.snapshot();
                             let (sum, buckets) = ns_to_seconds(&snapshot);
                             let labels = [("shard", shard.as_str()), ("api", crate::handlers::api_name(spec.key))];
-                            family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, snapshot.count(), &buckets, None)?;
+                            family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                                sum,
+                                snapshot.count(),
+                                &buckets,
+                                None,
+                            )?;
                         }
                     }
                     "ringstream_fdatasync_seconds" => {
                         let snapshot = cells.fdatasync_ns.snapshot();
                         let (sum, buckets) = ns_to_seconds(&snapshot);
-                        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, snapshot.count(), &buckets, None)?;
+                        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                            sum,
+                            snapshot.count(),
+                            &buckets,
+                            None,
+                        )?;
                     }
                     "ringstream_commit_round_bytes" | "ringstream_commit_round_batches" => {
-                        let histogram = if *name == "ringstream_commit_round_bytes" { &cells.commit_bytes } else { &cells.commit_batches };
+                        let histogram = if *name == "ringstream_commit_round_bytes" {
+                            &cells.commit_bytes
+                        } else {
+                            &cells.commit_batches
+                        };
                         let snapshot = histogram.snapshot();
                         let (sum, buckets) = histogram_buckets(&snapshot, 1.0);
-                        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, snapshot.count(), &buckets, None)?;
+                        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                            sum,
+                            snapshot.count(),
+                            &buckets,
+                            None,
+                        )?;
                     }
                     "ringstream_reactor_busy_seconds" => {
                         let seconds = cells.busy_ns.get() as f64 / 1e9;
@@ -158,7 +177,9 @@ impl Collector for ShardCollector {
                         family.encode_family(&labels)?.encode_gauge(&self.depths[index])?;
                     }
                     "ringstream_partitions" => family.encode_family(&labels)?.encode_gauge(&cells.partitions.get())?,
-                    "ringstream_connections" => family.encode_family(&labels)?.encode_gauge(&cells.connections.get())?,
+                    "ringstream_connections" => {
+                        family.encode_family(&labels)?.encode_gauge(&cells.connections.get())?
+                    }
                     other => {
                         let cell = match other {
                             "ringstream_bytes_in" => &cells.bytes_in,

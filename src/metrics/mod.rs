@@ -183,7 +183,11 @@ impl Histogram {
 
     /// From any thread.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot { bounds: self.bounds, counts: self.buckets.iter().map(Cell64::get).collect(), sum: self.sum.get() }
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self.buckets.iter().map(Cell64::get).collect(),
+            sum: self.sum.get(),
+        }
     }
 }
 
@@ -379,7 +383,8 @@ pub fn shard_load(shard: ShardId) -> ShardLoad {
     // between cores.
     INSTALLED.with(|installed| {
         let installed = installed.borrow();
-        let local = installed.as_ref().expect("metrics::shard_load is called on a shard (use ShardSet::metrics outside)");
+        let local =
+            installed.as_ref().expect("metrics::shard_load is called on a shard (use ShardSet::metrics outside)");
         local.table.load(shard)
     })
 }
@@ -388,7 +393,8 @@ pub fn shard_load(shard: ShardId) -> ShardLoad {
 pub fn shard_loads() -> Vec<ShardLoad> {
     INSTALLED.with(|installed| {
         let installed = installed.borrow();
-        let local = installed.as_ref().expect("metrics::shard_loads is called on a shard (use ShardSet::metrics outside)");
+        let local =
+            installed.as_ref().expect("metrics::shard_loads is called on a shard (use ShardSet::metrics outside)");
         (0..local.table.shard_count()).map(|i| local.table.load(ShardId(i as u16))).collect()
     })
 }

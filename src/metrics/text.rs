@@ -131,7 +131,8 @@ fn is_metric_name(name: &str) -> bool {
 
 fn is_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_')) && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn parse_value(text: &str) -> Option<f64> {
@@ -139,7 +140,9 @@ fn parse_value(text: &str) -> Option<f64> {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),
         "NaN" => Some(f64::NAN),
-        _ if text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) => text.parse().ok(),
+        _ if text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) => {
+            text.parse().ok()
+        }
         _ => None,
     }
 }
@@ -255,7 +258,12 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
                         if !seen_families.insert(name.to_owned()) {
                             return Err(error(format!("family {name} is split: # {keyword} far from its other lines")));
                         }
-                        families.push(Family { name: name.to_owned(), kind: Kind::Unknown, help: None, samples: Vec::new() });
+                        families.push(Family {
+                            name: name.to_owned(),
+                            kind: Kind::Unknown,
+                            help: None,
+                            samples: Vec::new(),
+                        });
                     }
                     let family = families.last_mut().expect("pushed or current");
                     if !family.samples.is_empty() {
@@ -309,17 +317,30 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
             Some(family)
                 if family.kind != Kind::Unknown
                     && sample.name.strip_prefix(family.name.as_str()).is_some_and(|suffix| {
-                        ["_total", "_created", "_bucket", "_sum", "_count", "_gsum", "_gcount", "_info"].contains(&suffix)
+                        ["_total", "_created", "_bucket", "_sum", "_count", "_gsum", "_gcount", "_info"]
+                            .contains(&suffix)
                     }) =>
             {
-                return Err(error(format!("sample {} does not fit its family's type {}", sample.name, family.kind.as_str())));
+                return Err(error(format!(
+                    "sample {} does not fit its family's type {}",
+                    sample.name,
+                    family.kind.as_str()
+                )));
             }
             _ => {
                 // A sample with no metadata starts an untyped family of its own name.
                 if !seen_families.insert(sample.name.clone()) {
-                    return Err(error(format!("sample {} does not fit its family's type, or the family is split", sample.name)));
+                    return Err(error(format!(
+                        "sample {} does not fit its family's type, or the family is split",
+                        sample.name
+                    )));
                 }
-                families.push(Family { name: sample.name.clone(), kind: Kind::Unknown, help: None, samples: vec![sample] });
+                families.push(Family {
+                    name: sample.name.clone(),
+                    kind: Kind::Unknown,
+                    help: None,
+                    samples: vec![sample],
+                });
             }
         }
     }
@@ -335,7 +356,9 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
 fn check_sample(family: &Family, sample: &Sample) -> Result<(), String> {
     match family.kind {
         // NaN fails too.
-        Kind::Counter if sample.value.is_nan() || sample.value < 0.0 => Err(format!("counter {} is {}", sample.name, sample.value)),
+        Kind::Counter if sample.value.is_nan() || sample.value < 0.0 => {
+            Err(format!("counter {} is {}", sample.name, sample.value))
+        }
         Kind::Histogram if sample.name.ends_with("_bucket") => match sample.label("le") {
             None => Err(format!("{} has no le label", sample.name)),
             Some(le) => parse_value(le).filter(|v| !v.is_nan()).map(|_| ()).ok_or_else(|| format!("bad le {le:?}")),
@@ -359,7 +382,9 @@ fn check_histogram(family: &Family) -> Result<(), String> {
         let entry = series.entry(series_key(sample)).or_default();
         let suffix = &sample.name[family.name.len()..];
         match suffix {
-            "_bucket" => entry.0.push((parse_value(sample.label("le").expect("checked")).expect("checked"), sample.value)),
+            "_bucket" => {
+                entry.0.push((parse_value(sample.label("le").expect("checked")).expect("checked"), sample.value))
+            }
             "_sum" => entry.1 = Some(sample.value),
             "_count" => entry.2 = Some(sample.value),
             _ => {}

@@ -39,7 +39,11 @@ pub fn frame_size(buffer: &[u8], frame_bytes_max: usize) -> Result<Option<usize>
     let [a, b, c, d, ..] = *buffer else { return Ok(None) };
     let size = i32::from_be_bytes([a, b, c, d]);
     if size < request_header_bytes_min as i32 || size as i64 > frame_bytes_max as i64 {
-        return Err(WireError::FrameSize { size: i64::from(size), min: request_header_bytes_min, max: frame_bytes_max });
+        return Err(WireError::FrameSize {
+            size: i64::from(size),
+            min: request_header_bytes_min,
+            max: frame_bytes_max,
+        });
     }
     Ok(Some(size as usize))
 }
@@ -121,7 +125,9 @@ pub fn encode_response_with_header<T: Encodable>(
     let body_size = body.compute_size(body_version).map_err(encode_error)?;
     let total = header_size + body_size;
     let mut out = BytesMut::with_capacity(4 + total);
-    out.put_i32(i32::try_from(total).map_err(|_| WireError::Malformed { what: "response", reason: "too large".into() })?);
+    out.put_i32(
+        i32::try_from(total).map_err(|_| WireError::Malformed { what: "response", reason: "too large".into() })?,
+    );
     header.encode(&mut out, header_version).map_err(encode_error)?;
     body.encode(&mut out, body_version).map_err(encode_error)?;
     debug_assert_eq!(out.len(), 4 + total);
@@ -182,7 +188,10 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(matches!(decode_request(Bytes::from_static(&[0, 99, 0, 0, 0, 0, 0, 1, 0, 0]), |_| None), Err(WireError::UnknownApiKey { .. })));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 99, 0, 0, 0, 0, 0, 1, 0, 0]), |_| None),
+            Err(WireError::UnknownApiKey { .. })
+        ));
         assert!(decode_request(Bytes::from_static(&[0, 3, 0, 9, 0, 0, 0, 1, 0x7f, 0xff]), |_| Some(12)).is_err());
         let mut state = 0x1234_5678u64;
         for _ in 0..5000 {

@@ -139,7 +139,12 @@ pub fn pick_move(loads: &[ShardLoad], config: &BalanceConfig) -> Option<Move> {
         .iter()
         .filter(|(tp, rate)| *rate > 0.0 && *rate < gap && !tp.topic.starts_with("__"))
         .min_by(|a, b| (gap - 2.0 * a.1).abs().total_cmp(&(gap - 2.0 * b.1).abs()))
-        .map(|(tp, rate)| Move { tp: tp.clone(), from: ShardId(hot as u16), to: ShardId(cold as u16), bytes_per_sec: *rate })
+        .map(|(tp, rate)| Move {
+            tp: tp.clone(),
+            from: ShardId(hot as u16),
+            to: ShardId(cold as u16),
+            bytes_per_sec: *rate,
+        })
 }
 
 /// Shard 0's load samples: the last traffic totals and the rates they gave.
@@ -256,7 +261,10 @@ mod tests {
         // 45 / 90, moving 5 leaves 120 / 15.
         let loads = vec![load(&[("hot", 80e6), ("warm", 40e6), ("cool", 5e6)]), load(&[("x", 10e6)])];
         let decision = pick_move(&loads, &config).unwrap();
-        assert_eq!(decision, Move { tp: TopicPartition::new("warm", 0), from: ShardId(0), to: ShardId(1), bytes_per_sec: 40e6 });
+        assert_eq!(
+            decision,
+            Move { tp: TopicPartition::new("warm", 0), from: ShardId(0), to: ShardId(1), bytes_per_sec: 40e6 }
+        );
     }
 
     #[test]
@@ -269,7 +277,10 @@ mod tests {
         // One partition carries all the load: moving it only moves the hot spot.
         assert_eq!(pick_move(&[load(&[("a", 50e6)]), load(&[("b", 0.0)])], &config), None);
         // Internal partitions stay with their coordinators.
-        assert_eq!(pick_move(&[load(&[("__consumer_offsets", 20e6), ("a", 30e6)]), load(&[])], &config).unwrap().tp.topic, "a");
+        assert_eq!(
+            pick_move(&[load(&[("__consumer_offsets", 20e6), ("a", 30e6)]), load(&[])], &config).unwrap().tp.topic,
+            "a"
+        );
         // One shard: nothing to balance.
         assert_eq!(pick_move(&[load(&[("a", 50e6), ("b", 1e6)])], &config), None);
     }

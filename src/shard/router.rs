@@ -28,13 +28,13 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, warn};
 
+use crate::limits;
 use crate::shard::balance::{least_loaded, BalanceConfig, LoadSampler, PlacementPolicy};
 use crate::shard::placement::{place, PlacementTable};
 use crate::storage::dir;
 use crate::storage::log::{AppendInfo, LogConfig, PartitionOffsets};
 use crate::storage::shard_storage::{AppendTicket, BatchBytes, ReadOutput, ShardStorage};
 use crate::storage::{StorageError, StorageResult};
-use crate::limits;
 use crate::types::{Offset, ShardId, TopicPartition};
 
 /// Times a request is sent again after reaching a shard that had just
@@ -45,26 +45,61 @@ const route_attempts_max: usize = 3;
 pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 pub enum Message {
-    Append { tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>> },
+    Append {
+        tp: TopicPartition,
+        batch: Bytes,
+        reply: oneshot::Sender<StorageResult<AppendInfo>>,
+    },
     /// Appends of one produce request to partitions this shard owns: one
     /// message and one wake-up for all of them, each queued in order.
-    AppendMany { appends: Vec<RemoteAppendRequest> },
-    Read { tp: TopicPartition, offset: Offset, max_bytes: usize, reply: oneshot::Sender<StorageResult<LentRead>> },
+    AppendMany {
+        appends: Vec<RemoteAppendRequest>,
+    },
+    Read {
+        tp: TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+        reply: oneshot::Sender<StorageResult<LentRead>>,
+    },
     /// Reads of several partitions this shard owns, for one fetch: one
     /// message and one wake-up however many partitions it names.
-    ReadMany { reads: Vec<ReadRequest>, reply: oneshot::Sender<LentReads> },
-    Offsets { tp: TopicPartition, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
+    ReadMany {
+        reads: Vec<ReadRequest>,
+        reply: oneshot::Sender<LentReads>,
+    },
+    Offsets {
+        tp: TopicPartition,
+        reply: oneshot::Sender<StorageResult<PartitionOffsets>>,
+    },
     /// DeleteRecords on the owner: move the log start up to `offset` (-1:
     /// the high watermark); replies with the log start after it.
-    DeleteRecords { tp: TopicPartition, offset: i64, reply: oneshot::Sender<StorageResult<Offset>> },
+    DeleteRecords {
+        tp: TopicPartition,
+        offset: i64,
+        reply: oneshot::Sender<StorageResult<Offset>>,
+    },
     /// To shard 0, the control plane: decide an owner, persist, broadcast.
-    CreatePartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<ShardId>> },
+    CreatePartition {
+        tp: TopicPartition,
+        config: LogConfig,
+        reply: oneshot::Sender<StorageResult<ShardId>>,
+    },
     /// To the chosen owner: open (create or recover) the partition.
-    OpenPartition { tp: TopicPartition, config: LogConfig, reply: oneshot::Sender<StorageResult<PartitionOffsets>> },
+    OpenPartition {
+        tp: TopicPartition,
+        config: LogConfig,
+        reply: oneshot::Sender<StorageResult<PartitionOffsets>>,
+    },
     /// To every shard: a new placement-table entry (None: the partition is gone).
-    Placement { tp: TopicPartition, shard: Option<ShardId>, reply: oneshot::Sender<()> },
+    Placement {
+        tp: TopicPartition,
+        shard: Option<ShardId>,
+        reply: oneshot::Sender<()>,
+    },
     Run(ShardTask),
-    Shutdown { reply: oneshot::Sender<StorageResult<()>> },
+    Shutdown {
+        reply: oneshot::Sender<StorageResult<()>>,
+    },
 }
 
 pub struct Envelope {
@@ -93,7 +128,7 @@ unsafe impl Send for LentBatches {}
 
 /// The lent batches on their way home, to be dropped there.
 struct Homeward(#[allow(dead_code)] Vec<BatchBytes>); // held only to be dropped at home
-// SAFETY: moved, not used, until dropped on the home shard (see above).
+                                                      // SAFETY: moved, not used, until dropped on the home shard (see above).
 unsafe impl Send for Homeward {}
 
 impl LentBatches {
@@ -145,9 +180,11 @@ thread_local! {
 fn hold_homeward(home: ShardId, inbox: &flume::Sender<Envelope>, homeward: Homeward) {
     let (full, arm) = HOMEWARD.with(|queues| {
         let mut queues = queues.borrow_mut();
-        let queue = queues
-            .entry(home)
-            .or_insert_with(|| HomewardQueue { inbox: inbox.clone(), vectors: Vec::new(), flush_armed: false });
+        let queue = queues.entry(home).or_insert_with(|| HomewardQueue {
+            inbox: inbox.clone(),
+            vectors: Vec::new(),
+            flush_armed: false,
+        });
         queue.vectors.push(homeward);
         let arm = !queue.flush_armed;
         queue.flush_armed = true;
@@ -265,7 +302,10 @@ pub enum ManyRead {
     Local(ReadOutput),
     /// Batches `part.batches` of a vector lent by the owner, shared by all
     /// the partitions that owner served in this read.
-    Remote { lent: Rc<LentBatches>, part: ReadPart },
+    Remote {
+        lent: Rc<LentBatches>,
+        part: ReadPart,
+    },
 }
 
 /// A read as seen by the shard that asked for it.
@@ -363,7 +403,12 @@ struct RemoteAppend {
 }
 
 impl Shard {
-    pub fn new(id: ShardId, storage: ShardStorage, placement: PlacementTable, peers: Vec<flume::Sender<Envelope>>) -> Shard {
+    pub fn new(
+        id: ShardId,
+        storage: ShardStorage,
+        placement: PlacementTable,
+        peers: Vec<flume::Sender<Envelope>>,
+    ) -> Shard {
         assert!(id.index() < peers.len());
         Shard {
             id,
@@ -808,7 +853,10 @@ impl Shard {
         // Open on the owners first: only then may anyone route to them.
         let opens = by_owner.into_iter().enumerate().filter(|(_, list)| !list.is_empty()).map(|(owner, list)| {
             let config = config.clone();
-            self.run_on(ShardId(owner as u16), move |shard| async move { shard.open_partitions_here(list, config).await })
+            self.run_on(
+                ShardId(owner as u16),
+                move |shard| async move { shard.open_partitions_here(list, config).await },
+            )
         });
         let mut opened = Vec::new();
         let mut first_error = None;
@@ -1055,12 +1103,15 @@ impl Shard {
             })
             .await??;
         let (opened, open_config) = (tp.clone(), config.clone());
-        let open = self.run_on(to, move |shard| async move { shard.storage.open_partition(opened, open_config).await }).await;
+        let open =
+            self.run_on(to, move |shard| async move { shard.storage.open_partition(opened, open_config).await }).await;
         match open.and_then(|r| r) {
             Ok(_) => Ok(()),
             Err(e) => {
                 let reopened = tp.clone();
-                let back = self.run_on(from, move |shard| async move { shard.storage.open_partition(reopened, config).await }).await;
+                let back = self
+                    .run_on(from, move |shard| async move { shard.storage.open_partition(reopened, config).await })
+                    .await;
                 if let Err(again) = back.and_then(|r| r) {
                     error!(partition = %tp, "reopening on shard {from} after a failed move failed too: {again}");
                 }
@@ -1125,7 +1176,8 @@ impl Shard {
             self.run_on(ShardId(owner as u16), move |shard| async move {
                 let mut first_error = None;
                 for chunk in list.chunks(limits::partition_file_ops_in_flight_max) {
-                    let removed = futures_util::future::join_all(chunk.iter().map(|tp| shard.storage.remove_partition(tp))).await;
+                    let removed =
+                        futures_util::future::join_all(chunk.iter().map(|tp| shard.storage.remove_partition(tp))).await;
                     first_error = first_error.or(removed.into_iter().find_map(Result::err));
                 }
                 first_error.map_or(Ok(()), Err)
@@ -1147,7 +1199,12 @@ impl Shard {
     /// Takes an append another shard routed here: counted in `submitting`
     /// from now (a move's fence and hand-off wait for it), then queued for
     /// its partition's drainer in arrival order.
-    async fn accept_remote_append(self: &Rc<Self>, tp: TopicPartition, batch: Bytes, reply: oneshot::Sender<StorageResult<AppendInfo>>) {
+    async fn accept_remote_append(
+        self: &Rc<Self>,
+        tp: TopicPartition,
+        batch: Bytes,
+        reply: oneshot::Sender<StorageResult<AppendInfo>>,
+    ) {
         // A move's fence guarantees no append reaches a former
         // owner; should one anyway, it fails (NOT_LEADER, which
         // clients retry) rather than land out of order.
@@ -1282,14 +1339,18 @@ impl Shard {
             }
         }
     }
-
 }
 
 /// Serves a `ReadMany` on the owner: every read in turn, their batches
 /// gathered into one vector lent to the asker, each read's waiter parked
 /// at the high watermark it saw. A partition this shard no longer owns
 /// answers `Moved` (its waiter dropped: a wake-up), and the asker follows it.
-async fn read_here(storage: &ShardStorage, reads: Vec<ReadRequest>, home: ShardId, home_inbox: flume::Sender<Envelope>) -> LentReads {
+async fn read_here(
+    storage: &ShardStorage,
+    reads: Vec<ReadRequest>,
+    home: ShardId,
+    home_inbox: flume::Sender<Envelope>,
+) -> LentReads {
     let mut batches = Vec::new();
     let mut parts = Vec::with_capacity(reads.len());
     for read in reads {

@@ -155,7 +155,9 @@ impl ShardSet {
                     };
                     let mine = table.partitions_of(id);
                     for chunk in mine.chunks(limits::partition_file_ops_in_flight_max) {
-                        let opens = chunk.iter().map(|tp| storage.open_partition(tp.clone(), storage.config().default_log.clone()));
+                        let opens = chunk
+                            .iter()
+                            .map(|tp| storage.open_partition(tp.clone(), storage.config().default_log.clone()));
                         let failed = futures_util::future::join_all(opens).await.into_iter().find_map(Result::err);
                         if let Some(e) = failed {
                             let _ = storage.close().await;

@@ -311,11 +311,7 @@ pub fn peek_total_bytes(bytes: &[u8], batch_bytes_max_total: usize) -> Result<us
     // i32 + 12 cannot overflow an i64.
     let total = i64::from(header.batch_length()) + LOG_OVERHEAD_BYTES as i64;
     if total < BATCH_HEADER_BYTES as i64 || total > batch_bytes_max_total as i64 {
-        return Err(BatchError::Length {
-            length: total,
-            min: BATCH_HEADER_BYTES,
-            max: batch_bytes_max_total,
-        });
+        return Err(BatchError::Length { length: total, min: BATCH_HEADER_BYTES, max: batch_bytes_max_total });
     }
     let total_bytes = total as usize;
     assert!(total_bytes >= BATCH_HEADER_BYTES && total_bytes <= batch_bytes_max_total);
@@ -526,7 +522,12 @@ pub fn for_each_record(
     } else {
         // The header, then the inflated records: the layout walk_records reads.
         let mut whole = bytes[..BATCH_HEADER_BYTES].to_vec();
-        crate::storage::codec::decompress_into(compression, &bytes[BATCH_HEADER_BYTES..], decompressed_bytes_max, &mut whole)?;
+        crate::storage::codec::decompress_into(
+            compression,
+            &bytes[BATCH_HEADER_BYTES..],
+            decompressed_bytes_max,
+            &mut whole,
+        )?;
         inflated = whole;
         &inflated
     };
@@ -923,12 +924,7 @@ pub fn build_test_batch(count: u32, value_bytes: usize, seed: u64, base_timestam
     let mut value = vec![0u8; value_bytes];
     for index in 0..count {
         fill_pseudo_random(&mut value, seed ^ u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        builder.push(&Record {
-            key: None,
-            value: Some(&value),
-            headers: &[],
-            timestamp_delta: i64::from(index),
-        });
+        builder.push(&Record { key: None, value: Some(&value), headers: &[], timestamp_delta: i64::from(index) });
     }
     builder.build()
 }
@@ -959,12 +955,7 @@ mod tests {
         let headers_b: &[(&[u8], Option<&[u8]>)] = &[(b"", Some(b""))];
         BatchBuilder::new(1_700_000_000_000)
             .producer(42, 3, 100)
-            .push(&Record {
-                key: Some(b"k0"),
-                value: Some(b"value-0"),
-                headers: headers_a,
-                timestamp_delta: 0,
-            })
+            .push(&Record { key: Some(b"k0"), value: Some(b"value-0"), headers: headers_a, timestamp_delta: 0 })
             .push(&Record { key: None, value: None, headers: &[], timestamp_delta: 7 })
             .push(&Record { key: Some(b""), value: Some(b""), headers: headers_b, timestamp_delta: -3 })
             .build()
@@ -1018,13 +1009,7 @@ mod tests {
                 headers: vec![h1, h2],
             },
             RecordView { offset_delta: 1, timestamp_delta: 7, key: None, value: None, headers: vec![] },
-            RecordView {
-                offset_delta: 2,
-                timestamp_delta: -3,
-                key: Some(b""),
-                value: Some(b""),
-                headers: vec![h3],
-            },
+            RecordView { offset_delta: 2, timestamp_delta: -3, key: Some(b""), value: Some(b""), headers: vec![h3] },
         ];
         assert_eq!(records, expected);
     }

@@ -38,7 +38,13 @@ pub struct CacheSlice {
 }
 
 impl CacheSlice {
-    pub fn new(buffer: Rc<DmaBuffer>, start: usize, len: usize, base_offset: Offset, last_offset: Offset) -> CacheSlice {
+    pub fn new(
+        buffer: Rc<DmaBuffer>,
+        start: usize,
+        len: usize,
+        base_offset: Offset,
+        last_offset: Offset,
+    ) -> CacheSlice {
         assert!(start.checked_add(len).is_some_and(|end| end <= buffer.len()));
         assert!(len > 0);
         assert!(base_offset <= last_offset);

@@ -18,9 +18,7 @@ use std::collections::HashSet;
 use thiserror::Error;
 
 use crate::limits;
-use crate::types::{
-    is_valid_topic_name, LeaderEpoch, Offset, PartitionId, ShardId, TopicPartition,
-};
+use crate::types::{is_valid_topic_name, LeaderEpoch, Offset, PartitionId, ShardId, TopicPartition};
 
 /// Why a checkpoint's text cannot be used. Lines count from 1.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -90,9 +88,7 @@ fn line_value<'a>(
     key: &str,
     reason: &'static str,
 ) -> Result<&'a str, CheckpointError> {
-    line.strip_prefix(key)
-        .and_then(|rest| rest.strip_prefix(' '))
-        .ok_or(malformed(line_number, reason))
+    line.strip_prefix(key).and_then(|rest| rest.strip_prefix(' ')).ok_or(malformed(line_number, reason))
 }
 
 // ---------------------------------------------------------------------------
@@ -164,11 +160,7 @@ impl EpochCheckpoint {
                 true
             }
             Some(latest) => {
-                assert!(
-                    epoch >= latest.epoch,
-                    "leader epoch {epoch} goes back before {}",
-                    latest.epoch
-                );
+                assert!(epoch >= latest.epoch, "leader epoch {epoch} goes back before {}", latest.epoch);
                 assert!(
                     start_offset >= latest.start_offset,
                     "epoch {epoch} starts at {start_offset}, before epoch {} at {}",
@@ -228,20 +220,13 @@ impl EpochCheckpoint {
     /// known epoch (the follower then truncates to the first epoch's start).
     /// `None` (Kafka's `(-1, -1)`) for a negative epoch, an epoch above the
     /// latest, or no epochs at all.
-    pub fn end_offset_for(
-        &self,
-        epoch: LeaderEpoch,
-        log_end: Offset,
-    ) -> Option<(LeaderEpoch, Offset)> {
+    pub fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> Option<(LeaderEpoch, Offset)> {
         if epoch.0 < 0 {
             return None;
         }
         let latest = self.latest()?;
         if epoch == latest.epoch {
-            assert!(
-                log_end >= latest.start_offset,
-                "log end {log_end} before the latest epoch's start"
-            );
+            assert!(log_end >= latest.start_offset, "log end {log_end} before the latest epoch's start");
             return Some((epoch, log_end));
         }
         if epoch > latest.epoch {
@@ -278,10 +263,7 @@ impl EpochCheckpoint {
             return Err(malformed(2, "entry count is not a number"));
         };
         if count > limits::epoch_entries_max as u64 {
-            return Err(CheckpointError::TooManyEntries {
-                count,
-                max: limits::epoch_entries_max as u64,
-            });
+            return Err(CheckpointError::TooManyEntries { count, max: limits::epoch_entries_max as u64 });
         }
 
         // No capacity up front: the count is untrusted, the lines are not.
@@ -297,13 +279,9 @@ impl EpochCheckpoint {
                 return Err(malformed(line_number, "epoch is not a non-negative 32-bit number"));
             };
             let Some(start_offset) = parse_i64(start_offset) else {
-                return Err(malformed(
-                    line_number,
-                    "start offset is not a non-negative 64-bit number",
-                ));
+                return Err(malformed(line_number, "start offset is not a non-negative 64-bit number"));
             };
-            let entry =
-                EpochEntry { epoch: LeaderEpoch(epoch), start_offset: Offset(start_offset) };
+            let entry = EpochEntry { epoch: LeaderEpoch(epoch), start_offset: Offset(start_offset) };
             if let Some(last) = entries.last() {
                 if entry.epoch <= last.epoch || entry.start_offset <= last.start_offset {
                     return Err(CheckpointError::NotIncreasing { line: line_number });
@@ -328,8 +306,7 @@ impl EpochCheckpoint {
 const placement_header: &str = "ringstream-placement 1";
 
 /// Most entries a placement table can hold.
-pub const placement_entries_max: u64 =
-    limits::shard_partitions_max as u64 * limits::shards_max as u64;
+pub const placement_entries_max: u64 = limits::shard_partitions_max as u64 * limits::shards_max as u64;
 
 /// The partition → shard placement table: a header line
 /// "ringstream-placement 1", then "<topic> <partition> <shard>" per partition,
@@ -339,18 +316,11 @@ pub fn encode_placement(entries: &[(TopicPartition, ShardId)]) -> String {
     let mut seen: HashSet<&TopicPartition> = HashSet::with_capacity(entries.len());
     let mut text = format!("{placement_header}\n");
     for (topic_partition, shard) in entries {
-        assert!(
-            is_valid_topic_name(&topic_partition.topic),
-            "invalid topic name {:?}",
-            topic_partition.topic
-        );
+        assert!(is_valid_topic_name(&topic_partition.topic), "invalid topic name {:?}", topic_partition.topic);
         assert!(topic_partition.partition.0 >= 0, "negative partition {topic_partition}");
         assert!(shard.index() < limits::shards_max, "shard {shard} beyond shards_max");
         assert!(seen.insert(topic_partition), "partition {topic_partition} placed twice");
-        text.push_str(&format!(
-            "{} {} {}\n",
-            topic_partition.topic, topic_partition.partition.0, shard
-        ));
+        text.push_str(&format!("{} {} {}\n", topic_partition.topic, topic_partition.partition.0, shard));
     }
     text
 }
@@ -398,10 +368,7 @@ pub fn decode_placement(text: &str) -> Result<Vec<(TopicPartition, ShardId)>, Ch
         if !seen.insert((topic, partition)) {
             return Err(CheckpointError::Duplicate { line: line_number });
         }
-        entries.push((
-            TopicPartition { topic: topic.to_owned(), partition: PartitionId(partition) },
-            ShardId(shard),
-        ));
+        entries.push((TopicPartition { topic: topic.to_owned(), partition: PartitionId(partition) }, ShardId(shard)));
     }
     assert_eq!(seen.len(), entries.len());
     Ok(entries)
@@ -427,10 +394,7 @@ impl CleanMarker {
     /// "ringstream-clean 1\nlog_end_offset <n>\nsegment_bytes <n>\n".
     pub fn encode(&self) -> String {
         assert!(self.log_end_offset.0 >= 0, "negative log end offset");
-        assert!(
-            self.tail_segment_bytes <= limits::segment_bytes_max,
-            "tail segment beyond segment_bytes_max"
-        );
+        assert!(self.tail_segment_bytes <= limits::segment_bytes_max, "tail segment beyond segment_bytes_max");
         format!(
             "{clean_marker_header}\nlog_end_offset {}\nsegment_bytes {}\n",
             self.log_end_offset, self.tail_segment_bytes
@@ -444,21 +408,14 @@ impl CleanMarker {
             return Err(malformed(1, "expected header 'ringstream-clean 1'"));
         }
         let (line_number, line) = line_next(&mut lines, 2, "missing log_end_offset")?;
-        let value =
-            line_value(line_number, line, "log_end_offset", "expected 'log_end_offset <n>'")?;
+        let value = line_value(line_number, line, "log_end_offset", "expected 'log_end_offset <n>'")?;
         let Some(log_end_offset) = parse_i64(value) else {
-            return Err(malformed(
-                line_number,
-                "log_end_offset is not a non-negative 64-bit number",
-            ));
+            return Err(malformed(line_number, "log_end_offset is not a non-negative 64-bit number"));
         };
         let (line_number, line) = line_next(&mut lines, 3, "missing segment_bytes")?;
         let value = line_value(line_number, line, "segment_bytes", "expected 'segment_bytes <n>'")?;
         let Some(tail_segment_bytes) = parse_digits(value) else {
-            return Err(malformed(
-                line_number,
-                "segment_bytes is not a non-negative 64-bit number",
-            ));
+            return Err(malformed(line_number, "segment_bytes is not a non-negative 64-bit number"));
         };
         if tail_segment_bytes > limits::segment_bytes_max {
             return Err(malformed(line_number, "segment_bytes beyond segment_bytes_max"));
@@ -529,10 +486,7 @@ mod tests {
         assert!(checkpoint.assign(LeaderEpoch(2), Offset(20)));
         assert!(checkpoint.assign(LeaderEpoch(4), Offset(20))); // Epoch 2 wrote nothing.
         assert_eq!(pairs(&checkpoint), [(1, 0), (4, 20)]);
-        assert_eq!(
-            checkpoint.latest(),
-            Some(EpochEntry { epoch: LeaderEpoch(4), start_offset: Offset(20) })
-        );
+        assert_eq!(checkpoint.latest(), Some(EpochEntry { epoch: LeaderEpoch(4), start_offset: Offset(20) }));
     }
 
     #[test]
@@ -581,9 +535,7 @@ mod tests {
         let checkpoint = checkpoint(&[(2, 10), (3, 100), (7, 250)]);
         let log_end = Offset(300);
         let answer = |epoch: i32| {
-            checkpoint
-                .end_offset_for(LeaderEpoch(epoch), log_end)
-                .map(|(epoch, offset)| (epoch.0, offset.0))
+            checkpoint.end_offset_for(LeaderEpoch(epoch), log_end).map(|(epoch, offset)| (epoch.0, offset.0))
         };
         assert_eq!(answer(-1), None);
         assert_eq!(answer(0), Some((0, 10))); // Below the first: its own epoch, the first start.
@@ -596,11 +548,7 @@ mod tests {
     }
 
     /// Kafka's `endOffsetFor`, written as plainly as possible.
-    fn end_offset_for_brute(
-        entries: &[EpochEntry],
-        epoch: i32,
-        log_end: i64,
-    ) -> Option<(i32, i64)> {
+    fn end_offset_for_brute(entries: &[EpochEntry], epoch: i32, log_end: i64) -> Option<(i32, i64)> {
         if epoch < 0 || entries.is_empty() {
             return None;
         }
@@ -629,10 +577,7 @@ mod tests {
                         // Truncate the tail (follower divergence).
                         log_end = rng.range_i64(log_start, log_end);
                         checkpoint.truncate_from_end(Offset(log_end));
-                        assert!(checkpoint
-                            .entries()
-                            .iter()
-                            .all(|entry| entry.start_offset.0 < log_end));
+                        assert!(checkpoint.entries().iter().all(|entry| entry.start_offset.0 < log_end));
                     }
                     1 => {
                         // Retention moves the start.
@@ -640,10 +585,7 @@ mod tests {
                         let before = checkpoint.clone();
                         let changed = checkpoint.truncate_from_start(Offset(log_start));
                         assert_eq!(changed, before != checkpoint);
-                        assert!(checkpoint
-                            .entries()
-                            .iter()
-                            .all(|entry| entry.start_offset.0 >= log_start));
+                        assert!(checkpoint.entries().iter().all(|entry| entry.start_offset.0 >= log_start));
                     }
                     2 => epoch += rng.range_i64(1, 3) as i32,
                     _ => {
@@ -660,11 +602,7 @@ mod tests {
                     let got = checkpoint
                         .end_offset_for(LeaderEpoch(probe), Offset(log_end))
                         .map(|(epoch, offset)| (epoch.0, offset.0));
-                    assert_eq!(
-                        got,
-                        end_offset_for_brute(checkpoint.entries(), probe, log_end),
-                        "epoch {probe}"
-                    );
+                    assert_eq!(got, end_offset_for_brute(checkpoint.entries(), probe, log_end), "epoch {probe}");
                 }
             }
         }
@@ -675,21 +613,13 @@ mod tests {
         let too_many = format!("0\n{}\n", limits::epoch_entries_max + 1);
         let cases: Vec<(&str, &str, CheckpointError)> = vec![
             ("empty", "", malformed(1, "no newline at the end of the text (torn write?)")),
-            (
-                "torn",
-                "0\n2\n0 0\n3 1",
-                malformed(4, "no newline at the end of the text (torn write?)"),
-            ),
+            ("torn", "0\n2\n0 0\n3 1", malformed(4, "no newline at the end of the text (torn write?)")),
             ("version", "1\n0\n", malformed(1, "unsupported version (expected 0)")),
             ("version spaces", " 0\n0\n", malformed(1, "unsupported version (expected 0)")),
             ("no count", "0\n", malformed(2, "missing entry count")),
             ("count", "0\nx\n", malformed(2, "entry count is not a number")),
             ("negative count", "0\n-1\n", malformed(2, "entry count is not a number")),
-            (
-                "count overflow",
-                "0\n99999999999999999999999\n",
-                malformed(2, "entry count is not a number"),
-            ),
+            ("count overflow", "0\n99999999999999999999999\n", malformed(2, "entry count is not a number")),
             (
                 "too many",
                 &too_many,
@@ -703,31 +633,11 @@ mod tests {
             ("blank line", "0\n1\n0 0\n\n", malformed(4, "more lines than the entry count")),
             ("one field", "0\n1\n0\n", malformed(3, "expected '<epoch> <start_offset>'")),
             ("tab", "0\n1\n0\t0\n", malformed(3, "expected '<epoch> <start_offset>'")),
-            (
-                "two spaces",
-                "0\n1\n0  0\n",
-                malformed(3, "start offset is not a non-negative 64-bit number"),
-            ),
-            (
-                "negative epoch",
-                "0\n1\n-1 0\n",
-                malformed(3, "epoch is not a non-negative 32-bit number"),
-            ),
-            (
-                "epoch overflow",
-                "0\n1\n2147483648 0\n",
-                malformed(3, "epoch is not a non-negative 32-bit number"),
-            ),
-            (
-                "plus sign",
-                "0\n1\n+1 0\n",
-                malformed(3, "epoch is not a non-negative 32-bit number"),
-            ),
-            (
-                "negative offset",
-                "0\n1\n1 -5\n",
-                malformed(3, "start offset is not a non-negative 64-bit number"),
-            ),
+            ("two spaces", "0\n1\n0  0\n", malformed(3, "start offset is not a non-negative 64-bit number")),
+            ("negative epoch", "0\n1\n-1 0\n", malformed(3, "epoch is not a non-negative 32-bit number")),
+            ("epoch overflow", "0\n1\n2147483648 0\n", malformed(3, "epoch is not a non-negative 32-bit number")),
+            ("plus sign", "0\n1\n+1 0\n", malformed(3, "epoch is not a non-negative 32-bit number")),
+            ("negative offset", "0\n1\n1 -5\n", malformed(3, "start offset is not a non-negative 64-bit number")),
             (
                 "offset overflow",
                 "0\n1\n1 9223372036854775808\n",
@@ -742,8 +652,7 @@ mod tests {
         for (name, text, expected) in cases {
             assert_eq!(EpochCheckpoint::decode(text), Err(expected), "{name}");
         }
-        let decoded = EpochCheckpoint::decode("0\n2\n0 0\n2147483647 9223372036854775807\n")
-            .expect("extremes");
+        let decoded = EpochCheckpoint::decode("0\n2\n0 0\n2147483647 9223372036854775807\n").expect("extremes");
         assert_eq!(pairs(&decoded), [(0, 0), (i32::MAX, i64::MAX)]);
     }
 
@@ -760,9 +669,7 @@ mod tests {
     fn placement_round_trips() {
         let entries = placement_sample();
         let text = encode_placement(&entries);
-        assert!(text.starts_with(
-            "ringstream-placement 1\norders 0 0\norders 1 3\na-b.c_d 2147483647 1023\n"
-        ));
+        assert!(text.starts_with("ringstream-placement 1\norders 0 0\norders 1 3\na-b.c_d 2147483647 1023\n"));
         assert_eq!(decode_placement(&text), Ok(entries));
         assert_eq!(encode_placement(&[]), "ringstream-placement 1\n");
         assert_eq!(decode_placement("ringstream-placement 1\n"), Ok(vec![]));
@@ -771,10 +678,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "placed twice")]
     fn placement_encode_asserts_unique() {
-        let entries = vec![
-            (TopicPartition::new("t", 0), ShardId(0)),
-            (TopicPartition::new("t", 0), ShardId(1)),
-        ];
+        let entries = vec![(TopicPartition::new("t", 0), ShardId(0)), (TopicPartition::new("t", 0), ShardId(1))];
         encode_placement(&entries);
     }
 
@@ -783,41 +687,13 @@ mod tests {
         let header = "ringstream-placement 1\n";
         let long_topic = format!("{header}{} 0 0\n", "x".repeat(250));
         let cases: Vec<(&str, String, CheckpointError)> = vec![
-            (
-                "empty",
-                String::new(),
-                malformed(1, "no newline at the end of the text (torn write?)"),
-            ),
-            (
-                "torn",
-                format!("{header}t 0 0"),
-                malformed(2, "no newline at the end of the text (torn write?)"),
-            ),
-            (
-                "header",
-                "ringstream-placement 2\n".into(),
-                malformed(1, "expected header 'ringstream-placement 1'"),
-            ),
-            (
-                "no header",
-                "t 0 0\n".into(),
-                malformed(1, "expected header 'ringstream-placement 1'"),
-            ),
-            (
-                "two fields",
-                format!("{header}t 0\n"),
-                malformed(2, "expected '<topic> <partition> <shard>'"),
-            ),
-            (
-                "four fields",
-                format!("{header}t 0 0 0\n"),
-                malformed(2, "expected '<topic> <partition> <shard>'"),
-            ),
-            (
-                "blank line",
-                format!("{header}\n"),
-                malformed(2, "expected '<topic> <partition> <shard>'"),
-            ),
+            ("empty", String::new(), malformed(1, "no newline at the end of the text (torn write?)")),
+            ("torn", format!("{header}t 0 0"), malformed(2, "no newline at the end of the text (torn write?)")),
+            ("header", "ringstream-placement 2\n".into(), malformed(1, "expected header 'ringstream-placement 1'")),
+            ("no header", "t 0 0\n".into(), malformed(1, "expected header 'ringstream-placement 1'")),
+            ("two fields", format!("{header}t 0\n"), malformed(2, "expected '<topic> <partition> <shard>'")),
+            ("four fields", format!("{header}t 0 0 0\n"), malformed(2, "expected '<topic> <partition> <shard>'")),
+            ("blank line", format!("{header}\n"), malformed(2, "expected '<topic> <partition> <shard>'")),
             ("bad topic", format!("{header}a/b 0 0\n"), malformed(2, "invalid topic name")),
             ("dot topic", format!("{header}.. 0 0\n"), malformed(2, "invalid topic name")),
             ("long topic", long_topic, malformed(2, "invalid topic name")),
@@ -831,26 +707,10 @@ mod tests {
                 format!("{header}t 2147483648 0\n"),
                 malformed(2, "partition is not a non-negative 32-bit number"),
             ),
-            (
-                "shard word",
-                format!("{header}t 0 zero\n"),
-                malformed(2, "shard is not a 16-bit number"),
-            ),
-            (
-                "shard overflow",
-                format!("{header}t 0 65536\n"),
-                malformed(2, "shard is not a 16-bit number"),
-            ),
-            (
-                "shard beyond max",
-                format!("{header}t 0 1024\n"),
-                malformed(2, "shard beyond shards_max"),
-            ),
-            (
-                "duplicate",
-                format!("{header}t 0 0\nu 0 1\nt 0 2\n"),
-                CheckpointError::Duplicate { line: 4 },
-            ),
+            ("shard word", format!("{header}t 0 zero\n"), malformed(2, "shard is not a 16-bit number")),
+            ("shard overflow", format!("{header}t 0 65536\n"), malformed(2, "shard is not a 16-bit number")),
+            ("shard beyond max", format!("{header}t 0 1024\n"), malformed(2, "shard beyond shards_max")),
+            ("duplicate", format!("{header}t 0 0\nu 0 1\nt 0 2\n"), CheckpointError::Duplicate { line: 4 }),
         ];
         for (name, text, expected) in cases {
             assert_eq!(decode_placement(&text), Err(expected), "{name}");
@@ -863,19 +723,13 @@ mod tests {
         let text = marker.encode();
         assert_eq!(text, "ringstream-clean 1\nlog_end_offset 12345\nsegment_bytes 4096\n");
         assert_eq!(CleanMarker::decode(&text), Ok(marker));
-        let extremes = CleanMarker {
-            log_end_offset: Offset(i64::MAX),
-            tail_segment_bytes: limits::segment_bytes_max,
-        };
+        let extremes = CleanMarker { log_end_offset: Offset(i64::MAX), tail_segment_bytes: limits::segment_bytes_max };
         assert_eq!(CleanMarker::decode(&extremes.encode()), Ok(extremes));
     }
 
     #[test]
     fn clean_marker_decode_rejects_corruption() {
-        let beyond = format!(
-            "ringstream-clean 1\nlog_end_offset 0\nsegment_bytes {}\n",
-            limits::segment_bytes_max + 1
-        );
+        let beyond = format!("ringstream-clean 1\nlog_end_offset 0\nsegment_bytes {}\n", limits::segment_bytes_max + 1);
         let cases: Vec<(&str, &str, CheckpointError)> = vec![
             ("empty", "", malformed(1, "no newline at the end of the text (torn write?)")),
             (
@@ -883,32 +737,16 @@ mod tests {
                 "ringstream-clean 1\nlog_end_offset 5\nsegment_bytes 1",
                 malformed(3, "no newline at the end of the text (torn write?)"),
             ),
-            (
-                "header",
-                "ringstream-clean 2\n",
-                malformed(1, "expected header 'ringstream-clean 1'"),
-            ),
+            ("header", "ringstream-clean 2\n", malformed(1, "expected header 'ringstream-clean 1'")),
             ("only header", "ringstream-clean 1\n", malformed(2, "missing log_end_offset")),
-            (
-                "key",
-                "ringstream-clean 1\nlog_end 5\n",
-                malformed(2, "expected 'log_end_offset <n>'"),
-            ),
-            (
-                "no space",
-                "ringstream-clean 1\nlog_end_offset5\n",
-                malformed(2, "expected 'log_end_offset <n>'"),
-            ),
+            ("key", "ringstream-clean 1\nlog_end 5\n", malformed(2, "expected 'log_end_offset <n>'")),
+            ("no space", "ringstream-clean 1\nlog_end_offset5\n", malformed(2, "expected 'log_end_offset <n>'")),
             (
                 "negative",
                 "ringstream-clean 1\nlog_end_offset -5\nsegment_bytes 0\n",
                 malformed(2, "log_end_offset is not a non-negative 64-bit number"),
             ),
-            (
-                "no segment",
-                "ringstream-clean 1\nlog_end_offset 5\n",
-                malformed(3, "missing segment_bytes"),
-            ),
+            ("no segment", "ringstream-clean 1\nlog_end_offset 5\n", malformed(3, "missing segment_bytes")),
             (
                 "swapped",
                 "ringstream-clean 1\nsegment_bytes 0\nlog_end_offset 5\n",
@@ -946,9 +784,7 @@ mod tests {
             }
             1 => {
                 let entries: Vec<(TopicPartition, ShardId)> = (0..rng.below(5) as i32)
-                    .map(|partition| {
-                        (TopicPartition::new("t-1", partition), ShardId(rng.below(1024) as u16))
-                    })
+                    .map(|partition| (TopicPartition::new("t-1", partition), ShardId(rng.below(1024) as u16)))
                     .collect();
                 encode_placement(&entries)
             }
@@ -973,9 +809,7 @@ mod tests {
             }
         }
         if rng.chance(10) {
-            bytes = (0..rng.below(60))
-                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
-                .collect();
+            bytes = (0..rng.below(60)).map(|_| alphabet[rng.below(alphabet.len() as u64) as usize]).collect();
         }
         // The alphabet is ASCII, so this never fails; fall back regardless.
         String::from_utf8(bytes).unwrap_or_default()
@@ -1000,9 +834,6 @@ mod tests {
                 assert_eq!(CleanMarker::decode(&marker.encode()), Ok(marker));
             }
         }
-        assert!(
-            ok_epoch > 100 && ok_placement > 100 && ok_marker > 100,
-            "{ok_epoch} {ok_placement} {ok_marker}"
-        );
+        assert!(ok_epoch > 100 && ok_placement > 100 && ok_marker > 100, "{ok_epoch} {ok_placement} {ok_marker}");
     }
 }

@@ -66,9 +66,11 @@ pub fn decompress_into(codec: Compression, compressed: &[u8], max: usize, out: &
             read_bounded(codec, decoder, max, out)
         }
         Compression::Snappy if compressed.starts_with(xerial_magic) => {
-            let mut rest = compressed.get(xerial_header_bytes..).ok_or_else(|| invalid("short xerial header".into()))?;
+            let mut rest =
+                compressed.get(xerial_header_bytes..).ok_or_else(|| invalid("short xerial header".into()))?;
             while !rest.is_empty() {
-                let (length, after) = rest.split_first_chunk::<4>().ok_or_else(|| invalid("short block length".into()))?;
+                let (length, after) =
+                    rest.split_first_chunk::<4>().ok_or_else(|| invalid("short block length".into()))?;
                 let length = u32::from_be_bytes(*length) as usize;
                 let block = after.get(..length).ok_or_else(|| invalid("block runs past the end".into()))?;
                 snappy_raw(codec, block, max, start, out)?;
@@ -172,13 +174,17 @@ mod tests {
         ];
         for (codec, bomb) in bombs {
             assert!(bomb.len() < 1 << 20, "{codec:?}: {} bytes", bomb.len());
-            assert_eq!(decompress(codec, &bomb, 256 << 10).unwrap_err(), CodecError::TooLarge { codec, max: 256 << 10 });
+            assert_eq!(
+                decompress(codec, &bomb, 256 << 10).unwrap_err(),
+                CodecError::TooLarge { codec, max: 256 << 10 }
+            );
         }
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        let garbage: [&[u8]; 4] = [b"", b"\x00", b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\xff\xff\xff\xff", &[0xff; 64]];
+        let garbage: [&[u8]; 4] =
+            [b"", b"\x00", b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\xff\xff\xff\xff", &[0xff; 64]];
         for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
             for bytes in garbage {
                 let _ = decompress(codec, bytes, 1 << 20); // never panics

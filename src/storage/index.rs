@@ -176,13 +176,7 @@ impl OffsetIndex {
     /// (or the segment's start) and this batch. Measuring by position rather
     /// than by a running byte count means the policy needs no state that a
     /// decode or a truncation would have to reconstruct.
-    pub fn on_append(
-        &mut self,
-        first_offset: Offset,
-        position: u32,
-        batch_bytes: u32,
-        interval_bytes: u32,
-    ) {
+    pub fn on_append(&mut self, first_offset: Offset, position: u32, batch_bytes: u32, interval_bytes: u32) {
         assert!(
             first_offset >= self.append_offset_min,
             "batch offset {first_offset} goes back before {}",
@@ -195,15 +189,9 @@ impl OffsetIndex {
         );
         assert!(batch_bytes > 0);
         let end_position = u64::from(position) + u64::from(batch_bytes);
-        assert!(
-            end_position <= limits::segment_bytes_max,
-            "batch ends at {end_position}, beyond segment_bytes_max"
-        );
+        assert!(end_position <= limits::segment_bytes_max, "batch ends at {end_position}, beyond segment_bytes_max");
         let Some(relative_offset) = relative_offset(self.base_offset, first_offset) else {
-            panic!(
-                "offset {first_offset} does not fit a u32 relative to base offset {}",
-                self.base_offset
-            );
+            panic!("offset {first_offset} does not fit a u32 relative to base offset {}", self.base_offset);
         };
         let Some(next_offset_min) = offset_after(first_offset) else {
             panic!("offset {first_offset} is the last in the offset range");
@@ -213,10 +201,7 @@ impl OffsetIndex {
         assert!(self.entries.is_empty() || position > last_position);
         assert!(position >= last_position);
         let since_last_entry_bytes = position - last_position;
-        if position > 0
-            && since_last_entry_bytes >= interval_bytes
-            && self.entries.len() < self.entries_max
-        {
+        if position > 0 && since_last_entry_bytes >= interval_bytes && self.entries.len() < self.entries_max {
             if let Some(last) = self.entries.last() {
                 assert!(relative_offset > last.relative_offset);
             }
@@ -256,12 +241,10 @@ impl OffsetIndex {
         self.entries.truncate(keep);
         let offset_min = match self.entries.last() {
             None => self.base_offset,
-            Some(last) => {
-                match offset_after(absolute_offset(self.base_offset, last.relative_offset)) {
-                    Some(offset) => offset,
-                    None => panic!("index entry at the end of the offset range"),
-                }
-            }
+            Some(last) => match offset_after(absolute_offset(self.base_offset, last.relative_offset)) {
+                Some(offset) => offset,
+                None => panic!("index entry at the end of the offset range"),
+            },
         };
         self.append_offset_min = self.append_offset_min.min(offset_min);
         self.append_position_min = self.append_position_min.min(u64::from(position));
@@ -285,30 +268,20 @@ impl OffsetIndex {
 
     /// Decodes an index written by `encode` (or by Kafka) and validates it
     /// against its segment, `segment_bytes` long.
-    pub fn decode(
-        base_offset: Offset,
-        bytes: &[u8],
-        segment_bytes: u64,
-    ) -> Result<OffsetIndex, IndexError> {
+    pub fn decode(base_offset: Offset, bytes: &[u8], segment_bytes: u64) -> Result<OffsetIndex, IndexError> {
         let disk_entries: &[OffsetIndexEntryDisk] = disk_entries(base_offset, bytes, offset_index_entry_bytes)?;
 
         let mut entries: Vec<OffsetIndexEntry> = Vec::with_capacity(disk_entries.len());
         let mut append_offset_min = base_offset;
         for (index, disk) in disk_entries.iter().enumerate() {
-            let entry = OffsetIndexEntry {
-                relative_offset: disk.relative_offset.get(),
-                position: disk.position.get(),
-            };
-            let Some(offset_next) = base_offset
-                .0
-                .checked_add(i64::from(entry.relative_offset))
-                .and_then(|offset| offset.checked_add(1))
+            let entry = OffsetIndexEntry { relative_offset: disk.relative_offset.get(), position: disk.position.get() };
+            let Some(offset_next) =
+                base_offset.0.checked_add(i64::from(entry.relative_offset)).and_then(|offset| offset.checked_add(1))
             else {
                 return Err(IndexError::OffsetOverflow { entry: index });
             };
             if let Some(last) = entries.last() {
-                if entry.relative_offset <= last.relative_offset || entry.position <= last.position
-                {
+                if entry.relative_offset <= last.relative_offset || entry.position <= last.position {
                     return Err(IndexError::NotIncreasing { entry: index });
                 }
             }
@@ -421,21 +394,13 @@ impl TimeIndex {
     /// The last offset of the first batch that reached `max_timestamp()`, or
     /// `Offset(-1)` when no batch had a timestamp (as in Kafka's ListOffsets).
     pub fn max_timestamp_offset(&self) -> Offset {
-        self.entries
-            .last()
-            .map_or(Offset(-1), |entry| absolute_offset(self.base_offset, entry.relative_offset))
+        self.entries.last().map_or(Offset(-1), |entry| absolute_offset(self.base_offset, entry.relative_offset))
     }
 
     /// Called for every batch appended to the segment, in order, with the
     /// batch's max timestamp, its last offset and its size. Batches without a
     /// timestamp (negative) leave the index alone.
-    pub fn on_append(
-        &mut self,
-        max_timestamp_ms: i64,
-        last_offset: Offset,
-        batch_bytes: u32,
-        interval_bytes: u32,
-    ) {
+    pub fn on_append(&mut self, max_timestamp_ms: i64, last_offset: Offset, batch_bytes: u32, interval_bytes: u32) {
         assert!(
             last_offset >= self.append_last_offset_min,
             "batch last offset {last_offset} goes back before {}",
@@ -443,10 +408,7 @@ impl TimeIndex {
         );
         assert!(batch_bytes > 0);
         let Some(relative_offset) = relative_offset(self.base_offset, last_offset) else {
-            panic!(
-                "offset {last_offset} does not fit a u32 relative to base offset {}",
-                self.base_offset
-            );
+            panic!("offset {last_offset} does not fit a u32 relative to base offset {}", self.base_offset);
         };
         let Some(next_last_offset_min) = offset_after(last_offset) else {
             panic!("offset {last_offset} is the last in the offset range");
@@ -472,8 +434,7 @@ impl TimeIndex {
         }
         assert!(self.max_timestamp() >= max_timestamp_ms.max(timestamp_none_ms));
 
-        self.since_entry_created_bytes =
-            self.since_entry_created_bytes.saturating_add(u64::from(batch_bytes));
+        self.since_entry_created_bytes = self.since_entry_created_bytes.saturating_add(u64::from(batch_bytes));
         self.append_last_offset_min = next_last_offset_min;
     }
 
@@ -518,12 +479,10 @@ impl TimeIndex {
         if dropped {
             let from = match self.entries.last() {
                 None => self.base_offset,
-                Some(last) => {
-                    match offset_after(absolute_offset(self.base_offset, last.relative_offset)) {
-                        Some(from) => from,
-                        None => panic!("index entry at the end of the offset range"),
-                    }
-                }
+                Some(last) => match offset_after(absolute_offset(self.base_offset, last.relative_offset)) {
+                    Some(from) => from,
+                    None => panic!("index entry at the end of the offset range"),
+                },
             };
             self.append_last_offset_min = from;
             Some(from)
@@ -558,27 +517,18 @@ impl TimeIndex {
         let mut entries: Vec<TimeIndexEntry> = Vec::with_capacity(disk_entries.len());
         let mut append_last_offset_min = base_offset;
         for (index, disk) in disk_entries.iter().enumerate() {
-            let entry = TimeIndexEntry {
-                timestamp_ms: disk.timestamp_ms.get(),
-                relative_offset: disk.relative_offset.get(),
-            };
+            let entry =
+                TimeIndexEntry { timestamp_ms: disk.timestamp_ms.get(), relative_offset: disk.relative_offset.get() };
             if entry.timestamp_ms < 0 {
-                return Err(IndexError::TimestampNegative {
-                    entry: index,
-                    timestamp_ms: entry.timestamp_ms,
-                });
+                return Err(IndexError::TimestampNegative { entry: index, timestamp_ms: entry.timestamp_ms });
             }
-            let Some(offset_next) = base_offset
-                .0
-                .checked_add(i64::from(entry.relative_offset))
-                .and_then(|offset| offset.checked_add(1))
+            let Some(offset_next) =
+                base_offset.0.checked_add(i64::from(entry.relative_offset)).and_then(|offset| offset.checked_add(1))
             else {
                 return Err(IndexError::OffsetOverflow { entry: index });
             };
             if let Some(last) = entries.last() {
-                if entry.timestamp_ms <= last.timestamp_ms
-                    || entry.relative_offset < last.relative_offset
-                {
+                if entry.timestamp_ms <= last.timestamp_ms || entry.relative_offset < last.relative_offset {
                     return Err(IndexError::NotIncreasing { entry: index });
                 }
             }
@@ -654,20 +604,11 @@ mod tests {
 
     /// Batches that continue `after` (or start a segment at `base_offset`),
     /// with timestamps that mostly rise but jump back, repeat and go missing.
-    fn batches_after(
-        rng: &mut Rng,
-        base_offset: Offset,
-        after: Option<&Batch>,
-        count: usize,
-    ) -> Vec<Batch> {
+    fn batches_after(rng: &mut Rng, base_offset: Offset, after: Option<&Batch>, count: usize) -> Vec<Batch> {
         let mut batches = Vec::with_capacity(count);
         let (mut offset, mut position, mut timestamp_ms) = match after {
             None => (base_offset.0, 0u32, rng.range_i64(0, 1000)),
-            Some(batch) => (
-                batch.last_offset.0 + 1,
-                batch.position + batch.bytes,
-                batch.max_timestamp_ms.max(0),
-            ),
+            Some(batch) => (batch.last_offset.0 + 1, batch.position + batch.bytes, batch.max_timestamp_ms.max(0)),
         };
         for _ in 0..count {
             let records = rng.range_i64(1, 8);
@@ -711,11 +652,7 @@ mod tests {
         [0, 1, 100, 1000, 4096, 20_000][rng.below(6) as usize]
     }
 
-    fn offset_index_build(
-        base_offset: Offset,
-        batches: &[Batch],
-        interval_bytes: u32,
-    ) -> OffsetIndex {
+    fn offset_index_build(base_offset: Offset, batches: &[Batch], interval_bytes: u32) -> OffsetIndex {
         let mut index = OffsetIndex::new(base_offset);
         for batch in batches {
             index.on_append(batch.first_offset, batch.position, batch.bytes, interval_bytes);
@@ -732,19 +669,12 @@ mod tests {
     /// Every offset index entry names a real batch, entries respect the
     /// interval, and a lookup lands on the last indexed batch at or before
     /// the target, from which a scan reaches the target's batch.
-    fn offset_index_check(
-        index: &OffsetIndex,
-        batches: &[Batch],
-        interval_bytes: u32,
-        rng: &mut Rng,
-    ) {
+    fn offset_index_check(index: &OffsetIndex, batches: &[Batch], interval_bytes: u32, rng: &mut Rng) {
         let base_offset = index.base_offset();
         let mut last_position = 0u32;
         for entry in index.entries() {
-            let batch = batches
-                .iter()
-                .find(|batch| batch.position == entry.position)
-                .expect("entry at a batch position");
+            let batch =
+                batches.iter().find(|batch| batch.position == entry.position).expect("entry at a batch position");
             assert_eq!(absolute_offset(base_offset, entry.relative_offset), batch.first_offset);
             assert!(entry.position - last_position >= interval_bytes);
             assert!(entry.position > 0);
@@ -772,12 +702,10 @@ mod tests {
 
     /// The time index guarantee, checked against a full scan.
     fn time_index_check(index: &TimeIndex, batches: &[Batch], rng: &mut Rng) {
-        let max =
-            batches.iter().map(|batch| batch.max_timestamp_ms).max().unwrap_or(timestamp_none_ms);
+        let max = batches.iter().map(|batch| batch.max_timestamp_ms).max().unwrap_or(timestamp_none_ms);
         assert_eq!(index.max_timestamp(), max.max(timestamp_none_ms));
         if max >= 0 {
-            let first_max =
-                batches.iter().find(|batch| batch.max_timestamp_ms == max).expect("max batch");
+            let first_max = batches.iter().find(|batch| batch.max_timestamp_ms == max).expect("max batch");
             assert_eq!(index.max_timestamp_offset(), first_max.last_offset);
         } else {
             assert_eq!(index.max_timestamp_offset(), Offset(-1));
@@ -785,39 +713,27 @@ mod tests {
         // The entry invariant itself.
         for entry in index.entries() {
             let offset = absolute_offset(index.base_offset(), entry.relative_offset);
-            let at = batches
-                .iter()
-                .position(|batch| batch.last_offset == offset)
-                .expect("entry at a batch");
+            let at = batches.iter().position(|batch| batch.last_offset == offset).expect("entry at a batch");
             assert_eq!(batches[at].max_timestamp_ms, entry.timestamp_ms);
             assert!(batches[..at].iter().all(|batch| batch.max_timestamp_ms < entry.timestamp_ms));
         }
 
         let mut targets: Vec<i64> = (0..100).map(|_| rng.range_i64(-3, max.max(0) + 3)).collect();
         for batch in batches.iter().take(50) {
-            targets.extend([
-                batch.max_timestamp_ms - 1,
-                batch.max_timestamp_ms,
-                batch.max_timestamp_ms + 1,
-            ]);
+            targets.extend([batch.max_timestamp_ms - 1, batch.max_timestamp_ms, batch.max_timestamp_ms + 1]);
         }
         for target_ms in targets {
             let expected = batches.iter().position(|batch| batch.max_timestamp_ms >= target_ms);
             let from = index.lookup(target_ms);
-            let start =
-                batches.iter().position(|batch| batch.last_offset >= from).unwrap_or(batches.len());
-            let found = batches[start..]
-                .iter()
-                .position(|batch| batch.max_timestamp_ms >= target_ms)
-                .map(|at| at + start);
+            let start = batches.iter().position(|batch| batch.last_offset >= from).unwrap_or(batches.len());
+            let found =
+                batches[start..].iter().position(|batch| batch.max_timestamp_ms >= target_ms).map(|at| at + start);
             assert_eq!(found, expected, "target {target_ms} from {from}");
             let brute = index
                 .entries()
                 .iter()
                 .rfind(|entry| entry.timestamp_ms <= target_ms)
-                .map_or(index.base_offset(), |entry| {
-                    absolute_offset(index.base_offset(), entry.relative_offset)
-                });
+                .map_or(index.base_offset(), |entry| absolute_offset(index.base_offset(), entry.relative_offset));
             assert_eq!(from, brute);
         }
     }
@@ -866,12 +782,8 @@ mod tests {
             }
             offset_index_check(&index, &batches, interval_bytes, &mut rng);
 
-            let decoded = OffsetIndex::decode(
-                base_offset,
-                &index.encode(),
-                u64::from(index_segment_bytes(&batches)),
-            )
-            .expect("round trip");
+            let decoded = OffsetIndex::decode(base_offset, &index.encode(), u64::from(index_segment_bytes(&batches)))
+                .expect("round trip");
             assert_eq!(decoded.entries(), index.entries());
             offset_index_check(&decoded, &batches, interval_bytes, &mut rng);
         }
@@ -891,17 +803,15 @@ mod tests {
             let mut index = offset_index_build(base_offset, &batches, interval_bytes);
 
             let keep = rng.below(batches.len() as u64 + 1) as usize;
-            let truncate_position =
-                batches.get(keep).map_or(index_segment_bytes(&batches), |batch| batch.position);
+            let truncate_position = batches.get(keep).map_or(index_segment_bytes(&batches), |batch| batch.position);
             index.truncate_to_position(truncate_position);
             assert!(index.entries().iter().all(|entry| entry.position < truncate_position));
 
             // Continue from the kept prefix, maybe after a decode (a restart).
             let mut kept = batches[..keep].to_vec();
             if rng.chance(2) {
-                index =
-                    OffsetIndex::decode(base_offset, &index.encode(), u64::from(truncate_position))
-                        .expect("decode after truncate");
+                index = OffsetIndex::decode(base_offset, &index.encode(), u64::from(truncate_position))
+                    .expect("decode after truncate");
             }
             let more = batches_random(&mut rng, base_offset, kept.last(), 0, 100 - 1);
             for batch in &more {
@@ -950,11 +860,7 @@ mod tests {
     }
 
     fn offset_entries_bytes(entries: &[(u32, u32)]) -> Vec<u8> {
-        entries
-            .iter()
-            .flat_map(|(offset, position)| [offset.to_be_bytes(), position.to_be_bytes()])
-            .flatten()
-            .collect()
+        entries.iter().flat_map(|(offset, position)| [offset.to_be_bytes(), position.to_be_bytes()]).flatten().collect()
     }
 
     fn time_entries_bytes(entries: &[(i64, u32)]) -> Vec<u8> {
@@ -1027,10 +933,7 @@ mod tests {
                 0,
                 too_many,
                 u64::MAX,
-                IndexError::TooManyEntries {
-                    count: limits::index_entries_max + 1,
-                    max: limits::index_entries_max,
-                },
+                IndexError::TooManyEntries { count: limits::index_entries_max + 1, max: limits::index_entries_max },
             ),
         ];
         for (name, base_offset, bytes, segment_bytes, expected) in cases {
@@ -1038,12 +941,8 @@ mod tests {
             assert_eq!(result.err(), Some(expected), "{name}");
         }
         // The valid neighbours of those cases decode.
-        let index = OffsetIndex::decode(
-            Offset(0),
-            &offset_entries_bytes(&[(0, 0), (5, 100), (6, 999)]),
-            1000,
-        )
-        .expect("valid");
+        let index =
+            OffsetIndex::decode(Offset(0), &offset_entries_bytes(&[(0, 0), (5, 100), (6, 999)]), 1000).expect("valid");
         assert_eq!(index.len(), 3);
         assert!(OffsetIndex::decode(Offset(0), &[], 0).expect("empty").is_empty());
     }
@@ -1053,24 +952,9 @@ mod tests {
         let cases: Vec<(&str, i64, Vec<u8>, IndexError)> = vec![
             ("torn entry", 0, vec![0; 11], IndexError::Length { len: 11, entry_bytes: 12 }),
             ("torn tail", 0, vec![0; 16], IndexError::Length { len: 16, entry_bytes: 12 }),
-            (
-                "timestamp repeats",
-                0,
-                time_entries_bytes(&[(5, 1), (5, 2)]),
-                IndexError::NotIncreasing { entry: 1 },
-            ),
-            (
-                "timestamp goes back",
-                0,
-                time_entries_bytes(&[(5, 1), (4, 2)]),
-                IndexError::NotIncreasing { entry: 1 },
-            ),
-            (
-                "offset goes back",
-                0,
-                time_entries_bytes(&[(5, 3), (6, 2)]),
-                IndexError::NotIncreasing { entry: 1 },
-            ),
+            ("timestamp repeats", 0, time_entries_bytes(&[(5, 1), (5, 2)]), IndexError::NotIncreasing { entry: 1 }),
+            ("timestamp goes back", 0, time_entries_bytes(&[(5, 1), (4, 2)]), IndexError::NotIncreasing { entry: 1 }),
+            ("offset goes back", 0, time_entries_bytes(&[(5, 3), (6, 2)]), IndexError::NotIncreasing { entry: 1 }),
             (
                 "preallocated zero tail",
                 0,
@@ -1094,10 +978,7 @@ mod tests {
                 "too many",
                 0,
                 vec![0; (limits::index_entries_max + 1) * time_index_entry_bytes],
-                IndexError::TooManyEntries {
-                    count: limits::index_entries_max + 1,
-                    max: limits::index_entries_max,
-                },
+                IndexError::TooManyEntries { count: limits::index_entries_max + 1, max: limits::index_entries_max },
             ),
         ];
         for (name, base_offset, bytes, expected) in cases {
@@ -1105,8 +986,7 @@ mod tests {
             assert_eq!(result.err(), Some(expected), "{name}");
         }
         // Equal offsets are legal (Kafka may write them); timestamp 0 is legal.
-        let index = TimeIndex::decode(Offset(7), &time_entries_bytes(&[(0, 3), (6, 3), (9, 4)]))
-            .expect("valid");
+        let index = TimeIndex::decode(Offset(7), &time_entries_bytes(&[(0, 3), (6, 3), (9, 4)])).expect("valid");
         assert_eq!(index.max_timestamp(), 9);
         assert_eq!(index.max_timestamp_offset(), Offset(11));
     }
@@ -1152,34 +1032,23 @@ mod tests {
             let keep = rng.below(batches.len() as u64 + 1) as usize;
             let truncate_offset = batches
                 .get(keep)
-                .map_or(Offset(batches.last().expect("one batch").last_offset.0 + 1), |batch| {
-                    batch.first_offset
-                });
+                .map_or(Offset(batches.last().expect("one batch").last_offset.0 + 1), |batch| batch.first_offset);
             let mut kept = batches[..keep].to_vec();
             let replay_from = index.truncate_to_offset(truncate_offset);
-            assert!(
-                index
-                    .entries()
-                    .iter()
-                    .all(|entry| absolute_offset(base_offset, entry.relative_offset)
-                        < truncate_offset)
-            );
+            assert!(index
+                .entries()
+                .iter()
+                .all(|entry| absolute_offset(base_offset, entry.relative_offset) < truncate_offset));
             if let Some(from) = replay_from {
                 for batch in kept.iter().filter(|batch| batch.last_offset >= from) {
-                    index.on_append(
-                        batch.max_timestamp_ms,
-                        batch.last_offset,
-                        batch.bytes,
-                        interval_bytes,
-                    );
+                    index.on_append(batch.max_timestamp_ms, batch.last_offset, batch.bytes, interval_bytes);
                 }
             }
             time_index_check(&index, &kept, &mut rng);
 
             // The log continues at the truncation offset (past any gap before it).
             let mut more = batches_random(&mut rng, base_offset, kept.last(), 0, 200 - 1);
-            let shift =
-                more.first().map_or(0, |batch| (truncate_offset.0 - batch.first_offset.0).max(0));
+            let shift = more.first().map_or(0, |batch| (truncate_offset.0 - batch.first_offset.0).max(0));
             for batch in &mut more {
                 batch.first_offset.0 += shift;
                 batch.last_offset.0 += shift;
@@ -1283,8 +1152,7 @@ mod tests {
             if let Ok(index) = OffsetIndex::decode(base_offset, &bytes, segment_bytes) {
                 ok_offset += 1;
                 assert_eq!(index.encode(), bytes);
-                let again = OffsetIndex::decode(base_offset, &index.encode(), segment_bytes)
-                    .expect("again");
+                let again = OffsetIndex::decode(base_offset, &index.encode(), segment_bytes).expect("again");
                 assert_eq!(again.entries(), index.entries());
                 let _ = index.lookup(Offset(rng.next() as i64));
             }

@@ -247,7 +247,8 @@ impl PartitionLog {
         let (mut producers, producers_end) = read_producer_snapshot(&log.dir, &log.tp);
 
         if bases.is_empty() {
-            let segment = Segment::create(&log.dir, Offset::ZERO, log.config.segment_bytes, now_ms, log.sync_writes).await?;
+            let segment =
+                Segment::create(&log.dir, Offset::ZERO, log.config.segment_bytes, now_ms, log.sync_writes).await?;
             log.segments.insert(Offset::ZERO, segment);
             dir::sync_dir(&log.dir).await.map_err(|e| StorageError::io("sync dir", &log.dir, e))?;
         } else {
@@ -316,14 +317,12 @@ impl PartitionLog {
                     segment.size_bytes = file_bytes;
                     segment.offset_index = offset_index;
                     segment.time_index = time_index;
-                    segment.next_offset = if is_tail {
-                        marker.expect("clean tail has a marker").log_end_offset
-                    } else {
-                        bases[i + 1]
-                    };
+                    segment.next_offset =
+                        if is_tail { marker.expect("clean tail has a marker").log_end_offset } else { bases[i + 1] };
                 }
                 None => {
-                    let outcome = self.rebuild_segment(&mut segment, file_bytes, epochs, producers, producers_end).await?;
+                    let outcome =
+                        self.rebuild_segment(&mut segment, file_bytes, epochs, producers, producers_end).await?;
                     if is_tail && producers_end < segment.base_offset {
                         warn!(
                             partition = %self.tp,
@@ -446,25 +445,26 @@ impl PartitionLog {
         let mut offset_index = OffsetIndex::new(segment.base_offset);
         let mut time_index = TimeIndex::new(segment.base_offset);
         let file = segment.file.clone();
-        let outcome = recovery::scan_segment(&file, &segment.log_path, segment.base_offset, file_bytes, |info, position, _| {
-            offset_index.on_append(info.base_offset, position as u32, info.total_bytes, interval);
-            time_index.on_append(info.max_timestamp, info.last_offset(), info.total_bytes, interval);
-            let newer = epochs.latest().map_or(true, |latest| info.leader_epoch > latest.epoch);
-            if newer && info.leader_epoch.0 >= 0 {
-                epochs.assign(info.leader_epoch, info.base_offset);
-            }
-            if info.producer_id >= 0 && info.base_offset >= producers_end && info.base_sequence >= 0 {
-                let first = info.base_sequence;
-                let record = BatchRecord {
-                    first_sequence: first,
-                    last_sequence: last_sequence(first, info.last_offset_delta),
-                    base_offset: info.base_offset,
-                    last_offset: info.last_offset(),
-                };
-                producers.record_recovered(info.producer_id, info.producer_epoch, record);
-            }
-        })
-        .await?;
+        let outcome =
+            recovery::scan_segment(&file, &segment.log_path, segment.base_offset, file_bytes, |info, position, _| {
+                offset_index.on_append(info.base_offset, position as u32, info.total_bytes, interval);
+                time_index.on_append(info.max_timestamp, info.last_offset(), info.total_bytes, interval);
+                let newer = epochs.latest().map_or(true, |latest| info.leader_epoch > latest.epoch);
+                if newer && info.leader_epoch.0 >= 0 {
+                    epochs.assign(info.leader_epoch, info.base_offset);
+                }
+                if info.producer_id >= 0 && info.base_offset >= producers_end && info.base_sequence >= 0 {
+                    let first = info.base_sequence;
+                    let record = BatchRecord {
+                        first_sequence: first,
+                        last_sequence: last_sequence(first, info.last_offset_delta),
+                        base_offset: info.base_offset,
+                        last_offset: info.last_offset(),
+                    };
+                    producers.record_recovered(info.producer_id, info.producer_epoch, record);
+                }
+            })
+            .await?;
         segment.offset_index = offset_index;
         segment.time_index = time_index;
         segment.size_bytes = outcome.valid_bytes;
@@ -514,7 +514,12 @@ impl PartitionLog {
         if idempotent {
             let producer_id = info.producer_id;
             if first < 0 {
-                return Err(StorageError::OutOfOrderSequence { tp: self.tp.clone(), producer_id, expected: 0, found: first });
+                return Err(StorageError::OutOfOrderSequence {
+                    tp: self.tp.clone(),
+                    producer_id,
+                    expected: 0,
+                    found: first,
+                });
             }
             match self.producers.check(producer_id, info.producer_epoch, first, last) {
                 SequenceCheck::Fresh => {}

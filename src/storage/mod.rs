@@ -19,8 +19,8 @@
 
 pub mod batch;
 pub mod cache;
-pub mod codec;
 pub mod checkpoint;
+pub mod codec;
 pub mod dir;
 pub mod error;
 pub mod faults;

@@ -45,9 +45,15 @@ pub enum SequenceCheck {
     Fresh,
     /// Already appended: answer with these offsets.
     Duplicate(BatchRecord),
-    OutOfOrder { expected: i32, found: i32 },
+    OutOfOrder {
+        expected: i32,
+        found: i32,
+    },
     /// An epoch older than the producer's current one (a zombie).
-    FencedEpoch { current: i16, found: i16 },
+    FencedEpoch {
+        current: i16,
+        found: i16,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,7 +63,11 @@ pub struct ProducerState {
 
 /// The sequence after `sequence`, wrapping as Kafka does.
 fn next_sequence(sequence: i32) -> i32 {
-    if sequence == i32::MAX { 0 } else { sequence + 1 }
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
 }
 
 /// The last sequence of a batch starting at `first` with `count` records.
@@ -91,10 +101,8 @@ impl ProducerState {
                 SequenceCheck::OutOfOrder { expected: 0, found: first_sequence }
             };
         }
-        if let Some(batch) = entry
-            .batches
-            .iter()
-            .find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
+        if let Some(batch) =
+            entry.batches.iter().find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
         {
             return SequenceCheck::Duplicate(*batch);
         }
@@ -138,7 +146,8 @@ impl ProducerState {
     /// of tripping an assertion.
     pub fn record_recovered(&mut self, producer_id: i64, epoch: i16, batch: BatchRecord) {
         let consistent = self.producers.get(&producer_id).map_or(true, |e| {
-            epoch > e.epoch || (epoch == e.epoch && e.batches.back().map_or(true, |b| b.last_offset < batch.base_offset))
+            epoch > e.epoch
+                || (epoch == e.epoch && e.batches.back().map_or(true, |b| b.last_offset < batch.base_offset))
         });
         if !consistent {
             self.producers.remove(&producer_id);
@@ -214,12 +223,23 @@ impl ProducerState {
             };
             let valid = id >= 0 && first >= 0 && last >= 0 && base >= 0 && base <= last_offset && last_offset < end;
             let ordered = state.producers.get(&id).map_or(true, |e| {
-                e.epoch == epoch && e.batches.back().is_some_and(|b| b.last_offset.0 < base) && e.batches.len() < producer_batches_max
+                e.epoch == epoch
+                    && e.batches.back().is_some_and(|b| b.last_offset.0 < base)
+                    && e.batches.len() < producer_batches_max
             });
             if !valid || !ordered || (state.len() >= partition_producers_max && !state.producers.contains_key(&id)) {
                 return Err(format!("line {}: invalid entry", i + 3));
             }
-            state.record(id, epoch, BatchRecord { first_sequence: first, last_sequence: last, base_offset: Offset(base), last_offset: Offset(last_offset) });
+            state.record(
+                id,
+                epoch,
+                BatchRecord {
+                    first_sequence: first,
+                    last_sequence: last,
+                    base_offset: Offset(base),
+                    last_offset: Offset(last_offset),
+                },
+            );
         }
         Ok((state, Offset(end)))
     }
@@ -230,7 +250,12 @@ mod tests {
     use super::*;
 
     fn batch(first: i32, last: i32, base: i64) -> BatchRecord {
-        BatchRecord { first_sequence: first, last_sequence: last, base_offset: Offset(base), last_offset: Offset(base + i64::from(last - first)) }
+        BatchRecord {
+            first_sequence: first,
+            last_sequence: last,
+            base_offset: Offset(base),
+            last_offset: Offset(base + i64::from(last - first)),
+        }
     }
 
     #[test]
@@ -260,7 +285,16 @@ mod tests {
         assert_eq!(last_sequence(i32::MAX, 0), i32::MAX);
         assert_eq!(last_sequence(i32::MAX, 2), 1);
         let mut state = ProducerState::default();
-        state.record(1, 0, BatchRecord { first_sequence: i32::MAX - 1, last_sequence: i32::MAX, base_offset: Offset(0), last_offset: Offset(1) });
+        state.record(
+            1,
+            0,
+            BatchRecord {
+                first_sequence: i32::MAX - 1,
+                last_sequence: i32::MAX,
+                base_offset: Offset(0),
+                last_offset: Offset(1),
+            },
+        );
         assert_eq!(state.check(1, 0, 0, 3), SequenceCheck::Fresh);
     }
 

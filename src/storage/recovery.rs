@@ -152,7 +152,8 @@ mod tests {
     /// the log; a header with a bad length is damage.
     #[test]
     fn only_a_zero_header_is_zero_fill() {
-        let stop = |bytes: &[u8]| ScanStop::Invalid(batch::peek_total_bytes(bytes, limits::batch_bytes_max).unwrap_err());
+        let stop =
+            |bytes: &[u8]| ScanStop::Invalid(batch::peek_total_bytes(bytes, limits::batch_bytes_max).unwrap_err());
         assert!(stop(&[0u8; 64]).is_zero_fill());
         let mut damaged = [0u8; 64];
         damaged[8..12].copy_from_slice(&5i32.to_be_bytes()); // batchLength 5: total 17

@@ -89,7 +89,12 @@ impl Segment {
 
     /// Opens an existing segment file for reading and writing. The caller
     /// fills in sizes and indexes from recovery or from the clean marker.
-    pub async fn open(dir: &Path, base_offset: Offset, now_ms: i64, sync_writes: bool) -> StorageResult<(Segment, u64)> {
+    pub async fn open(
+        dir: &Path,
+        base_offset: Offset,
+        now_ms: i64,
+        sync_writes: bool,
+    ) -> StorageResult<(Segment, u64)> {
         let log_path = dir::segment_log_path(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
@@ -202,7 +207,12 @@ impl SealJob {
     }
 }
 
-pub async fn write_index_files(dir: &Path, base_offset: Offset, index_bytes: Vec<u8>, time_index_bytes: Vec<u8>) -> StorageResult<()> {
+pub async fn write_index_files(
+    dir: &Path,
+    base_offset: Offset,
+    index_bytes: Vec<u8>,
+    time_index_bytes: Vec<u8>,
+) -> StorageResult<()> {
     let index_path = dir::segment_index_path(dir, base_offset);
     let time_path = dir::segment_time_index_path(dir, base_offset);
     for (path, bytes) in [(index_path, index_bytes), (time_path, time_index_bytes)] {
@@ -236,9 +246,7 @@ pub fn preallocation_target(preallocated_bytes: u64, end: u64, segment_bytes: u6
 /// (BENCHMARKS.md, issue 16). The zero-filled tail is what recovery already
 /// handles for block padding.
 pub async fn preallocate(file: &DmaFile, log_path: &Path, target: u64) -> StorageResult<()> {
-    file.pre_allocate(target, false)
-        .await
-        .map_err(|e| StorageError::io("preallocate segment", log_path, glommio_io(e)))
+    file.pre_allocate(target, false).await.map_err(|e| StorageError::io("preallocate segment", log_path, glommio_io(e)))
 }
 
 #[cfg(test)]
@@ -258,7 +266,10 @@ mod tests {
         assert_eq!(preallocation_target(64 * 1024, 100 * 1024, GIB), Some(200 * 1024));
         assert_eq!(preallocation_target(MIB, 3 * MIB, GIB), Some(6 * MIB));
         // Then it is the max step.
-        assert_eq!(preallocation_target(100 * MIB, 101 * MIB, GIB), Some(101 * MIB + limits::segment_prealloc_step_bytes));
+        assert_eq!(
+            preallocation_target(100 * MIB, 101 * MIB, GIB),
+            Some(101 * MIB + limits::segment_prealloc_step_bytes)
+        );
         // Never past the segment size, unless one write is larger.
         assert_eq!(preallocation_target(MIB, 3 * MIB, 4 * MIB), Some(4 * MIB));
         assert_eq!(preallocation_target(MIB, 5 * MIB, 4 * MIB), Some(5 * MIB));

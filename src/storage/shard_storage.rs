@@ -129,7 +129,11 @@ pub enum AppendTicket {
     Queued(oneshot::Receiver<StorageResult<AppendInfo>>),
     /// A resent idempotent batch: resolves with the original's offsets once
     /// the original is acknowledged.
-    Duplicate { storage: ShardStorage, tp: TopicPartition, record: BatchRecord },
+    Duplicate {
+        storage: ShardStorage,
+        tp: TopicPartition,
+        record: BatchRecord,
+    },
 }
 
 /// DeleteRecords' offset meaning "up to the high watermark".
@@ -340,7 +344,9 @@ impl ShardStorage {
         let key = self.inner.next_key.get();
         self.inner.next_key.set(key.checked_add(1).expect("partition keys exhausted"));
         let dir = self.inner.config.data_dir.join(tp.dir_name());
-        let log = PartitionLog::open(tp.clone(), key, dir, config, now_ms(), self.inner.config.flush == FlushPolicy::Always).await?;
+        let log =
+            PartitionLog::open(tp.clone(), key, dir, config, now_ms(), self.inner.config.flush == FlushPolicy::Always)
+                .await?;
         let offsets = log.offsets();
         info!(
             shard = %self.inner.shard,
@@ -429,21 +435,17 @@ impl ShardStorage {
                 let _ = self.inner.doorbell.try_send(()); // full means already rung
                 Ok(AppendTicket::Queued(receiver))
             }
-            Enqueued::Duplicate(record) => Ok(AppendTicket::Duplicate { storage: self.clone(), tp: tp.clone(), record }),
+            Enqueued::Duplicate(record) => {
+                Ok(AppendTicket::Duplicate { storage: self.clone(), tp: tp.clone(), record })
+            }
         }
     }
 
     /// One group-commit round over every partition with queued appends.
     /// Returns false when there was nothing to do.
     async fn commit_round(&self) -> bool {
-        let ready: Vec<Rc<Partition>> = self
-            .inner
-            .partitions
-            .borrow()
-            .values()
-            .filter(|p| !p.log.borrow().pending.is_empty())
-            .cloned()
-            .collect();
+        let ready: Vec<Rc<Partition>> =
+            self.inner.partitions.borrow().values().filter(|p| !p.log.borrow().pending.is_empty()).cloned().collect();
         if ready.is_empty() {
             return false;
         }
@@ -526,10 +528,19 @@ impl ShardStorage {
             }
             assert_eq!(cursor, used);
             bytes[used..].fill(0); // padding reaches the disk: never leak memory
-            (taken, active.file.clone(), active.log_path.clone(), aligned_position, Rc::new(buffer), positions, log.dir.clone())
+            (
+                taken,
+                active.file.clone(),
+                active.log_path.clone(),
+                aligned_position,
+                Rc::new(buffer),
+                positions,
+                log.dir.clone(),
+            )
         };
 
-        let result = self.write_and_sync(&partition, taken.len() as u64, &file, &log_path, aligned_position, &buffer).await;
+        let result =
+            self.write_and_sync(&partition, taken.len() as u64, &file, &log_path, aligned_position, &buffer).await;
         if let Err(e) = result {
             error!(shard = %self.inner.shard, segment = %log_path.display(), "append write failed: {e}");
             self.fail_round(&partition, taken, e).await;
@@ -567,8 +578,13 @@ impl ShardStorage {
                 let active = log.active_mut();
                 active.on_batch_written(&info, aligned_position + position as u64, interval);
                 active.acked_bytes = active.size_bytes;
-                let slice =
-                    CacheSlice::new(buffer.clone(), position, info.total_bytes as usize, info.base_offset, info.last_offset());
+                let slice = CacheSlice::new(
+                    buffer.clone(),
+                    position,
+                    info.total_bytes as usize,
+                    info.base_offset,
+                    info.last_offset(),
+                );
                 cache.insert(key, slice.charged(info.total_bytes as usize + overhead_share));
                 bytes_total += u64::from(info.total_bytes);
                 records_total += u64::try_from(info.records_count).unwrap_or(0);
@@ -599,7 +615,9 @@ impl ShardStorage {
         if let Some((text, partition_dir)) = epochs_text {
             // The epoch → offset map must be durable before the batches that
             // started the epoch are acknowledged.
-            if let Err(e) = dir::write_file_atomic(&partition_dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes()).await {
+            if let Err(e) =
+                dir::write_file_atomic(&partition_dir, dir::EPOCH_CHECKPOINT_FILE_NAME, text.into_bytes()).await
+            {
                 error!(shard = %self.inner.shard, "writing epoch checkpoint failed: {e}");
             }
         }
@@ -715,7 +733,14 @@ impl ShardStorage {
             let log = partition.log.borrow();
             assert_eq!(log.high_watermark, log.log_end_offset);
             let producers = log.producers.encode(log.log_end_offset);
-            (log.active().seal_job(), log.dir.clone(), log.log_end_offset, log.config.segment_bytes, producers, log.sync_writes)
+            (
+                log.active().seal_job(),
+                log.dir.clone(),
+                log.log_end_offset,
+                log.config.segment_bytes,
+                producers,
+                log.sync_writes,
+            )
         };
         job.run(&dir).await?;
         // Before the next segment exists: an unclean start scans only the
@@ -893,7 +918,8 @@ impl ShardStorage {
             if bases.is_empty() {
                 return Ok(0);
             }
-            let victims: Vec<Segment> = bases.iter().map(|base| log.segments.remove(base).expect("victim exists")).collect();
+            let victims: Vec<Segment> =
+                bases.iter().map(|base| log.segments.remove(base).expect("victim exists")).collect();
             let start = log.log_start_offset();
             self.inner.cache.borrow_mut().evict_below(log.key, start);
             let changed = log.epochs.truncate_from_start(start);
@@ -930,14 +956,25 @@ impl ShardStorage {
         read
     }
 
-    async fn read_from(&self, partition: &Partition, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
+    async fn read_from(
+        &self,
+        partition: &Partition,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> StorageResult<ReadOutput> {
         let max_bytes = max_bytes.min(limits::read_bytes_max);
         let (key, high_watermark, log_start_offset) = {
             let log = partition.log.borrow();
             (log.key, log.high_watermark, log.log_start_offset())
         };
         if offset < log_start_offset || offset > high_watermark {
-            return Err(StorageError::OffsetOutOfRange { tp: tp.clone(), offset, log_start: log_start_offset, high_watermark });
+            return Err(StorageError::OffsetOutOfRange {
+                tp: tp.clone(),
+                offset,
+                log_start: log_start_offset,
+                high_watermark,
+            });
         }
         let mut out = ReadOutput { batches: Vec::new(), bytes: 0, high_watermark, log_start_offset, from_cache: 0 };
         let mut cursor = offset;
@@ -961,7 +998,12 @@ impl ShardStorage {
             }
             let located = partition.log.borrow().locate(cursor);
             let Some((file, path, position, limit)) = located else {
-                return Err(StorageError::OffsetOutOfRange { tp: tp.clone(), offset: cursor, log_start: log_start_offset, high_watermark });
+                return Err(StorageError::OffsetOutOfRange {
+                    tp: tp.clone(),
+                    offset: cursor,
+                    log_start: log_start_offset,
+                    high_watermark,
+                });
             };
             if position >= limit {
                 break; // nothing acknowledged past here in this segment
@@ -972,7 +1014,10 @@ impl ShardStorage {
             // throughput for 16 KiB batches; BENCHMARKS.md.)
             let want = (max_bytes - out.bytes).clamp(limits::read_window_bytes_min, limits::read_window_bytes_max);
             let len = (want as u64).min(limit - position) as usize;
-            let window = file.read_at(position, len).await.map_err(|e| StorageError::io("read segment", &path, glommio_io(e)))?;
+            let window = file
+                .read_at(position, len)
+                .await
+                .map_err(|e| StorageError::io("read segment", &path, glommio_io(e)))?;
             let mut local = 0usize;
             let mut progressed = false;
             while local < window.len() && cursor < high_watermark {
@@ -1039,7 +1084,12 @@ impl ShardStorage {
     /// `offset`; fires it at once if it already has. No task and no timer
     /// per waiter: the fetch that parked it keeps the one timer. Returns
     /// false (and drops the waiter) when the partition's waiters are full.
-    pub fn park_data_waiter(&self, tp: &TopicPartition, offset: Offset, waiter: oneshot::Sender<()>) -> StorageResult<bool> {
+    pub fn park_data_waiter(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        waiter: oneshot::Sender<()>,
+    ) -> StorageResult<bool> {
         let partition = self.partition(tp)?;
         if partition.log.borrow().high_watermark > offset {
             let _ = waiter.send(());
@@ -1091,7 +1141,11 @@ impl ShardStorage {
     /// The first offset whose record timestamp is at or after `timestamp_ms`
     /// (Kafka's ListOffsets by time), with that record's timestamp, found
     /// through the time indexes. None when every record is older.
-    pub async fn offset_for_timestamp(&self, tp: &TopicPartition, timestamp_ms: i64) -> StorageResult<Option<(Offset, i64)>> {
+    pub async fn offset_for_timestamp(
+        &self,
+        tp: &TopicPartition,
+        timestamp_ms: i64,
+    ) -> StorageResult<Option<(Offset, i64)>> {
         let partition = self.partition(tp)?;
         let (start, log_start) = {
             let log = partition.log.borrow();
@@ -1121,7 +1175,9 @@ impl ShardStorage {
                 }
                 // Records of the first batch may lie below a log start that
                 // DeleteRecords moved into it: never answer those.
-                if let Some(found) = timestamps.into_iter().find(|(offset, ts)| *ts >= timestamp_ms && *offset >= log_start) {
+                if let Some(found) =
+                    timestamps.into_iter().find(|(offset, ts)| *ts >= timestamp_ms && *offset >= log_start)
+                {
                     return Ok(Some(found));
                 }
             }

@@ -59,7 +59,8 @@ pub async fn read_all(storage: &ShardStorage, tp: &TopicPartition) -> Vec<(Offse
             let base = header.base_offset();
             let last = Offset(base.0 + i64::from(header.last_offset_delta()));
             assert_eq!(base, cursor, "batches are contiguous");
-            ringstream::storage::batch::validate(bytes, ringstream::limits::batch_bytes_max).expect("stored batch valid");
+            ringstream::storage::batch::validate(bytes, ringstream::limits::batch_bytes_max)
+                .expect("stored batch valid");
             out.push((base, last, bytes.to_vec()));
             cursor = Offset(last.0 + 1);
         }

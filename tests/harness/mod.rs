@@ -4,7 +4,6 @@
 //! Shared by every test binary that drives third-party clients.
 #![allow(dead_code)]
 
-
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -103,7 +102,8 @@ impl Broker {
         loop {
             let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
             if let Some(line) = stdout.lines().find(|l| l.starts_with("ready ")) {
-                let port = ready_field(line, "listen").and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok());
+                let port =
+                    ready_field(line, "listen").and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok());
                 broker.port = port.unwrap_or_else(|| panic!("cannot read the port from {line:?}"));
                 broker.metrics = ready_field(line, "metrics").map(str::to_owned);
                 return broker;

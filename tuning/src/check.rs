@@ -159,10 +159,24 @@ pub fn render_changes(changes: &[Change], findings: &[Finding]) -> String {
     for change in changes {
         match &change.error {
             None => {
-                let _ = writeln!(out, "applied {} ({}): {} -> {}", change.name, change.path.display(), change.old, change.new);
+                let _ = writeln!(
+                    out,
+                    "applied {} ({}): {} -> {}",
+                    change.name,
+                    change.path.display(),
+                    change.old,
+                    change.new
+                );
             }
             Some(e) => {
-                let _ = writeln!(out, "FAILED  {} ({}): {} -> {}: {e}", change.name, change.path.display(), change.old, change.new);
+                let _ = writeln!(
+                    out,
+                    "FAILED  {} ({}): {} -> {}: {e}",
+                    change.name,
+                    change.path.display(),
+                    change.old,
+                    change.new
+                );
             }
         }
     }
@@ -234,7 +248,10 @@ fn governor_finding(root: &Path) -> io::Result<Finding> {
     for (cpu, path) in &files {
         let governor = read_value(path)?;
         if governor != "performance" {
-            apply.push((PathBuf::from(format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor")), "performance".to_owned()));
+            apply.push((
+                PathBuf::from(format!("sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_governor")),
+                "performance".to_owned(),
+            ));
         }
         if !governors.contains(&governor) {
             governors.push(governor);
@@ -288,9 +305,9 @@ fn sysctl_finding(root: &Path, name: &str, bound: Bound, why: &str) -> io::Resul
     let Some(current) = read_optional(&root.join(&relative))? else {
         return Ok(not_exposed(name, &recommended, "no such sysctl"));
     };
-    let value: u64 = current
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {current:?} is not a number", relative.display())))?;
+    let value: u64 = current.parse().map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {current:?} is not a number", relative.display()))
+    })?;
     let hurts = match bound {
         Bound::AtMost(max) => value > max,
         Bound::AtLeast(min) => value < min,
@@ -310,7 +327,8 @@ fn sysctl_finding(root: &Path, name: &str, bound: Bound, why: &str) -> io::Resul
 /// ("virtio2-input.0"), and the usual physical NIC drivers/interfaces.
 pub fn is_nic_irq(name: &str) -> bool {
     let virtio_net = name.starts_with("virtio") && (name.contains("-input.") || name.contains("-output."));
-    let prefixes = ["eth", "ens", "enp", "eno", "enx", "mlx", "ixgbe", "i40e", "ice", "igb", "ena", "bnxt", "gve", "nfp", "qede"];
+    let prefixes =
+        ["eth", "ens", "enp", "eno", "enx", "mlx", "ixgbe", "i40e", "ice", "igb", "ena", "bnxt", "gve", "nfp", "qede"];
     virtio_net || prefixes.iter().any(|p| name.starts_with(p))
 }
 
@@ -506,7 +524,12 @@ mod tests {
         assert_eq!(find(&findings, "RLIMIT_MEMLOCK").status, Status::Ok);
         assert_eq!(find(&findings, "RLIMIT_NOFILE").status, Status::Ok);
         let text = render(&findings);
-        assert!(text.contains("HURTS  vm.swappiness: current 60, recommended <= 1\n       fix: sysctl -w vm.swappiness=1\n"), "{text}");
+        assert!(
+            text.contains(
+                "HURTS  vm.swappiness: current 60, recommended <= 1\n       fix: sysctl -w vm.swappiness=1\n"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("something hurts (exit 1)\n"));
     }
 
@@ -552,7 +575,9 @@ mod tests {
         assert_eq!(after[&PathBuf::from("proc/sys/vm/swappiness")], "1\n");
         let text = render_changes(&changes, &findings);
         assert!(text.contains("applied vm.swappiness (/proc/sys/vm/swappiness): 60 -> 1\n"), "{text}");
-        assert!(text.contains("applied transparent_hugepage (/sys/kernel/mm/transparent_hugepage/enabled): always -> madvise\n"));
+        assert!(text.contains(
+            "applied transparent_hugepage (/sys/kernel/mm/transparent_hugepage/enabled): always -> madvise\n"
+        ));
         assert!(text.contains("not applied irq 38 (virtio2-input.0): lands on shard CPU(s) 0-1"), "{text}");
         // Only the IRQ still hurts; applying again changes nothing.
         let again = check(root.path()).unwrap();
@@ -603,10 +628,18 @@ mod tests {
 
     #[test]
     fn nic_irq_names() {
-        for nic in ["virtio2-input.0", "virtio0-output.3", "eth0-TxRx-1", "mlx5_comp3@pci:0000:3b:00.0", "ens5-Tx-Rx-0", "i40e-eth1-TxRx-7"] {
+        for nic in [
+            "virtio2-input.0",
+            "virtio0-output.3",
+            "eth0-TxRx-1",
+            "mlx5_comp3@pci:0000:3b:00.0",
+            "ens5-Tx-Rx-0",
+            "i40e-eth1-TxRx-7",
+        ] {
             assert!(is_nic_irq(nic), "{nic}");
         }
-        for other in ["virtio1-req.0", "virtio4-input", "virtio0-config", "ttyS0", "nvme0q1", "ACPI:Ged", "virtio3-rx"] {
+        for other in ["virtio1-req.0", "virtio4-input", "virtio0-config", "ttyS0", "nvme0q1", "ACPI:Ged", "virtio3-rx"]
+        {
             assert!(!is_nic_irq(other), "{other}");
         }
         assert_eq!(selected("always [madvise] never\n"), "madvise");

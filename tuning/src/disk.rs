@@ -157,7 +157,9 @@ impl DiskProbe {
             for block in self.block_sizes() {
                 let _ = write!(out, "{:<6} {:>8}", op.name(), format_bytes(block as u64));
                 for &qd in &depths {
-                    let text = self.cell(op, block, qd).map_or("-".to_owned(), |c| format!("{:.1}", c.bytes_per_second() / 1e6));
+                    let text = self
+                        .cell(op, block, qd)
+                        .map_or("-".to_owned(), |c| format!("{:.1}", c.bytes_per_second() / 1e6));
                     let _ = write!(out, " {text:>9}");
                 }
                 out.push('\n');
@@ -269,7 +271,10 @@ fn glommio_io<T>(error: glommio::GlommioError<T>) -> io::Error {
 async fn run_matrix(path: &Path, sync_path: &Path, config: &DiskProbeConfig) -> io::Result<(Vec<Cell>, Vec<u64>)> {
     let file = OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(|e| {
         let e = glommio_io(e);
-        io::Error::new(e.kind(), format!("opening {} with O_DIRECT (does the filesystem support it?): {e}", path.display()))
+        io::Error::new(
+            e.kind(),
+            format!("opening {} with O_DIRECT (does the filesystem support it?): {e}", path.display()),
+        )
     })?;
     let file = Rc::new(file);
     let mut cells = Vec::new();
@@ -289,7 +294,13 @@ async fn run_matrix(path: &Path, sync_path: &Path, config: &DiskProbeConfig) -> 
 
 /// One cell: `queue_depth` futures, each with its own buffer, take the next
 /// operation number from a shared counter until the bytes or time run out.
-async fn run_cell(file: &Rc<DmaFile>, op: Op, block: usize, queue_depth: usize, config: &DiskProbeConfig) -> io::Result<Cell> {
+async fn run_cell(
+    file: &Rc<DmaFile>,
+    op: Op,
+    block: usize,
+    queue_depth: usize,
+    config: &DiskProbeConfig,
+) -> io::Result<Cell> {
     let blocks_in_region = config.region_bytes / block as u64;
     // At least one operation per future, so every cell measures something.
     let ops_max = (config.cell_bytes_max / block as u64).max(queue_depth as u64);
@@ -314,7 +325,10 @@ async fn run_cell(file: &Rc<DmaFile>, op: Op, block: usize, queue_depth: usize, 
                     Op::Read => file.read_at_aligned(position, block).await.map_err(glommio_io)?.len(),
                 };
                 if moved != block {
-                    return Err(io::Error::other(format!("{} of {block} bytes at {position} moved {moved}", op.name())));
+                    return Err(io::Error::other(format!(
+                        "{} of {block} bytes at {position} moved {moved}",
+                        op.name()
+                    )));
                 }
                 done_bytes.set(done_bytes.get() + block as u64);
             }
@@ -344,7 +358,8 @@ async fn sync_latencies(path: &Path, config: &DiskProbeConfig) -> io::Result<Vec
     let buffer = Rc::new(buffer);
     let start = Instant::now();
     let mut latencies = Vec::with_capacity(config.sync_samples_max.min(100_000));
-    while latencies.len() < config.sync_samples_max && (latencies.is_empty() || start.elapsed() < config.sync_time_max) {
+    while latencies.len() < config.sync_samples_max && (latencies.is_empty() || start.elapsed() < config.sync_time_max)
+    {
         let position = latencies.len() as u64 * alignment_bytes as u64;
         let began = Instant::now();
         let written = file.write_rc_at(buffer.clone(), position).await.map_err(glommio_io)?;

@@ -49,9 +49,7 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         // SAFETY: `mask` is `mask_bytes` long and writable; the kernel writes
         // at most `mask_bytes` bytes into it. `cpu_set_t` is itself an array
         // of `c_ulong`, so the pointer cast does not change the layout.
-        let result = unsafe {
-            libc::sched_getaffinity(0, mask_bytes, mask.as_mut_ptr().cast::<libc::cpu_set_t>())
-        };
+        let result = unsafe { libc::sched_getaffinity(0, mask_bytes, mask.as_mut_ptr().cast::<libc::cpu_set_t>()) };
         if result == 0 {
             let mut cpus = Vec::new();
             for (word_index, word) in mask.iter().enumerate() {
@@ -105,11 +103,7 @@ pub enum ShardPlanError {
 /// the allowed ones: a shard pinned to a CPU outside the affinity mask would
 /// fail to start or, worse, share a CPU with another shard. `shards`, when
 /// given too, must match their count.
-pub fn plan_shards_on(
-    cpus: &[usize],
-    shards: Option<usize>,
-    allowed: &[usize],
-) -> Result<Vec<usize>, ShardPlanError> {
+pub fn plan_shards_on(cpus: &[usize], shards: Option<usize>, allowed: &[usize]) -> Result<Vec<usize>, ShardPlanError> {
     assert!(!cpus.is_empty(), "no shard CPUs");
     assert!(cpus.windows(2).all(|pair| pair[0] < pair[1]), "shard CPUs not ascending");
     let outside: Vec<usize> = cpus.iter().copied().filter(|cpu| !allowed.contains(cpu)).collect();
@@ -165,10 +159,7 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
 /// CPU): the first N of `allowed`, one shard per CPU. Pure over the allowed
 /// list (ascending, non-empty, as `allowed_cpus` returns it) so it is
 /// testable without touching the process's affinity.
-pub fn plan_shards(
-    requested: Option<usize>,
-    allowed: &[usize],
-) -> Result<Vec<usize>, ShardPlanError> {
+pub fn plan_shards(requested: Option<usize>, allowed: &[usize]) -> Result<Vec<usize>, ShardPlanError> {
     assert!(!allowed.is_empty(), "no allowed CPUs");
     assert!(allowed.windows(2).all(|pair| pair[0] < pair[1]), "allowed CPUs not ascending");
     let count = requested.unwrap_or(allowed.len());
@@ -259,7 +250,10 @@ mod tests {
         let error = plan_shards_on(&[2, 3, 4, 5], None, &allowed).unwrap_err();
         assert_eq!(error.to_string(), "shard.cpus 2-5 names CPU(s) 4-5 that this process may not run on; allowed: 0-3");
         let error = plan_shards_on(&[1, 3], Some(3), &allowed).unwrap_err();
-        assert_eq!(error.to_string(), "--shards 3 disagrees with shard.cpus 1,3 (2 CPU(s)): one shard runs on each CPU");
+        assert_eq!(
+            error.to_string(),
+            "--shards 3 disagrees with shard.cpus 1,3 (2 CPU(s)): one shard runs on each CPU"
+        );
     }
 
     #[test]
@@ -300,8 +294,7 @@ mod tests {
         assert!(cpus.windows(2).all(|pair| pair[0] < pair[1]));
         // Rust's own probe honours the affinity mask too (and cgroup quotas,
         // which can only lower it).
-        let parallelism =
-            std::thread::available_parallelism().expect("available_parallelism").get();
+        let parallelism = std::thread::available_parallelism().expect("available_parallelism").get();
         assert!(parallelism <= cpus.len(), "{parallelism} > {cpus:?}");
         assert_eq!(plan_shards(None, &cpus).unwrap(), cpus);
     }

@@ -59,8 +59,15 @@ pub const saturation_percent: u64 = 90;
 pub const sync_share_percent_max: u64 = 10;
 
 /// The profile's keys, in the order they are written.
-pub const KEYS: [&str; 7] =
-    ["shards", "cpus", "write_buffer_bytes", "io_depth", "flush_interval_ms", "batch_cache_bytes", "spin_before_park_us"];
+pub const KEYS: [&str; 7] = [
+    "shards",
+    "cpus",
+    "write_buffer_bytes",
+    "io_depth",
+    "flush_interval_ms",
+    "batch_cache_bytes",
+    "spin_before_park_us",
+];
 
 /// A tuning profile.
 #[derive(Clone, Debug, PartialEq)]
@@ -225,21 +232,34 @@ impl Profile {
         let shards = integer("shards", 1, shards_max as u64)? as usize;
         let cpus = match table.get("cpus") {
             None => return Err(ProfileError::Missing { key: "cpus".into() }),
-            Some(toml::Value::String(text)) => parse_cpu_list(text)
-                .map_err(|message| ProfileError::Invalid { key: "cpus".into(), message })?,
+            Some(toml::Value::String(text)) => {
+                parse_cpu_list(text).map_err(|message| ProfileError::Invalid { key: "cpus".into(), message })?
+            }
             Some(other) => {
-                return Err(ProfileError::Type { key: "cpus".into(), expected: "a cpulist string like \"0-3,6\"", got: type_name(other) })
+                return Err(ProfileError::Type {
+                    key: "cpus".into(),
+                    expected: "a cpulist string like \"0-3,6\"",
+                    got: type_name(other),
+                })
             }
         };
         let generated_by = match table.get("generated_by") {
             None => None,
             Some(toml::Value::String(text)) => Some(text.clone()),
-            Some(other) => return Err(ProfileError::Type { key: "generated_by".into(), expected: "a string", got: type_name(other) }),
+            Some(other) => {
+                return Err(ProfileError::Type {
+                    key: "generated_by".into(),
+                    expected: "a string",
+                    got: type_name(other),
+                })
+            }
         };
         let probe = match table.get("probe") {
             None => BTreeMap::new(),
             Some(toml::Value::Table(probe)) => parse_probe(probe)?,
-            Some(other) => return Err(ProfileError::Type { key: "probe".into(), expected: "a table", got: type_name(other) }),
+            Some(other) => {
+                return Err(ProfileError::Type { key: "probe".into(), expected: "a table", got: type_name(other) })
+            }
         };
         let profile = Profile {
             shards,
@@ -322,7 +342,9 @@ pub fn describe(key: &str) -> &'static str {
         "cpus" => "CPUs of the shards (`shard.cpus`), one shard per CPU.",
         "write_buffer_bytes" => "Bytes one group-commit round writes per partition (`shard.write.buffer.bytes`).",
         "io_depth" => "DMA writes and fdatasyncs in flight per shard (`shard.io.depth`).",
-        "flush_interval_ms" => "0: fdatasync before every ack (`log.flush.policy=always`); n: `log.flush.interval.ms=n`.",
+        "flush_interval_ms" => {
+            "0: fdatasync before every ack (`log.flush.policy=always`); n: `log.flush.interval.ms=n`."
+        }
         "batch_cache_bytes" => "Per-shard cache of recently written batches (`batch.cache.bytes`).",
         "spin_before_park_us" => "How long an idle shard spins before it parks (`shard.spin.before.park.us`).",
         _ => panic!("unknown profile key {key:?}"),
@@ -393,7 +415,11 @@ pub fn choose_cpus(allowed_cores: &[Core]) -> (Vec<usize>, String) {
 
 /// Best write bandwidth at `block` over all queue depths.
 fn write_peak_at(disk: &DiskProbe, block: usize) -> f64 {
-    disk.cells.iter().filter(|c| c.op == Op::Write && c.block_bytes == block).map(|c| c.bytes_per_second()).fold(0.0, f64::max)
+    disk.cells
+        .iter()
+        .filter(|c| c.op == Op::Write && c.block_bytes == block)
+        .map(|c| c.bytes_per_second())
+        .fold(0.0, f64::max)
 }
 
 /// The write round must reach the device's bandwidth and amortize the
@@ -440,14 +466,18 @@ pub fn choose_io_depth(disk: &DiskProbe) -> (u64, String) {
             .queue_depths()
             .into_iter()
             .find(|&qd| {
-                disk.cell(Op::Write, block, qd).is_some_and(|c| c.bytes_per_second() * 100.0 >= peak * saturation_percent as f64)
+                disk.cell(Op::Write, block, qd)
+                    .is_some_and(|c| c.bytes_per_second() * 100.0 >= peak * saturation_percent as f64)
             })
             .unwrap_or(1) as u64;
         parts.push(format!("{} QD{reaching}", crate::disk::format_bytes(block as u64)));
         depth = depth.max(reaching);
     }
     let value = depth.clamp(1, io_depth_max);
-    (value, format!("smallest QD within 90% of the peak write bandwidth, largest over block sizes ({})", parts.join(", ")))
+    (
+        value,
+        format!("smallest QD within 90% of the peak write bandwidth, largest over block sizes ({})", parts.join(", ")),
+    )
 }
 
 /// A quarter of memory, split evenly among the shards, but no more than
@@ -482,7 +512,10 @@ fn probe_table(system: &SystemProbe, disk: &DiskProbe) -> BTreeMap<String, Probe
     };
     for cell in &disk.cells {
         let mb_s = (cell.bytes_per_second() / 1e5).round() / 10.0;
-        put(format!("{}_mb_s_{}_qd{}", cell.op.name(), block_key(cell.block_bytes), cell.queue_depth), ProbeValue::Float(mb_s));
+        put(
+            format!("{}_mb_s_{}_qd{}", cell.op.name(), block_key(cell.block_bytes), cell.queue_depth),
+            ProbeValue::Float(mb_s),
+        );
     }
     put("fdatasync_p50_us".into(), ProbeValue::Integer(disk.sync_latency_us(0.50) as i64));
     put("fdatasync_p99_us".into(), ProbeValue::Integer(disk.sync_latency_us(0.99) as i64));
@@ -590,8 +623,16 @@ mod tests {
             ("io_depth", "io_depth = 0", "profile key \"io_depth\" is 0, outside [1, 1024]"),
             ("io_depth", "io_depth = 1025", "profile key \"io_depth\" is 1025, outside [1, 1024]"),
             ("io_depth", "io_depth = \"16\"", "profile key \"io_depth\" must be an integer, got the string \"16\""),
-            ("write_buffer_bytes", "write_buffer_bytes = 33554432", "profile key \"write_buffer_bytes\" is 33554432, outside [4096, 16777216]"),
-            ("spin_before_park_us", "spin_before_park_us = 10001", "\"spin_before_park_us\" is 10001, outside [0, 10000]"),
+            (
+                "write_buffer_bytes",
+                "write_buffer_bytes = 33554432",
+                "profile key \"write_buffer_bytes\" is 33554432, outside [4096, 16777216]",
+            ),
+            (
+                "spin_before_park_us",
+                "spin_before_park_us = 10001",
+                "\"spin_before_park_us\" is 10001, outside [0, 10000]",
+            ),
             ("batch_cache_bytes", "batch_cache_bytes = -1", "\"batch_cache_bytes\" is -1, outside [0, 68719476736]"),
             ("flush_interval_ms", "flush_interval_ms = 3600001", "\"flush_interval_ms\" is 3600001"),
             ("shards", "shards = 4", "profile key \"shards\": is 4 but cpus \"0-3,6\" lists 5 CPU(s)"),

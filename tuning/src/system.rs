@@ -220,11 +220,11 @@ pub fn allowed_cpus_in(root: &Path) -> io::Result<Vec<usize>> {
     }
     let path = root.join("proc/self/status");
     let status = read_to_string(&path)?;
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{}: no Cpus_allowed_list", path.display())))?;
-    parse_cpu_list(line.trim()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    let line = status.lines().find_map(|line| line.strip_prefix("Cpus_allowed_list:")).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: no Cpus_allowed_list", path.display()))
+    })?;
+    parse_cpu_list(line.trim())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
 }
 
 fn memory_total_bytes(root: &Path) -> io::Result<u64> {

@@ -109,11 +109,13 @@ pub fn run_bounded(mut command: Command, deadline: Duration) -> (Output, Duratio
             let _ = child.kill();
             let _ = child.wait();
             let stderr = err_reader.join().unwrap();
-            panic!("ringstream-loadgen still running after {deadline:?}; stderr:\n{}", String::from_utf8_lossy(&stderr));
+            panic!(
+                "ringstream-loadgen still running after {deadline:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = started.elapsed();
     (Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }, elapsed)
 }
-
