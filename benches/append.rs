@@ -48,10 +48,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
-use ringstream::storage::batch::build_test_batch;
-use ringstream::storage::log::{FlushPolicy, LogConfig};
-use ringstream::storage::shard_storage::{CommitStats, ShardStorage, StorageConfig};
-use ringstream::types::{ShardId, TopicPartition};
+use ringstream_core::batch::build_test_batch;
+use ringstream_core::types::{ShardId, TopicPartition};
+use ringstream_storage::log::{FlushPolicy, LogConfig};
+use ringstream_storage::shard_storage::{CommitStats, ShardStorage, StorageConfig};
 
 const MIB: u64 = 1024 * 1024;
 /// Appends (or raw writes) in flight.
@@ -438,7 +438,7 @@ fn raw_scenario(settings: &Settings, name: String, plan: RawPlan) -> RawRun {
     let run = on_executor(move || async move {
         // glommio #605: read a non-empty file on the device before any empty
         // DmaFile is opened (the storage does the same at open).
-        ringstream::storage::dir::probe_dma_device(&data_dir).await.expect("probe");
+        ringstream_storage::dir::probe_dma_device(&data_dir).await.expect("probe");
         let path = data_dir.join("raw.log");
         let file = Rc::new(DmaFile::create(&path).await.expect("create raw file"));
         let mut allocated = 0u64;

@@ -39,11 +39,11 @@ use std::time::{Duration, Instant};
 
 use glommio::io::DmaFile;
 use glommio::{LocalExecutorBuilder, Placement};
-use ringstream::storage::batch::BatchHeader;
-use ringstream::storage::dir::segment_log_path;
-use ringstream::storage::log::{FlushPolicy, LogConfig};
-use ringstream::storage::shard_storage::{ShardStorage, StorageConfig};
-use ringstream::types::{Offset, ShardId, TopicPartition};
+use ringstream_core::batch::BatchHeader;
+use ringstream_core::types::{Offset, ShardId, TopicPartition};
+use ringstream_storage::dir::segment_log_path;
+use ringstream_storage::log::{FlushPolicy, LogConfig};
+use ringstream_storage::shard_storage::{ShardStorage, StorageConfig};
 
 const MIB: u64 = 1024 * 1024;
 const WINDOW: usize = 1024 * 1024;

@@ -42,11 +42,11 @@ use kafka_protocol::messages::{
     ApiKey, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use ringstream::limits;
-use ringstream::protocol::fetch_response::{self, FetchOut, PartitionOut, Piece, TopicOut};
-use ringstream::protocol::{decode_body, decode_request, encode_response};
-use ringstream::storage::batch::{self, BatchInfo, CRC_START};
-use ringstream::storage::log::LogConfig;
+use ringstream_core::batch::{self, BatchInfo, CRC_START};
+use ringstream_core::limits;
+use ringstream_protocol::fetch_response::{self, FetchOut, PartitionOut, Piece, TopicOut};
+use ringstream_protocol::{decode_body, decode_request, encode_response};
+use ringstream_storage::log::LogConfig;
 
 fn main() {
     divan::Divan::default().bytes_format(BytesFormat::Binary).config_with_args().main();
@@ -210,7 +210,7 @@ mod produce_decode {
     /// `protocol::decode_request` + `decode_body`, as the connection and
     /// `handlers::produce::start` call them.
     fn ours_decode(frame: &Bytes) -> ProduceRequest {
-        let request = decode_request(frame.clone(), ringstream::handlers::max_version).unwrap();
+        let request = decode_request(frame.clone(), ringstream_broker::handlers::max_version).unwrap();
         let mut body = request.body;
         decode_body(&mut body, request.api_version, "Produce request").unwrap()
     }

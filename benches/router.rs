@@ -36,12 +36,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
-use ringstream::shard::{place, RuntimeConfig, Shard, ShardSet};
-use ringstream::storage::batch::build_test_batch;
-use ringstream::storage::log::{AppendInfo, FlushPolicy};
-use ringstream::storage::shard_storage::{now_ms, StorageConfig};
-use ringstream::storage::StorageResult;
-use ringstream::types::{ShardId, TopicPartition};
+use ringstream_core::batch::build_test_batch;
+use ringstream_core::types::{ShardId, TopicPartition};
+use ringstream_shard::{place, RuntimeConfig, Shard, ShardSet};
+use ringstream_storage::log::{AppendInfo, FlushPolicy};
+use ringstream_storage::shard_storage::{now_ms, StorageConfig};
+use ringstream_storage::StorageResult;
 
 const WINDOW: usize = 256;
 const TASKS: usize = 32;

@@ -21,11 +21,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use crate::client::{
+use ringstream_client::{
     by_topic, decode_consumer_assignment, describe_error, partition_for_key, Client, GroupDescription, ListedGroup,
 };
-use crate::storage::batch::{self, BatchBuilder, Record};
-use crate::types::TopicPartition;
+use ringstream_core::batch::{self, BatchBuilder, Record};
+use ringstream_core::types::TopicPartition;
 
 #[derive(Args, Clone)]
 pub struct Connection {
@@ -326,7 +326,7 @@ fn send_batches(
     acks: i16,
     pending: PendingRecords,
 ) -> Result<u64, String> {
-    let now = crate::storage::shard_storage::now_ms();
+    let now = ringstream_storage::shard_storage::now_ms();
     let mut count = 0u64;
     let mut data = Vec::new();
     for (partition, records) in &pending {
@@ -407,7 +407,7 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
                 positions.get_mut(&partition.partition_index).ok_or("fetch answered an unrequested partition")?;
             let Some(records) = &partition.records else { continue };
             // Only whole batches: a broker may cut the last one short.
-            let whole: usize = batch::split_batches(records, crate::limits::batch_bytes_max)
+            let whole: usize = batch::split_batches(records, ringstream_core::limits::batch_bytes_max)
                 .map_while(Result::ok)
                 .map(<[u8]>::len)
                 .sum();

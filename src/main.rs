@@ -1,23 +1,26 @@
 //! The `ringstream` command: the broker and its tools.
 
+mod cli;
+mod tune;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use ringstream::config::apply_setting;
-use ringstream::shard::{RuntimeConfig, Shard, ShardSet};
-use ringstream::storage::batch::{build_test_batch, BatchHeader};
-use ringstream::storage::log::FlushPolicy;
-use ringstream::storage::shard_storage::StorageConfig;
-use ringstream::types::{Offset, ShardId, TopicPartition};
+use ringstream_broker::config::apply_setting;
+use ringstream_core::batch::{build_test_batch, BatchHeader};
+use ringstream_core::types::{Offset, ShardId, TopicPartition};
+use ringstream_shard::{RuntimeConfig, Shard, ShardSet};
+use ringstream_storage::log::FlushPolicy;
+use ringstream_storage::shard_storage::StorageConfig;
 use tracing::info;
 
 /// Huge allocations are reserved lazily, so a request whose decoder sizes
-/// an array from the wire cannot abort the broker (see `ringstream::alloc`).
+/// an array from the wire cannot abort the broker (see `ringstream_core::alloc`).
 #[global_allocator]
-static GLOBAL: ringstream::alloc::LazyHugeAlloc = ringstream::alloc::LazyHugeAlloc;
+static GLOBAL: ringstream_core::alloc::LazyHugeAlloc = ringstream_core::alloc::LazyHugeAlloc;
 
 #[derive(Parser)]
 #[command(name = "ringstream", version, about = "Kafka-compatible, thread-per-core event streaming broker")]
@@ -33,40 +36,40 @@ enum Command {
     /// Manage topics on a running broker (Kafka protocol).
     Topic {
         #[command(subcommand)]
-        command: ringstream::cli::TopicCommand,
+        command: crate::cli::TopicCommand,
         #[command(flatten)]
-        connection: ringstream::cli::Connection,
+        connection: crate::cli::Connection,
     },
     /// Manage consumer groups on a running broker: list, describe (offsets
     /// and lag), delete, reset-offsets (Kafka protocol).
     Group {
         #[command(subcommand)]
-        command: ringstream::cli::GroupCommand,
+        command: crate::cli::GroupCommand,
         #[command(flatten)]
-        connection: ringstream::cli::Connection,
+        connection: crate::cli::Connection,
     },
     /// Produce stdin lines to a topic on a running broker.
     Produce {
         #[command(flatten)]
-        args: ringstream::cli::ProduceArgs,
+        args: crate::cli::ProduceArgs,
         #[command(flatten)]
-        connection: ringstream::cli::Connection,
+        connection: crate::cli::Connection,
     },
     /// Print a topic's records from a running broker.
     Consume {
         #[command(flatten)]
-        args: ringstream::cli::ConsumeArgs,
+        args: crate::cli::ConsumeArgs,
         #[command(flatten)]
-        connection: ringstream::cli::Connection,
+        connection: crate::cli::Connection,
     },
     /// A live per-shard table (load, partitions, connections, throughput,
     /// p99 latency, cache hit ratio) from a broker's metrics endpoint.
-    Status(ringstream::metrics::status::StatusArgs),
+    Status(ringstream_client::status::StatusArgs),
     /// Partitions on a running broker's shards: list them, move one to
     /// another shard live (the admin API on the --metrics-listen address).
     Partition {
         #[command(subcommand)]
-        command: ringstream::admin::PartitionCommand,
+        command: ringstream_broker::admin::PartitionCommand,
         /// The broker's --metrics-listen address, which serves the admin API.
         #[arg(long, global = true, default_value = "127.0.0.1:9644")]
         admin: String,
@@ -77,7 +80,7 @@ enum Command {
     /// Probe this machine's disk and CPUs and write a tuning profile for
     /// `serve --profile`; or, with --check, list the system settings that
     /// hurt a broker (exit 1 if any), and with --apply fix the safe ones.
-    Tune(ringstream::tune::TuneArgs),
+    Tune(crate::tune::TuneArgs),
 }
 
 #[derive(Args, Clone)]
@@ -221,15 +224,15 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Topic { command, connection } => ringstream::cli::topic(&connection, command),
-        Command::Group { command, connection } => ringstream::cli::group(&connection, command),
-        Command::Produce { args, connection } => ringstream::cli::produce(&connection, args),
-        Command::Consume { args, connection } => ringstream::cli::consume(&connection, args),
-        Command::Status(args) => ringstream::metrics::status::run(&args),
-        Command::Partition { command, admin } => ringstream::admin::partition(&admin, command),
+        Command::Topic { command, connection } => crate::cli::topic(&connection, command),
+        Command::Group { command, connection } => crate::cli::group(&connection, command),
+        Command::Produce { args, connection } => crate::cli::produce(&connection, args),
+        Command::Consume { args, connection } => crate::cli::consume(&connection, args),
+        Command::Status(args) => ringstream_client::status::run(&args),
+        Command::Partition { command, admin } => ringstream_broker::admin::partition(&admin, command),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
         Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),
-        Command::Tune(args) => ringstream::tune::run(&args).map(|status| {
+        Command::Tune(args) => crate::tune::run(&args).map(|status| {
             if status != 0 {
                 std::process::exit(status); // --check: something hurts
             }
@@ -247,20 +250,20 @@ fn start(args: &ShardArgs) -> Result<ShardSet, String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    use ringstream::broker::{connection, topics::TopicTable, Broker};
+    use ringstream_broker::broker::{connection, topics::TopicTable, Broker};
     use signal_hook::consts::{SIGINT, SIGTERM};
     use std::sync::Arc;
     // Register before starting, so a signal during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
     // Later sources win: profile, flags, --config, --set.
-    let mut settings = ringstream::config::Settings {
+    let mut settings = ringstream_broker::config::Settings {
         runtime: RuntimeConfig::new(StorageConfig::new(&args.shard.data_dir)),
-        broker: ringstream::broker::BrokerConfig::default(),
+        broker: ringstream_broker::broker::BrokerConfig::default(),
     };
     let profile = match &args.profile {
         Some(path) => {
-            let profile = ringstream::tune::load_profile(path)?;
-            ringstream::tune::apply_profile(&mut settings, &profile, path)?;
+            let profile = crate::tune::load_profile(path)?;
+            crate::tune::apply_profile(&mut settings, &profile, path)?;
             Some(profile)
         }
         None => None,
@@ -275,9 +278,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         settings.apply(setting)?; // --set wins over the file
     }
     if let Some(profile) = &profile {
-        ringstream::tune::log_overrides(profile, "command line", &flag_names);
-        ringstream::tune::log_overrides(profile, "--config", &file_names);
-        ringstream::tune::log_overrides(profile, "--set", &ringstream::tune::setting_names(&args.shard.settings));
+        crate::tune::log_overrides(profile, "command line", &flag_names);
+        crate::tune::log_overrides(profile, "--config", &file_names);
+        crate::tune::log_overrides(profile, "--set", &crate::tune::setting_names(&args.shard.settings));
     }
     let runtime = &settings.runtime;
     info!(
@@ -319,7 +322,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
     broker.groups.offsets_topic_partitions =
-        ringstream::groups::settle_partition_count(&data_dir, broker.groups.offsets_topic_partitions)?;
+        ringstream_broker::groups::settle_partition_count(&data_dir, broker.groups.offsets_topic_partitions)?;
     let broker = Arc::new(broker);
     // Every shard's broker and group coordinator first (a request accepted
     // on one shard may be routed to any other), then the listeners.
@@ -328,12 +331,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         shards.run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
             let groups = broker.groups.clone();
             Broker::install(shard.clone(), broker, topics)?;
-            ringstream::groups::Coordinator::install(shard, groups).await?;
+            ringstream_broker::groups::Coordinator::install(shard, groups).await?;
             Ok::<(), String>(())
         })?;
     }
     for i in 0..shards.shard_count() {
-        shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream::broker::local()) });
+        shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream_broker::broker::local()) });
     }
     // The metrics endpoint, on shard 0 only.
     let metrics = match args.metrics_listen {
@@ -341,13 +344,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         Some(address) => {
             let bound: Result<std::net::SocketAddr, String> =
                 shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
-                    let (listener, bound) = ringstream::http::bind(address)
+                    let (listener, bound) = ringstream_broker::http::bind(address)
                         .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
-                    let routes = ringstream::http::Routes::new().route("GET", "/metrics", |shard, request| {
-                        Box::pin(ringstream::metrics::export::scrape(shard, request))
+                    let routes = ringstream_broker::http::Routes::new().route("GET", "/metrics", |shard, request| {
+                        Box::pin(ringstream_broker::export::scrape(shard, request))
                     });
-                    let routes = ringstream::admin::routes(routes);
-                    ringstream::http::serve(shard, listener, routes);
+                    let routes = ringstream_broker::admin::routes(routes);
+                    ringstream_broker::http::serve(shard, listener, routes);
                     Ok(bound)
                 });
             Some(bound?)

@@ -23,7 +23,7 @@ use ringstream_tuning::profile::{self, Profile, KEYS};
 use ringstream_tuning::system::SystemProbe;
 use tracing::info;
 
-use crate::config::Settings;
+use ringstream_broker::config::Settings;
 
 #[derive(clap::Args, Debug)]
 pub struct TuneArgs {
@@ -195,9 +195,9 @@ pub fn setting_names(settings: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::RuntimeConfig;
-    use crate::storage::log::FlushPolicy;
-    use crate::storage::shard_storage::StorageConfig;
+    use ringstream_shard::RuntimeConfig;
+    use ringstream_storage::log::FlushPolicy;
+    use ringstream_storage::shard_storage::StorageConfig;
 
     fn sample(flush_interval_ms: u64) -> Profile {
         Profile {

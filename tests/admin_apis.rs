@@ -12,8 +12,8 @@ mod harness;
 
 use common::{batch, open, run_local, small_segments};
 use harness::*;
-use ringstream::storage::StorageError;
-use ringstream::types::{Offset, TopicPartition};
+use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_storage::StorageError;
 
 fn tp() -> TopicPartition {
     TopicPartition::new("deleted", 0)

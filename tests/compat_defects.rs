@@ -25,8 +25,8 @@ use kafka_protocol::messages::{
     ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use ringstream::client::Client;
-use ringstream::storage::batch::{BatchBuilder, Record};
+use ringstream_client::Client;
+use ringstream_core::batch::{BatchBuilder, Record};
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;

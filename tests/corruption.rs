@@ -9,8 +9,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ringstream::storage::log::LogConfig;
-use ringstream::types::{Offset, TopicPartition};
+use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_storage::log::LogConfig;
 
 fn tp() -> TopicPartition {
     TopicPartition::new("damaged", 0)

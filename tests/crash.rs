@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use ringstream::storage::batch::BatchHeader;
-use ringstream::storage::log::LogConfig;
-use ringstream::storage::shard_storage::ShardStorage;
-use ringstream::types::{Offset, ShardId, TopicPartition};
+use ringstream_core::batch::BatchHeader;
+use ringstream_core::types::{Offset, ShardId, TopicPartition};
+use ringstream_storage::log::LogConfig;
+use ringstream_storage::shard_storage::ShardStorage;
 
 const partitions: i32 = 3;
 const kills: usize = 6;

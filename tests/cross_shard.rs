@@ -7,10 +7,10 @@ mod common;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use ringstream::shard::{place, RuntimeConfig, Shard, ShardSet};
-use ringstream::storage::batch::{records, BatchBuilder, Record};
-use ringstream::storage::shard_storage::StorageConfig;
-use ringstream::types::{Offset, ShardId, TopicPartition};
+use ringstream_core::batch::{records, BatchBuilder, Record};
+use ringstream_core::types::{Offset, ShardId, TopicPartition};
+use ringstream_shard::{place, RuntimeConfig, Shard, ShardSet};
+use ringstream_storage::shard_storage::StorageConfig;
 
 fn shard_count() -> usize {
     let cpus = ringstream_tuning::allowed_cpus().unwrap().len();
@@ -201,6 +201,6 @@ fn deleting_many_partitions_at_once_removes_them_everywhere() {
         .count();
     assert_eq!(dirs, 0, "their directories are gone");
     set.shutdown().unwrap();
-    let table = ringstream::shard::PlacementTable::load(dir.path()).unwrap();
+    let table = ringstream_shard::PlacementTable::load(dir.path()).unwrap();
     assert_eq!(table.len(), 1, "the persisted table keeps only the other topic");
 }

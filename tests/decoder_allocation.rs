@@ -1,15 +1,15 @@
 //! Regression: kafka-protocol 0.18 sizes decoded arrays from the wire
 //! (`Vec::with_capacity(n)`, upstream kafka-protocol-rs#152/#161/#200), so a
 //! ten-byte request declaring 2^31 - 1 topics asks for ~120 GB. With the
-//! broker's allocator (`ringstream::alloc::LazyHugeAlloc`) that reservation
+//! broker's allocator (`ringstream_core::alloc::LazyHugeAlloc`) that reservation
 //! is lazy and the decode fails cleanly instead of aborting the process.
 
 #[global_allocator]
-static GLOBAL: ringstream::alloc::LazyHugeAlloc = ringstream::alloc::LazyHugeAlloc;
+static GLOBAL: ringstream_core::alloc::LazyHugeAlloc = ringstream_core::alloc::LazyHugeAlloc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::MetadataRequest;
-use ringstream::protocol::{decode_body, decode_request};
+use ringstream_protocol::{decode_body, decode_request};
 
 #[test]
 fn a_huge_declared_array_is_a_decode_error_not_an_abort() {
@@ -31,7 +31,7 @@ fn a_huge_declared_array_is_a_decode_error_not_an_abort() {
         } else {
             frame.put_i32(i32::MAX); // topics array length, nothing after it
         }
-        let request = decode_request(frame.freeze(), ringstream::handlers::max_version).unwrap();
+        let request = decode_request(frame.freeze(), ringstream_broker::handlers::max_version).unwrap();
         let mut body: Bytes = request.body;
         let result = decode_body::<MetadataRequest>(&mut body, version, "Metadata request");
         assert!(result.is_err(), "v{version} decoded a request with 2^31 - 1 missing topics");

@@ -5,7 +5,7 @@
 //! Each test starts `ringstream serve` (2 shards, so the tools' several
 //! connections land on different shards) on a fresh data dir and an
 //! ephemeral port, produces records with `ringstream produce`, builds group
-//! state with hand-written requests through `ringstream::client` (admin
+//! state with hand-written requests through `ringstream_client` (admin
 //! OffsetCommits with generation -1; a member that joins, syncs, heartbeats
 //! and leaves), then runs the tools and checks their output and the offsets
 //! OffsetFetch reads back. The broker is killed when the test ends, also on
@@ -26,8 +26,8 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use ringstream::client::Client;
-use ringstream::types::TopicPartition;
+use ringstream_client::Client;
+use ringstream_core::types::TopicPartition;
 
 const broker_ready_seconds_max: u64 = 60;
 /// Longer than any test runs: the member never expires on its own.

@@ -24,7 +24,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use ringstream::client::Client;
+use ringstream_client::Client;
 
 const NONE: i16 = 0;
 const ILLEGAL_GENERATION: i16 = 22;

@@ -22,11 +22,11 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use ringstream::client::Client;
-use ringstream::metrics::export::FAMILIES;
-use ringstream::metrics::status::http_get;
-use ringstream::metrics::text::{self, Exposition, Kind};
-use ringstream::storage::batch::{build_test_batch, split_batches, BatchHeader};
+use ringstream_broker::export::FAMILIES;
+use ringstream_client::metrics_text::{self as text, Exposition, Kind};
+use ringstream_client::status::http_get;
+use ringstream_client::Client;
+use ringstream_core::batch::{build_test_batch, split_batches, BatchHeader};
 
 const broker_ready_seconds_max: u64 = 60;
 const shards: usize = 2;
@@ -187,7 +187,7 @@ fn fetch_all(client: &mut Client) -> (u64, u64) {
             let data = &response.responses[0].partitions[0];
             assert_eq!(data.error_code, 0);
             let Some(batches) = data.records.as_ref().filter(|r| !r.is_empty()) else { break };
-            for batch in split_batches(batches, ringstream::limits::batch_bytes_max) {
+            for batch in split_batches(batches, ringstream_core::limits::batch_bytes_max) {
                 let batch = batch.unwrap();
                 let header = BatchHeader::ref_from_prefix(batch).unwrap();
                 bytes += batch.len() as u64;
@@ -330,7 +330,7 @@ fn the_endpoint_refuses_unknown_paths_methods_and_oversized_requests() {
     let response = broker.raw(b"NOT A REQUEST\r\n\r\n");
     assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
 
-    let padding = "x".repeat(ringstream::limits::http_request_bytes_max + 1024);
+    let padding = "x".repeat(ringstream_core::limits::http_request_bytes_max + 1024);
     let response = broker.raw(format!("GET /metrics HTTP/1.1\r\nX-Padding: {padding}\r\n\r\n").as_bytes());
     assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
     let response = broker.raw(format!("GET /metrics HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 1 << 30).as_bytes());
@@ -358,10 +358,10 @@ fn status_fails_clearly_when_the_endpoint_is_unreachable() {
 /// commit-size histograms and in `shard_load`, read on a shard and outside.
 #[test]
 fn shard_load_and_commit_sizes_count_concurrent_appends() {
-    use ringstream::metrics::{self, ShardLoad};
-    use ringstream::shard::{RuntimeConfig, Shard, ShardSet};
-    use ringstream::storage::shard_storage::StorageConfig;
-    use ringstream::types::{ShardId, TopicPartition};
+    use ringstream_core::metrics::{self, ShardLoad};
+    use ringstream_core::types::{ShardId, TopicPartition};
+    use ringstream_shard::{RuntimeConfig, Shard, ShardSet};
+    use ringstream_storage::shard_storage::StorageConfig;
     use std::rc::Rc;
 
     const partitions_here: i32 = 8;
@@ -441,7 +441,7 @@ fn fetch_every_partition(client: &mut Client, offsets: &[i64], max_wait_ms: i32)
     for data in &response.responses[0].partitions {
         assert_eq!(data.error_code, 0, "partition {}", data.partition_index);
         let Some(batches) = data.records.as_ref() else { continue };
-        for batch in split_batches(batches, ringstream::limits::batch_bytes_max) {
+        for batch in split_batches(batches, ringstream_core::limits::batch_bytes_max) {
             records += BatchHeader::ref_from_prefix(batch.unwrap()).unwrap().records_count() as u64;
         }
     }

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringstream::shard::{place, RuntimeConfig, Shard, ShardSet};
-use ringstream::storage::batch::{records, BatchBuilder, Record};
-use ringstream::storage::shard_storage::StorageConfig;
-use ringstream::storage::StorageError;
-use ringstream::types::{Offset, ShardId, TopicPartition};
+use ringstream_core::batch::{records, BatchBuilder, Record};
+use ringstream_core::types::{Offset, ShardId, TopicPartition};
+use ringstream_shard::{place, RuntimeConfig, Shard, ShardSet};
+use ringstream_storage::shard_storage::StorageConfig;
+use ringstream_storage::StorageError;
 
 const shards: usize = 2;
 /// Appends per submitting shard.
@@ -218,13 +218,13 @@ async fn append_until(shard: Rc<Shard>, tp: TopicPartition, stop: Rc<std::cell::
 
 #[test]
 fn the_balancer_moves_a_hot_partition_off_the_busy_shard() {
-    use ringstream::shard::balance::BalanceConfig;
+    use ringstream_shard::balance::BalanceConfig;
     let dir = tempfile::tempdir().unwrap();
     let cpus = ringstream_tuning::allowed_cpus().unwrap().len();
     assert!(cpus >= shards, "the balancer test needs {shards} CPUs in the affinity mask, found {cpus}");
     let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
     config.shards = Some(shards);
-    config.storage.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 50 };
+    config.storage.flush = ringstream_storage::log::FlushPolicy::Interval { interval_ms: 50 };
     config.balance =
         BalanceConfig { balancer: true, interval_ms: 1000, min_bytes_per_sec: 1, ..BalanceConfig::default() };
     let set = ShardSet::start(config).expect("shards start");
@@ -265,11 +265,11 @@ fn the_balancer_moves_a_hot_partition_off_the_busy_shard() {
 
 #[test]
 fn least_loaded_placement_puts_new_partitions_on_the_idle_shard() {
-    use ringstream::shard::balance::{BalanceConfig, PlacementPolicy};
+    use ringstream_shard::balance::{BalanceConfig, PlacementPolicy};
     let dir = tempfile::tempdir().unwrap();
     let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
     config.shards = Some(shards);
-    config.storage.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 50 };
+    config.storage.flush = ringstream_storage::log::FlushPolicy::Interval { interval_ms: 50 };
     config.balance = BalanceConfig { policy: PlacementPolicy::LeastLoaded, ..BalanceConfig::default() };
     let set = ShardSet::start(config).expect("shards start");
     let owners = set.run_on(ShardId(0), |shard: Rc<Shard>| async move {

@@ -21,8 +21,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use ringstream::client::Client;
-use ringstream::storage::batch::{records, BatchBuilder, Record};
+use ringstream_client::Client;
+use ringstream_core::batch::{records, BatchBuilder, Record};
 
 const topic: &str = "crashy";
 const kills: usize = 5;
@@ -201,9 +201,10 @@ fn acknowledged_records_survive_sigkill_without_duplicates() {
             let data = &response.responses[0].partitions[0];
             assert_eq!(data.error_code, 0);
             let Some(records_bytes) = data.records.as_ref().filter(|r| !r.is_empty()) else { break };
-            for batch in ringstream::storage::batch::split_batches(records_bytes, ringstream::limits::batch_bytes_max) {
+            for batch in ringstream_core::batch::split_batches(records_bytes, ringstream_core::limits::batch_bytes_max)
+            {
                 let batch = batch.unwrap();
-                let header = ringstream::storage::batch::BatchHeader::ref_from_prefix(batch).unwrap();
+                let header = ringstream_core::batch::BatchHeader::ref_from_prefix(batch).unwrap();
                 assert_eq!(header.base_offset().0, offset, "no gaps in partition {partition}");
                 for record in records(batch).unwrap() {
                     let id = u64::from_be_bytes(record.value.unwrap().try_into().unwrap());

@@ -18,11 +18,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use ringstream::broker::topics::TOPIC_CONFIGS;
-use ringstream::handlers::{self, REGISTRY};
-use ringstream::limits::frame_bytes_max;
-use ringstream::protocol::{decode_body, decode_request, frame_size, request_header_bytes_min};
-use ringstream::storage::batch::build_test_batch;
+use ringstream_broker::broker::topics::TOPIC_CONFIGS;
+use ringstream_broker::handlers::{self, REGISTRY};
+use ringstream_core::batch::build_test_batch;
+use ringstream_core::limits::frame_bytes_max;
+use ringstream_protocol::{decode_body, decode_request, frame_size, request_header_bytes_min};
 use uuid::Uuid;
 
 /// Random values per API and version.

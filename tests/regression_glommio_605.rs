@@ -11,9 +11,9 @@
 mod common;
 
 use common::*;
-use ringstream::storage::log::LogConfig;
-use ringstream::storage::shard_storage::BatchBytes;
-use ringstream::types::{Offset, TopicPartition};
+use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_storage::log::LogConfig;
+use ringstream_storage::shard_storage::BatchBytes;
 
 #[test]
 fn dma_reads_work_when_the_first_file_opened_is_a_new_empty_segment() {

@@ -6,10 +6,10 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use ringstream::storage::log::LogConfig;
-use ringstream::storage::shard_storage::{BatchBytes, ShardStorage};
-use ringstream::storage::StorageError;
-use ringstream::types::{Offset, TopicPartition};
+use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_storage::log::LogConfig;
+use ringstream_storage::shard_storage::{BatchBytes, ShardStorage};
+use ringstream_storage::StorageError;
 
 fn tp() -> TopicPartition {
     TopicPartition::new("events", 0)
@@ -108,7 +108,7 @@ fn retention_by_bytes_and_time_deletes_whole_old_segments() {
     run_local(move || async move {
         let config = LogConfig { segment_bytes: 8192, retention_bytes: 20_000, ..LogConfig::default() };
         let storage = open(&path, &tp(), config).await;
-        let now = ringstream::storage::shard_storage::now_ms();
+        let now = ringstream_storage::shard_storage::now_ms();
         for i in 0..40u64 {
             storage.append(&tp(), batch(2, 1000, i, now)).await.unwrap();
         }
@@ -196,7 +196,7 @@ fn invalid_batches_never_enter_the_log() {
         let mut bad_count = good.to_vec();
         bad_count[57..61].copy_from_slice(&2i32.to_be_bytes());
         bad_count[23..27].copy_from_slice(&1i32.to_be_bytes());
-        ringstream::storage::batch::write_crc(&mut bad_count);
+        ringstream_core::batch::write_crc(&mut bad_count);
         let error = storage.append(&tp(), Bytes::from(bad_count)).await.unwrap_err();
         assert_eq!(error.kafka_error_name(), "INVALID_RECORD", "{error}");
         let offsets = storage.offsets(&tp()).unwrap();
@@ -253,7 +253,7 @@ fn enospc_fails_the_append_leaves_nothing_visible_and_reads_continue() {
 async fn futures_lite_join(
     storage: &ShardStorage,
     n: u64,
-) -> Vec<Result<ringstream::storage::log::AppendInfo, StorageError>> {
+) -> Vec<Result<ringstream_storage::log::AppendInfo, StorageError>> {
     let mut tickets = Vec::new();
     for i in 0..n {
         tickets.push(storage.submit(&tp(), batch(2, 3000, 100 + i, 0)).await.unwrap());
@@ -320,8 +320,8 @@ fn interval_flush_acknowledges_after_the_write_and_syncs_later() {
         let path = path.clone();
         move || async move {
             let mut config = config(&path);
-            config.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 5 };
-            let storage = ShardStorage::open(ringstream::types::ShardId(0), config).await.unwrap();
+            config.flush = ringstream_storage::log::FlushPolicy::Interval { interval_ms: 5 };
+            let storage = ShardStorage::open(ringstream_core::types::ShardId(0), config).await.unwrap();
             storage.open_partition(tp(), LogConfig::default()).await.unwrap();
             let mut sent = Vec::new();
             for i in 0..20u64 {
@@ -344,11 +344,11 @@ fn interval_flush_acknowledges_after_the_write_and_syncs_later() {
 }
 
 fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: u32) -> Bytes {
-    let mut builder = ringstream::storage::batch::BatchBuilder::new(1_000);
+    let mut builder = ringstream_core::batch::BatchBuilder::new(1_000);
     builder.producer(producer_id, epoch, sequence);
     let value = [7u8; 20];
     for _ in 0..records {
-        builder.push(&ringstream::storage::batch::Record {
+        builder.push(&ringstream_core::batch::Record {
             key: None,
             value: Some(&value),
             headers: &[],
@@ -417,12 +417,12 @@ fn log_append_time_topics_get_the_broker_time_and_a_valid_crc() {
     let path = dir.path().to_path_buf();
     run_local(move || async move {
         let storage = open(&path, &tp(), LogConfig { log_append_time: true, ..LogConfig::default() }).await;
-        let before = ringstream::storage::shard_storage::now_ms();
+        let before = ringstream_storage::shard_storage::now_ms();
         let info = storage.append(&tp(), batch(3, 10, 1, 5)).await.unwrap();
-        let after = ringstream::storage::shard_storage::now_ms();
+        let after = ringstream_storage::shard_storage::now_ms();
         assert!((before..=after).contains(&info.log_append_time_ms), "{info:?}");
         let stored = read_all(&storage, &tp()).await; // validates the CRC
-        let header = ringstream::storage::batch::BatchHeader::ref_from_prefix(&stored[0].2).unwrap();
+        let header = ringstream_core::batch::BatchHeader::ref_from_prefix(&stored[0].2).unwrap();
         assert!(header.timestamp_type_log_append());
         assert_eq!(header.max_timestamp(), info.log_append_time_ms);
         assert_eq!(storage.max_timestamp(&tp()).await.unwrap(), Some((Offset(2), info.log_append_time_ms)));
@@ -469,7 +469,7 @@ fn flush_always_acknowledges_only_after_the_durable_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run_local(move || async move {
-        let storage = ShardStorage::open(ringstream::types::ShardId(0), config(&path)).await.unwrap();
+        let storage = ShardStorage::open(ringstream_core::types::ShardId(0), config(&path)).await.unwrap();
         let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("events", p)).collect();
         for tp in &partitions {
             storage.open_partition(tp.clone(), LogConfig::default()).await.unwrap();
@@ -529,8 +529,8 @@ fn flush_always_acknowledges_only_after_the_durable_write() {
     let path = dir.path().to_path_buf();
     run_local(move || async move {
         let mut config = config(&path);
-        config.flush = ringstream::storage::log::FlushPolicy::Interval { interval_ms: 1000 };
-        let storage = ShardStorage::open(ringstream::types::ShardId(0), config).await.unwrap();
+        config.flush = ringstream_storage::log::FlushPolicy::Interval { interval_ms: 1000 };
+        let storage = ShardStorage::open(ringstream_core::types::ShardId(0), config).await.unwrap();
         storage.open_partition(tp(), LogConfig::default()).await.unwrap();
         let flags = segment_open_flags(&path);
         assert_eq!(flags.len(), 1);

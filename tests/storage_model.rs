@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use ringstream::storage::batch::BatchHeader;
-use ringstream::storage::log::LogConfig;
-use ringstream::storage::shard_storage::ShardStorage;
-use ringstream::storage::StorageError;
-use ringstream::types::{Offset, TopicPartition};
+use ringstream_core::batch::BatchHeader;
+use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_storage::log::LogConfig;
+use ringstream_storage::shard_storage::ShardStorage;
+use ringstream_storage::StorageError;
 
 const partitions: i32 = 3;
 const ops_per_seed: usize = 160;
@@ -37,7 +37,7 @@ fn tp(p: i32) -> TopicPartition {
 }
 
 async fn open_all(path: &std::path::Path, config: &LogConfig) -> ShardStorage {
-    let storage = ShardStorage::open(ringstream::types::ShardId(0), common::config(path)).await.unwrap();
+    let storage = ShardStorage::open(ringstream_core::types::ShardId(0), common::config(path)).await.unwrap();
     for p in 0..partitions {
         storage.open_partition(tp(p), config.clone()).await.unwrap();
     }
@@ -63,12 +63,8 @@ fn run_seed(seed: u64) {
                     for _ in 0..burst {
                         let records = rng.gen_range(1..=5);
                         let value = rng.gen_range(0..1500);
-                        let b = batch(
-                            records,
-                            value,
-                            rng.gen(),
-                            ringstream::storage::shard_storage::now_ms() + step as i64,
-                        );
+                        let b =
+                            batch(records, value, rng.gen(), ringstream_storage::shard_storage::now_ms() + step as i64);
                         tickets.push((b.clone(), storage.submit(&tp(p), b).await.unwrap()));
                     }
                     for (b, ticket) in tickets {
@@ -83,7 +79,7 @@ fn run_seed(seed: u64) {
                     let mut c = config.clone();
                     c.retention_bytes = rng.gen_range(0..40_000);
                     storage.set_log_config(&tp(p), c).unwrap();
-                    storage.enforce_retention(ringstream::storage::shard_storage::now_ms()).await.unwrap();
+                    storage.enforce_retention(ringstream_storage::shard_storage::now_ms()).await.unwrap();
                     storage.set_log_config(&tp(p), config.clone()).unwrap();
                     for (q, model) in models.iter_mut().enumerate() {
                         let start = storage.offsets(&tp(q as i32)).unwrap().log_start_offset;

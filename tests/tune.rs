@@ -301,9 +301,9 @@ mod common;
 /// refused when storage opens.
 #[test]
 fn write_buffer_bytes_bounds_each_group_commit_round() {
-    use ringstream::storage::shard_storage::ShardStorage;
-    use ringstream::types::{ShardId, TopicPartition};
-    for write_buffer_bytes in [ringstream::limits::commit_round_bytes_max, 4096] {
+    use ringstream_core::types::{ShardId, TopicPartition};
+    use ringstream_storage::shard_storage::ShardStorage;
+    for write_buffer_bytes in [ringstream_core::limits::commit_round_bytes_max, 4096] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let (writes, batches) = common::run_local(move || async move {

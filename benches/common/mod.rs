@@ -1,15 +1,15 @@
 //! Helpers shared by the benchmarks.
 
 use bytes::Bytes;
-use ringstream::storage::batch::{BatchBuilder, Record};
-use ringstream::storage::shard_storage::now_ms;
+use ringstream_core::batch::{BatchBuilder, Record};
+use ringstream_storage::shard_storage::now_ms;
 
 /// A valid batch of exactly `target` bytes: 16 records (64 from 256 KiB
 /// up) of pseudo-random values, the last one sized to hit the target.
 pub fn batch_of(target: usize, seed: u64) -> Bytes {
     let records: usize = if target >= 256 * 1024 { 64 } else { 16 };
     let mut value = vec![0u8; target];
-    ringstream::storage::batch::fill_pseudo_random(&mut value, seed);
+    ringstream_core::batch::fill_pseudo_random(&mut value, seed);
     let build = |each: usize, last: usize| {
         let mut builder = BatchBuilder::new(now_ms());
         for index in 0..records {

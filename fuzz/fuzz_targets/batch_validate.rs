@@ -9,12 +9,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringstream::limits::batch_bytes_max;
-use ringstream::storage::batch::{
+use ringstream_core::limits::batch_bytes_max;
+use ringstream_core::batch::{
     records, set_base_offset, split_batches, validate, write_crc, BatchHeader, BatchInfo, Compression,
     BATCH_HEADER_BYTES, CRC_START,
 };
-use ringstream::types::Offset;
+use ringstream_core::types::Offset;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

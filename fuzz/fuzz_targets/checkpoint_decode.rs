@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringstream::storage::checkpoint::{decode_placement, encode_placement, CleanMarker, EpochCheckpoint};
+use ringstream_storage::checkpoint::{decode_placement, encode_placement, CleanMarker, EpochCheckpoint};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -21,8 +21,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringstream::groups::coordinator::subscription_topics;
-use ringstream::groups::store::{decode_key, decode_value, encode_key, encode_value, RecordKey, RecordValue};
+use ringstream_broker::groups::coordinator::subscription_topics;
+use ringstream_broker::groups::store::{decode_key, decode_value, encode_key, encode_value, RecordKey, RecordValue};
 
 fuzz_target!(|data: &[u8]| {
     check_subscription(data);
@@ -83,4 +83,4 @@ fn check_subscription(metadata: &[u8]) {
 }
 
 #[global_allocator]
-static ALLOCATOR: ringstream::alloc::LazyHugeAlloc = ringstream::alloc::LazyHugeAlloc;
+static ALLOCATOR: ringstream_core::alloc::LazyHugeAlloc = ringstream_core::alloc::LazyHugeAlloc;

@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringstream::storage::index::{OffsetIndex, TimeIndex};
-use ringstream::types::Offset;
+use ringstream_storage::index::{OffsetIndex, TimeIndex};
+use ringstream_core::types::Offset;
 
 fuzz_target!(|data: &[u8]| {
     let (base_offset, segment_bytes, bytes) = match data.split_first_chunk::<16>() {

@@ -1,6 +1,6 @@
 //! Fuzzes request body decoding for every API the broker serves: the body
 //! is decoded with the `kafka-protocol` request type for that API through
-//! `ringstream::protocol::decode_body`, exactly as the handlers do. It must
+//! `ringstream_protocol::decode_body`, exactly as the handlers do. It must
 //! never panic (nor abort), and whatever it accepts must round-trip:
 //! encode(decoded) succeeds with the length `compute_size` predicted,
 //! decodes again to an equal value, and encodes again to the same bytes.
@@ -16,7 +16,7 @@
 //! So `03 00 ...` is a Metadata v0 body and `00 03 ...` a Produce v3 body.
 //!
 //! kafka-protocol 0.18 pre-allocates arrays by the count read from the
-//! wire (fuzz/README.md). The broker runs with `ringstream::alloc::
+//! wire (fuzz/README.md). The broker runs with `ringstream_core::alloc::
 //! LazyHugeAlloc`, which reserves such allocations lazily; this target uses
 //! the same allocator, so it checks what the broker runs.
 #![no_main]
@@ -27,8 +27,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Request;
 use libfuzzer_sys::fuzz_target;
-use ringstream::handlers::{ApiSpec, REGISTRY};
-use ringstream::protocol::decode_body;
+use ringstream_broker::handlers::{ApiSpec, REGISTRY};
+use ringstream_protocol::decode_body;
 
 fuzz_target!(|data: &[u8]| {
     let [key_byte, version_byte, body @ ..] = data else {
@@ -142,4 +142,4 @@ fn strict() -> bool {
 }
 
 #[global_allocator]
-static ALLOCATOR: ringstream::alloc::LazyHugeAlloc = ringstream::alloc::LazyHugeAlloc;
+static ALLOCATOR: ringstream_core::alloc::LazyHugeAlloc = ringstream_core::alloc::LazyHugeAlloc;

@@ -20,9 +20,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use libfuzzer_sys::fuzz_target;
-use ringstream::handlers::max_version;
-use ringstream::limits::frame_bytes_max;
-use ringstream::protocol::{decode_request, frame_size, peek_ids, request_header_bytes_min};
+use ringstream_broker::handlers::max_version;
+use ringstream_core::limits::frame_bytes_max;
+use ringstream_protocol::{decode_request, frame_size, peek_ids, request_header_bytes_min};
 
 fuzz_target!(|data: &[u8]| {
     // 1. The bytes as one frame.

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringstream::broker::topics::{topic_partitions_max, topics_max, TopicTable, TOPIC_CONFIGS};
-use ringstream::types::is_valid_topic_name;
+use ringstream_broker::broker::topics::{topic_partitions_max, topics_max, TopicTable, TOPIC_CONFIGS};
+use ringstream_core::types::is_valid_topic_name;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -1,6 +1,6 @@
 //! RecordBatch v2 encoding straight into one pre-sized buffer per batch.
 //!
-//! The project's `ringstream::storage::batch::BatchBuilder` produces the
+//! The project's `ringstream_core::batch::BatchBuilder` produces the
 //! same bytes (a test checks that byte for byte) but is made for tests and
 //! tools: it stages each record in a scratch buffer, grows its record buffer
 //! by doubling and copies everything once more in `build`. At hundreds of MB/s
@@ -16,7 +16,7 @@
 
 use bytes::BytesMut;
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
-use ringstream::storage::batch::{validate, write_crc, BatchHeader};
+use ringstream_core::batch::{validate, write_crc, BatchHeader};
 
 use crate::args::Compression;
 use crate::limits::{batch_bytes_max, decompressed_batch_bytes_max, decompressed_batch_records_max};
@@ -208,7 +208,7 @@ fn put_varint(out: &mut Vec<u8>, value: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringstream::storage::batch::{records, BatchBuilder, Record};
+    use ringstream_core::batch::{records, BatchBuilder, Record};
 
     #[test]
     fn same_bytes_as_the_projects_batch_builder() {

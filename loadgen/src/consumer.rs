@@ -20,7 +20,7 @@ use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use ringstream::storage::batch::{self, BatchError, BatchHeader, RecordView};
+use ringstream_core::batch::{self, BatchError, BatchHeader, RecordView};
 
 use crate::clock::{Clock, Phases};
 use crate::group::{self, GroupSpec, GroupTally};

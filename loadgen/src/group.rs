@@ -342,7 +342,7 @@ impl Member<'_> {
             self.bootstrap = Some(bootstrap);
             return Err(CallError {
                 kind: if retriable { "COORDINATOR_NOT_AVAILABLE" } else { "BAD_RESPONSE" },
-                message: format!("FindCoordinator: {}", ringstream::client::describe_error(code, None)),
+                message: format!("FindCoordinator: {}", ringstream_client::describe_error(code, None)),
             });
         }
         let port = u16::try_from(port)
@@ -491,7 +491,7 @@ impl Member<'_> {
         if assignment.is_empty() {
             return Some(Vec::new());
         }
-        match ringstream::client::decode_consumer_assignment(assignment) {
+        match ringstream_client::decode_consumer_assignment(assignment) {
             Ok(decoded) => Some(
                 decoded
                     .partitions
@@ -784,12 +784,12 @@ mod tests {
     #[test]
     fn assignments_and_subscriptions_decode() {
         let bytes = encode_assignment("orders", &[4, 5]);
-        let decoded = ringstream::client::decode_consumer_assignment(&bytes).unwrap();
+        let decoded = ringstream_client::decode_consumer_assignment(&bytes).unwrap();
         assert_eq!(decoded.version, 0);
         let partitions: Vec<(String, i32)> =
             decoded.partitions.iter().map(|tp| (tp.topic.clone(), tp.partition.0)).collect();
         assert_eq!(partitions, vec![("orders".to_owned(), 4), ("orders".to_owned(), 5)]);
-        assert!(ringstream::client::decode_consumer_assignment(&encode_assignment("orders", &[]))
+        assert!(ringstream_client::decode_consumer_assignment(&encode_assignment("orders", &[]))
             .unwrap()
             .partitions
             .is_empty());

@@ -3,7 +3,7 @@
 //! A keyed record goes to the partition Kafka's default partitioner picks:
 //! `murmur2(key) & 0x7fffffff % partitions`, so the broker sees the same
 //! spread a Java (or librdkafka `murmur2_random`) producer would make. The
-//! hash is the project's `ringstream::client::murmur2`, tested there against
+//! hash is the project's `ringstream_client::murmur2`, tested there against
 //! Kafka's own UtilsTest vectors and again here.
 //!
 //! Keys are drawn from a precomputed cumulative weight table (uniform: 1
@@ -107,7 +107,7 @@ pub fn key_bytes(index: u32, out: &mut [u8; key_bytes_max]) -> &[u8] {
 
 /// Kafka's default partitioner for a keyed record.
 pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
-    ringstream::client::partition_for_key(key, partitions)
+    ringstream_client::partition_for_key(key, partitions)
 }
 
 /// The keys one leader's partitions receive, with cumulative weights.
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn the_partitioner_matches_kafka() {
         // murmur2 itself is checked against Kafka's UtilsTest vectors in
-        // ringstream::client; here, its use as Kafka's default partitioner:
+        // ringstream_client; here, its use as Kafka's default partitioner:
         // murmur2("21") = -973932308, murmur2("abc") = 479470107.
         // Utils.toPositive(murmur2) % partitions, worked out by hand:
         // -973932308 & 0x7fffffff = 1173551340 = 12 * 97795945.

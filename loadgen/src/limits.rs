@@ -65,7 +65,7 @@ const _: () = assert!(batch_bytes_max <= produce_request_bytes_max);
 const _: () = assert!(produce_request_bytes_max <= producer_buffer_bytes_max);
 const _: () = assert!(fetch_partition_bytes_max <= fetch_bytes_max);
 const _: () = assert!(fetch_bytes_max + batch_bytes_max <= response_bytes_max);
-const _: () = assert!(batch_bytes_max <= ringstream::limits::batch_bytes_max);
+const _: () = assert!(batch_bytes_max <= ringstream_core::limits::batch_bytes_max);
 const _: () = assert!(request_timeout_ms_max >= fetch_wait_ms_max as u64 * 10);
 const _: () = assert!(keys_max < 10_000_000_000 && "key-".len() + 10 <= key_bytes_max);
 const _: () = assert!(idempotent_in_flight_max <= produce_requests_in_flight_max);

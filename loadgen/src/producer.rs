@@ -140,7 +140,7 @@ impl Accumulator {
         assert!(!spec.keys.as_ref().is_some_and(|k| k.is_empty()));
         // Filler that does not compress to nothing: xorshift from the seed.
         let mut value = vec![0u8; spec.record_size_max];
-        ringstream::storage::batch::fill_pseudo_random(&mut value, spec.seed);
+        ringstream_core::batch::fill_pseudo_random(&mut value, spec.seed);
         let key_bytes = if spec.keys.is_some() { key_bytes_max } else { 0 };
         Accumulator {
             partitions: spec.partitions.clone(),
@@ -553,7 +553,7 @@ async fn init_producer_id(stream: &mut TcpStream, version: i16) -> Result<(i64, 
             code if wire::is_retriable(code) && attempt < init_attempts_max => {
                 glommio::timer::sleep(Duration::from_millis(init_retry_backoff_ms)).await;
             }
-            code => return Err((wire::error_kind(code), ringstream::client::describe_error(code, None))),
+            code => return Err((wire::error_kind(code), ringstream_client::describe_error(code, None))),
         }
     }
     unreachable!("the last attempt returns")
@@ -688,10 +688,10 @@ mod tests {
         assert_eq!(request.len(), 2);
         assert_ne!(request[0].slot, request[1].slot);
         for batch in &request {
-            let info = ringstream::storage::batch::validate(&batch.bytes, 1 << 20).unwrap();
+            let info = ringstream_core::batch::validate(&batch.bytes, 1 << 20).unwrap();
             assert_eq!(info.records_count as usize, batch.times.len());
             assert!(batch.bytes.len() <= 1000);
-            let records = ringstream::storage::batch::records(&batch.bytes).unwrap();
+            let records = ringstream_core::batch::records(&batch.bytes).unwrap();
             let stamp = u64::from_be_bytes(records[0].value.unwrap()[..8].try_into().unwrap());
             assert_eq!(clock.mono_of_realtime(stamp), Some(batch.times[0]));
         }
@@ -726,11 +726,11 @@ mod tests {
         let mut records = 0;
         let mut sizes = std::collections::BTreeSet::new();
         for batch in &acc.closed {
-            let header = ringstream::storage::batch::BatchHeader::ref_from_prefix(&batch.bytes).unwrap();
+            let header = ringstream_core::batch::BatchHeader::ref_from_prefix(&batch.bytes).unwrap();
             assert_eq!((header.producer_id(), header.producer_epoch()), (77, 2));
             assert_eq!(header.base_sequence(), next_sequence_of[batch.slot]);
             next_sequence_of[batch.slot] += header.records_count();
-            let views = ringstream::storage::batch::records(&batch.bytes).unwrap();
+            let views = ringstream_core::batch::records(&batch.bytes).unwrap();
             let mut value_bytes = 0;
             for view in &views {
                 let value = view.value.unwrap();

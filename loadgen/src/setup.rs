@@ -2,7 +2,7 @@
 //! when the topic is missing, and ListOffsets (log end) for consumers; also
 //! the versions of the group and InitProducerId APIs, which the connection
 //! tasks speak later (`group.rs`, `producer.rs`). Uses
-//! the project's blocking client (`ringstream::client`), which negotiates
+//! the project's blocking client (`ringstream_client`), which negotiates
 //! versions and size-caps responses; the data path does not use it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use ringstream::client::{describe_error, Client};
+use ringstream_client::{describe_error, Client};
 
 /// Produce and Fetch versions this client speaks. Fetch stops at 12, the
 /// last version that names topics (13+ use topic ids).

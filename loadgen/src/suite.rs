@@ -545,7 +545,7 @@ impl RunContext {
 fn delete_topic(address: &str, topic: &str, timeout: Duration) -> Result<(), String> {
     use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    let mut client = ringstream::client::Client::connect(address, timeout).map_err(|e| e.to_string())?;
+    let mut client = ringstream_client::Client::connect(address, timeout).map_err(|e| e.to_string())?;
     let version = client.version(ApiKey::DeleteTopics, 5).map_err(|e| e.to_string())?;
     let request = DeleteTopicsRequest::default()
         .with_topic_names(vec![TopicName(StrBytes::from_string(topic.to_owned()))])
@@ -553,10 +553,9 @@ fn delete_topic(address: &str, topic: &str, timeout: Duration) -> Result<(), Str
     let response: DeleteTopicsResponse =
         client.call(ApiKey::DeleteTopics, version, &request).map_err(|e| e.to_string())?;
     match response.responses.iter().find(|r| r.error_code != 0) {
-        Some(failed) => Err(ringstream::client::describe_error(
-            failed.error_code,
-            failed.error_message.as_ref().map(|m| m.as_str()),
-        )),
+        Some(failed) => {
+            Err(ringstream_client::describe_error(failed.error_code, failed.error_message.as_ref().map(|m| m.as_str())))
+        }
         None => Ok(()),
     }
 }

@@ -197,7 +197,7 @@ pub fn shutdown(fd: RawFd) {
 
 /// Kafka's error name for a code, e.g. "NOT_LEADER_OR_FOLLOWER".
 pub fn error_kind(code: i16) -> String {
-    ringstream::client::error_name(code)
+    ringstream_client::error_name(code)
 }
 
 /// Whether Kafka defines the error `code` as retriable (a coordinator

@@ -389,7 +389,7 @@ fn zipf_keys_land_on_their_murmur2_partitions() {
     assert_eq!(records.len(), 2000);
     let mut counts: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
     for (partition, key) in &records {
-        assert_eq!(ringstream::client::partition_for_key(key.as_bytes(), 5), *partition, "{key}");
+        assert_eq!(ringstream_client::partition_for_key(key.as_bytes(), 5), *partition, "{key}");
         *counts.entry(key).or_default() += 1;
     }
     let hottest = counts.iter().max_by_key(|(_, &n)| n).unwrap();

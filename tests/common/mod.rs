@@ -5,10 +5,10 @@ use std::future::Future;
 use std::path::Path;
 
 use bytes::Bytes;
-use ringstream::storage::batch::{build_test_batch, BatchHeader};
-use ringstream::storage::log::LogConfig;
-use ringstream::storage::shard_storage::{ShardStorage, StorageConfig};
-use ringstream::types::{Offset, ShardId, TopicPartition};
+use ringstream_core::batch::{build_test_batch, BatchHeader};
+use ringstream_core::types::{Offset, ShardId, TopicPartition};
+use ringstream_storage::log::LogConfig;
+use ringstream_storage::shard_storage::{ShardStorage, StorageConfig};
 
 /// Runs `f` on a fresh glommio executor on this thread's own OS thread.
 pub fn run_local<T, F, Fut>(f: F) -> T
@@ -59,7 +59,7 @@ pub async fn read_all(storage: &ShardStorage, tp: &TopicPartition) -> Vec<(Offse
             let base = header.base_offset();
             let last = Offset(base.0 + i64::from(header.last_offset_delta()));
             assert_eq!(base, cursor, "batches are contiguous");
-            ringstream::storage::batch::validate(bytes, ringstream::limits::batch_bytes_max)
+            ringstream_core::batch::validate(bytes, ringstream_core::limits::batch_bytes_max)
                 .expect("stored batch valid");
             out.push((base, last, bytes.to_vec()));
             cursor = Offset(last.0 + 1);
@@ -71,7 +71,7 @@ pub async fn read_all(storage: &ShardStorage, tp: &TopicPartition) -> Vec<(Offse
 /// The batch as the log stores it: base offset and leader epoch stamped.
 pub fn stamped(batch: &[u8], base: Offset, epoch: i32) -> Vec<u8> {
     let mut copy = batch.to_vec();
-    ringstream::storage::batch::set_base_offset(&mut copy, base);
-    ringstream::storage::batch::set_leader_epoch(&mut copy, ringstream::types::LeaderEpoch(epoch));
+    ringstream_core::batch::set_base_offset(&mut copy, base);
+    ringstream_core::batch::set_leader_epoch(&mut copy, ringstream_core::types::LeaderEpoch(epoch));
     copy
 }

@@ -19,7 +19,7 @@ use crate::disk::{DiskProbe, Op};
 use crate::system::{Core, SystemProbe};
 use crate::{format_cpu_list, parse_cpu_list};
 
-// Bounds. They mirror `ringstream::limits` (this crate cannot depend on the
+// Bounds. They mirror `ringstream_core::limits` (this crate cannot depend on the
 // broker); the broker asserts at compile time that they are equal.
 /// `limits::shards_max`
 pub const shards_max: usize = 1024;

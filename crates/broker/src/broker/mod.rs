@@ -1,0 +1,515 @@
+//! The Kafka broker on top of the shards: per-shard broker state, the topic
+//! table, listening and connections. Handlers (one per Kafka API) live in
+//! `crate::handlers`.
+//!
+//! Runs on: every shard. Each shard binds the same port (SO_REUSEPORT, set
+//! by glommio), accepts its share of connections and serves them; requests
+//! for partitions owned elsewhere go through the router. Topic changes are
+//! made on shard 0 and copied to the others.
+
+pub mod connection;
+pub mod fetch_sessions;
+pub mod topics;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tracing::info;
+
+use ringstream_core::types::{is_valid_topic_name, ShardId, TopicPartition};
+use ringstream_protocol::error_code;
+use ringstream_shard::Shard;
+use ringstream_storage::dir;
+use topics::{apply_topic_configs, new_topic_id, TopicMeta, TopicTable, TOPICS_FILE_NAME};
+
+/// Broker settings (Kafka names in comments).
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// Host and port put in Metadata responses (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// Requests read ahead on one connection before its responses are written.
+    pub connection_requests_in_flight_max: usize,
+    /// The group coordinator's settings.
+    pub groups: crate::groups::GroupsConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            cluster_id: "ringstream-cluster".to_owned(),
+            advertised_host: "127.0.0.1".to_owned(),
+            advertised_port: 9092,
+            num_partitions: 1,
+            auto_create_topics: true,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 104_857_600,
+            connection_requests_in_flight_max: 32,
+            groups: crate::groups::GroupsConfig::default(),
+        }
+    }
+}
+
+/// One shard's broker: its shard, the broker settings and its copy of the
+/// topic table.
+pub struct Broker {
+    pub shard: Rc<Shard>,
+    pub config: Arc<BrokerConfig>,
+    topics: RefCell<TopicTable>,
+    /// Producer ids handed out from [next, block_end); shard 0 only. The
+    /// block end is persisted before any id in the block is used, so ids
+    /// are never reused after a restart.
+    producer_ids: RefCell<(i64, i64)>,
+    /// Incremental fetch sessions of the connections on this shard.
+    pub fetch_sessions: RefCell<fetch_sessions::FetchSessionCache>,
+    /// Shard 0 only: one topic change at a time (create, delete, grow,
+    /// reconfigure). Held across the whole change, broadcast included, so a
+    /// second request for the same topic sees the first one's result, and
+    /// the topic and placement files are written in order.
+    control: Rc<glommio::sync::Semaphore>,
+    /// This shard's metric cells (connections, request latency, bytes out).
+    pub metrics: ringstream_core::metrics::Local,
+}
+
+pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
+/// Producer ids reserved per write of the producer-ids file.
+pub const producer_id_block: i64 = 1000;
+
+thread_local! {
+    /// The broker of the shard running on this thread (thread-per-core).
+    static BROKER: RefCell<Option<Rc<Broker>>> = const { RefCell::new(None) };
+}
+
+/// The broker installed on this shard.
+pub fn local() -> Rc<Broker> {
+    BROKER.with(|b| b.borrow().clone()).expect("broker installed on this shard")
+}
+
+/// A topic-level failure, as a Kafka error code plus message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl TopicError {
+    pub fn new(code: i16, message: impl Into<String>) -> TopicError {
+        TopicError { code, message: message.into() }
+    }
+}
+
+impl Broker {
+    /// Takes shard 0's control-plane lock.
+    async fn control_lock(&self) -> Result<glommio::sync::StaticPermit, TopicError> {
+        assert_eq!(self.shard.id, ShardId(0), "topic changes run on shard 0");
+        self.control
+            .acquire_static_permit(1)
+            .await
+            .map_err(|_| TopicError::new(error_code::NOT_LEADER_OR_FOLLOWER, "broker is shutting down"))
+    }
+}
+
+fn storage_error(e: ringstream_storage::StorageError) -> TopicError {
+    TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string())
+}
+
+impl Broker {
+    /// Installs the broker on the current shard and applies topic configs to
+    /// the partitions this shard owns.
+    pub fn install(shard: Rc<Shard>, config: Arc<BrokerConfig>, topics: TopicTable) -> Result<Rc<Broker>, String> {
+        let shard_id = shard.id;
+        let defaults = crate::config::log_defaults(&shard.storage);
+        for tp in shard.storage.partitions() {
+            if let Some(topic) = topics.get(&tp.topic) {
+                let log = topic.log_config(&defaults).map_err(|e| format!("topic {}: {e}", topic.name))?;
+                shard.storage.set_log_config(&tp, log).map_err(|e| e.to_string())?;
+            }
+        }
+        let broker = Rc::new(Broker {
+            shard,
+            config,
+            topics: RefCell::new(topics),
+            producer_ids: RefCell::new((0, 0)),
+            fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::for_shard(shard_id.0)),
+            control: Rc::new(glommio::sync::Semaphore::new(1)),
+            metrics: ringstream_core::metrics::local_or_detached(shard_id),
+        });
+        BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
+        Ok(broker)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<TopicMeta> {
+        self.topics.borrow().by_id(id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<TopicMeta> {
+        self.topics.borrow().iter().cloned().collect()
+    }
+
+    /// The internal offsets topic as clients see it in Metadata
+    /// (`is_internal`): its partition count, and a topic id derived from
+    /// the cluster id, so it is stable across restarts. It is not in the
+    /// topic table: clients cannot produce to it, delete it or create it.
+    pub fn offsets_topic(&self) -> TopicMeta {
+        let name = crate::groups::OFFSETS_TOPIC;
+        let seed = format!("{name}/{}", self.config.cluster_id);
+        let mut id = [0u8; 16];
+        for (i, chunk) in id.chunks_mut(4).enumerate() {
+            let word = crc32c::crc32c_append(i as u32, seed.as_bytes());
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        id[6] = (id[6] & 0x0f) | 0x40; // RFC 4122 version 4 layout
+        id[8] = (id[8] & 0x3f) | 0x80;
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        TopicMeta { name: name.to_owned(), id, partitions: self.config.groups.offsets_topic_partitions, configs }
+    }
+
+    /// Whether `name` is an internal topic (Kafka's `Topic.isInternal`).
+    pub fn is_internal(name: &str) -> bool {
+        name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
+    }
+
+    /// Creates a topic (on shard 0, wherever it is called from). With
+    /// `validate_only`, only checks. Returns the topic as created.
+    pub async fn create_topic(
+        &self,
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
+        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        let replication_factor =
+            if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        if !is_valid_topic_name(&name) {
+            return Err(TopicError::new(error_code::INVALID_TOPIC_EXCEPTION, format!("invalid topic name {name:?}")));
+        }
+        if name == crate::groups::OFFSETS_TOPIC {
+            return Err(TopicError::new(
+                error_code::TOPIC_ALREADY_EXISTS,
+                format!("{name:?} is the internal offsets topic"),
+            ));
+        }
+        if !(1..=topics::topic_partitions_max).contains(&partitions) {
+            return Err(TopicError::new(
+                error_code::INVALID_PARTITIONS,
+                format!("partition count {partitions} out of range"),
+            ));
+        }
+        if replication_factor != 1 {
+            return Err(TopicError::new(
+                error_code::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {replication_factor} exceeds the 1 available broker"),
+            ));
+        }
+        let defaults = crate::config::log_defaults(&self.shard.storage);
+        apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        if self.topic(&name).is_some() {
+            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
+        }
+        if validate_only {
+            return Ok(TopicMeta { name, id: [0; 16], partitions, configs });
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let _control = broker.control_lock().await?;
+                broker.create_topic_here(&shard, name, partitions, configs).await
+            })
+            .await
+            .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?
+    }
+
+    async fn create_topic_here(
+        &self,
+        shard: &Rc<Shard>,
+        name: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta, TopicError> {
+        assert_eq!(shard.id, ShardId(0), "topics are created by the control plane");
+        if self.topic(&name).is_some() {
+            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
+        }
+        if self.topics.borrow().len() >= topics::topics_max {
+            return Err(TopicError::new(error_code::POLICY_VIOLATION, "too many topics"));
+        }
+        let defaults = crate::config::log_defaults(&shard.storage);
+        let log =
+            apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+        // Partitions left by an earlier attempt that failed half way are kept.
+        let missing: Vec<TopicPartition> = (0..partitions)
+            .map(|p| TopicPartition::new(name.clone(), p))
+            .filter(|tp| shard.owner(tp).is_none())
+            .collect();
+        shard
+            .create_partitions(missing, log.clone())
+            .await
+            .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?;
+        let topic = TopicMeta { name, id: new_topic_id(), partitions, configs };
+        self.change_topic(shard, &topic.name.clone(), Some(topic.clone())).await?;
+        info!(topic = %topic.name, partitions = topic.partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: it disappears from every shard's table first (no new
+    /// request finds it), then its partitions and their data go.
+    pub async fn delete_topic(&self, name: String) -> Result<(), TopicError> {
+        if Broker::is_internal(&name) {
+            return Err(TopicError::new(
+                error_code::INVALID_TOPIC_EXCEPTION,
+                format!("{name:?} is an internal topic and cannot be deleted"),
+            ));
+        }
+        if self.topic(&name).is_none() {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let _control = broker.control_lock().await?;
+                let Some(topic) = broker.topic(&name) else {
+                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                };
+                broker.change_topic(&shard, &name, None).await?;
+                let partitions = (0..topic.partitions).map(|p| TopicPartition::new(name.clone(), p)).collect();
+                shard.delete_partitions(partitions).await.map_err(storage_error)?;
+                info!(topic = %name, "topic deleted");
+                // Committed offsets of the topic go with it, on every coordinator.
+                for i in 0..shard.shard_count() {
+                    let topic = name.clone();
+                    let cleaned = shard
+                        .run_on(ShardId(i as u16), move |_| async move {
+                            crate::groups::coordinator::local().topic_deleted(&topic).await
+                        })
+                        .await;
+                    if cleaned.is_err() {
+                        tracing::warn!(topic = %name, shard = i, "could not remove the deleted topic's committed offsets");
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// Raises a topic's partition count (Kafka never lowers it).
+    pub async fn add_partitions(&self, name: String, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let Some(topic) = self.topic(&name) else {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        };
+        if count <= topic.partitions {
+            return Err(TopicError::new(
+                error_code::INVALID_PARTITIONS,
+                format!("topic {name:?} has {} partitions; the count can only grow", topic.partitions),
+            ));
+        }
+        if count > topics::topic_partitions_max {
+            return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let _control = broker.control_lock().await?;
+                let Some(mut topic) = broker.topic(&name) else {
+                    return Err(TopicError::new(
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("unknown topic {name:?}"),
+                    ));
+                };
+                let log = topic
+                    .log_config(&crate::config::log_defaults(&shard.storage))
+                    .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+                let missing: Vec<TopicPartition> = (topic.partitions..count)
+                    .map(|p| TopicPartition::new(name.clone(), p))
+                    .filter(|tp| shard.owner(tp).is_none())
+                    .collect();
+                shard.create_partitions(missing, log.clone()).await.map_err(storage_error)?;
+                topic.partitions = count;
+                broker.change_topic(&shard, &name, Some(topic)).await
+            })
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// Replaces a topic's config overrides and applies them to its
+    /// partitions' logs on their owners.
+    pub async fn set_topic_configs(
+        &self,
+        name: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        self.update_topic_configs(name, validate_only, move |_, _| Ok(configs)).await
+    }
+
+    /// Read-modify-write of a topic's config overrides, done on shard 0 with
+    /// no await between the read and the write, so concurrent changes (two
+    /// IncrementalAlterConfigs from different shards) cannot lose one
+    /// another. `update` gets the current overrides and the broker defaults.
+    pub async fn update_topic_configs<F>(&self, name: String, validate_only: bool, update: F) -> Result<(), TopicError>
+    where
+        F: FnOnce(
+                &BTreeMap<String, String>,
+                &ringstream_storage::log::LogConfig,
+            ) -> Result<BTreeMap<String, String>, TopicError>
+            + Send
+            + 'static,
+    {
+        if self.topic(&name).is_none() {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        }
+        self.shard
+            .run_on(ShardId(0), move |shard| async move {
+                let broker = local();
+                let _control = broker.control_lock().await?;
+                let Some(mut topic) = broker.topic(&name) else {
+                    return Err(TopicError::new(
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("unknown topic {name:?}"),
+                    ));
+                };
+                let defaults = crate::config::log_defaults(&shard.storage);
+                let configs = update(&topic.configs, &defaults)?;
+                let log = apply_topic_configs(&defaults, &configs)
+                    .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+                if validate_only {
+                    return Ok(());
+                }
+                topic.configs = configs;
+                let partitions = topic.partitions;
+                broker.change_topic(&shard, &name, Some(topic)).await?;
+                for p in 0..partitions {
+                    let tp = TopicPartition::new(name.clone(), p);
+                    let log = log.clone();
+                    shard
+                        .with_owner(&tp, move |storage, tp| async move { storage.set_log_config(&tp, log) })
+                        .await
+                        .and_then(|r| r)
+                        .map_err(storage_error)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(storage_error)?
+    }
+
+    /// On shard 0: replaces (Some) or removes (None) a topic, persists the
+    /// table and copies the change to every other shard.
+    async fn change_topic(&self, shard: &Rc<Shard>, name: &str, topic: Option<TopicMeta>) -> Result<(), TopicError> {
+        assert_eq!(shard.id, ShardId(0), "topics are changed by the control plane");
+        let text = {
+            let mut table = self.topics.borrow_mut();
+            match &topic {
+                Some(topic) => table.insert(topic.clone()),
+                None => {
+                    table.remove(name);
+                }
+            }
+            table.encode()
+        };
+        let data_dir = shard.storage.config().data_dir.clone();
+        dir::write_file_atomic(&data_dir, TOPICS_FILE_NAME, text.into_bytes())
+            .await
+            .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        for peer in 1..shard.shard_count() {
+            let (name, topic) = (name.to_owned(), topic.clone());
+            shard
+                .run_on(ShardId(peer as u16), move |_| async move {
+                    let broker = local();
+                    let mut table = broker.topics.borrow_mut();
+                    match topic {
+                        Some(topic) => table.insert(topic),
+                        None => {
+                            table.remove(&name);
+                        }
+                    }
+                })
+                .await
+                .map_err(storage_error)?;
+        }
+        Ok(())
+    }
+
+    /// A new producer id for an idempotent producer, allocated on shard 0.
+    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        self.shard
+            .run_on(ShardId(0), move |shard| async move { local().allocate_producer_id_here(&shard).await })
+            .await
+            .map_err(storage_error)?
+    }
+
+    async fn allocate_producer_id_here(&self, shard: &Rc<Shard>) -> Result<i64, TopicError> {
+        assert_eq!(shard.id, ShardId(0));
+        let (next, block_end) = *self.producer_ids.borrow();
+        if next < block_end {
+            self.producer_ids.borrow_mut().0 = next + 1;
+            return Ok(next);
+        }
+        let data_dir = shard.storage.config().data_dir.clone();
+        let path = data_dir.join(PRODUCER_IDS_FILE_NAME);
+        let persisted = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .strip_prefix("next_block ")
+                .and_then(|v| v.trim_end().parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    TopicError::new(error_code::KAFKA_STORAGE_ERROR, format!("corrupt {}", path.display()))
+                })?,
+            Err(_) => 0,
+        };
+        let start = persisted.max(block_end);
+        let end = start + producer_id_block;
+        dir::write_file_atomic(&data_dir, PRODUCER_IDS_FILE_NAME, format!("next_block {end}\n").into_bytes())
+            .await
+            .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        // Another allocation may have run while we wrote; take a fresh look.
+        let mut ids = self.producer_ids.borrow_mut();
+        if ids.0 >= ids.1 {
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// The topic, created with broker defaults if it does not exist and
+    /// auto-creation is on (and `allowed` by the request).
+    pub async fn topic_or_create(&self, name: &str, allowed: bool) -> Result<TopicMeta, TopicError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        if !(allowed && self.config.auto_create_topics) {
+            return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+        }
+        match self.create_topic(name.to_owned(), -1, -1, BTreeMap::new(), false).await {
+            Ok(topic) => Ok(topic),
+            // Another request created it meanwhile.
+            Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => self.topic(name).ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+}

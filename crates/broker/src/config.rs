@@ -1,0 +1,418 @@
+//! Broker settings under Kafka's names, applied to the runtime and storage
+//! configuration. Unknown names and bad values are errors that name the
+//! setting, never silently ignored.
+
+use crate::broker::BrokerConfig;
+use ringstream_core::limits;
+use ringstream_shard::RuntimeConfig;
+use ringstream_storage::log::{FlushPolicy, LogConfig};
+
+/// Everything `ringstream serve` is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub runtime: RuntimeConfig,
+    pub broker: BrokerConfig,
+}
+
+impl Settings {
+    /// Applies one `name=value` setting (Kafka's broker setting names).
+    pub fn apply(&mut self, setting: &str) -> Result<(), String> {
+        if let Some(result) = apply_broker_setting(&mut self.broker, setting) {
+            return result;
+        }
+        apply_setting(&mut self.runtime, setting)
+    }
+
+    /// Applies a TOML config file whose keys are setting names, e.g.
+    /// `"log.retention.ms" = 86400000` or `num.partitions = 3` (dotted keys
+    /// are read back into the dotted name). Returns the names it set, so the
+    /// caller can say which earlier values (a profile's) they override.
+    pub fn apply_toml(&mut self, text: &str) -> Result<Vec<String>, String> {
+        let table: toml::Table = text.parse().map_err(|e| format!("config file: {e}"))?;
+        let mut flat = Vec::new();
+        flatten("", &table, &mut flat)?;
+        let mut names = Vec::with_capacity(flat.len());
+        for (name, value) in flat {
+            self.apply(&format!("{name}={value}"))?;
+            names.push(name);
+        }
+        Ok(names)
+    }
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) -> Result<(), String> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => flatten(&name, inner, out)?,
+            toml::Value::String(s) => out.push((name, s.clone())),
+            toml::Value::Integer(i) => out.push((name, i.to_string())),
+            toml::Value::Boolean(b) => out.push((name, b.to_string())),
+            other => return Err(format!("config file: unsupported value for {name}: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// Broker (protocol-level) settings; None when `setting` is not one.
+fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Result<(), String>> {
+    let (name, value) = setting.split_once('=')?;
+    let (name, value) = (name.trim(), value.trim());
+    let int = |min: i64, max: i64| -> Result<i64, String> {
+        let v: i64 = value.parse().map_err(|_| format!("{name} must be an integer, got {value:?}"))?;
+        if !(min..=max).contains(&v) {
+            return Err(format!("{name} must be in [{min}, {max}], got {v}"));
+        }
+        Ok(v)
+    };
+    let result = match name {
+        "num.partitions" => int(1, 100_000).map(|v| broker.num_partitions = v as i32),
+        "auto.create.topics.enable" => match value {
+            "true" | "false" => {
+                broker.auto_create_topics = value == "true";
+                Ok(())
+            }
+            _ => Err(format!("{name} must be true or false, got {value:?}")),
+        },
+        "default.replication.factor" => int(1, 1).map(|v| broker.default_replication_factor = v as i16),
+        "socket.request.max.bytes" => int(1024, ringstream_core::limits::frame_bytes_max as i64)
+            .map(|v| broker.socket_request_max_bytes = v as usize),
+        "node.id" | "broker.id" => int(0, i32::MAX as i64).map(|v| broker.node_id = v as i32),
+        "cluster.id" => {
+            broker.cluster_id = value.to_owned();
+            Ok(())
+        }
+        "connection.requests.in.flight.max" => {
+            int(1, 1024).map(|v| broker.connection_requests_in_flight_max = v as usize)
+        }
+        "group.initial.rebalance.delay.ms" => {
+            int(0, i32::MAX as i64).map(|v| broker.groups.initial_rebalance_delay_ms = v)
+        }
+        "group.min.session.timeout.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.min_session_timeout_ms = v as i32)
+        }
+        "group.max.session.timeout.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.max_session_timeout_ms = v as i32)
+        }
+        "group.max.size" => {
+            int(1, ringstream_core::limits::group_members_max as i64).map(|v| broker.groups.max_size = v as usize)
+        }
+        "offsets.retention.minutes" => int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_ms = v * 60_000),
+        "offsets.retention.check.interval.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_check_interval_ms = v)
+        }
+        "offsets.topic.num.partitions" => int(1, i64::from(ringstream_core::limits::offsets_topic_partitions_max))
+            .map(|v| broker.groups.offsets_topic_partitions = v as i32),
+        "offsets.topic.segment.bytes" => {
+            int(ringstream_core::limits::segment_bytes_min as i64, ringstream_core::limits::segment_bytes_max as i64)
+                .map(|v| broker.groups.offsets_segment_bytes = v as u64)
+        }
+        "group.consumer.session.timeout.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.consumer_session_timeout_ms = v as i32)
+        }
+        "group.consumer.heartbeat.interval.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.groups.consumer_heartbeat_interval_ms = v as i32)
+        }
+        "offset.metadata.max.bytes" => {
+            int(0, 1024 * 1024).map(|v| broker.groups.offset_metadata_max_bytes = v as usize)
+        }
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// Applies one storage/runtime `name=value` setting.
+pub fn apply_setting(config: &mut RuntimeConfig, setting: &str) -> Result<(), String> {
+    let (name, value) =
+        setting.split_once('=').ok_or_else(|| format!("setting {setting:?} must look like name=value"))?;
+    let (name, value) = (name.trim(), value.trim());
+    let int = |what: &str| -> Result<i64, String> {
+        value.parse::<i64>().map_err(|_| format!("{what} must be an integer, got {value:?}"))
+    };
+    let storage = &mut config.storage;
+    let log = &mut storage.default_log;
+    match name {
+        "log.segment.bytes" => log.segment_bytes = non_negative(int(name)?, name)?,
+        "log.roll.ms" | "log.segment.ms" => log.segment_ms = int(name)?,
+        "log.retention.ms" => log.retention_ms = int(name)?,
+        "log.retention.hours" => log.retention_ms = int(name)?.saturating_mul(3_600_000),
+        "log.retention.bytes" => log.retention_bytes = int(name)?,
+        "log.index.interval.bytes" => {
+            log.index_interval_bytes = u32::try_from(int(name)?).map_err(|_| format!("{name} out of range: {value}"))?
+        }
+        "message.max.bytes" => log.max_message_bytes = non_negative(int(name)?, name)? as usize,
+        "log.retention.check.interval.ms" => {
+            storage.retention_check_interval_ms = non_negative(int(name)?, name)?.max(1)
+        }
+        "log.flush.interval.ms" => {
+            storage.flush = FlushPolicy::Interval { interval_ms: non_negative(int(name)?, name)?.max(1) }
+        }
+        "log.flush.policy" => storage.flush = value.parse()?,
+        "log.message.timestamp.type" => {
+            log.log_append_time = match value {
+                "CreateTime" => false,
+                "LogAppendTime" => true,
+                _ => return Err(format!("{name} must be CreateTime or LogAppendTime, got {value:?}")),
+            }
+        }
+        "batch.cache.bytes" => storage.batch_cache_bytes = non_negative(int(name)?, name)? as usize,
+        "shard.spin.before.park.us" => config.spin_before_park_us = non_negative(int(name)?, name)?,
+        "placement.policy" => config.balance.policy = value.parse()?,
+        "balancer.enable" => {
+            config.balance.balancer = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(format!("{name} must be true or false, got {value:?}")),
+            }
+        }
+        "balancer.interval.ms" => config.balance.interval_ms = non_negative(int(name)?, name)?.max(1000),
+        "balancer.imbalance.percent" => config.balance.imbalance_percent = non_negative(int(name)?, name)?,
+        "balancer.min.bytes.per.sec" => config.balance.min_bytes_per_sec = non_negative(int(name)?, name)?,
+        "shard.cpus" => {
+            let cpus = ringstream_tuning::parse_cpu_list(value).map_err(|e| format!("{name}: {e}"))?;
+            if cpus.len() > limits::shards_max {
+                return Err(format!("{name} lists {} CPUs; at most {} shards", cpus.len(), limits::shards_max));
+            }
+            // One shard per listed CPU: the count follows the list.
+            config.shards = None;
+            config.cpus = Some(cpus);
+        }
+        "shard.write.buffer.bytes" => {
+            storage.write_buffer_bytes =
+                in_range(int(name)?, name, limits::io_alignment, limits::commit_round_bytes_max)?
+        }
+        "shard.io.depth" => storage.io_depth = in_range(int(name)?, name, 1, limits::io_depth_max)?,
+        _ => return Err(format!("unknown setting {name:?}")),
+    }
+    storage.default_log.validate().map_err(|e| e.to_string())
+}
+
+/// Dynamic broker configs (IncrementalAlterConfigs on a BROKER resource):
+/// the file shard 0 keeps them in, in the data dir.
+pub const DYNAMIC_BROKER_CONFIGS_FILE_NAME: &str = "broker-configs";
+const dynamic_configs_header: &str = "ringstream-broker-configs 1";
+
+/// Our broker settings that Kafka lets change while the broker runs (per
+/// broker and cluster-wide); every other setting is read-only.
+pub const DYNAMIC_BROKER_SETTINGS: &[&str] = &[
+    "log.index.interval.bytes",
+    "log.message.timestamp.type",
+    "log.retention.bytes",
+    "log.retention.ms",
+    "log.roll.ms",
+    "log.segment.bytes",
+    "message.max.bytes",
+];
+
+/// Settings changed at run time: this broker's (`node.id` resource) and the
+/// cluster-wide defaults (empty resource name). The broker's win.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynamicBrokerConfigs {
+    pub broker: std::collections::BTreeMap<String, String>,
+    pub cluster: std::collections::BTreeMap<String, String>,
+}
+
+impl DynamicBrokerConfigs {
+    /// Reads the file in `data_dir`; none when it is absent.
+    pub fn load(data_dir: &std::path::Path) -> Result<DynamicBrokerConfigs, String> {
+        let path = data_dir.join(DYNAMIC_BROKER_CONFIGS_FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => DynamicBrokerConfigs::decode(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DynamicBrokerConfigs::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Text: a header, then `broker NAME=VALUE` or `cluster NAME=VALUE` lines.
+    pub fn encode(&self) -> String {
+        let mut out = format!("{dynamic_configs_header}\n");
+        for (scope, map) in [("broker", &self.broker), ("cluster", &self.cluster)] {
+            for (name, value) in map {
+                out.push_str(&format!("{scope} {name}={value}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn decode(text: &str) -> Result<DynamicBrokerConfigs, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some(dynamic_configs_header) {
+            return Err("bad header".into());
+        }
+        let mut configs = DynamicBrokerConfigs::default();
+        for line in lines {
+            let (scope, setting) = line.split_once(' ').ok_or_else(|| format!("bad line {line:?}"))?;
+            let (name, value) = setting.split_once('=').ok_or_else(|| format!("bad line {line:?}"))?;
+            let map = match scope {
+                "broker" => &mut configs.broker,
+                "cluster" => &mut configs.cluster,
+                _ => return Err(format!("bad scope in {line:?}")),
+            };
+            map.insert(name.to_owned(), value.to_owned());
+        }
+        Ok(configs)
+    }
+
+    /// The topic defaults with the cluster-wide, then this broker's, dynamic
+    /// settings applied over `static_log` (what `--set`/`--config` gave).
+    pub fn apply_to(&self, static_log: &LogConfig) -> Result<LogConfig, String> {
+        let mut config = RuntimeConfig::new(ringstream_storage::shard_storage::StorageConfig::new(""));
+        config.storage.default_log = static_log.clone();
+        for (name, value) in self.cluster.iter().chain(&self.broker) {
+            if !DYNAMIC_BROKER_SETTINGS.contains(&name.as_str()) {
+                return Err(format!("{name} cannot be changed dynamically"));
+            }
+            apply_setting(&mut config, &format!("{name}={value}"))?;
+        }
+        Ok(config.storage.default_log)
+    }
+}
+
+thread_local! {
+    /// This shard's copy of the dynamic broker configs (None: not read yet).
+    static DYNAMIC: std::cell::RefCell<Option<DynamicBrokerConfigs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// This shard's dynamic broker configs, read from `data_dir` the first time
+/// (an unreadable file is logged and read as none).
+pub fn dynamic_broker_configs(data_dir: &std::path::Path) -> DynamicBrokerConfigs {
+    DYNAMIC.with(|d| {
+        d.borrow_mut()
+            .get_or_insert_with(|| {
+                DynamicBrokerConfigs::load(data_dir).unwrap_or_else(|e| {
+                    tracing::warn!("ignoring unreadable dynamic broker configs: {e}");
+                    DynamicBrokerConfigs::default()
+                })
+            })
+            .clone()
+    })
+}
+
+/// Replaces this shard's copy (after shard 0 persisted the change).
+pub fn set_dynamic_broker_configs(configs: DynamicBrokerConfigs) {
+    DYNAMIC.with(|d| *d.borrow_mut() = Some(configs));
+}
+
+/// The topic defaults in force on this shard: the static ones with the
+/// dynamic broker configs over them. Topic configs are applied over these.
+pub fn log_defaults(storage: &ringstream_storage::shard_storage::ShardStorage) -> LogConfig {
+    let config = storage.config();
+    let static_log = &config.default_log;
+    dynamic_broker_configs(&config.data_dir).apply_to(static_log).unwrap_or_else(|e| {
+        tracing::warn!("dynamic broker configs not applied: {e}");
+        static_log.clone()
+    })
+}
+
+fn in_range(value: i64, name: &str, min: usize, max: usize) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!("{name} must be in [{min}, {max}], got {value}")),
+    }
+}
+
+fn non_negative(value: i64, name: &str) -> Result<u64, String> {
+    u64::try_from(value).map_err(|_| format!("{name} must not be negative, got {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringstream_storage::shard_storage::StorageConfig;
+
+    #[test]
+    fn settings_use_kafka_names_and_reject_bad_input() {
+        let mut config = RuntimeConfig::new(StorageConfig::new("/tmp/x"));
+        apply_setting(&mut config, "log.segment.bytes=8192").unwrap();
+        apply_setting(&mut config, "log.retention.hours=2").unwrap();
+        apply_setting(&mut config, "log.flush.interval.ms=20").unwrap();
+        assert_eq!(config.storage.default_log.segment_bytes, 8192);
+        assert_eq!(config.storage.default_log.retention_ms, 7_200_000);
+        assert_eq!(config.storage.flush, FlushPolicy::Interval { interval_ms: 20 });
+        apply_setting(&mut config, "placement.policy=least-loaded").unwrap();
+        apply_setting(&mut config, "balancer.enable=true").unwrap();
+        apply_setting(&mut config, "balancer.interval.ms=5000").unwrap();
+        assert_eq!(config.balance.policy, ringstream_shard::balance::PlacementPolicy::LeastLoaded);
+        assert!(config.balance.balancer);
+        assert_eq!(config.balance.interval_ms, 5000);
+        for bad in ["placement.policy=random", "balancer.enable=yes", "balancer.imbalance.percent=-1"] {
+            assert!(apply_setting(&mut config, bad).is_err(), "{bad} accepted");
+        }
+        apply_setting(&mut config, "log.flush.policy=always").unwrap();
+        assert_eq!(config.storage.flush, FlushPolicy::Always);
+        let mut settings = Settings { runtime: config.clone(), broker: BrokerConfig::default() };
+        settings.apply("num.partitions=6").unwrap();
+        settings.apply("auto.create.topics.enable=false").unwrap();
+        assert!(settings.apply("default.replication.factor=3").is_err());
+        settings.apply_toml("num.partitions = 4\n\"log.segment.bytes\" = 65536\n[log.retention]\nms = 1000\n").unwrap();
+        assert_eq!(settings.broker.num_partitions, 4);
+        assert!(!settings.broker.auto_create_topics);
+        assert_eq!(settings.runtime.storage.default_log.retention_ms, 1000);
+        assert_eq!(settings.runtime.storage.default_log.segment_bytes, 65536);
+        assert!(settings.apply_toml("nope = 1").is_err());
+        for bad in [
+            "nope=1",
+            "log.segment.bytes",
+            "log.segment.bytes=abc",
+            "log.segment.bytes=10",
+            "log.flush.policy=sometimes",
+        ] {
+            assert!(apply_setting(&mut config, bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn tuning_settings_reach_the_runtime_and_storage_config() {
+        let mut config = RuntimeConfig::new(StorageConfig::new("/tmp/x"));
+        assert_eq!(config.storage.write_buffer_bytes, limits::commit_round_bytes_max, "default is the max");
+        assert_eq!(config.storage.io_depth, limits::io_depth_default);
+        config.shards = Some(3);
+        apply_setting(&mut config, "shard.cpus=0-1,4").unwrap();
+        assert_eq!(config.cpus, Some(vec![0, 1, 4]));
+        assert_eq!(config.shards, None, "the count follows the list");
+        apply_setting(&mut config, "shard.write.buffer.bytes=1048576").unwrap();
+        apply_setting(&mut config, "shard.io.depth=16").unwrap();
+        apply_setting(&mut config, "batch.cache.bytes=33554432").unwrap();
+        apply_setting(&mut config, "shard.spin.before.park.us=200").unwrap();
+        assert_eq!(config.storage.write_buffer_bytes, 1 << 20);
+        assert_eq!(config.storage.io_depth, 16);
+        assert_eq!(config.storage.batch_cache_bytes, 32 << 20);
+        assert_eq!(config.spin_before_park_us, 200);
+        let cases = [
+            ("shard.io.depth=0", "shard.io.depth must be in [1, 1024], got 0"),
+            ("shard.io.depth=1025", "shard.io.depth must be in [1, 1024], got 1025"),
+            ("shard.write.buffer.bytes=4095", "shard.write.buffer.bytes must be in [4096, 16777216], got 4095"),
+            ("shard.write.buffer.bytes=16777217", "shard.write.buffer.bytes must be in [4096, 16777216], got 16777217"),
+            ("shard.cpus=3-1", "shard.cpus: range \"3-1\" runs backwards"),
+            ("shard.cpus=", "shard.cpus: empty CPU list"),
+        ];
+        for (bad, expected) in cases {
+            assert_eq!(apply_setting(&mut config, bad).unwrap_err(), expected);
+        }
+        let mut settings = Settings { runtime: config, broker: BrokerConfig::default() };
+        let names = settings.apply_toml("\"batch.cache.bytes\" = 0\n[shard.io]\ndepth = 8\n").unwrap();
+        assert_eq!(names, ["batch.cache.bytes", "shard.io.depth"]);
+        assert_eq!(settings.runtime.storage.io_depth, 8);
+    }
+
+    #[test]
+    fn dynamic_broker_configs_round_trip_and_apply_in_order() {
+        let mut configs = DynamicBrokerConfigs::default();
+        configs.cluster.insert("log.retention.ms".into(), "2000".into());
+        configs.cluster.insert("log.segment.bytes".into(), "65536".into());
+        configs.broker.insert("log.retention.ms".into(), "3000".into());
+        assert_eq!(DynamicBrokerConfigs::decode(&configs.encode()).unwrap(), configs);
+        assert!(DynamicBrokerConfigs::decode("nope\n").is_err());
+        let applied = configs.apply_to(&LogConfig::default()).unwrap();
+        assert_eq!((applied.retention_ms, applied.segment_bytes), (3000, 65536), "the broker's value wins");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(DynamicBrokerConfigs::load(dir.path()).unwrap(), DynamicBrokerConfigs::default());
+        std::fs::write(dir.path().join(DYNAMIC_BROKER_CONFIGS_FILE_NAME), configs.encode()).unwrap();
+        assert_eq!(DynamicBrokerConfigs::load(dir.path()).unwrap(), configs);
+        configs.broker.insert("num.partitions".into(), "3".into());
+        assert!(configs.apply_to(&LogConfig::default()).is_err(), "read-only settings are not dynamic");
+        configs.broker.remove("num.partitions");
+        configs.broker.insert("log.segment.bytes".into(), "10".into());
+        assert!(configs.apply_to(&LogConfig::default()).is_err(), "values are validated as --set validates them");
+    }
+}

@@ -1,0 +1,82 @@
+//! FindCoordinator (key 10), v0–v6 (v4: batched keys): the coordinator for
+//! a consumer group is this broker (inside it, the group's shard is found
+//! by `groups::on_coordinator`). Transaction keys get
+//! COORDINATOR_NOT_AVAILABLE: there is no transaction coordinator yet.
+//! v5 only allows the TRANSACTION_ABORTABLE code; v6's share-group keys
+//! (KIP-932) get INVALID_REQUEST, as from a Kafka without share groups.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{respond, str_bytes, ApiSpec, Pending};
+use crate::broker::Broker;
+use ringstream_protocol::{decode_body, error_code, Request, WireError};
+
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::FindCoordinator, min_version: 0, max_version: 6 };
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+/// Keys in one batched request.
+pub const coordinator_keys_max: usize = 10_000;
+
+pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
+    let version = request.api_version;
+    let mut body = request.body;
+    let find: FindCoordinatorRequest = decode_body(&mut body, version, "FindCoordinator request")?;
+    if find.coordinator_keys.len() > coordinator_keys_max {
+        return Err(WireError::Malformed { what: "FindCoordinator request", reason: "too many keys".into() });
+    }
+    let correlation_id = request.header.correlation_id;
+    let config = broker.config.clone();
+    Ok(Box::pin(async move {
+        let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
+            match key_type {
+                KEY_TYPE_GROUP => (error_code::NONE, None),
+                KEY_TYPE_TRANSACTION => (
+                    error_code::COORDINATOR_NOT_AVAILABLE,
+                    Some(str_bytes("no transaction coordinator on this broker")),
+                ),
+                other => (
+                    error_code::INVALID_REQUEST,
+                    Some(str_bytes(&format!("coordinator key type {other} is not served"))),
+                ),
+            }
+        };
+        let node = BrokerId(config.node_id);
+        let host = str_bytes(&config.advertised_host);
+        let response = if version >= 4 {
+            let coordinators = find
+                .coordinator_keys
+                .iter()
+                .map(|key| {
+                    let (code, message) = answer(find.key_type);
+                    let found = code == error_code::NONE;
+                    Coordinator::default()
+                        .with_key(key.clone())
+                        .with_node_id(if found { node } else { BrokerId(-1) })
+                        .with_host(if found { host.clone() } else { str_bytes("") })
+                        .with_port(if found { config.advertised_port } else { -1 })
+                        .with_error_code(code)
+                        .with_error_message(message)
+                })
+                .collect();
+            FindCoordinatorResponse::default().with_coordinators(coordinators)
+        } else {
+            let (code, message) = answer(if version >= 1 { find.key_type } else { KEY_TYPE_GROUP });
+            let found = code == error_code::NONE;
+            let mut response = FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(if found { node } else { BrokerId(-1) })
+                .with_host(if found { host } else { str_bytes("") })
+                .with_port(if found { config.advertised_port } else { -1 });
+            if version >= 1 {
+                response.error_message = message;
+            }
+            response
+        };
+        respond(ApiKey::FindCoordinator, version, correlation_id, &response)
+    }))
+}

@@ -1,0 +1,82 @@
+//! ListOffsets (key 2), v1–v10: earliest (-2), latest (-1), max timestamp
+//! (-3, from v7) and the first offset at or after a timestamp, through the
+//! owning shard's time index. The tiered-storage specs answer as a Kafka
+//! without tiered storage does: earliest local (-4, v8+) is the log start,
+//! latest tiered (-5, v9+) is offset -1 (nothing is tiered). v10's timeout
+//! bounds remote lookups, which there are none of. READ_COMMITTED reads the
+//! high watermark too: without transactions it is the last stable offset.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{respond, ApiSpec, Pending};
+use crate::broker::Broker;
+use ringstream_core::types::TopicPartition;
+use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_storage::StorageResult;
+
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ListOffsets, min_version: 1, max_version: 10 };
+
+const latest: i64 = -1;
+const earliest: i64 = -2;
+const max_timestamp: i64 = -3;
+const earliest_local: i64 = -4;
+const latest_tiered: i64 = -5;
+
+pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
+    let version = request.api_version;
+    let mut body = request.body;
+    let list: ListOffsetsRequest = decode_body(&mut body, version, "ListOffsets request")?;
+    let correlation_id = request.header.correlation_id;
+    let broker = broker.clone();
+    Ok(Box::pin(async move {
+        let mut topics = Vec::with_capacity(list.topics.len());
+        for topic in list.topics {
+            let name = topic.name.0.as_str().to_owned();
+            let meta = broker.topic(&name);
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for partition in topic.partitions {
+                let response = ListOffsetsPartitionResponse::default().with_partition_index(partition.partition_index);
+                let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition.partition_index));
+                let response = if !known {
+                    response.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1)
+                } else {
+                    let tp = TopicPartition::new(name.clone(), partition.partition_index);
+                    match lookup(&broker, tp, partition.timestamp).await {
+                        Ok((offset, timestamp)) => response
+                            .with_error_code(error_code::NONE)
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                        Err(e) => response
+                            .with_error_code(error_code::from_name(e.kafka_error_name()))
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    }
+                };
+                partitions.push(response);
+            }
+            topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+        }
+        respond(ApiKey::ListOffsets, version, correlation_id, &ListOffsetsResponse::default().with_topics(topics))
+    }))
+}
+
+/// (offset, timestamp) for one partition; -1s when no record qualifies.
+async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64) -> StorageResult<(i64, i64)> {
+    broker
+        .shard
+        .with_owner(&tp, move |storage, tp| async move {
+            let offsets = storage.offsets(&tp)?;
+            Ok(match timestamp {
+                latest => (offsets.high_watermark.0, -1),
+                earliest | earliest_local => (offsets.log_start_offset.0, -1),
+                latest_tiered => (-1, -1),
+                max_timestamp => storage.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
+                at => storage.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
+            })
+        })
+        .await?
+}

@@ -1,0 +1,110 @@
+//! Metadata (key 3), v0–v13: brokers (this one), the cluster id, and the
+//! requested topics with their partitions, all led by this broker. Topic ids
+//! are returned from v10. v13's top-level error code (KIP-1102) is always
+//! NONE here. The internal `__consumer_offsets` is listed with
+//! `is_internal`, as Kafka lists it, in a request for all topics or by name. Unknown topics are auto-created when
+//! `auto.create.topics.enable` is set and the request allows it (always
+//! before v4, `allow_auto_topic_creation` from v4).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use uuid::Uuid;
+
+use super::{respond, str_bytes, ApiSpec, Pending};
+use crate::broker::topics::TopicMeta;
+use crate::broker::Broker;
+use ringstream_protocol::{decode_body, error_code, Request, WireError};
+
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Metadata, min_version: 0, max_version: 13 };
+
+/// Requests naming more topics than this are answered for the first ones only.
+pub const metadata_topics_max: usize = 100_000;
+
+pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
+    let version = request.api_version;
+    let mut body = request.body;
+    let metadata: MetadataRequest = decode_body(&mut body, version, "Metadata request")?;
+    let correlation_id = request.header.correlation_id;
+    let broker = broker.clone();
+    Ok(Box::pin(async move {
+        let allow_create = version < 4 || metadata.allow_auto_topic_creation;
+        let all = match &metadata.topics {
+            None => true,
+            Some(topics) => version == 0 && topics.is_empty(),
+        };
+        let mut topics = Vec::new();
+        if all {
+            for topic in broker.topics() {
+                topics.push(describe(&broker, &topic, version));
+            }
+            topics.push(describe(&broker, &broker.offsets_topic(), version));
+        } else {
+            for requested in metadata.topics.iter().flatten().take(metadata_topics_max) {
+                let offsets = broker.offsets_topic();
+                let response = match &requested.name {
+                    Some(name) if name.as_str() == offsets.name => describe(&broker, &offsets, version),
+                    None if requested.topic_id.as_bytes() == &offsets.id => describe(&broker, &offsets, version),
+                    Some(name) => match broker.topic_or_create(name.as_str(), allow_create).await {
+                        Ok(topic) => describe(&broker, &topic, version),
+                        Err(e) => MetadataResponseTopic::default()
+                            .with_name(Some(name.clone()))
+                            .with_error_code(e.code)
+                            .with_topic_authorized_operations(i32::MIN),
+                    },
+                    None => match broker.topic_by_id(requested.topic_id.as_bytes()) {
+                        Some(topic) => describe(&broker, &topic, version),
+                        None => MetadataResponseTopic::default()
+                            .with_topic_id(requested.topic_id)
+                            .with_error_code(error_code::UNKNOWN_TOPIC_ID)
+                            .with_topic_authorized_operations(i32::MIN),
+                    },
+                };
+                topics.push(response);
+            }
+        }
+        let config = &broker.config;
+        // Fields a version lacks stay at their defaults: the codec refuses
+        // to encode anything else.
+        let mut response = MetadataResponse::default()
+            .with_brokers(vec![MetadataResponseBroker::default()
+                .with_node_id(BrokerId(config.node_id))
+                .with_host(str_bytes(&config.advertised_host))
+                .with_port(config.advertised_port)])
+            .with_topics(topics);
+        if version >= 1 {
+            response.controller_id = BrokerId(config.node_id);
+        }
+        if version >= 2 {
+            response.cluster_id = Some(str_bytes(&config.cluster_id));
+        }
+        respond(ApiKey::Metadata, version, correlation_id, &response)
+    }))
+}
+
+fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    let mut response = MetadataResponseTopic::default()
+        .with_error_code(error_code::NONE)
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_is_internal(Broker::is_internal(&topic.name))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN);
+    if version >= 10 {
+        response.topic_id = Uuid::from_bytes(topic.id);
+    }
+    response
+}

@@ -1,0 +1,315 @@
+//! Idempotent-producer state of one partition: for each producer id, its
+//! epoch and its last `producer_batches_max` batches (sequence range and
+//! offsets), as Kafka keeps them.
+//!
+//! On append, a batch from an idempotent producer (producer id >= 0) is:
+//! - a duplicate of one of those batches (same epoch and sequence range): it
+//!   is not appended again, and is answered with the original offsets;
+//! - the next in sequence (or the first of a new producer, or sequence 0 of
+//!   a newer epoch): it is appended and recorded;
+//! - otherwise rejected: OUT_OF_ORDER_SEQUENCE_NUMBER, or
+//!   INVALID_PRODUCER_EPOCH for an older epoch.
+//!
+//! State is updated when a batch is queued (offsets assigned), so pipelined
+//! batches check against their predecessors; a failed write rolls it back
+//! with `truncate_from`. It survives restarts through a snapshot written at
+//! every seal and clean close, plus a scan of the tail segment.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ringstream_core::types::Offset;
+
+/// Batches remembered per producer (Kafka's max in-flight for idempotence).
+pub const producer_batches_max: usize = 5;
+/// Producers remembered per partition; beyond it the one idle longest is
+/// forgotten (a producer forgotten this way may see one more duplicate).
+pub const partition_producers_max: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchRecord>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Fresh,
+    /// Already appended: answer with these offsets.
+    Duplicate(BatchRecord),
+    OutOfOrder {
+        expected: i32,
+        found: i32,
+    },
+    /// An epoch older than the producer's current one (a zombie).
+    FencedEpoch {
+        current: i16,
+        found: i16,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerState {
+    producers: BTreeMap<i64, ProducerEntry>,
+}
+
+/// The sequence after `sequence`, wrapping as Kafka does.
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
+}
+
+/// The last sequence of a batch starting at `first` with `count` records.
+pub fn last_sequence(first: i32, last_offset_delta: i32) -> i32 {
+    ((i64::from(first) + i64::from(last_offset_delta)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+impl ProducerState {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    pub fn check(&self, producer_id: i64, epoch: i16, first_sequence: i32, last_sequence: i32) -> SequenceCheck {
+        assert!(producer_id >= 0);
+        let Some(entry) = self.producers.get(&producer_id) else {
+            // A producer we have no state for (new, or forgotten): accept,
+            // as Kafka does since KIP-360.
+            return SequenceCheck::Fresh;
+        };
+        if epoch < entry.epoch {
+            return SequenceCheck::FencedEpoch { current: entry.epoch, found: epoch };
+        }
+        if epoch > entry.epoch {
+            return if first_sequence == 0 {
+                SequenceCheck::Fresh
+            } else {
+                SequenceCheck::OutOfOrder { expected: 0, found: first_sequence }
+            };
+        }
+        if let Some(batch) =
+            entry.batches.iter().find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
+        {
+            return SequenceCheck::Duplicate(*batch);
+        }
+        match entry.batches.back() {
+            Some(last) if first_sequence != next_sequence(last.last_sequence) => {
+                SequenceCheck::OutOfOrder { expected: next_sequence(last.last_sequence), found: first_sequence }
+            }
+            _ => SequenceCheck::Fresh,
+        }
+    }
+
+    /// Records an appended (or queued) batch.
+    pub fn record(&mut self, producer_id: i64, epoch: i16, batch: BatchRecord) {
+        assert!(producer_id >= 0 && batch.base_offset <= batch.last_offset);
+        if !self.producers.contains_key(&producer_id) && self.producers.len() >= partition_producers_max {
+            let idle = self
+                .producers
+                .iter()
+                .min_by_key(|(_, e)| e.batches.back().map_or(Offset(-1), |b| b.last_offset))
+                .map(|(id, _)| *id)
+                .expect("non-empty");
+            self.producers.remove(&idle);
+        }
+        let entry = self.producers.entry(producer_id).or_insert(ProducerEntry { epoch, batches: VecDeque::new() });
+        if epoch != entry.epoch {
+            assert!(epoch > entry.epoch, "records only move epochs forward");
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        if let Some(last) = entry.batches.back() {
+            assert!(batch.base_offset > last.last_offset, "batches are recorded in offset order");
+        }
+        entry.batches.push_back(batch);
+        while entry.batches.len() > producer_batches_max {
+            entry.batches.pop_front();
+        }
+    }
+
+    /// Records a batch found by recovery: like `record`, but a batch that is
+    /// out of order for its producer replaces the producer's state instead
+    /// of tripping an assertion.
+    pub fn record_recovered(&mut self, producer_id: i64, epoch: i16, batch: BatchRecord) {
+        let consistent = self.producers.get(&producer_id).map_or(true, |e| {
+            epoch > e.epoch
+                || (epoch == e.epoch && e.batches.back().map_or(true, |b| b.last_offset < batch.base_offset))
+        });
+        if !consistent {
+            self.producers.remove(&producer_id);
+        }
+        self.record(producer_id, epoch, batch);
+    }
+
+    /// Every producer remembered: (producer id, epoch, its newest batch), by id.
+    pub fn active(&self) -> Vec<(i64, i16, BatchRecord)> {
+        self.producers
+            .iter()
+            .filter_map(|(id, entry)| entry.batches.back().map(|last| (*id, entry.epoch, *last)))
+            .collect()
+    }
+
+    /// Forgets batches at or after `offset` (the log was cut back there).
+    pub fn truncate_from(&mut self, offset: Offset) {
+        for entry in self.producers.values_mut() {
+            while entry.batches.back().is_some_and(|b| b.base_offset >= offset) {
+                entry.batches.pop_back();
+            }
+        }
+        self.producers.retain(|_, e| !e.batches.is_empty());
+    }
+
+    /// Snapshot text: header, the offset it covers up to, then one line per
+    /// batch: `<producer id> <epoch> <first seq> <last seq> <base> <last>`.
+    pub fn encode(&self, end_offset: Offset) -> String {
+        let mut out = format!("ringstream-producers 1\nend_offset {}\n", end_offset.0);
+        for (id, entry) in &self.producers {
+            for b in &entry.batches {
+                out.push_str(&format!(
+                    "{id} {} {} {} {} {}\n",
+                    entry.epoch, b.first_sequence, b.last_sequence, b.base_offset.0, b.last_offset.0
+                ));
+            }
+        }
+        out
+    }
+
+    /// Decodes a snapshot; returns the state and the offset it covers up to.
+    pub fn decode(text: &str) -> Result<(ProducerState, Offset), String> {
+        if !text.ends_with('\n') {
+            return Err("torn snapshot".into());
+        }
+        let mut lines = text.lines();
+        if lines.next() != Some("ringstream-producers 1") {
+            return Err("bad header".into());
+        }
+        let end: i64 = lines
+            .next()
+            .and_then(|l| l.strip_prefix("end_offset "))
+            .and_then(|v| v.parse().ok())
+            .filter(|v| *v >= 0)
+            .ok_or("bad end_offset line")?;
+        let mut state = ProducerState::default();
+        for (i, line) in lines.enumerate() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let parsed = (fields.len() == 6)
+                .then(|| {
+                    Some((
+                        fields[0].parse::<i64>().ok()?,
+                        fields[1].parse::<i16>().ok()?,
+                        fields[2].parse::<i32>().ok()?,
+                        fields[3].parse::<i32>().ok()?,
+                        fields[4].parse::<i64>().ok()?,
+                        fields[5].parse::<i64>().ok()?,
+                    ))
+                })
+                .flatten();
+            let Some((id, epoch, first, last, base, last_offset)) = parsed else {
+                return Err(format!("line {}: unparsable", i + 3));
+            };
+            let valid = id >= 0 && first >= 0 && last >= 0 && base >= 0 && base <= last_offset && last_offset < end;
+            let ordered = state.producers.get(&id).map_or(true, |e| {
+                e.epoch == epoch
+                    && e.batches.back().is_some_and(|b| b.last_offset.0 < base)
+                    && e.batches.len() < producer_batches_max
+            });
+            if !valid || !ordered || (state.len() >= partition_producers_max && !state.producers.contains_key(&id)) {
+                return Err(format!("line {}: invalid entry", i + 3));
+            }
+            state.record(
+                id,
+                epoch,
+                BatchRecord {
+                    first_sequence: first,
+                    last_sequence: last,
+                    base_offset: Offset(base),
+                    last_offset: Offset(last_offset),
+                },
+            );
+        }
+        Ok((state, Offset(end)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(first: i32, last: i32, base: i64) -> BatchRecord {
+        BatchRecord {
+            first_sequence: first,
+            last_sequence: last,
+            base_offset: Offset(base),
+            last_offset: Offset(base + i64::from(last - first)),
+        }
+    }
+
+    #[test]
+    fn sequences_duplicates_and_epochs() {
+        let mut state = ProducerState::default();
+        assert_eq!(state.check(7, 0, 0, 4), SequenceCheck::Fresh);
+        state.record(7, 0, batch(0, 4, 100));
+        assert_eq!(state.check(7, 0, 5, 9), SequenceCheck::Fresh);
+        state.record(7, 0, batch(5, 9, 105));
+        assert_eq!(state.check(7, 0, 0, 4), SequenceCheck::Duplicate(batch(0, 4, 100)));
+        assert_eq!(state.check(7, 0, 5, 9), SequenceCheck::Duplicate(batch(5, 9, 105)));
+        assert_eq!(state.check(7, 0, 11, 12), SequenceCheck::OutOfOrder { expected: 10, found: 11 });
+        assert_eq!(state.check(7, 1, 3, 4), SequenceCheck::OutOfOrder { expected: 0, found: 3 });
+        assert_eq!(state.check(7, 1, 0, 0), SequenceCheck::Fresh);
+        state.record(7, 1, batch(0, 0, 110));
+        assert_eq!(state.check(7, 0, 10, 10), SequenceCheck::FencedEpoch { current: 1, found: 0 });
+        // Only the last five batches are remembered.
+        for i in 1..=6 {
+            state.record(7, 1, batch(i, i, 110 + i64::from(i)));
+        }
+        assert_eq!(state.check(7, 1, 1, 1), SequenceCheck::OutOfOrder { expected: 7, found: 1 });
+        assert!(matches!(state.check(7, 1, 6, 6), SequenceCheck::Duplicate(_)));
+    }
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(last_sequence(i32::MAX, 0), i32::MAX);
+        assert_eq!(last_sequence(i32::MAX, 2), 1);
+        let mut state = ProducerState::default();
+        state.record(
+            1,
+            0,
+            BatchRecord {
+                first_sequence: i32::MAX - 1,
+                last_sequence: i32::MAX,
+                base_offset: Offset(0),
+                last_offset: Offset(1),
+            },
+        );
+        assert_eq!(state.check(1, 0, 0, 3), SequenceCheck::Fresh);
+    }
+
+    #[test]
+    fn truncation_rolls_back_and_snapshots_round_trip() {
+        let mut state = ProducerState::default();
+        state.record(1, 0, batch(0, 1, 0));
+        state.record(2, 3, batch(0, 0, 2));
+        state.record(1, 0, batch(2, 3, 3));
+        let text = state.encode(Offset(5));
+        assert_eq!(ProducerState::decode(&text).unwrap(), (state.clone(), Offset(5)));
+        assert!(ProducerState::decode(&text[..text.len() - 1]).is_err());
+        assert!(ProducerState::decode("ringstream-producers 1\nend_offset 1\n1 0 0 0 5 5\n").is_err());
+        state.truncate_from(Offset(2));
+        assert_eq!(state.len(), 1);
+        assert_eq!(state.check(1, 0, 2, 3), SequenceCheck::Fresh, "rolled-back batch can be sent again");
+    }
+}
