@@ -37,10 +37,11 @@ use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use ringstream_core::batch::build_test_batch;
+use ringstream_core::clock::now_ms;
 use ringstream_core::types::{ShardId, TopicPartition};
 use ringstream_shard::{place, RuntimeConfig, Shard, ShardSet};
 use ringstream_storage::log::{AppendInfo, FlushPolicy};
-use ringstream_storage::shard_storage::{now_ms, StorageConfig};
+use ringstream_storage::shard_storage::StorageConfig;
 use ringstream_storage::StorageResult;
 
 const WINDOW: usize = 256;

@@ -326,7 +326,7 @@ fn send_batches(
     acks: i16,
     pending: PendingRecords,
 ) -> Result<u64, String> {
-    let now = ringstream_storage::shard_storage::now_ms();
+    let now = ringstream_core::clock::now_ms();
     let mut count = 0u64;
     let mut data = Vec::new();
     for (partition, records) in &pending {

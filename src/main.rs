@@ -330,8 +330,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         let (broker, topics) = (broker.clone(), topics.clone());
         shards.run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
             let groups = broker.groups.clone();
-            Broker::install(shard.clone(), broker, topics)?;
-            ringstream_broker::groups::Coordinator::install(shard, groups).await?;
+            let broker = Broker::install(shard.clone(), broker, topics)?;
+            ringstream_broker::groups::Coordinator::install(shard, groups, broker).await?;
             Ok::<(), String>(())
         })?;
     }

@@ -218,7 +218,7 @@ async fn append_until(shard: Rc<Shard>, tp: TopicPartition, stop: Rc<std::cell::
 
 #[test]
 fn the_balancer_moves_a_hot_partition_off_the_busy_shard() {
-    use ringstream_shard::balance::BalanceConfig;
+    use ringstream_shard::policy::BalanceConfig;
     let dir = tempfile::tempdir().unwrap();
     let cpus = ringstream_tuning::allowed_cpus().unwrap().len();
     assert!(cpus >= shards, "the balancer test needs {shards} CPUs in the affinity mask, found {cpus}");
@@ -265,7 +265,7 @@ fn the_balancer_moves_a_hot_partition_off_the_busy_shard() {
 
 #[test]
 fn least_loaded_placement_puts_new_partitions_on_the_idle_shard() {
-    use ringstream_shard::balance::{BalanceConfig, PlacementPolicy};
+    use ringstream_shard::policy::{BalanceConfig, PlacementPolicy};
     let dir = tempfile::tempdir().unwrap();
     let mut config = RuntimeConfig::new(StorageConfig::new(dir.path()));
     config.shards = Some(shards);

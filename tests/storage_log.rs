@@ -108,7 +108,7 @@ fn retention_by_bytes_and_time_deletes_whole_old_segments() {
     run_local(move || async move {
         let config = LogConfig { segment_bytes: 8192, retention_bytes: 20_000, ..LogConfig::default() };
         let storage = open(&path, &tp(), config).await;
-        let now = ringstream_storage::shard_storage::now_ms();
+        let now = ringstream_core::clock::now_ms();
         for i in 0..40u64 {
             storage.append(&tp(), batch(2, 1000, i, now)).await.unwrap();
         }
@@ -417,9 +417,9 @@ fn log_append_time_topics_get_the_broker_time_and_a_valid_crc() {
     let path = dir.path().to_path_buf();
     run_local(move || async move {
         let storage = open(&path, &tp(), LogConfig { log_append_time: true, ..LogConfig::default() }).await;
-        let before = ringstream_storage::shard_storage::now_ms();
+        let before = ringstream_core::clock::now_ms();
         let info = storage.append(&tp(), batch(3, 10, 1, 5)).await.unwrap();
-        let after = ringstream_storage::shard_storage::now_ms();
+        let after = ringstream_core::clock::now_ms();
         assert!((before..=after).contains(&info.log_append_time_ms), "{info:?}");
         let stored = read_all(&storage, &tp()).await; // validates the CRC
         let header = ringstream_core::batch::BatchHeader::ref_from_prefix(&stored[0].2).unwrap();

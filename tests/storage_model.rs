@@ -63,8 +63,7 @@ fn run_seed(seed: u64) {
                     for _ in 0..burst {
                         let records = rng.gen_range(1..=5);
                         let value = rng.gen_range(0..1500);
-                        let b =
-                            batch(records, value, rng.gen(), ringstream_storage::shard_storage::now_ms() + step as i64);
+                        let b = batch(records, value, rng.gen(), ringstream_core::clock::now_ms() + step as i64);
                         tickets.push((b.clone(), storage.submit(&tp(p), b).await.unwrap()));
                     }
                     for (b, ticket) in tickets {
@@ -79,7 +78,7 @@ fn run_seed(seed: u64) {
                     let mut c = config.clone();
                     c.retention_bytes = rng.gen_range(0..40_000);
                     storage.set_log_config(&tp(p), c).unwrap();
-                    storage.enforce_retention(ringstream_storage::shard_storage::now_ms()).await.unwrap();
+                    storage.enforce_retention(ringstream_core::clock::now_ms()).await.unwrap();
                     storage.set_log_config(&tp(p), config.clone()).unwrap();
                     for (q, model) in models.iter_mut().enumerate() {
                         let start = storage.offsets(&tp(q as i32)).unwrap().log_start_offset;

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use ringstream_core::batch::{BatchBuilder, Record};
-use ringstream_storage::shard_storage::now_ms;
+use ringstream_core::clock::now_ms;
 
 /// A valid batch of exactly `target` bytes: 16 records (64 from 256 KiB
 /// up) of pseudo-random values, the last one sized to hit the target.

@@ -2,10 +2,49 @@
 //! configuration. Unknown names and bad values are errors that name the
 //! setting, never silently ignored.
 
-use crate::broker::BrokerConfig;
 use ringstream_core::limits;
 use ringstream_shard::RuntimeConfig;
 use ringstream_storage::log::{FlushPolicy, LogConfig};
+
+/// Broker settings (Kafka names in comments).
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// Host and port put in Metadata responses (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// Requests read ahead on one connection before its responses are written.
+    pub connection_requests_in_flight_max: usize,
+    /// The group coordinator's settings.
+    pub groups: crate::groups::GroupsConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            cluster_id: "ringstream-cluster".to_owned(),
+            advertised_host: "127.0.0.1".to_owned(),
+            advertised_port: 9092,
+            num_partitions: 1,
+            auto_create_topics: true,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 104_857_600,
+            connection_requests_in_flight_max: 32,
+            groups: crate::groups::GroupsConfig::default(),
+        }
+    }
+}
 
 /// Everything `ringstream serve` is configured with.
 #[derive(Clone, Debug)]
@@ -332,7 +371,7 @@ mod tests {
         apply_setting(&mut config, "placement.policy=least-loaded").unwrap();
         apply_setting(&mut config, "balancer.enable=true").unwrap();
         apply_setting(&mut config, "balancer.interval.ms=5000").unwrap();
-        assert_eq!(config.balance.policy, ringstream_shard::balance::PlacementPolicy::LeastLoaded);
+        assert_eq!(config.balance.policy, ringstream_shard::policy::PlacementPolicy::LeastLoaded);
         assert!(config.balance.balancer);
         assert_eq!(config.balance.interval_ms, 5000);
         for bad in ["placement.policy=random", "balancer.enable=yes", "balancer.imbalance.percent=-1"] {

@@ -106,16 +106,8 @@ const _: () = assert!(core::mem::offset_of!(BatchHeader, producer_epoch) == 51);
 const _: () = assert!(core::mem::offset_of!(BatchHeader, base_sequence) == 53);
 const _: () = assert!(core::mem::offset_of!(BatchHeader, records_count) == 57);
 
-/// The compression codec named by attribute bits 0-2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Compression {
-    None = 0,
-    Gzip = 1,
-    Snappy = 2,
-    Lz4 = 3,
-    Zstd = 4,
-}
+/// The codec named by attribute bits 0-2 (defined beside the codecs).
+pub use crate::codec::Compression;
 
 impl BatchHeader {
     /// The header at the start of `bytes`; `None` if fewer than 61 bytes.

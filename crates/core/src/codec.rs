@@ -19,9 +19,18 @@
 
 use std::io::Read;
 
-use crate::batch::Compression;
-
 /// Why records could not be inflated.
+/// The compression codec named by attribute bits 0-2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compression {
+    None = 0,
+    Gzip = 1,
+    Snappy = 2,
+    Lz4 = 3,
+    Zstd = 4,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     #[error("{codec:?} records inflate past {max} bytes")]

@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod batch;
+pub mod clock;
 pub mod codec;
 pub mod error_code;
 pub mod limits;

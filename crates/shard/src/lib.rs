@@ -7,6 +7,7 @@
 
 pub mod balance;
 pub mod placement;
+pub mod policy;
 pub mod reactor;
 pub mod router;
 pub mod runtime;

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, warn};
 
-use crate::balance::{least_loaded, BalanceConfig, LoadSampler, PlacementPolicy};
 use crate::placement::{place, PlacementTable};
+use crate::policy::{least_loaded, BalanceConfig, LoadSampler, PlacementPolicy};
 use ringstream_core::limits;
 use ringstream_core::types::{Offset, ShardId, TopicPartition};
 use ringstream_storage::dir;
@@ -452,7 +452,7 @@ impl Shard {
             PlacementPolicy::LeastLoaded => {
                 // No sample yet (just started): spread by partition count.
                 let table = self.placement.borrow();
-                let mut loads = vec![crate::balance::ShardLoad::default(); count];
+                let mut loads = vec![crate::policy::ShardLoad::default(); count];
                 for (tp, owner) in table.iter() {
                     loads[owner.index()].partitions.push((tp.clone(), 0.0));
                 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use tracing::{info, warn};
 
-use crate::balance::BalanceConfig;
 use crate::placement::{partitions_on_disk, PlacementTable};
+use crate::policy::BalanceConfig;
 use crate::router::{Envelope, Message, Shard, ShardTask};
 use ringstream_core::limits;
 use ringstream_core::types::ShardId;

@@ -21,6 +21,7 @@
 pub mod cache;
 pub mod checkpoint;
 pub mod dir;
+pub mod disk;
 pub mod error;
 pub mod faults;
 pub mod index;

@@ -16,6 +16,8 @@ use std::rc::Rc;
 
 use glommio::io::{DmaFile, OpenOptions};
 
+use crate::disk::Disk;
+
 use crate::dir;
 use crate::error::{glommio_io, StorageError, StorageResult};
 use crate::index::{OffsetIndex, TimeIndex};
@@ -194,15 +196,13 @@ pub struct SealJob {
 }
 
 impl SealJob {
-    pub async fn run(self, dir: &Path) -> StorageResult<()> {
-        self.file
-            .truncate(self.size_bytes)
+    pub async fn run(self, dir: &Path, disk: &Disk) -> StorageResult<()> {
+        disk.truncate(&self.file, &self.log_path, self.size_bytes)
             .await
-            .map_err(|e| StorageError::io("truncate segment", &self.log_path, glommio_io(e)))?;
-        self.file
-            .fdatasync()
+            .map_err(|e| StorageError::io("truncate segment", &self.log_path, e))?;
+        disk.sync(&self.file, &self.log_path)
             .await
-            .map_err(|e| StorageError::io("fdatasync segment", &self.log_path, glommio_io(e)))?;
+            .map_err(|e| StorageError::io("fdatasync segment", &self.log_path, e))?;
         write_index_files(dir, self.base_offset, self.index_bytes, self.time_index_bytes).await
     }
 }

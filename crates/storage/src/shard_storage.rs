@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -36,12 +36,14 @@ use tracing::{debug, error, info, warn};
 use crate::cache::{BatchCache, CacheSlice, CacheStats, PartitionKey};
 use crate::checkpoint::CleanMarker;
 use crate::dir;
+use crate::disk::Disk;
 use crate::error::{glommio_io, StorageError, StorageResult};
 use crate::faults::Faults;
 use crate::log::{AppendInfo, Enqueued, FlushPolicy, LogConfig, PartitionLog, PartitionOffsets, Pending};
 use crate::producer_state::BatchRecord;
 use crate::segment::{self, Segment};
 use ringstream_core::batch::{self, BatchHeader};
+use ringstream_core::clock::{self, SharedClock};
 use ringstream_core::limits;
 use ringstream_core::types::{LeaderEpoch, Offset, ShardId, TopicPartition};
 
@@ -61,6 +63,10 @@ pub struct StorageConfig {
     pub write_buffer_bytes: usize,
     /// `shard.io.depth`: DMA writes and fdatasyncs in flight per shard.
     pub io_depth: usize,
+    /// Where storage reads the time (retention, segment age, append time).
+    pub clock: SharedClock,
+    /// Where segment writes, syncs and truncations go (the simulation seam).
+    pub disk: Disk,
 }
 
 impl StorageConfig {
@@ -73,12 +79,10 @@ impl StorageConfig {
             default_log: LogConfig::default(),
             write_buffer_bytes: limits::commit_round_bytes_max,
             io_depth: limits::io_depth_default,
+            clock: clock::system(),
+            disk: Disk::Direct,
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One record batch returned by a read: a slice of a cached write buffer or
@@ -269,7 +273,7 @@ impl ShardStorage {
         }
         let interval_ms = storage.inner.config.retention_check_interval_ms.max(1);
         storage.spawn_periodic(interval_ms, |storage| async move {
-            if let Err(e) = storage.enforce_retention(now_ms()).await {
+            if let Err(e) = storage.enforce_retention(storage.now_ms()).await {
                 error!(shard = %storage.inner.shard, "retention failed: {e}");
             }
         });
@@ -302,6 +306,11 @@ impl ShardStorage {
 
     pub fn config(&self) -> &StorageConfig {
         &self.inner.config
+    }
+
+    /// Wall-clock time as this storage's clock tells it.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.config.clock.now_ms()
     }
 
     pub fn faults(&self) -> &Faults {
@@ -344,9 +353,15 @@ impl ShardStorage {
         let key = self.inner.next_key.get();
         self.inner.next_key.set(key.checked_add(1).expect("partition keys exhausted"));
         let dir = self.inner.config.data_dir.join(tp.dir_name());
-        let log =
-            PartitionLog::open(tp.clone(), key, dir, config, now_ms(), self.inner.config.flush == FlushPolicy::Always)
-                .await?;
+        let log = PartitionLog::open(
+            tp.clone(),
+            key,
+            dir,
+            config,
+            self.now_ms(),
+            self.inner.config.flush == FlushPolicy::Always,
+        )
+        .await?;
         let offsets = log.offsets();
         info!(
             shard = %self.inner.shard,
@@ -465,7 +480,7 @@ impl ShardStorage {
 
     async fn commit_partition(&self, partition: Rc<Partition>) {
         let Ok(_lock) = partition.write_lock.acquire_static_permit(1).await else { return };
-        let now = now_ms();
+        let now = self.now_ms();
         let roll = {
             let log = partition.log.borrow();
             let Some(first) = log.pending.front() else { return };
@@ -684,10 +699,13 @@ impl ShardStorage {
         debug_assert_eq!(sync_writes, self.inner.config.flush == FlushPolicy::Always);
         let slot = self.inner.io_slots.acquire_permit(1).await.map_err(|_| StorageError::ShuttingDown)?;
         let started = sync_writes.then(std::time::Instant::now);
-        let written = file
-            .write_rc_at(buffer.clone(), position)
+        let written = self
+            .inner
+            .config
+            .disk
+            .write(file, log_path, buffer, position, sync_writes)
             .await
-            .map_err(|e| StorageError::io("write segment", log_path, glommio_io(e)))?;
+            .map_err(|e| StorageError::io("write segment", log_path, e))?;
         drop(slot);
         self.inner.faults.hold_after_write().await;
         if written != buffer.len() {
@@ -720,7 +738,7 @@ impl ShardStorage {
             let active = log.active();
             (active.file.clone(), active.log_path.clone(), active.size_bytes)
         };
-        if let Err(e) = file.truncate(size).await {
+        if let Err(e) = self.inner.config.disk.truncate(&file, &log_path, size).await {
             warn!(segment = %log_path.display(), "could not cut a failed write: {e}");
         }
         partition.log.borrow_mut().active_mut().preallocated_bytes = 0;
@@ -742,7 +760,7 @@ impl ShardStorage {
                 log.sync_writes,
             )
         };
-        job.run(&dir).await?;
+        job.run(&dir, &self.inner.config.disk).await?;
         // Before the next segment exists: an unclean start scans only the
         // tail, and finds the producers of every earlier segment here.
         dir::write_file_atomic(&dir, dir::PRODUCER_SNAPSHOT_FILE_NAME, producers.into_bytes())
@@ -765,7 +783,7 @@ impl ShardStorage {
         if partition.log.borrow().active().is_empty() {
             return Ok(());
         }
-        self.roll_locked(&partition, now_ms()).await
+        self.roll_locked(&partition, self.now_ms()).await
     }
 
     async fn flush_unsynced(&self) {
@@ -784,7 +802,7 @@ impl ShardStorage {
         join_all(jobs.into_iter().map(|(partition, file, path)| async move {
             let _slot = self.inner.io_slots.acquire_permit(1).await;
             let started = std::time::Instant::now();
-            let synced = file.fdatasync().await;
+            let synced = self.inner.config.disk.sync(&file, &path).await;
             metrics.fdatasync_ns.observe_duration(started.elapsed());
             if let Err(e) = synced {
                 error!(segment = %path.display(), "interval fdatasync failed: {e}");
@@ -1230,7 +1248,7 @@ impl ShardStorage {
         self.inner.cache.borrow_mut().remove_partition(key);
         // Rename first (atomic, durable), then delete at leisure: a crash in
         // between leaves a `.deleted` directory that start-up ignores.
-        let doomed = dir.with_file_name(format!("{}.{}.deleted", tp.dir_name(), now_ms()));
+        let doomed = dir.with_file_name(format!("{}.{}.deleted", tp.dir_name(), self.now_ms()));
         std::fs::rename(&dir, &doomed).map_err(|e| StorageError::io("rename partition dir", &dir, e))?;
         if let Some(parent) = dir.parent() {
             dir::sync_dir(parent).await.map_err(|e| StorageError::io("sync dir", parent, e))?;
@@ -1334,8 +1352,9 @@ impl ShardStorage {
         dir::write_file_atomic(&dir, dir::PRODUCER_SNAPSHOT_FILE_NAME, producers.into_bytes())
             .await
             .map_err(|e| StorageError::io("write producer snapshot", &dir, e))?;
-        file.truncate(size).await.map_err(|e| StorageError::io("truncate segment", &path, glommio_io(e)))?;
-        file.fdatasync().await.map_err(|e| StorageError::io("fdatasync segment", &path, glommio_io(e)))?;
+        let disk = &self.inner.config.disk;
+        disk.truncate(&file, &path, size).await.map_err(|e| StorageError::io("truncate segment", &path, e))?;
+        disk.sync(&file, &path).await.map_err(|e| StorageError::io("fdatasync segment", &path, e))?;
         segment::write_index_files(&dir, base, index_bytes, time_bytes).await?;
         dir::write_file_atomic(&dir, dir::EPOCH_CHECKPOINT_FILE_NAME, epochs.into_bytes())
             .await

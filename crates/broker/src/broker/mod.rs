@@ -24,45 +24,7 @@ use ringstream_shard::Shard;
 use ringstream_storage::dir;
 use topics::{apply_topic_configs, new_topic_id, TopicMeta, TopicTable, TOPICS_FILE_NAME};
 
-/// Broker settings (Kafka names in comments).
-#[derive(Clone, Debug)]
-pub struct BrokerConfig {
-    /// `node.id`
-    pub node_id: i32,
-    pub cluster_id: String,
-    /// Host and port put in Metadata responses (`advertised.listeners`).
-    pub advertised_host: String,
-    pub advertised_port: i32,
-    /// `num.partitions`
-    pub num_partitions: i32,
-    /// `auto.create.topics.enable`
-    pub auto_create_topics: bool,
-    /// `default.replication.factor`
-    pub default_replication_factor: i16,
-    /// `socket.request.max.bytes`
-    pub socket_request_max_bytes: usize,
-    /// Requests read ahead on one connection before its responses are written.
-    pub connection_requests_in_flight_max: usize,
-    /// The group coordinator's settings.
-    pub groups: crate::groups::GroupsConfig,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            node_id: 0,
-            cluster_id: "ringstream-cluster".to_owned(),
-            advertised_host: "127.0.0.1".to_owned(),
-            advertised_port: 9092,
-            num_partitions: 1,
-            auto_create_topics: true,
-            default_replication_factor: 1,
-            socket_request_max_bytes: 104_857_600,
-            connection_requests_in_flight_max: 32,
-            groups: crate::groups::GroupsConfig::default(),
-        }
-    }
-}
+pub use crate::config::BrokerConfig;
 
 /// One shard's broker: its shard, the broker settings and its copy of the
 /// topic table.
@@ -109,6 +71,18 @@ pub struct TopicError {
 impl TopicError {
     pub fn new(code: i16, message: impl Into<String>) -> TopicError {
         TopicError { code, message: message.into() }
+    }
+}
+
+/// The topic table as consumer groups see it: the coordinator is handed
+/// this view at install and never reaches for the broker.
+impl crate::groups::consumer::TopicView for Broker {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.topic(topic).map(|t| t.partitions)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.topics.borrow().iter().map(|t| t.name.clone()).collect()
     }
 }
 

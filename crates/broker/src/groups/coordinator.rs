@@ -26,16 +26,16 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, info, warn};
 
-use super::consumer::{self, HeartbeatArgs, HeartbeatResult};
+use super::consumer::{self, HeartbeatArgs, HeartbeatResult, TopicView};
 use super::store::{self, GroupValue, OffsetValue, RecordKey, RecordValue, StoredMember};
 use super::{group_partition, offsets_partition, GroupsConfig, OFFSETS_TOPIC};
 use ringstream_core::batch::{self, BatchBuilder, Record};
+use ringstream_core::clock::now_ms;
 use ringstream_core::limits;
 use ringstream_core::types::{Offset, TopicPartition};
 use ringstream_protocol::error_code::*;
 use ringstream_shard::Shard;
 use ringstream_storage::log::LogConfig;
-use ringstream_storage::shard_storage::now_ms;
 use ringstream_storage::StorageError;
 
 /// How often deadlines are checked.
@@ -592,6 +592,9 @@ const gate_permits: u64 = 1 << 20;
 
 pub struct Coordinator {
     shard: Rc<Shard>,
+    /// The topic table as groups see it, handed in by whoever installs the
+    /// coordinator (the broker); groups never reach for the broker itself.
+    topics: Rc<dyn TopicView>,
     config: GroupsConfig,
     groups: RefCell<HashMap<String, Group>>,
     logs: RefCell<HashMap<i32, Rc<LogState>>>,
@@ -606,10 +609,15 @@ type GatePermit = glommio::sync::StaticPermit;
 impl Coordinator {
     /// Installs this shard's coordinator: replays the offsets-log
     /// partitions it owns, then starts the ticker.
-    pub async fn install(shard: Rc<Shard>, config: GroupsConfig) -> Result<Rc<Coordinator>, String> {
+    pub async fn install(
+        shard: Rc<Shard>,
+        config: GroupsConfig,
+        topics: Rc<dyn TopicView>,
+    ) -> Result<Rc<Coordinator>, String> {
         PARTITIONS.with(|p| p.set(config.offsets_topic_partitions));
         let coordinator = Rc::new(Coordinator {
             shard,
+            topics,
             next_retention_check_ms: Cell::new(now_ms() + config.offsets_retention_check_interval_ms),
             config,
             groups: RefCell::new(HashMap::new()),
@@ -927,10 +935,10 @@ impl Coordinator {
     fn tick(self: &Rc<Self>) {
         let now = now_ms();
         let mut changed = Vec::new();
-        let topics = BrokerTopics(crate::broker::local());
+        let topics = &*self.topics;
         for g in self.groups.borrow_mut().values_mut() {
             if let Some(modern) = &mut g.modern {
-                for id in modern.expire(now, &topics) {
+                for id in modern.expire(now, topics) {
                     info!(group = %g.id, member = %id, "consumer-group member expired");
                 }
                 let state = if modern.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
@@ -1624,7 +1632,7 @@ impl Coordinator {
 
     fn consumer_heartbeat_inner(&self, group_id: &str, args: HeartbeatArgs) -> HeartbeatResult {
         let now = now_ms();
-        let topics = BrokerTopics(crate::broker::local());
+        let topics = &*self.topics;
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(group_id) {
             if args.epoch != 0 {
@@ -1659,7 +1667,7 @@ impl Coordinator {
             || self.new_member_id("consumer"),
             now,
             self.config.consumer_session_timeout_ms,
-            &topics,
+            topics,
         );
         if modern.epoch != before {
             info!(group = %g.id, epoch = modern.epoch, members = modern.members.len(), "consumer group epoch moved");
@@ -1756,12 +1764,11 @@ impl Coordinator {
                 }
             }
         }
-        let broker = crate::broker::local();
         let mut results = Vec::with_capacity(args.offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
         for o in args.offsets {
-            let known = broker.topic(&o.topic).is_some_and(|t| o.partition >= 0 && o.partition < t.partitions);
+            let known = self.topics.partitions(&o.topic).is_some_and(|count| o.partition >= 0 && o.partition < count);
             let code = if !known {
                 UNKNOWN_TOPIC_OR_PARTITION
             } else if o.metadata.as_ref().is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes) {
@@ -2009,17 +2016,4 @@ fn encode_assignment(assigned: &BTreeSet<consumer::Tp>) -> Bytes {
     }
     out.extend_from_slice(&(-1i32).to_be_bytes());
     Bytes::from(out)
-}
-
-/// The topic table as a KIP-848 group sees it.
-struct BrokerTopics(Rc<crate::broker::Broker>);
-
-impl consumer::TopicView for BrokerTopics {
-    fn partitions(&self, topic: &str) -> Option<i32> {
-        self.0.topic(topic).map(|t| t.partitions)
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.0.topics().into_iter().map(|t| t.name).collect()
-    }
 }

@@ -1,0 +1,312 @@
+//! The disk seam: every segment data write, sync and truncation goes
+//! through `Disk`, so a simulation can put a faulty disk under a shard's
+//! storage and keep everything above it unchanged.
+//!
+//! - `Disk::Direct` is production: the call goes straight to glommio's
+//!   `DmaFile` (io_uring, O_DIRECT). One `match` per call, nothing else.
+//! - `Disk::Simulated` drives the same real files, but a seeded
+//!   `SimDisk` decides, per call, whether the write fails with EIO (nothing
+//!   written), fails with ENOSPC after a torn, block-aligned prefix, or
+//!   completes late (after other ready tasks ran, so concurrent writes
+//!   complete out of order). It remembers each write that is not yet durable
+//!   with the bytes it replaced, and `SimDisk::crash` then decides, per such
+//!   write, that the page cache lost it, kept it, or kept a torn prefix.
+//!
+//! The simulator itself lives in `tests/storage_sim.rs`; it checks every
+//! step against a model of the log.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use glommio::io::{DmaBuffer, DmaFile};
+
+use ringstream_core::limits;
+
+/// Where segment I/O goes. Cloned into every shard's configuration.
+#[derive(Clone, Debug, Default)]
+pub enum Disk {
+    #[default]
+    Direct,
+    Simulated(Arc<SimDisk>),
+}
+
+impl Disk {
+    /// Writes `buffer` at `position`. `durable` says the file is O_DSYNC
+    /// (flush=always): the write is durable once it completes.
+    pub async fn write(
+        &self,
+        file: &DmaFile,
+        path: &Path,
+        buffer: &Rc<DmaBuffer>,
+        position: u64,
+        durable: bool,
+    ) -> io::Result<usize> {
+        match self {
+            Disk::Direct => file.write_rc_at(buffer.clone(), position).await.map_err(crate::error::glommio_io),
+            Disk::Simulated(sim) => sim.write(file, path, buffer, position, durable).await,
+        }
+    }
+
+    /// fdatasync: every write to `path` before it becomes durable.
+    pub async fn sync(&self, file: &DmaFile, path: &Path) -> io::Result<()> {
+        if let Disk::Simulated(sim) = self {
+            sim.decide_sync(path)?;
+        }
+        file.fdatasync().await.map_err(crate::error::glommio_io)?;
+        if let Disk::Simulated(sim) = self {
+            sim.synced(path);
+        }
+        Ok(())
+    }
+
+    /// Sets the file's size (not durable until the next `sync`).
+    pub async fn truncate(&self, file: &DmaFile, path: &Path, size: u64) -> io::Result<()> {
+        if let Disk::Simulated(sim) = self {
+            sim.truncated(path, size);
+        }
+        file.truncate(size).await.map_err(crate::error::glommio_io)
+    }
+}
+
+/// How often the simulated disk fails, per million calls.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultRates {
+    pub write_eio_ppm: u32,
+    pub write_enospc_ppm: u32,
+    pub sync_eio_ppm: u32,
+    /// Writes that complete only after other ready tasks ran.
+    pub late_completion_ppm: u32,
+}
+
+/// What a crash did to the writes that were not yet durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CrashReport {
+    pub kept: u32,
+    pub lost: u32,
+    pub torn: u32,
+}
+
+/// A seeded, faulty disk over real files. Single-threaded in use; the mutex
+/// only makes it `Sync` so a configuration can carry it to a shard.
+#[derive(Debug)]
+pub struct SimDisk {
+    state: Mutex<SimState>,
+}
+
+#[derive(Debug)]
+struct SimState {
+    rng: SplitMix64,
+    rates: FaultRates,
+    /// Faults are off while false (recovery and clean shutdown paths the
+    /// simulator wants to see succeed).
+    armed: bool,
+    /// Writes not yet durable, oldest first.
+    unsynced: Vec<UnsyncedWrite>,
+    /// File lengths before the first unsynced change, per path.
+    lengths: HashMap<PathBuf, u64>,
+    faults_injected: u64,
+}
+
+#[derive(Debug)]
+struct UnsyncedWrite {
+    path: PathBuf,
+    position: u64,
+    before: Vec<u8>,
+}
+
+impl SimDisk {
+    pub fn new(seed: u64, rates: FaultRates) -> Arc<SimDisk> {
+        Arc::new(SimDisk {
+            state: Mutex::new(SimState {
+                rng: SplitMix64(seed),
+                rates,
+                armed: true,
+                unsynced: Vec::new(),
+                lengths: HashMap::new(),
+                faults_injected: 0,
+            }),
+        })
+    }
+
+    /// Turns fault injection on or off (durability tracking stays on).
+    pub fn set_armed(&self, armed: bool) {
+        self.lock().armed = armed;
+    }
+
+    /// Faults injected so far.
+    pub fn faults_injected(&self) -> u64 {
+        self.lock().faults_injected
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn write(
+        &self,
+        file: &DmaFile,
+        path: &Path,
+        buffer: &Rc<DmaBuffer>,
+        position: u64,
+        durable: bool,
+    ) -> io::Result<usize> {
+        enum Verdict {
+            Eio,
+            Enospc(usize),
+            Complete { late: bool },
+        }
+        let verdict = {
+            let mut state = self.lock();
+            let rates = state.rates;
+            let armed = state.armed;
+            if armed && state.rng.chance(rates.write_eio_ppm) {
+                state.faults_injected += 1;
+                Verdict::Eio
+            } else if armed && state.rng.chance(rates.write_enospc_ppm) {
+                state.faults_injected += 1;
+                let blocks = buffer.len() / limits::io_alignment;
+                Verdict::Enospc(state.rng.below(blocks as u64) as usize * limits::io_alignment)
+            } else {
+                Verdict::Complete { late: armed && state.rng.chance(rates.late_completion_ppm) }
+            }
+        };
+        let len = match verdict {
+            Verdict::Eio => return Err(io::Error::from_raw_os_error(libc::EIO)),
+            Verdict::Enospc(torn) => torn,
+            Verdict::Complete { .. } => buffer.len(),
+        };
+        if len > 0 {
+            if !durable {
+                self.remember(path, position, len)?;
+            }
+            let mut part = file.alloc_dma_buffer(len);
+            part.as_bytes_mut().copy_from_slice(&buffer.as_bytes()[..len]);
+            let written = file.write_at(part, position).await.map_err(crate::error::glommio_io)?;
+            assert_eq!(written, len, "a simulated write reaches a real file whole");
+        }
+        match verdict {
+            Verdict::Enospc(_) => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+            Verdict::Complete { late } => {
+                if late {
+                    let yields = self.lock().rng.below(4) + 1;
+                    for _ in 0..yields {
+                        futures_lite::future::yield_now().await;
+                    }
+                }
+                Ok(buffer.len())
+            }
+            Verdict::Eio => unreachable!("returned above"),
+        }
+    }
+
+    /// Keeps the bytes a write is about to replace, for `crash`.
+    fn remember(&self, path: &Path, position: u64, len: usize) -> io::Result<()> {
+        let file = OpenOptions::new().read(true).open(path)?;
+        let length = file.metadata()?.len();
+        let mut before = vec![0u8; len];
+        let readable = length.saturating_sub(position).min(len as u64) as usize;
+        file.read_exact_at(&mut before[..readable], position)?;
+        let mut state = self.lock();
+        state.lengths.entry(path.to_path_buf()).or_insert(length);
+        state.unsynced.push(UnsyncedWrite { path: path.to_path_buf(), position, before });
+        Ok(())
+    }
+
+    fn decide_sync(&self, _path: &Path) -> io::Result<()> {
+        let mut state = self.lock();
+        let rate = state.rates.sync_eio_ppm;
+        if state.armed && state.rng.chance(rate) {
+            state.faults_injected += 1;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+
+    fn synced(&self, path: &Path) {
+        let mut state = self.lock();
+        state.unsynced.retain(|w| w.path != path);
+        state.lengths.remove(path);
+    }
+
+    fn truncated(&self, path: &Path, _size: u64) {
+        // The length before the first unsynced change is what a crash
+        // restores; remember it if this is that change.
+        let mut state = self.lock();
+        if !state.lengths.contains_key(path) {
+            if let Ok(meta) = std::fs::metadata(path) {
+                state.lengths.insert(path.to_path_buf(), meta.len());
+            }
+        }
+    }
+
+    /// The machine lost power: every write that was not yet durable is,
+    /// by a seeded choice, lost (its old bytes come back), kept, or torn (a
+    /// block-aligned prefix kept). Sizes not yet synced come back as they
+    /// were. Call it after the storage above was dropped, before reopening.
+    pub fn crash(&self) -> io::Result<CrashReport> {
+        let mut state = self.lock();
+        let mut report = CrashReport::default();
+        let unsynced = std::mem::take(&mut state.unsynced);
+        let lengths = std::mem::take(&mut state.lengths);
+        for write in unsynced.into_iter().rev() {
+            let Ok(file) = OpenOptions::new().write(true).open(&write.path) else { continue };
+            match state.rng.below(3) {
+                0 => report.kept += 1,
+                1 => {
+                    file.write_all_at(&write.before, write.position)?;
+                    report.lost += 1;
+                }
+                _ => {
+                    let blocks = (write.before.len() / limits::io_alignment) as u64;
+                    let keep = state.rng.below(blocks.max(1)) as usize * limits::io_alignment;
+                    file.write_all_at(&write.before[keep..], write.position + keep as u64)?;
+                    report.torn += 1;
+                }
+            }
+            file.sync_all()?;
+        }
+        for (path, length) in lengths {
+            if let Ok(file) = OpenOptions::new().write(true).open(&path) {
+                if file.metadata()?.len() != length && state.rng.below(2) == 0 {
+                    file.set_len(length)?;
+                    file.sync_all()?;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A small seeded generator (SplitMix64): the disk's choices replay from the
+/// seed alone.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n); 0 when n is 0.
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// True with probability `ppm` per million.
+    pub fn chance(&mut self, ppm: u32) -> bool {
+        ppm > 0 && self.below(1_000_000) < u64::from(ppm)
+    }
+}
