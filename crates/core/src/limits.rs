@@ -146,6 +146,9 @@ const _: () = assert!(fetch_response_bytes_max + batch_bytes_max < i32::MAX as u
 const _: () = assert!(router_queue_depth_max >= 1);
 const _: () = assert!(io_depth_default >= 1 && io_depth_default <= io_depth_max);
 
+/// Syncs tried to make the cut after a failed segment write durable.
+pub const failed_write_cut_attempts_max: usize = 3;
+
 /// Members in one consumer group (`group.max.size` is configured below it).
 pub const group_members_max: usize = 10_000;
 /// Consumer groups one shard coordinates; a join for a new group beyond it

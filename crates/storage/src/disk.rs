@@ -181,7 +181,11 @@ impl SimDisk {
             Verdict::Complete { .. } => buffer.len(),
         };
         if len > 0 {
-            if !durable {
+            if durable {
+                // What reaches an O_DSYNC file is durable: no earlier change
+                // to these bytes can come back at a crash.
+                self.supersede(path, position, len);
+            } else {
                 self.remember(path, position, len)?;
             }
             let mut part = file.alloc_dma_buffer(len);
@@ -217,6 +221,30 @@ impl SimDisk {
         Ok(())
     }
 
+    /// Forgets the old bytes of `[position, position + len)` in every
+    /// change not yet durable: a durable write replaced them.
+    fn supersede(&self, path: &Path, position: u64, len: usize) {
+        let end = position + len as u64;
+        let mut state = self.lock();
+        let mut kept = Vec::with_capacity(state.unsynced.len());
+        for write in std::mem::take(&mut state.unsynced) {
+            let (start, stop) = (write.position, write.position + write.before.len() as u64);
+            if write.path != path || stop <= position || start >= end {
+                kept.push(write);
+                continue;
+            }
+            if start < position {
+                let head = write.before[..(position - start) as usize].to_vec();
+                kept.push(UnsyncedWrite { path: write.path.clone(), position: start, before: head });
+            }
+            if stop > end {
+                let tail = write.before[(end - start) as usize..].to_vec();
+                kept.push(UnsyncedWrite { path: write.path.clone(), position: end, before: tail });
+            }
+        }
+        state.unsynced = kept;
+    }
+
     fn decide_sync(&self, _path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let rate = state.rates.sync_eio_ppm;
@@ -233,14 +261,21 @@ impl SimDisk {
         state.lengths.remove(path);
     }
 
-    fn truncated(&self, path: &Path, _size: u64) {
-        // The length before the first unsynced change is what a crash
-        // restores; remember it if this is that change.
+    /// A truncation is a change like a write until synced: a crash may
+    /// bring back the cut bytes, so they are kept (up to `cut_kept_max`).
+    fn truncated(&self, path: &Path, size: u64) {
+        const cut_kept_max: u64 = 1 << 20;
+        let Ok(file) = OpenOptions::new().read(true).open(path) else { return };
+        let Ok(length) = file.metadata().map(|m| m.len()) else { return };
+        let cut = length.saturating_sub(size).min(cut_kept_max) as usize;
+        let mut before = vec![0u8; cut];
+        if file.read_exact_at(&mut before, size).is_err() {
+            return;
+        }
         let mut state = self.lock();
-        if !state.lengths.contains_key(path) {
-            if let Ok(meta) = std::fs::metadata(path) {
-                state.lengths.insert(path.to_path_buf(), meta.len());
-            }
+        state.lengths.entry(path.to_path_buf()).or_insert(length);
+        if cut > 0 {
+            state.unsynced.push(UnsyncedWrite { path: path.to_path_buf(), position: size, before });
         }
     }
 

@@ -738,8 +738,25 @@ impl ShardStorage {
             let active = log.active();
             (active.file.clone(), active.log_path.clone(), active.size_bytes)
         };
-        if let Err(e) = self.inner.config.disk.truncate(&file, &log_path, size).await {
-            warn!(segment = %log_path.display(), "could not cut a failed write: {e}");
+        // The cut must be durable before anything else is acknowledged: under
+        // flush=always a torn prefix of the failed write is already on disk
+        // (O_DSYNC), and an unsynced truncation can be undone by a crash,
+        // bringing back batches nobody acknowledged (found by the storage
+        // simulator, tests/storage_sim.rs). A sync that keeps failing leaves
+        // the partition as it is, with an error logged.
+        let disk = &self.inner.config.disk;
+        let mut cut = disk.truncate(&file, &log_path, size).await;
+        for _ in 0..limits::failed_write_cut_attempts_max {
+            if cut.is_err() {
+                break;
+            }
+            cut = disk.sync(&file, &log_path).await;
+            if cut.is_ok() {
+                break;
+            }
+        }
+        if let Err(e) = cut {
+            error!(segment = %log_path.display(), "could not durably cut a failed write: {e}");
         }
         partition.log.borrow_mut().active_mut().preallocated_bytes = 0;
     }
