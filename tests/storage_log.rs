@@ -181,16 +181,16 @@ fn invalid_batches_never_enter_the_log() {
         bad_magic[16] = 1;
         let mut bad_length = good.to_vec();
         bad_length[8..12].copy_from_slice(&40i32.to_be_bytes());
-        let cases: Vec<(Vec<u8>, &str)> = vec![
-            (bad_crc, "CORRUPT_MESSAGE"),
-            (bad_magic, "CORRUPT_MESSAGE"),
-            (bad_length, "CORRUPT_MESSAGE"),
-            (good[..good.len() - 1].to_vec(), "CORRUPT_MESSAGE"),
-            (batch(1, 5000, 2, 0).to_vec(), "MESSAGE_TOO_LARGE"),
+        let cases: Vec<(Vec<u8>, i16)> = vec![
+            (bad_crc, ringstream_core::error_code::CORRUPT_MESSAGE),
+            (bad_magic, ringstream_core::error_code::CORRUPT_MESSAGE),
+            (bad_length, ringstream_core::error_code::CORRUPT_MESSAGE),
+            (good[..good.len() - 1].to_vec(), ringstream_core::error_code::CORRUPT_MESSAGE),
+            (batch(1, 5000, 2, 0).to_vec(), ringstream_core::error_code::MESSAGE_TOO_LARGE),
         ];
         for (bytes, kafka_error) in cases {
             let error = storage.append(&tp(), Bytes::from(bytes)).await.unwrap_err();
-            assert_eq!(error.kafka_error_name(), kafka_error, "{error}");
+            assert_eq!(error.kafka_error_code(), kafka_error, "{error}");
         }
         // A record count that disagrees with the records (CRC re-signed).
         let mut bad_count = good.to_vec();
@@ -198,7 +198,7 @@ fn invalid_batches_never_enter_the_log() {
         bad_count[23..27].copy_from_slice(&1i32.to_be_bytes());
         ringstream_core::batch::write_crc(&mut bad_count);
         let error = storage.append(&tp(), Bytes::from(bad_count)).await.unwrap_err();
-        assert_eq!(error.kafka_error_name(), "INVALID_RECORD", "{error}");
+        assert_eq!(error.kafka_error_code(), ringstream_core::error_code::INVALID_RECORD, "{error}");
         let offsets = storage.offsets(&tp()).unwrap();
         assert_eq!(offsets.high_watermark, Offset(0));
         assert_eq!(offsets.size_bytes, 0);
@@ -379,10 +379,10 @@ fn idempotent_producers_are_deduplicated_across_restarts_and_failures() {
             assert_eq!(storage.offsets(&tp()).unwrap().high_watermark, Offset(120), "not appended twice");
             // A gap, an old epoch: rejected with Kafka's errors.
             let gap = storage.append(&tp(), idempotent(9, 0, sequence + 1, 1)).await.unwrap_err();
-            assert_eq!(gap.kafka_error_name(), "OUT_OF_ORDER_SEQUENCE_NUMBER", "{gap}");
+            assert_eq!(gap.kafka_error_code(), ringstream_core::error_code::OUT_OF_ORDER_SEQUENCE_NUMBER, "{gap}");
             storage.append(&tp(), idempotent(9, 1, 0, 1)).await.unwrap();
             let fenced = storage.append(&tp(), idempotent(9, 0, sequence, 1)).await.unwrap_err();
-            assert_eq!(fenced.kafka_error_name(), "INVALID_PRODUCER_EPOCH", "{fenced}");
+            assert_eq!(fenced.kafka_error_code(), ringstream_core::error_code::INVALID_PRODUCER_EPOCH, "{fenced}");
             // A failed write rolls the producer back: the same batch may be resent.
             storage.faults().arm_write_enospc(1);
             assert!(storage.append(&tp(), idempotent(9, 1, 1, 2)).await.is_err());

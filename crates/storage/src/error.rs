@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ringstream_core::batch::BatchError;
+use ringstream_core::error_code;
 use ringstream_core::types::{Offset, TopicPartition};
 
 pub type StorageResult<T> = Result<T, StorageError>;
@@ -64,26 +65,26 @@ impl StorageError {
         StorageError::Io { op, path, source: Arc::new(error) }
     }
 
-    /// The Kafka error this maps to, by name; the protocol layer turns names
-    /// into codes. Kept here so every variant is mapped in one place.
-    pub fn kafka_error_name(&self) -> &'static str {
+    /// The Kafka error code this maps to: every variant in one place, typed
+    /// (no names in between).
+    pub fn kafka_error_code(&self) -> i16 {
         match self {
-            StorageError::InvalidBatch(e) if e.is_corruption() => "CORRUPT_MESSAGE",
-            StorageError::InvalidBatch(_) => "INVALID_RECORD",
-            StorageError::BatchTooLarge { .. } => "MESSAGE_TOO_LARGE",
-            StorageError::UnknownPartition(_) => "NOT_LEADER_OR_FOLLOWER",
-            StorageError::PartitionExists(_) => "TOPIC_ALREADY_EXISTS",
-            StorageError::OffsetOutOfRange { .. } => "OFFSET_OUT_OF_RANGE",
-            StorageError::NoSpace { .. } => "KAFKA_STORAGE_ERROR",
-            StorageError::Io { .. } => "KAFKA_STORAGE_ERROR",
-            StorageError::AppendAborted(_) => "KAFKA_STORAGE_ERROR",
-            StorageError::OutOfOrderSequence { .. } => "OUT_OF_ORDER_SEQUENCE_NUMBER",
-            StorageError::InvalidProducerEpoch { .. } => "INVALID_PRODUCER_EPOCH",
-            StorageError::ShuttingDown => "NOT_LEADER_OR_FOLLOWER",
-            StorageError::Moved(_) => "NOT_LEADER_OR_FOLLOWER",
-            StorageError::Moving(_) => "REQUEST_TIMED_OUT",
-            StorageError::Config(_) => "INVALID_CONFIG",
-            StorageError::Corrupt { .. } => "KAFKA_STORAGE_ERROR",
+            StorageError::InvalidBatch(e) if e.is_corruption() => error_code::CORRUPT_MESSAGE,
+            StorageError::InvalidBatch(_) => error_code::INVALID_RECORD,
+            StorageError::BatchTooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
+            StorageError::UnknownPartition(_) => error_code::NOT_LEADER_OR_FOLLOWER,
+            StorageError::PartitionExists(_) => error_code::TOPIC_ALREADY_EXISTS,
+            StorageError::OffsetOutOfRange { .. } => error_code::OFFSET_OUT_OF_RANGE,
+            StorageError::NoSpace { .. } => error_code::KAFKA_STORAGE_ERROR,
+            StorageError::Io { .. } => error_code::KAFKA_STORAGE_ERROR,
+            StorageError::AppendAborted(_) => error_code::KAFKA_STORAGE_ERROR,
+            StorageError::OutOfOrderSequence { .. } => error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            StorageError::InvalidProducerEpoch { .. } => error_code::INVALID_PRODUCER_EPOCH,
+            StorageError::ShuttingDown => error_code::NOT_LEADER_OR_FOLLOWER,
+            StorageError::Moved(_) => error_code::NOT_LEADER_OR_FOLLOWER,
+            StorageError::Moving(_) => error_code::REQUEST_TIMED_OUT,
+            StorageError::Config(_) => error_code::INVALID_CONFIG,
+            StorageError::Corrupt { .. } => error_code::KAFKA_STORAGE_ERROR,
         }
     }
 }

@@ -98,7 +98,7 @@ impl Broker {
 }
 
 fn storage_error(e: ringstream_storage::StorageError) -> TopicError {
-    TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string())
+    TopicError::new(e.kafka_error_code(), e.to_string())
 }
 
 impl Broker {
@@ -211,7 +211,7 @@ impl Broker {
                 broker.create_topic_here(&shard, name, partitions, configs).await
             })
             .await
-            .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?
+            .map_err(|e| TopicError::new(e.kafka_error_code(), e.to_string()))?
     }
 
     async fn create_topic_here(
@@ -239,7 +239,7 @@ impl Broker {
         shard
             .create_partitions(missing, log.clone())
             .await
-            .map_err(|e| TopicError::new(error_code::from_name(e.kafka_error_name()), e.to_string()))?;
+            .map_err(|e| TopicError::new(e.kafka_error_code(), e.to_string()))?;
         let topic = TopicMeta { name, id: new_topic_id(), partitions, configs };
         self.change_topic(shard, &topic.name.clone(), Some(topic.clone())).await?;
         info!(topic = %topic.name, partitions = topic.partitions, "topic created");

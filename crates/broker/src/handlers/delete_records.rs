@@ -67,6 +67,6 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 fn storage_error_code(e: &StorageError) -> i16 {
     match e {
         StorageError::UnknownPartition(_) => error_code::UNKNOWN_TOPIC_OR_PARTITION,
-        e => error_code::from_name(e.kafka_error_name()),
+        e => e.kafka_error_code(),
     }
 }

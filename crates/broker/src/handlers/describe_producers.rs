@@ -65,7 +65,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     Err(e) => {
                         let code = match &e {
                             StorageError::UnknownPartition(_) => error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                            e => error_code::from_name(e.kafka_error_name()),
+                            e => e.kafka_error_code(),
                         };
                         response.with_error_code(code).with_error_message(Some(str_bytes(&e.to_string())))
                     }

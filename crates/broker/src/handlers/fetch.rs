@@ -366,7 +366,7 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
                 data.log_start_offset = start.0;
                 data.batches = batches;
             }
-            Err(e) => data.error_code = error_code::from_name(e.kafka_error_name()),
+            Err(e) => data.error_code = e.kafka_error_code(),
         }
         out.push((topic, data));
     }

@@ -50,10 +50,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                             .with_offset(offset)
                             .with_timestamp(timestamp)
                             .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
-                        Err(e) => response
-                            .with_error_code(error_code::from_name(e.kafka_error_name()))
-                            .with_offset(-1)
-                            .with_timestamp(-1),
+                        Err(e) => response.with_error_code(e.kafka_error_code()).with_offset(-1).with_timestamp(-1),
                     }
                 };
                 partitions.push(response);

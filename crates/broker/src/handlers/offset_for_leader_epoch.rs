@@ -52,7 +52,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     .await
                     .and_then(|r| r);
                 partitions.push(match answer {
-                    Err(e) => out.with_error_code(error_code::from_name(e.kafka_error_name())),
+                    Err(e) => out.with_error_code(e.kafka_error_code()),
                     Ok((offsets, _))
                         if p.current_leader_epoch >= 0 && p.current_leader_epoch < offsets.leader_epoch.0 =>
                     {

@@ -116,7 +116,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 if let Outcome::Submitting = outcome {
                     *outcome = match tickets.next().expect("one ticket per append") {
                         Ok(ticket) => Outcome::Queued(ticket),
-                        Err(e) => Outcome::Failed(error_code::from_name(e.kafka_error_name())),
+                        Err(e) => Outcome::Failed(e.kafka_error_code()),
                     };
                 }
             }
@@ -163,7 +163,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                             .with_base_offset(info.base_offset.0)
                             .with_log_start_offset(if version >= 5 { info.log_start_offset.0 } else { -1 }),
                         Err(e) => response
-                            .with_error_code(error_code::from_name(e.kafka_error_name()))
+                            .with_error_code(e.kafka_error_code())
                             .with_base_offset(-1)
                             .with_log_start_offset(-1),
                     },
