@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringstream_broker::broker::topics::{topic_partitions_max, topics_max, TopicTable, TOPIC_CONFIGS};
+use ringstream_broker::broker::topics::{TopicTable, TOPIC_CONFIGS};
+use ringstream_core::limits::{topic_partitions_max, topics_max};
 use ringstream_core::types::is_valid_topic_name;
 
 fuzz_target!(|data: &[u8]| {

@@ -55,6 +55,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::consumer::{error_backoff_ms, ConsumerSpec, Fetcher, Reading};
+use crate::limits::join_rounds_max;
 use crate::limits::{group_members_max, request_timeout_ms_max};
 use crate::setup::GroupVersions;
 use crate::stats::Progress;
@@ -67,8 +68,6 @@ const session_timeout_ms: i32 = 10_000;
 const rebalance_timeout_ms: i32 = 10_000;
 const heartbeat_interval_ms: u64 = 1_000;
 const commit_interval_ms: u64 = 1_000;
-/// JoinGroup/SyncGroup rounds per join before backing off and starting over.
-const join_rounds_max: u32 = 10;
 const protocol_type: &str = "consumer";
 const assignor: &str = "range";
 

@@ -71,3 +71,62 @@ const _: () = assert!(keys_max < 10_000_000_000 && "key-".len() + 10 <= key_byte
 const _: () = assert!(idempotent_in_flight_max <= produce_requests_in_flight_max);
 const _: () = assert!(groups_max <= connections_max && connections_max <= group_members_max);
 const _: () = assert!(batch_bytes_max <= decompressed_batch_bytes_max);
+
+// ---- Bounds of the suite runner, reports, probes and plots. ----
+
+/// Rounds per scenario (`--rounds`).
+pub const rounds_max: u32 = 100;
+
+/// A child run may take this long beyond its warmup and duration (its
+/// bootstrap, the drain of up to `drain_ms_max` for producers and again for
+/// consumers, writing the plot) before it is killed and reported as hung.
+pub const run_overhead_ms_max: u64 = 90_000;
+
+/// The prepare child (topic creation, including the wait for leaders).
+pub const prepare_ms_max: u64 = 120_000;
+
+/// The child's JSON is read only up to this size; a larger file is an error.
+pub const child_json_bytes_max: u64 = 1024 * 1024;
+
+/// Bytes of a child's log read back for the report when it fails.
+pub const log_tail_bytes_max: u64 = 16 * 1024;
+
+/// Seconds a `Timeline` keeps (a day). A longer run's later seconds are
+/// counted in `Timeline::dropped` and left out of the plot, so memory stays
+/// bounded whatever `--duration` says.
+pub const timeline_seconds_max: usize = 86_400;
+
+/// Lines of one /proc/net/tcp* file looked at (a host with more sockets is
+/// only partly searched, and the broker may then not be found).
+pub const proc_net_tcp_lines_max: usize = 1_000_000;
+
+/// Processes, and fds per process, looked at when searching for a socket.
+pub const proc_pids_scanned_max: usize = 100_000;
+
+/// File descriptors looked at per process in that search.
+pub const proc_fds_per_pid_scanned_max: usize = 1_000_000;
+
+/// Bytes read from the start of /proc/stat: the aggregate `cpu ` line is
+/// its first line, a few hundred bytes at most (ten 20-digit counters).
+pub const proc_stat_head_bytes_max: u64 = 4096;
+
+/// Largest frame the sink takes (a produce request plus its header).
+pub const sink_frame_bytes_max: usize = produce_request_bytes_max + 64 * 1024;
+
+/// JoinGroup/SyncGroup rounds per join before backing off and starting over.
+pub const join_rounds_max: u32 = 10;
+
+/// The latency spectrum plot goes at most to 10^this (p99.99999).
+pub const spectrum_decades_max: u32 = 7;
+
+/// Bytes a record adds to a batch beyond its value and key, at most, for
+/// sizing (length, attributes, timestamp and offset deltas, key length,
+/// value length, header count as varints).
+pub const record_overhead_bytes_max: usize = 24;
+
+/// InitProducerId is asked again this many times while the broker answers
+/// with a retriable error (a coordinator loading), `init_retry_backoff_ms` apart.
+pub const init_attempts_max: u32 = 20;
+
+/// Nesting accepted in a child's JSON (it uses 3 levels).
+pub const json_depth_max: usize = 16;

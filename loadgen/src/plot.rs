@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::limits::spectrum_decades_max;
 use crate::stats::{Percentiles, Timeline};
 
 /// Size of the SVG, in pixels.
@@ -30,7 +31,6 @@ const spectrum_points_per_decade: u32 = 20;
 /// The spectrum goes as far as `1 / (1 - q)` = 10^decades, where decades
 /// covers the sample count, within these bounds (10^7 is p99.99999).
 const spectrum_decades_min: u32 = 2;
-const spectrum_decades_max: u32 = 7;
 
 /// What the charts show.
 pub struct PlotInput<'a> {

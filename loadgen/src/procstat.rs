@@ -19,14 +19,12 @@
 //! own CPU (/proc/self/stat): host busy less the load generator is the
 //! broker with that kernel work, plus anything else running on the host.
 
+use crate::limits::proc_fds_per_pid_scanned_max;
+use crate::limits::proc_net_tcp_lines_max;
+use crate::limits::proc_pids_scanned_max;
+use crate::limits::proc_stat_head_bytes_max;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
-/// Lines of one /proc/net/tcp* file looked at (a host with more sockets is
-/// only partly searched, and the broker may then not be found).
-const proc_net_tcp_lines_max: usize = 1_000_000;
-/// Processes, and fds per process, looked at when searching for a socket.
-const proc_pids_scanned_max: usize = 100_000;
-const proc_fds_per_pid_scanned_max: usize = 1_000_000;
 /// TCP_LISTEN in the kernel's `st` column.
 const tcp_state_listen: u8 = 0x0A;
 
@@ -204,10 +202,6 @@ pub fn cores_used(cpu_sec: f64, wall_sec: f64) -> Option<f64> {
 pub fn cpu_s_per_gb(cpu_sec: f64, bytes: u64) -> Option<f64> {
     (cpu_sec.is_finite() && cpu_sec >= 0.0 && bytes > 0).then(|| cpu_sec / (bytes as f64 / bytes_per_gb))
 }
-
-/// Bytes read from the start of /proc/stat: the aggregate `cpu ` line is
-/// its first line, a few hundred bytes at most (ten 20-digit counters).
-const proc_stat_head_bytes_max: u64 = 4096;
 
 /// The host's busy time, in clock ticks, from the aggregate `cpu ` line of
 /// /proc/stat (summed over all CPUs): user, nice, system, irq, softirq and

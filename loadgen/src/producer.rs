@@ -48,15 +48,10 @@ use crate::limits::{
 use crate::stats::{Progress, ThreadStats};
 use crate::wire;
 
-/// Bytes a record adds to a batch beyond its value and key, at most, for
-/// sizing (length, attributes, timestamp and offset deltas, key length,
-/// value length, header count as varints).
-const record_overhead_bytes_max: usize = 24;
-/// InitProducerId is asked again this many times while the broker answers
-/// with a retriable error (a coordinator loading), `init_retry_backoff_ms` apart.
-const init_attempts_max: u32 = 20;
 const init_retry_backoff_ms: u64 = 250;
 use crate::batch::header_bytes as batch_header_bytes;
+use crate::limits::init_attempts_max;
+use crate::limits::record_overhead_bytes_max;
 /// The writer never sleeps less than this (a timer per record would cost
 /// more than the batching saves).
 const writer_sleep_ns_min: u64 = 20_000;

@@ -10,10 +10,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::limits::json_depth_max;
 use crate::suite::{Scenario, Target};
-
-/// Nesting accepted in a child's JSON (it uses 3 levels).
-const json_depth_max: usize = 16;
 
 /// A parsed JSON value: just enough to read the child's documented fields.
 #[derive(Clone, Debug, PartialEq)]

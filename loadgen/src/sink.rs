@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::limits::produce_request_bytes_max;
-
-/// Largest frame the sink takes (a produce request plus its header).
-const sink_frame_bytes_max: usize = produce_request_bytes_max + 64 * 1024;
+use crate::limits::sink_frame_bytes_max;
 
 pub struct Sink {
     pub address: SocketAddr,

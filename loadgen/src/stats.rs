@@ -12,6 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::limits::latency_us_max;
+use crate::limits::timeline_seconds_max;
 use crate::procstat::{CpuUse, HostUse};
 
 /// A latency histogram in microseconds, 3 significant digits.
@@ -115,11 +116,6 @@ impl Progress {
         counter.load(Ordering::Relaxed)
     }
 }
-
-/// Seconds a `Timeline` keeps (a day). A longer run's later seconds are
-/// counted in `Timeline::dropped` and left out of the plot, so memory stays
-/// bounded whatever `--duration` says.
-pub const timeline_seconds_max: usize = 86_400;
 
 /// One second of the run, as the progress line printed it.
 #[derive(Clone, Copy, Debug)]

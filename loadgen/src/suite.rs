@@ -28,24 +28,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 
 use crate::args::parse_duration;
+use crate::limits::child_json_bytes_max;
+use crate::limits::log_tail_bytes_max;
 use crate::limits::pid_max;
+use crate::limits::prepare_ms_max;
+use crate::limits::rounds_max;
+use crate::limits::run_overhead_ms_max;
 use crate::procstat;
 use crate::report::{self, ChildResult, Meta, RunRecord, TargetKind};
 
-/// Rounds per scenario (`--rounds`).
-const rounds_max: u32 = 100;
-/// A child run may take this long beyond its warmup and duration (its
-/// bootstrap, the drain of up to `drain_ms_max` for producers and again for
-/// consumers, writing the plot) before it is killed and reported as hung.
-const run_overhead_ms_max: u64 = 90_000;
-/// The prepare child (topic creation, including the wait for leaders).
-const prepare_ms_max: u64 = 120_000;
 /// How long the prepare child consumes (it writes nothing).
 const prepare_duration_ms: u64 = 100;
-/// The child's JSON is read only up to this size; a larger file is an error.
-pub const child_json_bytes_max: u64 = 1024 * 1024;
-/// Bytes of a child's log read back for the report when it fails.
-const log_tail_bytes_max: u64 = 16 * 1024;
 /// How often a running child is polled.
 const child_poll_ms: u64 = 20;
 

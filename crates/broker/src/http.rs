@@ -36,6 +36,8 @@ use glommio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
 use ringstream_core::limits;
+use ringstream_core::limits::http_linger_bytes_max;
+use ringstream_core::limits::http_linger_ms_max;
 use ringstream_shard::Shard;
 
 /// A parsed request.
@@ -350,10 +352,10 @@ async fn serve_one(shard: Rc<Shard>, routes: &Routes, mut stream: TcpStream) {
     // the response before the client reads it. Half-close, then discard
     // what the client still sends, bounded in bytes and time.
     let _ = stream.shutdown(std::net::Shutdown::Write).await;
-    let _ = within(linger_ms_max, async {
+    let _ = within(http_linger_ms_max, async {
         let mut sink = [0u8; 1024];
         let mut drained = 0usize;
-        while drained < linger_bytes_max {
+        while drained < http_linger_bytes_max {
             match stream.read(&mut sink).await {
                 Ok(n) if n > 0 => drained += n,
                 _ => break,
@@ -363,10 +365,6 @@ async fn serve_one(shard: Rc<Shard>, routes: &Routes, mut stream: TcpStream) {
     .await;
     let _ = stream.close().await;
 }
-
-/// How long and how much a closing connection discards (lingering close).
-const linger_ms_max: u64 = 1_000;
-const linger_bytes_max: usize = 4 * limits::http_request_bytes_max;
 
 #[cfg(test)]
 mod tests {

@@ -35,10 +35,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use ringstream_core::limits::client_coordinator_attempts_max;
+use ringstream_core::limits::client_response_bytes_max;
 use ringstream_core::types::TopicPartition;
-
-/// Largest response the tools accept.
-pub const response_bytes_max: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -119,7 +118,7 @@ impl Client {
         let mut prefix = [0u8; 4];
         self.stream.read_exact(&mut prefix)?;
         let size = i32::from_be_bytes(prefix);
-        if size < 4 || size as usize > response_bytes_max {
+        if size < 4 || size as usize > client_response_bytes_max {
             return Err(protocol(format!("response size {size}")));
         }
         let mut body = vec![0u8; size as usize];
@@ -156,8 +155,6 @@ const list_offsets_version_max: i16 = 7;
 /// The oldest version the codec encodes (v0 answered with offset lists).
 const list_offsets_version_min: i16 = 1;
 const metadata_version_max: i16 = 12;
-/// FindCoordinator asks again while the coordinator loads, at most this often.
-const coordinator_attempts_max: u32 = 20;
 const coordinator_retry_backoff_ms: u64 = 250;
 
 /// Kafka's name for an error code as its docs and tools spell it
@@ -290,7 +287,7 @@ impl Client {
             }
             let retriable = code == ResponseError::CoordinatorLoadInProgress.code()
                 || code == ResponseError::CoordinatorNotAvailable.code();
-            if !retriable || attempts >= coordinator_attempts_max {
+            if !retriable || attempts >= client_coordinator_attempts_max {
                 return Err(ClientError::Kafka {
                     what: format!("finding the coordinator of group {group:?}"),
                     code,

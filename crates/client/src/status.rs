@@ -9,9 +9,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::metrics_text::{self as text, Exposition};
+use ringstream_core::limits::scrape_response_bytes_max;
 
-/// Largest `/metrics` response the tool reads.
-pub const response_bytes_max: usize = 64 * 1024 * 1024;
 const timeout: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, clap::Args)]
@@ -47,9 +46,9 @@ pub fn http_request(address: &str, method: &str, path: &str) -> Result<(u16, Str
     write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         .map_err(fail)?;
     let mut response = Vec::new();
-    Read::by_ref(&mut stream).take(response_bytes_max as u64 + 1).read_to_end(&mut response).map_err(fail)?;
-    if response.len() > response_bytes_max {
-        return Err(format!("{address}{path}: response larger than {response_bytes_max} bytes"));
+    Read::by_ref(&mut stream).take(scrape_response_bytes_max as u64 + 1).read_to_end(&mut response).map_err(fail)?;
+    if response.len() > scrape_response_bytes_max {
+        return Err(format!("{address}{path}: response larger than {scrape_response_bytes_max} bytes"));
     }
     let text = String::from_utf8(response).map_err(|_| format!("{address}{path}: response is not UTF-8"))?;
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{address}{path}: no HTTP response head"))?;

@@ -193,3 +193,83 @@ pub const describe_topic_partitions_max: i32 = 2000;
 pub const delete_records_in_flight_max: usize = 64;
 const _: () = assert!(describe_topic_partitions_max >= 1);
 const _: () = assert!(delete_records_in_flight_max >= 1);
+
+// ---- Bounds of the broker, storage, router and client, gathered here from
+// the modules that enforce them. ----
+
+/// KIP-467 record errors a response reports per partition, at most; Kafka's
+/// message shows the first three.
+pub const record_errors_max: usize = 1000;
+
+/// Requests naming more topics than this are answered for the first ones only.
+pub const metadata_topics_max: usize = 100_000;
+
+/// Keys in one batched request.
+pub const coordinator_keys_max: usize = 10_000;
+
+/// Longest a fetch may wait, whatever the client asks.
+pub const fetch_wait_ms_max: i32 = 30_000;
+
+/// Partitions one fetch may name.
+pub const fetch_partitions_max: usize = 10_000;
+
+/// A response that makes no progress for this long closes its connection.
+pub const send_stall_ms_max: u64 = 60_000;
+
+/// Pieces per sendmsg call (Linux's IOV_MAX).
+pub const iov_max: usize = 1024;
+
+/// Kafka's `max.incremental.fetch.session.cache.slots` default.
+pub const fetch_sessions_max: usize = 1000;
+
+/// Partitions one incremental fetch session tracks.
+pub const session_partitions_max: usize = 10_000;
+
+/// Topics one broker holds.
+pub const topics_max: usize = 100_000;
+
+/// Partitions one topic may have.
+pub const topic_partitions_max: i32 = 100_000;
+
+/// How long and how much a closing connection discards (lingering close).
+pub const http_linger_ms_max: u64 = 1_000;
+
+/// Bytes a closing HTTP connection discards before it closes.
+pub const http_linger_bytes_max: usize = 4 * http_request_bytes_max;
+
+/// Compiled size of one subscription regex.
+pub const subscription_regex_bytes_max: usize = 1024 * 1024;
+
+/// How long a duplicate waits for its original to be acknowledged.
+pub const duplicate_wait_ms_max: u64 = 30_000;
+
+/// Records a compressed batch may hold for its timestamps to be unpacked.
+pub const timestamp_scan_records_max: i32 = 1_000_000;
+
+/// Most entries a placement table can hold.
+pub const placement_entries_max: u64 = shard_partitions_max as u64 * shards_max as u64;
+
+/// Batches remembered per producer (Kafka's max in-flight for idempotence).
+pub const producer_batches_max: usize = 5;
+
+/// Producers remembered per partition; beyond it the one idle longest is
+/// forgotten (a producer forgotten this way may see one more duplicate).
+pub const partition_producers_max: usize = 10_000;
+
+/// Times a request is sent again after reaching a shard that had just
+/// given its partition away (each time it waits out the move first).
+pub const route_attempts_max: usize = 3;
+
+/// Largest response the tools accept.
+pub const client_response_bytes_max: usize = 256 * 1024 * 1024;
+
+/// FindCoordinator asks again while the coordinator loads, at most this often.
+pub const client_coordinator_attempts_max: u32 = 20;
+
+/// Largest `/metrics` response the tool reads.
+pub const scrape_response_bytes_max: usize = 64 * 1024 * 1024;
+const _: () = assert!(fetch_partitions_max <= session_partitions_max);
+const _: () = assert!(metadata_topics_max <= topics_max);
+const _: () = assert!(topic_partitions_max as usize <= shard_partitions_max * shards_max);
+const _: () = assert!(scrape_response_bytes_max <= client_response_bytes_max);
+const _: () = assert!(route_attempts_max >= 1 && client_coordinator_attempts_max >= 1);

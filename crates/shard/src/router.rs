@@ -31,15 +31,12 @@ use tracing::{error, warn};
 use crate::placement::{place, PlacementTable};
 use crate::policy::{least_loaded, BalanceConfig, LoadSampler, PlacementPolicy};
 use ringstream_core::limits;
+use ringstream_core::limits::route_attempts_max;
 use ringstream_core::types::{Offset, ShardId, TopicPartition};
 use ringstream_storage::dir;
 use ringstream_storage::log::{AppendInfo, LogConfig, PartitionOffsets};
 use ringstream_storage::shard_storage::{AppendTicket, BatchBytes, ReadOutput, ShardStorage};
 use ringstream_storage::{StorageError, StorageResult};
-
-/// Times a request is sent again after reaching a shard that had just
-/// given its partition away (each time it waits out the move first).
-const route_attempts_max: usize = 3;
 
 /// A task shipped to a shard: built there, run there.
 pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;

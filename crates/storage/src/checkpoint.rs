@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use thiserror::Error;
 
 use ringstream_core::limits;
+use ringstream_core::limits::placement_entries_max;
 use ringstream_core::types::{is_valid_topic_name, LeaderEpoch, Offset, PartitionId, ShardId, TopicPartition};
 
 /// Why a checkpoint's text cannot be used. Lines count from 1.
@@ -304,9 +305,6 @@ impl EpochCheckpoint {
 // ---------------------------------------------------------------------------
 
 const placement_header: &str = "ringstream-placement 1";
-
-/// Most entries a placement table can hold.
-pub const placement_entries_max: u64 = limits::shard_partitions_max as u64 * limits::shards_max as u64;
 
 /// The partition → shard placement table: a header line
 /// "ringstream-placement 1", then "<topic> <partition> <shard>" per partition,

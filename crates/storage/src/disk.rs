@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -54,22 +55,33 @@ impl Disk {
 
     /// fdatasync: every write to `path` before it becomes durable.
     pub async fn sync(&self, file: &DmaFile, path: &Path) -> io::Result<()> {
-        if let Disk::Simulated(sim) = self {
-            sim.decide_sync(path)?;
+        match self {
+            Disk::Direct => file.fdatasync().await.map_err(crate::error::glommio_io),
+            Disk::Simulated(sim) => {
+                sim.decide_sync(path)?;
+                // SAFETY: the descriptor belongs to `file`, alive here.
+                if unsafe { libc::fdatasync(file.as_raw_fd()) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                sim.synced(path);
+                Ok(())
+            }
         }
-        file.fdatasync().await.map_err(crate::error::glommio_io)?;
-        if let Disk::Simulated(sim) = self {
-            sim.synced(path);
-        }
-        Ok(())
     }
 
     /// Sets the file's size (not durable until the next `sync`).
     pub async fn truncate(&self, file: &DmaFile, path: &Path, size: u64) -> io::Result<()> {
-        if let Disk::Simulated(sim) = self {
-            sim.truncated(path, size);
+        match self {
+            Disk::Direct => file.truncate(size).await.map_err(crate::error::glommio_io),
+            Disk::Simulated(sim) => {
+                sim.truncated(path, size);
+                // SAFETY: the descriptor belongs to `file`, alive here.
+                if unsafe { libc::ftruncate(file.as_raw_fd(), size as libc::off_t) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            }
         }
-        file.truncate(size).await.map_err(crate::error::glommio_io)
     }
 }
 
@@ -100,7 +112,11 @@ pub struct SimDisk {
 
 #[derive(Debug)]
 struct SimState {
-    rng: SplitMix64,
+    seed: u64,
+    /// Operations so far per file, so a decision depends on which file and
+    /// which of its operations, never on how tasks interleaved.
+    ops: HashMap<PathBuf, u64>,
+    crashes: u64,
     rates: FaultRates,
     /// Faults are off while false (recovery and clean shutdown paths the
     /// simulator wants to see succeed).
@@ -123,7 +139,9 @@ impl SimDisk {
     pub fn new(seed: u64, rates: FaultRates) -> Arc<SimDisk> {
         Arc::new(SimDisk {
             state: Mutex::new(SimState {
-                rng: SplitMix64(seed),
+                seed,
+                ops: HashMap::new(),
+                crashes: 0,
                 rates,
                 armed: true,
                 unsynced: Vec::new(),
@@ -158,21 +176,24 @@ impl SimDisk {
         enum Verdict {
             Eio,
             Enospc(usize),
-            Complete { late: bool },
+            Complete { yields: u64 },
         }
         let verdict = {
             let mut state = self.lock();
             let rates = state.rates;
             let armed = state.armed;
-            if armed && state.rng.chance(rates.write_eio_ppm) {
+            let mut rng = state.keyed(path, position);
+            if armed && rng.chance(rates.write_eio_ppm) {
                 state.faults_injected += 1;
                 Verdict::Eio
-            } else if armed && state.rng.chance(rates.write_enospc_ppm) {
+            } else if armed && rng.chance(rates.write_enospc_ppm) {
                 state.faults_injected += 1;
                 let blocks = buffer.len() / limits::io_alignment;
-                Verdict::Enospc(state.rng.below(blocks as u64) as usize * limits::io_alignment)
+                Verdict::Enospc(rng.below(blocks as u64) as usize * limits::io_alignment)
+            } else if armed && rng.chance(rates.late_completion_ppm) {
+                Verdict::Complete { yields: rng.below(4) + 1 }
             } else {
-                Verdict::Complete { late: armed && state.rng.chance(rates.late_completion_ppm) }
+                Verdict::Complete { yields: 0 }
             }
         };
         let len = match verdict {
@@ -188,19 +209,24 @@ impl SimDisk {
             } else {
                 self.remember(path, position, len)?;
             }
-            let mut part = file.alloc_dma_buffer(len);
-            part.as_bytes_mut().copy_from_slice(&buffer.as_bytes()[..len]);
-            let written = file.write_at(part, position).await.map_err(crate::error::glommio_io)?;
-            assert_eq!(written, len, "a simulated write reaches a real file whole");
+            // A synchronous pwrite on the same O_DIRECT (and, under
+            // flush=always, O_DSYNC) descriptor: it completes now, so when a
+            // write completes is the simulation's choice, not the device's.
+            let bytes = &buffer.as_bytes()[..len];
+            // SAFETY: `bytes` is a live, aligned slice of the DMA buffer and
+            // the descriptor belongs to `file`, which outlives the call.
+            let written =
+                unsafe { libc::pwrite(file.as_raw_fd(), bytes.as_ptr().cast(), len, position as libc::off_t) };
+            if written < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            assert_eq!(written as usize, len, "a simulated write reaches a real file whole");
         }
         match verdict {
             Verdict::Enospc(_) => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
-            Verdict::Complete { late } => {
-                if late {
-                    let yields = self.lock().rng.below(4) + 1;
-                    for _ in 0..yields {
-                        futures_lite::future::yield_now().await;
-                    }
+            Verdict::Complete { yields } => {
+                for _ in 0..yields {
+                    futures_lite::future::yield_now().await;
                 }
                 Ok(buffer.len())
             }
@@ -245,10 +271,11 @@ impl SimDisk {
         state.unsynced = kept;
     }
 
-    fn decide_sync(&self, _path: &Path) -> io::Result<()> {
+    fn decide_sync(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         let rate = state.rates.sync_eio_ppm;
-        if state.armed && state.rng.chance(rate) {
+        let mut rng = state.keyed(path, u64::MAX);
+        if state.armed && rng.chance(rate) {
             state.faults_injected += 1;
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
@@ -285,12 +312,20 @@ impl SimDisk {
     /// were. Call it after the storage above was dropped, before reopening.
     pub fn crash(&self) -> io::Result<CrashReport> {
         let mut state = self.lock();
+        state.crashes += 1;
+        let crash = state.crashes;
         let mut report = CrashReport::default();
         let unsynced = std::mem::take(&mut state.unsynced);
-        let lengths = std::mem::take(&mut state.lengths);
-        for write in unsynced.into_iter().rev() {
+        let mut lengths: Vec<(PathBuf, u64)> = std::mem::take(&mut state.lengths).into_iter().collect();
+        lengths.sort();
+        // Newest first, file by file in name order: the outcome depends only
+        // on what was written, never on the order files were touched in.
+        let mut writes: Vec<(usize, UnsyncedWrite)> = unsynced.into_iter().enumerate().collect();
+        writes.sort_by(|(i, a), (j, b)| a.path.cmp(&b.path).then(j.cmp(i)));
+        for (_, write) in writes {
             let Ok(file) = OpenOptions::new().write(true).open(&write.path) else { continue };
-            match state.rng.below(3) {
+            let mut rng = state.keyed(&write.path, write.position ^ crash.rotate_left(48));
+            match rng.below(3) {
                 0 => report.kept += 1,
                 1 => {
                     file.write_all_at(&write.before, write.position)?;
@@ -298,7 +333,7 @@ impl SimDisk {
                 }
                 _ => {
                     let blocks = (write.before.len() / limits::io_alignment) as u64;
-                    let keep = state.rng.below(blocks.max(1)) as usize * limits::io_alignment;
+                    let keep = rng.below(blocks.max(1)) as usize * limits::io_alignment;
                     file.write_all_at(&write.before[keep..], write.position + keep as u64)?;
                     report.torn += 1;
                 }
@@ -306,14 +341,37 @@ impl SimDisk {
             file.sync_all()?;
         }
         for (path, length) in lengths {
+            let mut rng = state.keyed(&path, crash.rotate_left(32));
             if let Ok(file) = OpenOptions::new().write(true).open(&path) {
-                if file.metadata()?.len() != length && state.rng.below(2) == 0 {
+                if file.metadata()?.len() != length && rng.below(2) == 0 {
                     file.set_len(length)?;
                     file.sync_all()?;
                 }
             }
         }
         Ok(report)
+    }
+}
+
+impl SimState {
+    /// A generator for one decision about `path`: seeded by the run's seed,
+    /// the file's name within the data dir, `salt` and how many decisions
+    /// this file has had.
+    fn keyed(&mut self, path: &Path, salt: u64) -> SplitMix64 {
+        let count = self.ops.entry(path.to_path_buf()).or_insert(0);
+        *count += 1;
+        let mut key = self.seed ^ count.wrapping_mul(0xA24B_AED4_963E_E407) ^ salt.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+        // The last two components (partition dir, file): the data dir itself
+        // is a temporary name that differs between runs.
+        let tail: Vec<_> = path.components().rev().take(2).collect();
+        for component in tail {
+            for byte in component.as_os_str().as_encoded_bytes() {
+                key = (key ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01B3);
+            }
+        }
+        let mut rng = SplitMix64(key);
+        rng.next_u64();
+        rng
     }
 }
 

@@ -17,13 +17,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use ringstream_core::limits::partition_producers_max;
+use ringstream_core::limits::producer_batches_max;
 use ringstream_core::types::Offset;
-
-/// Batches remembered per producer (Kafka's max in-flight for idempotence).
-pub const producer_batches_max: usize = 5;
-/// Producers remembered per partition; beyond it the one idle longest is
-/// forgotten (a producer forgotten this way may see one more duplicate).
-pub const partition_producers_max: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchRecord {

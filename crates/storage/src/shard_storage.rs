@@ -45,6 +45,8 @@ use crate::segment::{self, Segment};
 use ringstream_core::batch::{self, BatchHeader};
 use ringstream_core::clock::{self, SharedClock};
 use ringstream_core::limits;
+use ringstream_core::limits::duplicate_wait_ms_max;
+use ringstream_core::limits::timestamp_scan_records_max;
 use ringstream_core::types::{LeaderEpoch, Offset, ShardId, TopicPartition};
 
 /// Storage settings for one shard.
@@ -142,9 +144,6 @@ pub enum AppendTicket {
 
 /// DeleteRecords' offset meaning "up to the high watermark".
 pub const DELETE_RECORDS_HIGH_WATERMARK: i64 = -1;
-
-/// How long a duplicate waits for its original to be acknowledged.
-const duplicate_wait_ms_max: u64 = 30_000;
 
 impl AppendTicket {
     pub async fn wait(self) -> StorageResult<AppendInfo> {
@@ -1382,9 +1381,6 @@ impl ShardStorage {
         Ok(())
     }
 }
-
-/// Records a compressed batch may hold for its timestamps to be unpacked.
-pub const timestamp_scan_records_max: i32 = 1_000_000;
 
 /// (offset, timestamp) of every record of a batch, in order: read in place
 /// for an uncompressed batch, inflated (`batch::for_each_record`, bounded by

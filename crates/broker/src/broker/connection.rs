@@ -24,12 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
+use ringstream_core::limits::iov_max;
+use ringstream_core::limits::send_stall_ms_max;
 use ringstream_protocol::{self as protocol, fetch_response::Piece};
-
-/// A response that makes no progress for this long closes its connection.
-pub const send_stall_ms_max: u64 = 60_000;
-/// Pieces per sendmsg call (Linux's IOV_MAX).
-const iov_max: usize = 1024;
 
 fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor this connection owns.

@@ -27,12 +27,11 @@
 //! non-privileged one. Otherwise the new fetch is served without a session
 //! (id 0), so busy consumers' sessions are never pulled from under them.
 
+use ringstream_core::limits::fetch_sessions_max;
+use ringstream_core::limits::session_partitions_max;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-/// Kafka's `max.incremental.fetch.session.cache.slots` default.
-pub const fetch_sessions_max: usize = 1000;
-pub const session_partitions_max: usize = 10_000;
 /// Kafka's `min.incremental.fetch.session.eviction.ms` default.
 pub const fetch_session_eviction_ms: u64 = 120_000;
 

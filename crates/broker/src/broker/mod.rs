@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
+use ringstream_core::limits;
 use ringstream_core::types::{is_valid_topic_name, ShardId, TopicPartition};
 use ringstream_protocol::error_code;
 use ringstream_shard::Shard;
@@ -184,7 +185,7 @@ impl Broker {
                 format!("{name:?} is the internal offsets topic"),
             ));
         }
-        if !(1..=topics::topic_partitions_max).contains(&partitions) {
+        if !(1..=limits::topic_partitions_max).contains(&partitions) {
             return Err(TopicError::new(
                 error_code::INVALID_PARTITIONS,
                 format!("partition count {partitions} out of range"),
@@ -225,7 +226,7 @@ impl Broker {
         if self.topic(&name).is_some() {
             return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
         }
-        if self.topics.borrow().len() >= topics::topics_max {
+        if self.topics.borrow().len() >= limits::topics_max {
             return Err(TopicError::new(error_code::POLICY_VIOLATION, "too many topics"));
         }
         let defaults = crate::config::log_defaults(&shard.storage);
@@ -298,7 +299,7 @@ impl Broker {
                 format!("topic {name:?} has {} partitions; the count can only grow", topic.partitions),
             ));
         }
-        if count > topics::topic_partitions_max {
+        if count > limits::topic_partitions_max {
             return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
         }
         if validate_only {

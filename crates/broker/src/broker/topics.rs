@@ -10,15 +10,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
+use ringstream_core::limits::topic_partitions_max;
+use ringstream_core::limits::topics_max;
 use ringstream_core::types::is_valid_topic_name;
 use ringstream_storage::log::LogConfig;
 
 pub const TOPICS_FILE_NAME: &str = "topics";
 const header: &str = "ringstream-topics 1";
-/// Topics one broker holds.
-pub const topics_max: usize = 100_000;
-/// Partitions one topic may have.
-pub const topic_partitions_max: i32 = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicMeta {

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::store::{ConsumerGroupValue, StoredConsumerMember};
+use ringstream_core::limits::subscription_regex_bytes_max;
 use ringstream_protocol::error_code::*;
 
 /// What the group sees of the topics: partition counts, and the names (for
@@ -25,8 +26,6 @@ pub trait TopicView {
 }
 
 const INVALID_REGULAR_EXPRESSION: i16 = 128;
-/// Compiled size of one subscription regex.
-pub const subscription_regex_bytes_max: usize = 1024 * 1024;
 
 /// (topic name, partition)
 pub type Tp = (String, i32);

@@ -24,17 +24,14 @@ use super::{respond, str_bytes, ApiSpec, FetchBatch, Pending, Response};
 use crate::broker::fetch_sessions::{has_news, SessionPartition, SessionRequest};
 use crate::broker::Broker;
 use ringstream_core::limits;
+use ringstream_core::limits::fetch_partitions_max;
+use ringstream_core::limits::fetch_wait_ms_max;
 use ringstream_core::types::{Offset, TopicPartition};
 use ringstream_protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 use ringstream_shard::router::{ManyRead, ReadRequest};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Fetch, min_version: 4, max_version: 17 };
-
-/// Longest a fetch may wait, whatever the client asks.
-pub const fetch_wait_ms_max: i32 = 30_000;
-/// Partitions one fetch may name.
-pub const fetch_partitions_max: usize = 10_000;
 
 struct Wanted {
     topic: TopicName,

@@ -13,14 +13,13 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
+use ringstream_core::limits::coordinator_keys_max;
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::FindCoordinator, min_version: 0, max_version: 6 };
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-/// Keys in one batched request.
-pub const coordinator_keys_max: usize = 10_000;
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;

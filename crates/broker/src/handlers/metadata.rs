@@ -17,12 +17,10 @@ use uuid::Uuid;
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::topics::TopicMeta;
 use crate::broker::Broker;
+use ringstream_core::limits::metadata_topics_max;
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Metadata, min_version: 0, max_version: 13 };
-
-/// Requests naming more topics than this are answered for the first ones only.
-pub const metadata_topics_max: usize = 100_000;
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;

@@ -28,6 +28,7 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use ringstream_core::batch;
 use ringstream_core::limits;
+use ringstream_core::limits::record_errors_max;
 use ringstream_core::types::TopicPartition;
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 use ringstream_shard::router::RoutedTicket;
@@ -55,10 +56,6 @@ enum Outcome {
         message: String,
     },
 }
-
-/// KIP-467 record errors a response reports per partition, at most; Kafka's
-/// message shows the first three.
-pub const record_errors_max: usize = 1000;
 
 pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
