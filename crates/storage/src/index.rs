@@ -13,7 +13,9 @@
 //! - the time index maps a timestamp to an offset, so that ListOffsets by
 //!   timestamp and time-based retention do not read every batch.
 //!
-//! Both are pure in-memory structures with a byte encoding. The log writes
+//! Both are one generic `SparseIndex` (a bounded, ordered run of entries
+//! with Kafka's encoding and a validating decoder) plus their own append
+//! policy. Both are pure in-memory structures with a byte encoding. The log writes
 //! and reads the files; this module never does I/O. Anything decoded is
 //! validated against what the log knows (the segment's base offset and size),
 //! and any inconsistency is an `IndexError`: the index is stale or corrupt and
@@ -95,62 +97,40 @@ fn offset_after(offset: Offset) -> Option<Offset> {
 }
 
 // ---------------------------------------------------------------------------
-// Offset index
+// The sparse index both kinds share
 // ---------------------------------------------------------------------------
 
-/// One offset index entry: the batch whose first offset is
-/// `base_offset + relative_offset` starts at byte `position` of the segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OffsetIndexEntry {
-    pub relative_offset: u32,
-    pub position: u32,
+/// One entry kind of a sparse per-segment index: where it points in the
+/// segment's offsets, its on-disk form, and what a decoded entry must
+/// satisfy after the one before it.
+pub trait IndexEntry: Copy + std::fmt::Debug + PartialEq {
+    type Disk: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned;
+    /// Bytes of one entry on disk.
+    const BYTES: usize;
+    fn relative_offset(&self) -> u32;
+    fn to_disk(&self) -> Self::Disk;
+    fn from_disk(disk: &Self::Disk) -> Self;
+    /// Checks a decoded entry (`index`-th) against the one before it and the
+    /// segment's size.
+    fn check_decoded(&self, index: usize, before: Option<&Self>, segment_bytes: u64) -> Result<(), IndexError>;
 }
 
-/// Kafka's on-disk offset index entry.
-#[repr(C)]
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-struct OffsetIndexEntryDisk {
-    relative_offset: U32,
-    position: U32,
-}
-
-/// Bytes of one offset index entry on disk.
-pub const offset_index_entry_bytes: usize = 8;
-const _: () = assert!(std::mem::size_of::<OffsetIndexEntryDisk>() == offset_index_entry_bytes);
-
-/// Sparse offset index of one segment. Entries are strictly increasing in
-/// both relative offset and position. Position 0 (the segment's first batch)
-/// is implied and never needs an entry.
+/// A bounded, ordered run of entries for one segment, with Kafka's byte
+/// encoding and a decoder that validates every entry. The offset and time
+/// indexes are this plus their own append policy.
 #[derive(Clone, Debug)]
-pub struct OffsetIndex {
+pub struct SparseIndex<E> {
     base_offset: Offset,
-    entries: Vec<OffsetIndexEntry>,
-    /// Once full, the index stops growing: lookups stay correct, they only
-    /// land further before their target. Only a configured interval below
-    /// `limits::index_interval_bytes` can fill it.
+    entries: Vec<E>,
     entries_max: usize,
-    /// The next appended batch must start at or after this offset ...
-    append_offset_min: Offset,
-    /// ... and at or after this position (batches never overlap).
-    append_position_min: u64,
 }
 
-impl OffsetIndex {
-    pub fn new(base_offset: Offset) -> OffsetIndex {
-        OffsetIndex::with_entries_max(base_offset, limits::index_entries_max)
-    }
-
-    fn with_entries_max(base_offset: Offset, entries_max: usize) -> OffsetIndex {
+impl<E: IndexEntry> SparseIndex<E> {
+    fn new(base_offset: Offset, entries_max: usize) -> SparseIndex<E> {
         assert!(base_offset.0 >= 0, "negative segment base offset {base_offset}");
         assert!(entries_max >= 1);
         assert!(entries_max <= limits::index_entries_max);
-        OffsetIndex {
-            base_offset,
-            entries: Vec::new(),
-            entries_max,
-            append_offset_min: base_offset,
-            append_position_min: 0,
-        }
+        SparseIndex { base_offset, entries: Vec::new(), entries_max }
     }
 
     pub fn base_offset(&self) -> Offset {
@@ -165,8 +145,180 @@ impl OffsetIndex {
         self.entries.is_empty()
     }
 
-    pub fn entries(&self) -> &[OffsetIndexEntry] {
+    pub fn entries(&self) -> &[E] {
         &self.entries
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= self.entries_max
+    }
+
+    fn push(&mut self, entry: E) {
+        assert!(!self.is_full(), "sparse index over its {} entries", self.entries_max);
+        if let Some(last) = self.entries.last() {
+            assert!(entry.relative_offset() >= last.relative_offset());
+        }
+        self.entries.push(entry);
+    }
+
+    /// The newest entry of those for which `before` holds; `before` must
+    /// hold for a prefix of the entries (they are ordered by it).
+    fn newest_where(&self, before: impl Fn(&E) -> bool) -> Option<&E> {
+        let count = self.entries.partition_point(before);
+        count.checked_sub(1).map(|index| &self.entries[index])
+    }
+
+    /// Keeps the prefix of entries for which `keep` holds; whether any went.
+    fn keep_where(&mut self, keep: impl Fn(&E) -> bool) -> bool {
+        let kept = self.entries.partition_point(keep);
+        let dropped = kept < self.entries.len();
+        self.entries.truncate(kept);
+        dropped
+    }
+
+    fn absolute(&self, entry: &E) -> Offset {
+        absolute_offset(self.base_offset, entry.relative_offset())
+    }
+
+    /// The offset after the newest entry's, or the base offset when empty.
+    fn after_newest(&self) -> Offset {
+        match self.entries.last() {
+            None => self.base_offset,
+            Some(last) => match offset_after(self.absolute(last)) {
+                Some(offset) => offset,
+                None => panic!("index entry at the end of the offset range"),
+            },
+        }
+    }
+
+    /// Kafka's on-disk format: the entries' disk forms back to back.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.entries.len() * E::BYTES);
+        for entry in &self.entries {
+            bytes.extend_from_slice(entry.to_disk().as_bytes());
+        }
+        assert_eq!(bytes.len(), self.entries.len() * E::BYTES);
+        bytes
+    }
+
+    /// Decodes and validates an index of a segment `segment_bytes` long: a
+    /// non-negative base offset, a whole number of at most
+    /// `index_entries_max` entries, each within the offset range and valid
+    /// after the one before it.
+    fn decode(base_offset: Offset, bytes: &[u8], segment_bytes: u64) -> Result<SparseIndex<E>, IndexError> {
+        if base_offset.0 < 0 {
+            return Err(IndexError::BaseOffsetNegative { base_offset: base_offset.0 });
+        }
+        let Ok(disk_entries) = <[E::Disk]>::ref_from_bytes(bytes) else {
+            return Err(IndexError::Length { len: bytes.len(), entry_bytes: E::BYTES });
+        };
+        if disk_entries.len() > limits::index_entries_max {
+            return Err(IndexError::TooManyEntries { count: disk_entries.len(), max: limits::index_entries_max });
+        }
+        let mut entries: Vec<E> = Vec::with_capacity(disk_entries.len());
+        for (index, disk) in disk_entries.iter().enumerate() {
+            let entry = E::from_disk(disk);
+            let fits = base_offset
+                .0
+                .checked_add(i64::from(entry.relative_offset()))
+                .and_then(|offset| offset.checked_add(1))
+                .is_some();
+            if !fits {
+                return Err(IndexError::OffsetOverflow { entry: index });
+            }
+            entry.check_decoded(index, entries.last(), segment_bytes)?;
+            entries.push(entry);
+        }
+        Ok(SparseIndex { base_offset, entries, entries_max: limits::index_entries_max })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Offset index
+// ---------------------------------------------------------------------------
+
+/// One offset index entry: the batch whose first offset is
+/// `base_offset + relative_offset` starts at byte `position` of the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetIndexEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+/// Kafka's on-disk offset index entry.
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+pub struct OffsetIndexEntryDisk {
+    relative_offset: U32,
+    position: U32,
+}
+
+/// Bytes of one offset index entry on disk.
+pub const offset_index_entry_bytes: usize = 8;
+const _: () = assert!(std::mem::size_of::<OffsetIndexEntryDisk>() == offset_index_entry_bytes);
+
+impl IndexEntry for OffsetIndexEntry {
+    type Disk = OffsetIndexEntryDisk;
+    const BYTES: usize = offset_index_entry_bytes;
+
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
+
+    fn to_disk(&self) -> OffsetIndexEntryDisk {
+        OffsetIndexEntryDisk { relative_offset: U32::new(self.relative_offset), position: U32::new(self.position) }
+    }
+
+    fn from_disk(disk: &OffsetIndexEntryDisk) -> OffsetIndexEntry {
+        OffsetIndexEntry { relative_offset: disk.relative_offset.get(), position: disk.position.get() }
+    }
+
+    fn check_decoded(&self, index: usize, before: Option<&Self>, segment_bytes: u64) -> Result<(), IndexError> {
+        if let Some(last) = before {
+            if self.relative_offset <= last.relative_offset || self.position <= last.position {
+                return Err(IndexError::NotIncreasing { entry: index });
+            }
+        }
+        if u64::from(self.position) >= segment_bytes {
+            return Err(IndexError::PositionBeyondSegment { entry: index, position: self.position, segment_bytes });
+        }
+        Ok(())
+    }
+}
+
+/// Sparse offset index of one segment. Entries are strictly increasing in
+/// both relative offset and position. Position 0 (the segment's first batch)
+/// is implied and never needs an entry.
+#[derive(Clone, Debug)]
+pub struct OffsetIndex {
+    /// Once full, the index stops growing: lookups stay correct, they only
+    /// land further before their target. Only a configured interval below
+    /// `limits::index_interval_bytes` can fill it.
+    index: SparseIndex<OffsetIndexEntry>,
+    /// The next appended batch must start at or after this offset ...
+    append_offset_min: Offset,
+    /// ... and at or after this position (batches never overlap).
+    append_position_min: u64,
+}
+
+impl std::ops::Deref for OffsetIndex {
+    type Target = SparseIndex<OffsetIndexEntry>;
+    fn deref(&self) -> &SparseIndex<OffsetIndexEntry> {
+        &self.index
+    }
+}
+
+impl OffsetIndex {
+    pub fn new(base_offset: Offset) -> OffsetIndex {
+        OffsetIndex::with_entries_max(base_offset, limits::index_entries_max)
+    }
+
+    fn with_entries_max(base_offset: Offset, entries_max: usize) -> OffsetIndex {
+        OffsetIndex {
+            index: SparseIndex::new(base_offset, entries_max),
+            append_offset_min: base_offset,
+            append_position_min: 0,
+        }
     }
 
     /// Called for every batch appended to the segment, in order:
@@ -190,22 +342,22 @@ impl OffsetIndex {
         assert!(batch_bytes > 0);
         let end_position = u64::from(position) + u64::from(batch_bytes);
         assert!(end_position <= limits::segment_bytes_max, "batch ends at {end_position}, beyond segment_bytes_max");
-        let Some(relative_offset) = relative_offset(self.base_offset, first_offset) else {
-            panic!("offset {first_offset} does not fit a u32 relative to base offset {}", self.base_offset);
+        let Some(relative_offset) = relative_offset(self.base_offset(), first_offset) else {
+            panic!("offset {first_offset} does not fit a u32 relative to base offset {}", self.base_offset());
         };
         let Some(next_offset_min) = offset_after(first_offset) else {
             panic!("offset {first_offset} is the last in the offset range");
         };
 
-        let last_position = self.entries.last().map_or(0, |entry| entry.position);
-        assert!(self.entries.is_empty() || position > last_position);
+        let last_position = self.entries().last().map_or(0, |entry| entry.position);
+        assert!(self.is_empty() || position > last_position);
         assert!(position >= last_position);
         let since_last_entry_bytes = position - last_position;
-        if position > 0 && since_last_entry_bytes >= interval_bytes && self.entries.len() < self.entries_max {
-            if let Some(last) = self.entries.last() {
+        if position > 0 && since_last_entry_bytes >= interval_bytes && !self.index.is_full() {
+            if let Some(last) = self.entries().last() {
                 assert!(relative_offset > last.relative_offset);
             }
-            self.entries.push(OffsetIndexEntry { relative_offset, position });
+            self.index.push(OffsetIndexEntry { relative_offset, position });
         }
 
         self.append_offset_min = next_offset_min;
@@ -216,94 +368,38 @@ impl OffsetIndex {
     /// position); `(base_offset, 0)` when there is none. The batch containing
     /// `target`, if the segment has it, starts at or after that position.
     pub fn lookup(&self, target: Offset) -> (Offset, u32) {
-        let Some(target_relative) = target.0.checked_sub(self.base_offset.0) else {
-            return (self.base_offset, 0);
+        let base = self.base_offset();
+        let Some(target_relative) = target.0.checked_sub(base.0) else {
+            return (base, 0);
         };
         if target_relative < 0 {
-            return (self.base_offset, 0);
+            return (base, 0);
         }
         // Targets beyond the u32 range are beyond every entry.
         let target_relative = u32::try_from(target_relative).unwrap_or(u32::MAX);
-        let count = self.entries.partition_point(|entry| entry.relative_offset <= target_relative);
-        match count.checked_sub(1) {
-            None => (self.base_offset, 0),
-            Some(index) => {
-                let entry = self.entries[index];
-                (absolute_offset(self.base_offset, entry.relative_offset), entry.position)
-            }
+        match self.index.newest_where(|entry| entry.relative_offset <= target_relative) {
+            None => (base, 0),
+            Some(entry) => (self.index.absolute(entry), entry.position),
         }
     }
 
     /// Drops the entries at or beyond `position`: the log truncated the
     /// segment to `position` bytes. The next append starts at `position`.
     pub fn truncate_to_position(&mut self, position: u32) {
-        let keep = self.entries.partition_point(|entry| entry.position < position);
-        self.entries.truncate(keep);
-        let offset_min = match self.entries.last() {
-            None => self.base_offset,
-            Some(last) => match offset_after(absolute_offset(self.base_offset, last.relative_offset)) {
-                Some(offset) => offset,
-                None => panic!("index entry at the end of the offset range"),
-            },
-        };
+        self.index.keep_where(|entry| entry.position < position);
+        let offset_min = self.index.after_newest();
         self.append_offset_min = self.append_offset_min.min(offset_min);
         self.append_position_min = self.append_position_min.min(u64::from(position));
-        assert!(self.entries.iter().all(|entry| entry.position < position));
-    }
-
-    /// Kafka's on-disk format: 8 bytes per entry, big-endian relative offset
-    /// then position.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.entries.len() * offset_index_entry_bytes);
-        for entry in &self.entries {
-            let disk = OffsetIndexEntryDisk {
-                relative_offset: U32::new(entry.relative_offset),
-                position: U32::new(entry.position),
-            };
-            bytes.extend_from_slice(disk.as_bytes());
-        }
-        assert_eq!(bytes.len(), self.entries.len() * offset_index_entry_bytes);
-        bytes
+        assert!(self.entries().iter().all(|entry| entry.position < position));
     }
 
     /// Decodes an index written by `encode` (or by Kafka) and validates it
     /// against its segment, `segment_bytes` long.
     pub fn decode(base_offset: Offset, bytes: &[u8], segment_bytes: u64) -> Result<OffsetIndex, IndexError> {
-        let disk_entries: &[OffsetIndexEntryDisk] = disk_entries(base_offset, bytes, offset_index_entry_bytes)?;
-
-        let mut entries: Vec<OffsetIndexEntry> = Vec::with_capacity(disk_entries.len());
-        let mut append_offset_min = base_offset;
-        for (index, disk) in disk_entries.iter().enumerate() {
-            let entry = OffsetIndexEntry { relative_offset: disk.relative_offset.get(), position: disk.position.get() };
-            let Some(offset_next) =
-                base_offset.0.checked_add(i64::from(entry.relative_offset)).and_then(|offset| offset.checked_add(1))
-            else {
-                return Err(IndexError::OffsetOverflow { entry: index });
-            };
-            if let Some(last) = entries.last() {
-                if entry.relative_offset <= last.relative_offset || entry.position <= last.position {
-                    return Err(IndexError::NotIncreasing { entry: index });
-                }
-            }
-            if u64::from(entry.position) >= segment_bytes {
-                return Err(IndexError::PositionBeyondSegment {
-                    entry: index,
-                    position: entry.position,
-                    segment_bytes,
-                });
-            }
-            entries.push(entry);
-            append_offset_min = Offset(offset_next);
-        }
-
-        let append_position_min = entries.last().map_or(0, |last| u64::from(last.position) + 1);
-        Ok(OffsetIndex {
-            base_offset,
-            entries,
-            entries_max: limits::index_entries_max,
-            append_offset_min,
-            append_position_min,
-        })
+        let index = SparseIndex::<OffsetIndexEntry>::decode(base_offset, bytes, segment_bytes)?;
+        let append_offset_min = index.after_newest();
+        let append_position_min = index.entries().last().map_or(0, |last| u64::from(last.position) + 1);
+        Ok(OffsetIndex { index, append_offset_min, append_position_min })
     }
 }
 
@@ -323,7 +419,7 @@ pub struct TimeIndexEntry {
 /// Kafka's on-disk time index entry.
 #[repr(C)]
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-struct TimeIndexEntryDisk {
+pub struct TimeIndexEntryDisk {
     timestamp_ms: I64,
     relative_offset: U32,
 }
@@ -335,20 +431,57 @@ const _: () = assert!(std::mem::size_of::<TimeIndexEntryDisk>() == time_index_en
 /// Kafka's "no timestamp" (record batches of old formats).
 pub const timestamp_none_ms: i64 = -1;
 
+impl IndexEntry for TimeIndexEntry {
+    type Disk = TimeIndexEntryDisk;
+    const BYTES: usize = time_index_entry_bytes;
+
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
+
+    fn to_disk(&self) -> TimeIndexEntryDisk {
+        TimeIndexEntryDisk {
+            timestamp_ms: I64::new(self.timestamp_ms),
+            relative_offset: U32::new(self.relative_offset),
+        }
+    }
+
+    fn from_disk(disk: &TimeIndexEntryDisk) -> TimeIndexEntry {
+        TimeIndexEntry { timestamp_ms: disk.timestamp_ms.get(), relative_offset: disk.relative_offset.get() }
+    }
+
+    fn check_decoded(&self, index: usize, before: Option<&Self>, _segment_bytes: u64) -> Result<(), IndexError> {
+        if self.timestamp_ms < 0 {
+            return Err(IndexError::TimestampNegative { entry: index, timestamp_ms: self.timestamp_ms });
+        }
+        if let Some(last) = before {
+            if self.timestamp_ms <= last.timestamp_ms || self.relative_offset < last.relative_offset {
+                return Err(IndexError::NotIncreasing { entry: index });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Sparse time index of one segment; see the module docs for its guarantee.
 /// Timestamps strictly increase, offsets do not decrease, and the newest
 /// entry is the segment's max timestamp.
 #[derive(Clone, Debug)]
 pub struct TimeIndex {
-    base_offset: Offset,
-    entries: Vec<TimeIndexEntry>,
     /// Once full, a growing max overwrites the newest entry (always safe).
-    entries_max: usize,
+    index: SparseIndex<TimeIndexEntry>,
     /// Bytes appended since the newest entry was created (overwriting it does
     /// not count as creating it).
     since_entry_created_bytes: u64,
     /// The next appended batch must end at or after this offset.
     append_last_offset_min: Offset,
+}
+
+impl std::ops::Deref for TimeIndex {
+    type Target = SparseIndex<TimeIndexEntry>;
+    fn deref(&self) -> &SparseIndex<TimeIndexEntry> {
+        &self.index
+    }
 }
 
 impl TimeIndex {
@@ -357,44 +490,23 @@ impl TimeIndex {
     }
 
     fn with_entries_max(base_offset: Offset, entries_max: usize) -> TimeIndex {
-        assert!(base_offset.0 >= 0, "negative segment base offset {base_offset}");
-        assert!(entries_max >= 1);
-        assert!(entries_max <= limits::index_entries_max);
         TimeIndex {
-            base_offset,
-            entries: Vec::new(),
-            entries_max,
+            index: SparseIndex::new(base_offset, entries_max),
             since_entry_created_bytes: 0,
             append_last_offset_min: base_offset,
         }
     }
 
-    pub fn base_offset(&self) -> Offset {
-        self.base_offset
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn entries(&self) -> &[TimeIndexEntry] {
-        &self.entries
-    }
-
     /// The largest batch max timestamp in the segment, or -1 when no batch
     /// had one.
     pub fn max_timestamp(&self) -> i64 {
-        self.entries.last().map_or(timestamp_none_ms, |entry| entry.timestamp_ms)
+        self.entries().last().map_or(timestamp_none_ms, |entry| entry.timestamp_ms)
     }
 
     /// The last offset of the first batch that reached `max_timestamp()`, or
     /// `Offset(-1)` when no batch had a timestamp (as in Kafka's ListOffsets).
     pub fn max_timestamp_offset(&self) -> Offset {
-        self.entries.last().map_or(Offset(-1), |entry| absolute_offset(self.base_offset, entry.relative_offset))
+        self.entries().last().map_or(Offset(-1), |entry| self.index.absolute(entry))
     }
 
     /// Called for every batch appended to the segment, in order, with the
@@ -407,8 +519,8 @@ impl TimeIndex {
             self.append_last_offset_min
         );
         assert!(batch_bytes > 0);
-        let Some(relative_offset) = relative_offset(self.base_offset, last_offset) else {
-            panic!("offset {last_offset} does not fit a u32 relative to base offset {}", self.base_offset);
+        let Some(relative_offset) = relative_offset(self.base_offset(), last_offset) else {
+            panic!("offset {last_offset} does not fit a u32 relative to base offset {}", self.base_offset());
         };
         let Some(next_last_offset_min) = offset_after(last_offset) else {
             panic!("offset {last_offset} is the last in the offset range");
@@ -417,20 +529,17 @@ impl TimeIndex {
         if max_timestamp_ms > self.max_timestamp() {
             assert!(max_timestamp_ms >= 0);
             let entry = TimeIndexEntry { timestamp_ms: max_timestamp_ms, relative_offset };
-            let create = self.entries.is_empty()
-                || (self.since_entry_created_bytes >= u64::from(interval_bytes)
-                    && self.entries.len() < self.entries_max);
-            if let Some(last) = self.entries.last_mut() {
+            let create = self.is_empty()
+                || (self.since_entry_created_bytes >= u64::from(interval_bytes) && !self.index.is_full());
+            if let Some(last) = self.entries().last() {
                 assert!(relative_offset > last.relative_offset);
-                if !create {
-                    *last = entry;
-                }
             }
             if create {
-                self.entries.push(entry);
+                self.index.push(entry);
                 self.since_entry_created_bytes = 0;
+            } else if let Some(last) = self.index.entries.last_mut() {
+                *last = entry;
             }
-            assert!(self.entries.len() <= self.entries_max);
         }
         assert!(self.max_timestamp() >= max_timestamp_ms.max(timestamp_none_ms));
 
@@ -443,10 +552,9 @@ impl TimeIndex {
     /// it: start at the first batch whose last offset is `>=` the result.
     /// The offset index then turns it into a position.
     pub fn lookup(&self, target_ts_ms: i64) -> Offset {
-        let count = self.entries.partition_point(|entry| entry.timestamp_ms <= target_ts_ms);
-        match count.checked_sub(1) {
-            None => self.base_offset,
-            Some(index) => absolute_offset(self.base_offset, self.entries[index].relative_offset),
+        match self.index.newest_where(|entry| entry.timestamp_ms <= target_ts_ms) {
+            None => self.base_offset(),
+            Some(entry) => self.index.absolute(entry),
         }
     }
 
@@ -461,29 +569,20 @@ impl TimeIndex {
     /// Skipping that replay could let a later entry break the guarantee.
     #[must_use]
     pub fn truncate_to_offset(&mut self, offset: Offset) -> Option<Offset> {
-        let Some(keep_below) = relative_offset(self.base_offset, offset) else {
-            if offset < self.base_offset {
-                let dropped = !self.entries.is_empty();
-                self.entries.clear();
+        let Some(keep_below) = relative_offset(self.base_offset(), offset) else {
+            if offset < self.base_offset() {
+                let dropped = self.index.keep_where(|_| false);
                 self.since_entry_created_bytes = 0;
-                self.append_last_offset_min = self.base_offset;
-                return dropped.then_some(self.base_offset);
+                self.append_last_offset_min = self.base_offset();
+                return dropped.then_some(self.base_offset());
             }
             // Beyond every relative offset: nothing to drop.
             return None;
         };
-        let keep = self.entries.partition_point(|entry| entry.relative_offset < keep_below);
-        let dropped = keep < self.entries.len();
-        self.entries.truncate(keep);
+        let dropped = self.index.keep_where(|entry| entry.relative_offset < keep_below);
         self.since_entry_created_bytes = 0;
         if dropped {
-            let from = match self.entries.last() {
-                None => self.base_offset,
-                Some(last) => match offset_after(absolute_offset(self.base_offset, last.relative_offset)) {
-                    Some(from) => from,
-                    None => panic!("index entry at the end of the offset range"),
-                },
-            };
+            let from = self.index.after_newest();
             self.append_last_offset_min = from;
             Some(from)
         } else {
@@ -492,76 +591,15 @@ impl TimeIndex {
         }
     }
 
-    /// Kafka's on-disk format: 12 bytes per entry, big-endian timestamp then
-    /// relative offset.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.entries.len() * time_index_entry_bytes);
-        for entry in &self.entries {
-            let disk = TimeIndexEntryDisk {
-                timestamp_ms: I64::new(entry.timestamp_ms),
-                relative_offset: U32::new(entry.relative_offset),
-            };
-            bytes.extend_from_slice(disk.as_bytes());
-        }
-        assert_eq!(bytes.len(), self.entries.len() * time_index_entry_bytes);
-        bytes
-    }
-
     /// Decodes an index written by `encode` (or by Kafka). The decoded index
     /// keeps the guarantee for the batches it covers; batches appended after
     /// the newest entry but not indexed are not known (see
     /// `truncate_to_offset` for the replay that fixes that, or rebuild).
     pub fn decode(base_offset: Offset, bytes: &[u8]) -> Result<TimeIndex, IndexError> {
-        let disk_entries: &[TimeIndexEntryDisk] = disk_entries(base_offset, bytes, time_index_entry_bytes)?;
-
-        let mut entries: Vec<TimeIndexEntry> = Vec::with_capacity(disk_entries.len());
-        let mut append_last_offset_min = base_offset;
-        for (index, disk) in disk_entries.iter().enumerate() {
-            let entry =
-                TimeIndexEntry { timestamp_ms: disk.timestamp_ms.get(), relative_offset: disk.relative_offset.get() };
-            if entry.timestamp_ms < 0 {
-                return Err(IndexError::TimestampNegative { entry: index, timestamp_ms: entry.timestamp_ms });
-            }
-            let Some(offset_next) =
-                base_offset.0.checked_add(i64::from(entry.relative_offset)).and_then(|offset| offset.checked_add(1))
-            else {
-                return Err(IndexError::OffsetOverflow { entry: index });
-            };
-            if let Some(last) = entries.last() {
-                if entry.timestamp_ms <= last.timestamp_ms || entry.relative_offset < last.relative_offset {
-                    return Err(IndexError::NotIncreasing { entry: index });
-                }
-            }
-            entries.push(entry);
-            append_last_offset_min = Offset(offset_next);
-        }
-
-        Ok(TimeIndex {
-            base_offset,
-            entries,
-            entries_max: limits::index_entries_max,
-            since_entry_created_bytes: 0,
-            append_last_offset_min,
-        })
+        let index = SparseIndex::<TimeIndexEntry>::decode(base_offset, bytes, u64::MAX)?;
+        let append_last_offset_min = index.after_newest();
+        Ok(TimeIndex { index, since_entry_created_bytes: 0, append_last_offset_min })
     }
-}
-
-/// The checks both index decoders start with: a non-negative base offset,
-/// a whole number of entries, and no more than `index_entries_max` of them.
-fn disk_entries<T>(base_offset: Offset, bytes: &[u8], entry_bytes: usize) -> Result<&[T], IndexError>
-where
-    [T]: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable,
-{
-    if base_offset.0 < 0 {
-        return Err(IndexError::BaseOffsetNegative { base_offset: base_offset.0 });
-    }
-    let Ok(entries) = <[T]>::ref_from_bytes(bytes) else {
-        return Err(IndexError::Length { len: bytes.len(), entry_bytes });
-    };
-    if entries.len() > limits::index_entries_max {
-        return Err(IndexError::TooManyEntries { count: entries.len(), max: limits::index_entries_max });
-    }
-    Ok(entries)
 }
 
 #[cfg(test)]
