@@ -22,10 +22,37 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use ringstream_client::{
-    by_topic, decode_consumer_assignment, describe_error, partition_for_key, Client, GroupDescription, ListedGroup,
+    by_topic, decode_consumer_assignment, describe_error, partition_for_key, Client, ClientError, GroupDescription,
+    ListedGroup,
 };
 use ringstream_core::batch::{self, BatchBuilder, Record};
 use ringstream_core::types::TopicPartition;
+
+/// Why a tool command failed. `main` prints it and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The broker could not be reached, or its answer could not be used.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The broker refused an operation with a Kafka error code.
+    #[error("{what}: {}", describe_error(*code, message.as_deref()))]
+    Kafka { what: String, code: i16, message: Option<String> },
+    /// A topic, partition, group or offset the command names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An argument the command cannot use.
+    #[error("{0}")]
+    Usage(String),
+    /// The broker's answer cannot be used (missing or undecodable parts).
+    #[error("{0}")]
+    BadResponse(String),
+    /// Some of several operations failed; each was reported as it failed.
+    #[error("{0}")]
+    Partial(String),
+    /// Reading input or writing output.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 #[derive(Args, Clone)]
 pub struct Connection {
@@ -35,8 +62,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn connect(&self) -> Result<Client, String> {
-        Client::connect(&self.brokers, Duration::from_secs(5)).map_err(|e| e.to_string())
+    fn connect(&self) -> Result<Client, CliError> {
+        Ok(Client::connect(&self.brokers, Duration::from_secs(5))?)
     }
 }
 
@@ -111,21 +138,22 @@ fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_owned())
 }
 
-fn kv(pair: &str) -> Result<(String, String), String> {
-    pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))
+fn kv(pair: &str) -> Result<(String, String), CliError> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| CliError::Usage(format!("{pair:?} is not KEY=VALUE")))
 }
 
-fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), String> {
+fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), CliError> {
     if code == 0 {
         return Ok(());
     }
-    let detail = message.map(|m| format!(": {}", m.as_str())).unwrap_or_default();
-    Err(format!("{what} failed with Kafka error {code}{detail}"))
+    Err(CliError::Kafka { what: format!("{what} failed"), code, message: message.map(|m| m.as_str().to_owned()) })
 }
 
 /// Topic names and partition counts, from Metadata.
-fn metadata(client: &mut Client, topics: Option<Vec<String>>) -> Result<Vec<(String, i32, i16)>, String> {
-    let version = client.version(ApiKey::Metadata, 12).map_err(|e| e.to_string())?;
+fn metadata(client: &mut Client, topics: Option<Vec<String>>) -> Result<Vec<(String, i32, i16)>, CliError> {
+    let version = client.version(ApiKey::Metadata, 12)?;
     let mut request = MetadataRequest::default();
     request.topics = topics.map(|names| {
         names.into_iter().map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(s(&n))))).collect()
@@ -133,7 +161,7 @@ fn metadata(client: &mut Client, topics: Option<Vec<String>>) -> Result<Vec<(Str
     if version >= 4 {
         request.allow_auto_topic_creation = false;
     }
-    let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request).map_err(|e| e.to_string())?;
+    let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request)?;
     Ok(response
         .topics
         .iter()
@@ -147,20 +175,20 @@ fn metadata(client: &mut Client, topics: Option<Vec<String>>) -> Result<Vec<(Str
         .collect())
 }
 
-fn partition_count(client: &mut Client, topic: &str) -> Result<i32, String> {
+fn partition_count(client: &mut Client, topic: &str) -> Result<i32, CliError> {
     let found = metadata(client, Some(vec![topic.to_owned()]))?;
     match found.first() {
         Some((_, count, 0)) => Ok(*count),
-        Some((_, _, code)) => Err(format!("topic {topic:?}: Kafka error {code}")),
-        None => Err(format!("topic {topic:?} not found")),
+        Some((_, _, code)) => Err(CliError::Kafka { what: format!("topic {topic:?}"), code: *code, message: None }),
+        None => Err(CliError::NotFound(format!("topic {topic:?} not found"))),
     }
 }
 
-pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), String> {
+pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), CliError> {
     let mut client = connection.connect()?;
     match command {
         TopicCommand::Create { name, partitions, replicas, configs } => {
-            let version = client.version(ApiKey::CreateTopics, 5).map_err(|e| e.to_string())?;
+            let version = client.version(ApiKey::CreateTopics, 5)?;
             let configs = configs
                 .iter()
                 .map(|c| kv(c).map(|(k, v)| CreatableTopicConfig::default().with_name(s(&k)).with_value(Some(s(&v)))))
@@ -171,9 +199,9 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
                 .with_replication_factor(replicas)
                 .with_configs(configs);
             let request = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
-            let response: CreateTopicsResponse =
-                client.call(ApiKey::CreateTopics, version, &request).map_err(|e| e.to_string())?;
-            let result = response.topics.first().ok_or("empty CreateTopics response")?;
+            let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, version, &request)?;
+            let result =
+                response.topics.first().ok_or_else(|| CliError::BadResponse("empty CreateTopics response".into()))?;
             check(result.error_code, result.error_message.as_ref(), "create")?;
             println!("created {name}");
         }
@@ -194,13 +222,15 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
             for p in 0..partitions as usize {
                 println!("{p:>9} {:>12} {:>12}", starts[p], ends[p]);
             }
-            let version = client.version(ApiKey::DescribeConfigs, 4).map_err(|e| e.to_string())?;
+            let version = client.version(ApiKey::DescribeConfigs, 4)?;
             let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
                 .with_resource_type(2)
                 .with_resource_name(s(&name))]);
-            let response: DescribeConfigsResponse =
-                client.call(ApiKey::DescribeConfigs, version, &request).map_err(|e| e.to_string())?;
-            let result = response.results.first().ok_or("empty DescribeConfigs response")?;
+            let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, version, &request)?;
+            let result = response
+                .results
+                .first()
+                .ok_or_else(|| CliError::BadResponse("empty DescribeConfigs response".into()))?;
             check(result.error_code, result.error_message.as_ref(), "describe configs")?;
             println!("configs:");
             for config in &result.configs {
@@ -209,17 +239,19 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
             }
         }
         TopicCommand::Delete { name } => {
-            let version = client.version(ApiKey::DeleteTopics, 5).map_err(|e| e.to_string())?;
+            let version = client.version(ApiKey::DeleteTopics, 5)?;
             let request =
                 DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s(&name))]).with_timeout_ms(30_000);
-            let response: DeleteTopicsResponse =
-                client.call(ApiKey::DeleteTopics, version, &request).map_err(|e| e.to_string())?;
-            let result = response.responses.first().ok_or("empty DeleteTopics response")?;
+            let response: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, version, &request)?;
+            let result = response
+                .responses
+                .first()
+                .ok_or_else(|| CliError::BadResponse("empty DeleteTopics response".into()))?;
             check(result.error_code, result.error_message.as_ref(), "delete")?;
             println!("deleted {name}");
         }
         TopicCommand::AlterConfig { name, set, delete } => {
-            let version = client.version(ApiKey::IncrementalAlterConfigs, 1).map_err(|e| e.to_string())?;
+            let version = client.version(ApiKey::IncrementalAlterConfigs, 1)?;
             let mut configs = Vec::new();
             for pair in &set {
                 let (k, v) = kv(pair)?;
@@ -235,8 +267,11 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
                     .with_resource_name(s(&name))
                     .with_configs(configs)]);
             let response: IncrementalAlterConfigsResponse =
-                client.call(ApiKey::IncrementalAlterConfigs, version, &request).map_err(|e| e.to_string())?;
-            let result = response.responses.first().ok_or("empty IncrementalAlterConfigs response")?;
+                client.call(ApiKey::IncrementalAlterConfigs, version, &request)?;
+            let result = response
+                .responses
+                .first()
+                .ok_or_else(|| CliError::BadResponse("empty IncrementalAlterConfigs response".into()))?;
             check(result.error_code, result.error_message.as_ref(), "alter config")?;
             println!("altered {name}");
         }
@@ -245,8 +280,8 @@ pub fn topic(connection: &Connection, command: TopicCommand) -> Result<(), Strin
 }
 
 /// Offsets per partition at `timestamp` (-2 earliest, -1 latest).
-fn list_offsets(client: &mut Client, topic: &str, partitions: i32, timestamp: i64) -> Result<Vec<i64>, String> {
-    let version = client.version(ApiKey::ListOffsets, 7).map_err(|e| e.to_string())?;
+fn list_offsets(client: &mut Client, topic: &str, partitions: i32, timestamp: i64) -> Result<Vec<i64>, CliError> {
+    let version = client.version(ApiKey::ListOffsets, 7)?;
     let request =
         ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
             .with_name(TopicName(s(topic)))
@@ -255,8 +290,7 @@ fn list_offsets(client: &mut Client, topic: &str, partitions: i32, timestamp: i6
                     .map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp))
                     .collect(),
             )]);
-    let response: ListOffsetsResponse =
-        client.call(ApiKey::ListOffsets, version, &request).map_err(|e| e.to_string())?;
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request)?;
     let mut offsets = vec![-1; partitions as usize];
     for partition in response.topics.iter().flat_map(|t| &t.partitions) {
         check(partition.error_code, None, "list offsets")?;
@@ -270,18 +304,18 @@ fn list_offsets(client: &mut Client, topic: &str, partitions: i32, timestamp: i6
 /// Records waiting to be sent, by partition: (key, value) each.
 type PendingRecords = BTreeMap<i32, Vec<(Option<Vec<u8>>, Vec<u8>)>>;
 
-pub fn produce(connection: &Connection, args: ProduceArgs) -> Result<(), String> {
+pub fn produce(connection: &Connection, args: ProduceArgs) -> Result<(), CliError> {
     if !matches!(args.acks, 1 | -1) {
-        return Err("--acks must be 1 or -1 (this tool reports what the broker acknowledged)".into());
+        return Err(CliError::Usage("--acks must be 1 or -1 (this tool reports what the broker acknowledged)".into()));
     }
     let mut client = connection.connect()?;
     let partitions = partition_count(&mut client, &args.topic)?;
     if let Some(p) = args.partition {
         if p < 0 || p >= partitions {
-            return Err(format!("partition {p} does not exist ({partitions} partitions)"));
+            return Err(CliError::NotFound(format!("partition {p} does not exist ({partitions} partitions)")));
         }
     }
-    let version = client.version(ApiKey::Produce, 9).map_err(|e| e.to_string())?;
+    let version = client.version(ApiKey::Produce, 9)?;
     let batch_records = args.batch_records.clamp(1, 100_000);
     let mut pending: PendingRecords = BTreeMap::new();
     let mut round_robin = 0i32;
@@ -289,7 +323,7 @@ pub fn produce(connection: &Connection, args: ProduceArgs) -> Result<(), String>
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
-        let line = lines.next().transpose().map_err(|e| e.to_string())?;
+        let line = lines.next().transpose()?;
         if let Some(line) = &line {
             let (key, value) = match &args.key_separator {
                 Some(sep) => match line.split_once(sep.as_str()) {
@@ -325,7 +359,7 @@ fn send_batches(
     topic: &str,
     acks: i16,
     pending: PendingRecords,
-) -> Result<u64, String> {
+) -> Result<u64, CliError> {
     let now = ringstream_core::clock::now_ms();
     let mut count = 0u64;
     let mut data = Vec::new();
@@ -343,7 +377,7 @@ fn send_batches(
         .with_acks(acks)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(data)]);
-    let response: ProduceResponse = client.call(ApiKey::Produce, version, &request).map_err(|e| e.to_string())?;
+    let response: ProduceResponse = client.call(ApiKey::Produce, version, &request)?;
     for partition in response.responses.iter().flat_map(|t| &t.partition_responses) {
         check(
             partition.error_code,
@@ -354,12 +388,12 @@ fn send_batches(
     Ok(count)
 }
 
-pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String> {
+pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), CliError> {
     let mut client = connection.connect()?;
     let partitions = partition_count(&mut client, &args.topic)?;
     let wanted: Vec<i32> = match args.partition {
         Some(p) if p < 0 || p >= partitions => {
-            return Err(format!("partition {p} does not exist ({partitions} partitions)"))
+            return Err(CliError::NotFound(format!("partition {p} does not exist ({partitions} partitions)")))
         }
         Some(p) => vec![p],
         None => (0..partitions).collect(),
@@ -371,11 +405,13 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
             wanted.iter().map(|p| (*p, offsets[*p as usize])).collect()
         }
         n => {
-            let offset: i64 = n.parse().map_err(|_| format!("--offset must be start, end or a number, got {n:?}"))?;
+            let offset: i64 = n
+                .parse()
+                .map_err(|_| CliError::Usage(format!("--offset must be start, end or a number, got {n:?}")))?;
             wanted.iter().map(|p| (*p, offset)).collect()
         }
     };
-    let version = client.version(ApiKey::Fetch, 12).map_err(|e| e.to_string())?;
+    let version = client.version(ApiKey::Fetch, 12)?;
     let mut printed = 0u64;
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -397,14 +433,15 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
                     })
                     .collect(),
             )]);
-        let response: FetchResponse = client.call(ApiKey::Fetch, version, &request).map_err(|e| e.to_string())?;
+        let response: FetchResponse = client.call(ApiKey::Fetch, version, &request)?;
         check(response.error_code, None, "fetch")?;
         let mut progressed = false;
         let mut at_end = true;
         for partition in response.responses.iter().flat_map(|t| &t.partitions) {
             check(partition.error_code, None, &format!("fetch partition {}", partition.partition_index))?;
-            let position =
-                positions.get_mut(&partition.partition_index).ok_or("fetch answered an unrequested partition")?;
+            let position = positions
+                .get_mut(&partition.partition_index)
+                .ok_or_else(|| CliError::BadResponse("fetch answered an unrequested partition".into()))?;
             let Some(records) = &partition.records else { continue };
             // Only whole batches: a broker may cut the last one short.
             let whole: usize = batch::split_batches(records, ringstream_core::limits::batch_bytes_max)
@@ -412,7 +449,9 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
                 .map(<[u8]>::len)
                 .sum();
             let mut buf = records.slice(..whole);
-            for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| format!("decoding records: {e}"))? {
+            for set in RecordBatchDecoder::decode_all(&mut buf)
+                .map_err(|e| CliError::BadResponse(format!("decoding records: {e}")))?
+            {
                 for record in set.records {
                     if record.offset < *position || record.control {
                         continue;
@@ -433,10 +472,10 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
                     } else {
                         out.write_all(value).and_then(|()| out.write_all(b"\n"))
                     };
-                    written.map_err(|e| e.to_string())?;
+                    written?;
                     printed += 1;
                     if args.num.is_some_and(|n| printed >= n) {
-                        return out.flush().map_err(|e| e.to_string());
+                        return Ok(out.flush()?);
                     }
                 }
             }
@@ -445,7 +484,7 @@ pub fn consume(connection: &Connection, args: ConsumeArgs) -> Result<(), String>
             }
         }
         if !args.follow && at_end && !progressed {
-            return out.flush().map_err(|e| e.to_string());
+            return Ok(out.flush()?);
         }
     }
 }
@@ -537,27 +576,30 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// A connection to `group`'s coordinator (the bootstrap broker's own when
 /// it is the coordinator).
-fn coordinator(connection: &Connection, group: &str) -> Result<Client, String> {
+fn coordinator(connection: &Connection, group: &str) -> Result<Client, CliError> {
     let mut client = connection.connect()?;
-    let address = client.group_coordinator(group).map_err(|e| e.to_string())?;
+    let address = client.group_coordinator(group)?;
     if address == connection.brokers {
         return Ok(client);
     }
-    Client::connect(&address, Duration::from_secs(5)).map_err(|e| format!("group {group:?}'s coordinator: {e}"))
+    Ok(Client::connect(&address, Duration::from_secs(5))?)
 }
 
 /// The group's description; an error when it does not exist (newer brokers
 /// answer GROUP_ID_NOT_FOUND, older ones describe it as `Dead`).
-fn existing_group(client: &mut Client, group: &str) -> Result<GroupDescription, String> {
-    let description = client.describe_group(group).map_err(|e| e.to_string())?;
+fn existing_group(client: &mut Client, group: &str) -> Result<GroupDescription, CliError> {
+    let description = client.describe_group(group)?;
     if description.error_code == ResponseError::GroupIdNotFound.code()
         || (description.error_code == 0 && description.state == "Dead")
     {
-        return Err(format!("consumer group {group:?} does not exist"));
+        return Err(CliError::NotFound(format!("consumer group {group:?} does not exist")));
     }
     if description.error_code != 0 {
-        let error = describe_error(description.error_code, description.error_message.as_deref());
-        return Err(format!("describing group {group:?} failed: {error}"));
+        return Err(CliError::Kafka {
+            what: format!("describing group {group:?}"),
+            code: description.error_code,
+            message: description.error_message.clone(),
+        });
     }
     Ok(description)
 }
@@ -574,7 +616,7 @@ fn member_partitions(protocol_type: &str, assignment: &[u8]) -> Result<Vec<Topic
     decode_consumer_assignment(assignment).map(|a| a.partitions).map_err(|e| e.to_string())
 }
 
-pub fn group(connection: &Connection, command: GroupCommand) -> Result<(), String> {
+pub fn group(connection: &Connection, command: GroupCommand) -> Result<(), CliError> {
     match command {
         GroupCommand::List => group_list(connection),
         GroupCommand::Describe { group } => group_describe(connection, &group),
@@ -583,17 +625,17 @@ pub fn group(connection: &Connection, command: GroupCommand) -> Result<(), Strin
     }
 }
 
-fn group_list(connection: &Connection) -> Result<(), String> {
+fn group_list(connection: &Connection) -> Result<(), CliError> {
     let mut client = connection.connect()?;
     // Each broker lists the groups it coordinates: ask them all.
-    let brokers = client.brokers().map_err(|e| e.to_string())?;
+    let brokers = client.brokers()?;
     let mut groups: BTreeMap<String, ListedGroup> = BTreeMap::new();
     if brokers.len() <= 1 {
-        groups.extend(client.list_groups().map_err(|e| e.to_string())?.into_iter().map(|g| (g.group_id.clone(), g)));
+        groups.extend(client.list_groups()?.into_iter().map(|g| (g.group_id.clone(), g)));
     } else {
         for broker in &brokers {
-            let mut client = Client::connect(broker, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-            let listed = client.list_groups().map_err(|e| format!("{broker}: {e}"))?;
+            let mut client = Client::connect(broker, Duration::from_secs(5))?;
+            let listed = client.list_groups()?;
             groups.extend(listed.into_iter().map(|g| (g.group_id.clone(), g)));
         }
     }
@@ -605,10 +647,10 @@ fn group_list(connection: &Connection) -> Result<(), String> {
     Ok(())
 }
 
-fn group_describe(connection: &Connection, group: &str) -> Result<(), String> {
+fn group_describe(connection: &Connection, group: &str) -> Result<(), CliError> {
     let mut coordinator = coordinator(connection, group)?;
     let description = existing_group(&mut coordinator, group)?;
-    let committed = coordinator.offset_fetch(group, None).map_err(|e| e.to_string())?;
+    let committed = coordinator.offset_fetch(group, None)?;
 
     let assignments: Vec<Result<Vec<TopicPartition>, String>> =
         description.members.iter().map(|m| member_partitions(&description.protocol_type, &m.assignment)).collect();
@@ -624,7 +666,7 @@ fn group_describe(connection: &Connection, group: &str) -> Result<(), String> {
         BTreeMap::new()
     } else {
         let mut client = connection.connect()?;
-        client.list_offsets(&by_topic(&partitions), -1).map_err(|e| e.to_string())?
+        client.list_offsets(&by_topic(&partitions), -1)?
     };
 
     print_table(
@@ -721,7 +763,7 @@ fn group_describe(connection: &Connection, group: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn group_delete(connection: &Connection, groups: &[String]) -> Result<(), String> {
+fn group_delete(connection: &Connection, groups: &[String]) -> Result<(), CliError> {
     let mut client = connection.connect()?;
     let mut outcomes: BTreeMap<String, Result<(), String>> = BTreeMap::new();
     // One DeleteGroups per coordinator, with its groups.
@@ -765,19 +807,19 @@ fn group_delete(connection: &Connection, groups: &[String]) -> Result<(), String
         }
     }
     if failed > 0 {
-        return Err(format!("{failed} of {} group(s) not deleted", groups.len()));
+        return Err(CliError::Partial(format!("{failed} of {} group(s) not deleted", groups.len())));
     }
     Ok(())
 }
 
 /// `orders` (every partition) or `orders:0,2`.
-fn parse_topic_spec(client: &mut Client, spec: &str) -> Result<Vec<TopicPartition>, String> {
+fn parse_topic_spec(client: &mut Client, spec: &str) -> Result<Vec<TopicPartition>, CliError> {
     let (topic, list) = match spec.split_once(':') {
         Some((topic, list)) => (topic, Some(list)),
         None => (spec, None),
     };
     if topic.is_empty() {
-        return Err(format!("--topic {spec:?}: no topic name"));
+        return Err(CliError::Usage(format!("--topic {spec:?}: no topic name")));
     }
     let count = partition_count(client, topic)?;
     let Some(list) = list else {
@@ -785,9 +827,14 @@ fn parse_topic_spec(client: &mut Client, spec: &str) -> Result<Vec<TopicPartitio
     };
     list.split(',')
         .map(|p| {
-            let p: i32 = p.trim().parse().map_err(|_| format!("--topic {spec:?}: {p:?} is not a partition number"))?;
+            let p: i32 = p
+                .trim()
+                .parse()
+                .map_err(|_| CliError::Usage(format!("--topic {spec:?}: {p:?} is not a partition number")))?;
             if p < 0 || p >= count {
-                return Err(format!("--topic {spec:?}: partition {p} does not exist ({count} partitions)"));
+                return Err(CliError::NotFound(format!(
+                    "--topic {spec:?}: partition {p} does not exist ({count} partitions)"
+                )));
             }
             Ok(TopicPartition::new(topic, p))
         })
@@ -876,14 +923,14 @@ pub fn parse_datetime_ms(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
-fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Result<(), String> {
+fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Result<(), CliError> {
     let group = args.group.as_str();
-    let timestamp_ms = args.to_datetime.as_deref().map(parse_datetime_ms).transpose()?;
+    let timestamp_ms = args.to_datetime.as_deref().map(parse_datetime_ms).transpose().map_err(CliError::Usage)?;
     let mut coordinator = coordinator(connection, group)?;
     let mut client = connection.connect()?;
 
     // Kafka moves the offsets of inactive groups only; say so before --execute fails.
-    let description = coordinator.describe_group(group).map_err(|e| e.to_string())?;
+    let description = coordinator.describe_group(group)?;
     let active = description.error_code == 0 && !matches!(description.state.as_str(), "Empty" | "Dead");
     if active {
         eprintln!(
@@ -894,30 +941,32 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
         );
     }
 
-    let committed = coordinator.offset_fetch(group, None).map_err(|e| e.to_string())?;
+    let committed = coordinator.offset_fetch(group, None)?;
     let mut partitions: BTreeSet<TopicPartition> = BTreeSet::new();
     if args.all_topics {
         partitions.extend(committed.iter().filter(|(_, offset)| offset.is_ok()).map(|(tp, _)| tp.clone()));
         if partitions.is_empty() {
-            return Err(format!("group {group:?} has no committed offsets; name topics with --topic"));
+            return Err(CliError::Usage(format!("group {group:?} has no committed offsets; name topics with --topic")));
         }
     }
     for spec in &args.topics {
         partitions.extend(parse_topic_spec(&mut client, spec)?);
     }
     let topics = by_topic(&partitions);
-    let offsets_at =
-        |client: &mut Client, timestamp: i64, what: &str| -> Result<BTreeMap<TopicPartition, i64>, String> {
-            let found = client.list_offsets(&topics, timestamp).map_err(|e| e.to_string())?;
-            partitions
-                .iter()
-                .map(|tp| match found.get(tp) {
-                    Some(Ok(offset)) => Ok((tp.clone(), *offset)),
-                    Some(Err(code)) => Err(format!("{what} of {tp}: {}", describe_error(*code, None))),
-                    None => Err(format!("{what} of {tp}: not in the ListOffsets response")),
-                })
-                .collect()
-        };
+    let offsets_at = |client: &mut Client,
+                      timestamp: i64,
+                      what: &str|
+     -> Result<BTreeMap<TopicPartition, i64>, CliError> {
+        let found = client.list_offsets(&topics, timestamp)?;
+        partitions
+            .iter()
+            .map(|tp| match found.get(tp) {
+                Some(Ok(offset)) => Ok((tp.clone(), *offset)),
+                Some(Err(code)) => Err(CliError::Kafka { what: format!("{what} of {tp}"), code: *code, message: None }),
+                None => Err(CliError::BadResponse(format!("{what} of {tp}: not in the ListOffsets response"))),
+            })
+            .collect()
+    };
     let starts = offsets_at(&mut client, -2, "log start offset")?;
     let ends = offsets_at(&mut client, -1, "log end offset")?;
     let by_time = match timestamp_ms {
@@ -937,7 +986,11 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
         } else if let Some(shift) = args.shift_by {
             match committed.get(tp) {
                 Some(Ok(current)) => current.saturating_add(shift),
-                _ => return Err(format!("cannot shift the offset of {tp}: the group has no committed offset there")),
+                _ => {
+                    return Err(CliError::NotFound(format!(
+                        "cannot shift the offset of {tp}: the group has no committed offset there"
+                    )))
+                }
             }
         } else if let Some(by_time) = &by_time {
             match by_time[tp] {
@@ -963,7 +1016,7 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
         return Ok(());
     }
     // An admin commit: no generation, no member.
-    let results = coordinator.offset_commit(group, -1, "", &plan).map_err(|e| e.to_string())?;
+    let results = coordinator.offset_commit(group, -1, "", &plan)?;
     let failures: Vec<(&TopicPartition, i16)> =
         results.iter().filter(|(_, code)| **code != 0).map(|(tp, code)| (tp, *code)).collect();
     if failures.is_empty() {
@@ -985,12 +1038,12 @@ fn group_reset_offsets(connection: &Connection, args: ResetOffsetsArgs) -> Resul
     } else {
         ""
     };
-    Err(format!(
+    Err(CliError::Partial(format!(
         "offsets not committed for {} of {} partition(s) of group {group}: {}{hint}",
         failures.len(),
         plan.len(),
         names.join(", ")
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -224,10 +224,10 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Topic { command, connection } => crate::cli::topic(&connection, command),
-        Command::Group { command, connection } => crate::cli::group(&connection, command),
-        Command::Produce { args, connection } => crate::cli::produce(&connection, args),
-        Command::Consume { args, connection } => crate::cli::consume(&connection, args),
+        Command::Topic { command, connection } => crate::cli::topic(&connection, command).map_err(|e| e.to_string()),
+        Command::Group { command, connection } => crate::cli::group(&connection, command).map_err(|e| e.to_string()),
+        Command::Produce { args, connection } => crate::cli::produce(&connection, args).map_err(|e| e.to_string()),
+        Command::Consume { args, connection } => crate::cli::consume(&connection, args).map_err(|e| e.to_string()),
         Command::Status(args) => ringstream_client::status::run(&args),
         Command::Partition { command, admin } => ringstream_broker::admin::partition(&admin, command),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
@@ -238,6 +238,7 @@ fn main() {
             }
         }),
     };
+    // Every command's error is printed the same way: one line, exit 1.
     if let Err(message) = result {
         eprintln!("ringstream: {message}");
         std::process::exit(1);
