@@ -380,11 +380,7 @@ impl Broker {
                 for p in 0..partitions {
                     let tp = TopicPartition::new(name.clone(), p);
                     let log = log.clone();
-                    shard
-                        .with_owner(&tp, move |storage, tp| async move { storage.set_log_config(&tp, log) })
-                        .await
-                        .and_then(|r| r)
-                        .map_err(storage_error)?;
+                    shard.set_log_config(&tp, log).await.map_err(storage_error)?;
                 }
                 Ok(())
             })

@@ -42,11 +42,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     continue;
                 }
                 let tp = TopicPartition::new(name, index);
-                let found = broker
-                    .shard
-                    .with_owner(&tp, |storage, tp| async move { storage.producers(&tp).await })
-                    .await
-                    .and_then(|r| r);
+                let found = broker.shard.producers(&tp).await;
                 partitions.push(match found {
                     Ok(producers) => response.with_error_code(error_code::NONE).with_active_producers(
                         producers

@@ -63,17 +63,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 
 /// (offset, timestamp) for one partition; -1s when no record qualifies.
 async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64) -> StorageResult<(i64, i64)> {
-    broker
-        .shard
-        .with_owner(&tp, move |storage, tp| async move {
-            let offsets = storage.offsets(&tp)?;
-            Ok(match timestamp {
-                latest => (offsets.high_watermark.0, -1),
-                earliest | earliest_local => (offsets.log_start_offset.0, -1),
-                latest_tiered => (-1, -1),
-                max_timestamp => storage.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
-                at => storage.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
-            })
-        })
-        .await?
+    let shard = &broker.shard;
+    Ok(match timestamp {
+        latest => (shard.offsets(&tp).await?.high_watermark.0, -1),
+        earliest | earliest_local => (shard.offsets(&tp).await?.log_start_offset.0, -1),
+        latest_tiered => (-1, -1),
+        max_timestamp => shard.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
+        at => shard.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
+    })
 }

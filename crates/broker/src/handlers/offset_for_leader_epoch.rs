@@ -41,16 +41,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 let requested = LeaderEpoch(p.leader_epoch);
                 let answer = broker
                     .shard
-                    .with_owner(&tp, move |storage, tp| async move {
-                        let offsets = storage.offsets(&tp)?;
-                        let epochs = storage.epochs(&tp)?;
-                        Ok::<_, ringstream_storage::StorageError>((
-                            offsets,
-                            epochs.end_offset_for(requested, offsets.log_end_offset),
-                        ))
-                    })
+                    .epochs(&tp)
                     .await
-                    .and_then(|r| r);
+                    .map(|(offsets, epochs)| (offsets, epochs.end_offset_for(requested, offsets.log_end_offset)));
                 partitions.push(match answer {
                     Err(e) => out.with_error_code(e.kafka_error_code()),
                     Ok((offsets, _))

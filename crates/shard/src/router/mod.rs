@@ -41,10 +41,12 @@ use ringstream_storage::{StorageError, StorageResult};
 mod control;
 mod data;
 mod lend;
+mod query;
 
 pub use data::*;
 pub use lend::LentBatches;
 use lend::*;
+pub use query::PartitionQuery;
 
 /// A task shipped to a shard: built there, run there.
 pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -82,6 +84,11 @@ pub enum Message {
         tp: TopicPartition,
         offset: i64,
         reply: oneshot::Sender<StorageResult<Offset>>,
+    },
+    /// A typed question or small change for the owner of `tp`.
+    Partition {
+        tp: TopicPartition,
+        query: PartitionQuery,
     },
     /// To shard 0, the control plane: decide an owner, persist, broadcast.
     CreatePartition {
@@ -271,34 +278,6 @@ impl Shard {
         receiver.await.map_err(|_| StorageError::ShuttingDown)
     }
 
-    /// Runs `task` with the storage of the shard that owns `tp`. If the
-    /// partition moved away before the task ran there, it runs again at the
-    /// new owner.
-    pub async fn with_owner<T, F, Fut>(self: &Rc<Self>, tp: &TopicPartition, task: F) -> StorageResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(ShardStorage, TopicPartition) -> Fut + Clone + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-    {
-        let mut attempt = 0;
-        loop {
-            let owner = self.route(tp).await?;
-            let (tp_there, task) = (tp.clone(), task.clone());
-            let ran = self
-                .run_on(owner, move |shard| async move {
-                    if !shard.storage.owns(&tp_there) {
-                        return Err(StorageError::Moved(tp_there));
-                    }
-                    Ok(task(shard.storage.clone(), tp_there).await)
-                })
-                .await;
-            match ran.and_then(|r| r) {
-                Err(e) if self.should_retry(&e, tp, attempt) => attempt += 1,
-                other => return other,
-            }
-        }
-    }
-
     fn count_submitting(&self, tp: &TopicPartition) {
         let mut submitting = self.submitting.borrow_mut();
         match submitting.get_mut(tp) {
@@ -413,6 +392,9 @@ impl Shard {
                         let _ = reply.send(result);
                     })
                     .detach();
+                }
+                Message::Partition { tp, query } => {
+                    glommio::spawn_local(query::answer(self.storage.clone(), tp, query)).detach();
                 }
                 Message::CreatePartition { tp, config, reply } => {
                     let shard = self.clone();
