@@ -69,6 +69,7 @@ async fn refresh(shard: &Rc<Shard>) {
     let waits = (0..shard.shard_count()).map(|i| {
         let shard = shard.clone();
         async move {
+            // A closure (see `Shard::run_on`): the scrape samples each shard's reactor on that shard.
             let sample = shard.run_on(ShardId(i as u16), |_| async { ringstream_shard::reactor::sample_reactor() });
             futures_lite::future::or(
                 async {

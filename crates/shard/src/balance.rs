@@ -17,6 +17,7 @@ async fn sample(shard: &Rc<Shard>) -> Option<Vec<Vec<(TopicPartition, u64)>>> {
     let mut totals = Vec::with_capacity(shard.shard_count());
     for index in 0..shard.shard_count() {
         let to = ShardId(index as u16);
+        // A closure (see `Shard::run_on`): shard 0's control plane reads each shard's traffic totals.
         totals.push(shard.run_on(to, |other| async move { other.storage.partition_traffic() }).await.ok()?);
     }
     Some(totals)

@@ -205,6 +205,7 @@ impl Broker {
         if validate_only {
             return Ok(TopicMeta { name, id: [0; 16], partitions, configs });
         }
+        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
@@ -259,6 +260,7 @@ impl Broker {
         if self.topic(&name).is_none() {
             return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
         }
+        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
@@ -273,6 +275,7 @@ impl Broker {
                 // Committed offsets of the topic go with it, on every coordinator.
                 for i in 0..shard.shard_count() {
                     let topic = name.clone();
+                    // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
                     let cleaned = shard
                         .run_on(ShardId(i as u16), move |_| async move {
                             crate::groups::coordinator::local().topic_deleted(&topic).await
@@ -305,6 +308,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
@@ -357,6 +361,7 @@ impl Broker {
         if self.topic(&name).is_none() {
             return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
         }
+        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
@@ -408,6 +413,7 @@ impl Broker {
             .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
         for peer in 1..shard.shard_count() {
             let (name, topic) = (name.to_owned(), topic.clone());
+            // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
             shard
                 .run_on(ShardId(peer as u16), move |_| async move {
                     let broker = local();
@@ -427,6 +433,7 @@ impl Broker {
 
     /// A new producer id for an idempotent producer, allocated on shard 0.
     pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move { local().allocate_producer_id_here(&shard).await })
             .await

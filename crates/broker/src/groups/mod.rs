@@ -107,6 +107,8 @@ where
 {
     let partitions = coordinator::partitions_configured();
     let to = coordinator_shard(shard, group_id, partitions);
+    // A closure (see `Shard::run_on`): the group's coordinator lives above the router,
+    // which cannot name its requests; every group operation goes through here.
     shard.run_on(to, move |_| task(coordinator::local())).await.ok()
 }
 

@@ -40,6 +40,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let mut by_topic: BTreeMap<String, Vec<(i32, u64)>> = BTreeMap::new();
         let mut error = error_code::NONE;
         for shard in 0..broker.shard.shard_count() {
+            // A closure (see `Shard::run_on`): a read of another shard's storage totals for an admin API.
             let sizes = broker
                 .shard
                 .run_on(ShardId(shard as u16), |shard| async move { shard.storage.partition_sizes() })

@@ -166,6 +166,7 @@ async fn alter_broker_configs(
         code: error_code::KAFKA_STORAGE_ERROR,
         message: e.to_string(),
     };
+    // A closure (see `Shard::run_on`): dynamic broker configs belong to the broker, above the router.
     broker
         .shard
         .run_on(ShardId(0), move |shard| async move {
@@ -191,6 +192,7 @@ async fn alter_broker_configs(
                 .map_err(|e| TopicError { code: error_code::KAFKA_STORAGE_ERROR, message: e.to_string() })?;
             for i in 0..shard.shard_count() {
                 let configs = configs.clone();
+                // A closure (see `Shard::run_on`): dynamic broker configs belong to the broker, above the router.
                 shard
                     .run_on(ShardId(i as u16), move |shard| async move {
                         set_dynamic_broker_configs(configs);

@@ -27,6 +27,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let mut groups = Vec::new();
         let mut error = error_code::NONE;
         for i in 0..shard.shard_count() {
+            // A closure (see `Shard::run_on`): group state lives with each shard's coordinator, above the router.
             let listed = shard
                 .run_on(ShardId(i as u16), |_| async move {
                     coordinator::local()

@@ -1,6 +1,8 @@
 //! The control plane through the router: placement policy, creating,
 //! moving and deleting partitions. Table changes run on shard 0 only, one
-//! at a time; every shard keeps a read-only copy of the table.
+//! at a time; every shard keeps a read-only copy of the table. Its steps
+//! on other shards are its own `*_here` methods shipped with `run_on`: rare,
+//! ordered work of the router itself, never on the data path.
 
 use std::cell::RefCell;
 use std::rc::Rc;

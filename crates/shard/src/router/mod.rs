@@ -259,6 +259,15 @@ impl Shard {
 
     /// Runs `task` on shard `to` (right here when `to` is this shard) and
     /// returns its result.
+    ///
+    /// When a closure, not a typed `Message`: the work belongs to a layer
+    /// above the router (the broker's topic changes, a group's coordinator,
+    /// a dynamic config) or to the router's own control plane on shard 0.
+    /// The router cannot name the broker's types (dependencies run one way),
+    /// so those layers ship their work as a closure; every data-plane and
+    /// partition operation is a typed message (`Append*`, `Read*`,
+    /// `Offsets`, `DeleteRecords`, `Partition`). Each call site says which
+    /// case it is.
     pub async fn run_on<T, F, Fut>(self: &Rc<Self>, to: ShardId, task: F) -> StorageResult<T>
     where
         T: Send + 'static,
