@@ -1,0 +1,141 @@
+//! One shard's group coordinator: the groups of the offsets-log partitions
+//! this shard owns, their state machines, and their durable records.
+//!
+//! A group moves Empty → PreparingRebalance → CompletingRebalance → Stable
+//! (and back to PreparingRebalance when membership or subscriptions change,
+//! or to Empty when the last member goes; Dead while it is being deleted).
+//! JoinGroup and SyncGroup calls wait on oneshots held by their member until
+//! the rebalance step they wait for completes; a ticker (`tick_ms`) expires
+//! sessions, rebalance and sync deadlines, the initial rebalance delay and
+//! members that were handed a member id but never joined.
+//!
+//! Durability: a committed offset is appended to the offsets log and
+//! acknowledged (fdatasync'd per the flush policy) before it is visible or
+//! answered. Group metadata is written when a generation's assignment is in
+//! place, when a group empties and when a static member is replaced, so a
+//! restarted broker resumes its groups where they were. Startup replays the
+//! log; the log is compacted by writing a snapshot of the live records and
+//! deleting the segments before it.
+//!
+//! Files: `group.rs`, a classic group's state machine (pure state);
+//! `classic.rs`, JoinGroup, SyncGroup, Heartbeat and LeaveGroup; `modern.rs`,
+//! KIP-848 ConsumerGroupHeartbeat and ConsumerGroupDescribe; `admin.rs`,
+//! listing, describing and deleting groups; `offsets.rs`, committed offsets;
+//! `log.rs`, the offsets log; `ticker.rs`, the deadlines; `api.rs`, what
+//! callers send and get back.
+
+mod admin;
+mod api;
+mod classic;
+mod group;
+mod log;
+mod modern;
+mod offsets;
+mod ticker;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tracing::info;
+
+pub use api::*;
+pub use group::{subscription_topics, GroupState};
+
+use self::group::{Group, Member};
+use self::log::LogState;
+use super::consumer::TopicView;
+use super::{group_partition, GroupsConfig, OFFSETS_TOPIC};
+use ringstream_core::clock::now_ms;
+use ringstream_core::types::TopicPartition;
+use ringstream_shard::Shard;
+
+/// How often deadlines are checked.
+pub const tick_ms: u64 = 100;
+/// The offsets log is compacted once this much (or two segments, if less)
+/// was written since the last snapshot, and at least the snapshot's size.
+pub const offsets_compact_bytes: u64 = 8 * 1024 * 1024;
+
+thread_local! {
+    static COORDINATOR: RefCell<Option<Rc<Coordinator>>> = const { RefCell::new(None) };
+    static PARTITIONS: Cell<i32> = const { Cell::new(0) };
+}
+
+/// The coordinator of the shard running on this thread.
+pub fn local() -> Rc<Coordinator> {
+    COORDINATOR.with(|c| c.borrow().clone()).expect("group coordinator installed on this shard")
+}
+
+/// `offsets.topic.num.partitions` as settled for this data dir.
+pub fn partitions_configured() -> i32 {
+    PARTITIONS.with(Cell::get)
+}
+
+pub struct Coordinator {
+    shard: Rc<Shard>,
+    /// The topic table as groups see it, handed in by whoever installs the
+    /// coordinator (the broker); groups never reach for the broker itself.
+    topics: Rc<dyn TopicView>,
+    config: GroupsConfig,
+    groups: RefCell<HashMap<String, Group>>,
+    logs: RefCell<HashMap<i32, Rc<LogState>>>,
+    create_lock: Rc<glommio::sync::Semaphore>,
+    next_member: Cell<u64>,
+    next_retention_check_ms: Cell<i64>,
+}
+
+impl Coordinator {
+    /// Installs this shard's coordinator: replays the offsets-log
+    /// partitions it owns, then starts the ticker.
+    pub async fn install(
+        shard: Rc<Shard>,
+        config: GroupsConfig,
+        topics: Rc<dyn TopicView>,
+    ) -> Result<Rc<Coordinator>, String> {
+        PARTITIONS.with(|p| p.set(config.offsets_topic_partitions));
+        let coordinator = Rc::new(Coordinator {
+            shard,
+            topics,
+            next_retention_check_ms: Cell::new(now_ms() + config.offsets_retention_check_interval_ms),
+            config,
+            groups: RefCell::new(HashMap::new()),
+            logs: RefCell::new(HashMap::new()),
+            create_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            next_member: Cell::new(0),
+        });
+        let internal: Vec<TopicPartition> =
+            coordinator.shard.storage.partitions().into_iter().filter(|tp| tp.topic == OFFSETS_TOPIC).collect();
+        for tp in internal {
+            coordinator.shard.storage.set_log_config(&tp, coordinator.log_config()).map_err(|e| e.to_string())?;
+            coordinator.replay(&tp).await.map_err(|e| format!("replay {tp}: {e}"))?;
+        }
+        let now = now_ms();
+        coordinator.groups.borrow_mut().retain(|_, g| {
+            g.state != GroupState::Empty || g.protocol_type.is_some() || !g.offsets.is_empty() || g.generation > 0
+        });
+        for g in coordinator.groups.borrow_mut().values_mut() {
+            for m in &mut g.members {
+                m.heartbeat_deadline_ms = now + i64::from(m.session_timeout_ms);
+            }
+        }
+        let groups = coordinator.groups.borrow().len();
+        if groups > 0 {
+            info!(shard = %coordinator.shard.id, groups, "consumer groups loaded");
+        }
+        COORDINATOR.with(|c| *c.borrow_mut() = Some(coordinator.clone()));
+        ticker::start(&coordinator);
+        Ok(coordinator)
+    }
+
+    fn partition_of(&self, group_id: &str) -> i32 {
+        group_partition(group_id, self.config.offsets_topic_partitions)
+    }
+
+    fn new_member_id(&self, client_id: &str) -> String {
+        let seq = self.next_member.get();
+        self.next_member.set(seq + 1);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let id = (nanos << 64) ^ (u128::from(self.shard.id.0) << 48) ^ u128::from(seq);
+        format!("{client_id}-{}", uuid::Uuid::from_u128(id))
+    }
+}
