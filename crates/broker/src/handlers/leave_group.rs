@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
+use crate::groups::coordinator::GroupError;
 use crate::groups::on_coordinator;
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 
@@ -36,9 +37,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let group = group_id.clone();
         let outcome = on_coordinator(&shard, &group_id, move |c| async move { c.leave(&group, members) })
             .await
-            .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE));
+            .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
         let response = match (outcome, version >= 3) {
-            (Err(code), _) => LeaveGroupResponse::default().with_error_code(code),
+            (Err(error), _) => LeaveGroupResponse::default().with_error_code(error.code()),
             (Ok(codes), false) => {
                 LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(error_code::NONE))
             }

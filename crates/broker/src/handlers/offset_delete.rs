@@ -9,8 +9,9 @@ use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse
 
 use super::{respond, ApiSpec, Pending};
 use crate::broker::Broker;
+use crate::groups::coordinator::GroupError;
 use crate::groups::on_coordinator;
-use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::OffsetDelete, min_version: 0, max_version: 0 };
 
@@ -32,9 +33,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let outcome =
             on_coordinator(&shard, &group_id, move |c| async move { c.delete_offsets(&id, partitions).await })
                 .await
-                .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE));
+                .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
         let response = match outcome {
-            Err(code) => OffsetDeleteResponse::default().with_error_code(code),
+            Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
             Ok(codes) => {
                 let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
                 for ((topic, partition), code) in asked.into_iter().zip(codes) {

@@ -106,11 +106,11 @@ impl Coordinator {
                 info!(group = %group_id, "group deleted");
                 NONE
             }
-            Err(code) => {
+            Err(error) => {
                 if let Some(g) = groups.get_mut(group_id) {
                     g.undo_dead();
                 }
-                code
+                error.code()
             }
         }
     }

@@ -4,6 +4,10 @@
 use bytes::Bytes;
 
 use crate::groups::consumer;
+use ringstream_core::error_code::{
+    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, NOT_COORDINATOR, UNKNOWN_MEMBER_ID,
+    UNKNOWN_SERVER_ERROR,
+};
 
 pub struct JoinArgs {
     pub group_id: String,
@@ -142,4 +146,40 @@ pub struct ConsumerMemberDescription {
     pub subscribed: Vec<String>,
     pub assigned: Vec<consumer::Tp>,
     pub target: Vec<consumer::Tp>,
+}
+
+/// Why a group operation failed as a whole. Per-member and per-partition
+/// outcomes stay Kafka codes (they are answers, one each); this is the
+/// group-level failure, and `code` is the one place it becomes a Kafka code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// Loading, shutting down, deleted meanwhile, or its offsets log failed.
+    #[error("the group coordinator is not available")]
+    CoordinatorNotAvailable,
+    /// The offsets-log partition went to another shard.
+    #[error("this shard is not the group's coordinator")]
+    NotCoordinator,
+    #[error("the group does not exist")]
+    GroupIdNotFound,
+    #[error("the group has members and is not a consumer group")]
+    NonEmptyGroup,
+    #[error("the member is not in the group")]
+    UnknownMemberId,
+    /// A group record too large to store.
+    #[error("a group record is too large to store")]
+    RecordTooLarge,
+}
+
+impl GroupError {
+    /// The Kafka error code a response carries for it.
+    pub fn code(self) -> i16 {
+        match self {
+            GroupError::CoordinatorNotAvailable => COORDINATOR_NOT_AVAILABLE,
+            GroupError::NotCoordinator => NOT_COORDINATOR,
+            GroupError::GroupIdNotFound => GROUP_ID_NOT_FOUND,
+            GroupError::NonEmptyGroup => NON_EMPTY_GROUP,
+            GroupError::UnknownMemberId => UNKNOWN_MEMBER_ID,
+            GroupError::RecordTooLarge => UNKNOWN_SERVER_ERROR,
+        }
+    }
 }

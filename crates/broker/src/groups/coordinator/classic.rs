@@ -8,6 +8,7 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 use tracing::{info, warn};
 
+use super::GroupError;
 use super::{Coordinator, Group, GroupState, JoinArgs, JoinResult, SyncArgs, SyncResult};
 use crate::groups::store::{RecordKey, RecordValue};
 use ringstream_core::clock::now_ms;
@@ -232,7 +233,7 @@ impl Coordinator {
                 if g.state == GroupState::CompletingRebalance && g.generation == generation {
                     match written {
                         Ok(_) => g.complete_sync(now_ms()),
-                        Err(code) => g.fail_sync(code, now_ms()),
+                        Err(error) => g.fail_sync(error.code(), now_ms()),
                     }
                 }
             }
@@ -269,13 +270,17 @@ impl Coordinator {
     }
 
     /// Removes members (member id, instance id); returns an error per member.
-    pub fn leave(self: &Rc<Self>, group_id: &str, members: Vec<(String, Option<String>)>) -> Result<Vec<i16>, i16> {
+    pub fn leave(
+        self: &Rc<Self>,
+        group_id: &str,
+        members: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<i16>, GroupError> {
         let now = now_ms();
         let results = {
             let mut groups = self.groups.borrow_mut();
-            let Some(g) = groups.get_mut(group_id) else { return Err(UNKNOWN_MEMBER_ID) };
+            let Some(g) = groups.get_mut(group_id) else { return Err(GroupError::UnknownMemberId) };
             if g.state == GroupState::Dead {
-                return Err(COORDINATOR_NOT_AVAILABLE);
+                return Err(GroupError::CoordinatorNotAvailable);
             }
             let mut results = Vec::with_capacity(members.len());
             let mut removed = false;

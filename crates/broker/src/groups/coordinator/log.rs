@@ -8,6 +8,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use tracing::{error, info, warn};
 
+use super::GroupError;
 use super::{offsets_compact_bytes, Coordinator, Group, GroupState, Member};
 use crate::groups::consumer;
 use crate::groups::offsets_partition;
@@ -16,7 +17,6 @@ use ringstream_core::batch::{self, BatchBuilder, Record};
 use ringstream_core::clock::now_ms;
 use ringstream_core::limits;
 use ringstream_core::types::{Offset, TopicPartition};
-use ringstream_protocol::error_code::*;
 use ringstream_storage::log::LogConfig;
 use ringstream_storage::StorageError;
 
@@ -167,11 +167,12 @@ impl Coordinator {
     }
 
     /// Creates the offsets-log partition on first use.
-    async fn ensure_partition(&self, tp: &TopicPartition) -> Result<(), i16> {
+    async fn ensure_partition(&self, tp: &TopicPartition) -> Result<(), GroupError> {
         if self.shard.storage.owns(tp) {
             return Ok(());
         }
-        let _lock = self.create_lock.clone().acquire_static_permit(1).await.map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+        let _lock =
+            self.create_lock.clone().acquire_static_permit(1).await.map_err(|_| GroupError::CoordinatorNotAvailable)?;
         if self.shard.storage.owns(tp) {
             return Ok(());
         }
@@ -179,12 +180,12 @@ impl Coordinator {
             Ok(owner) if owner == self.shard.id => Ok(()),
             Ok(owner) => {
                 error!(partition = %tp, %owner, "offsets-log partition was placed on another shard");
-                Err(NOT_COORDINATOR)
+                Err(GroupError::NotCoordinator)
             }
             Err(StorageError::PartitionExists(_)) if self.shard.storage.owns(tp) => Ok(()),
             Err(e) => {
                 error!(partition = %tp, "could not create the offsets-log partition: {e}");
-                Err(COORDINATOR_NOT_AVAILABLE)
+                Err(GroupError::CoordinatorNotAvailable)
             }
         }
     }
@@ -196,15 +197,16 @@ impl Coordinator {
         self: &Rc<Self>,
         group_id: &str,
         records: Vec<(RecordKey, Option<RecordValue>)>,
-    ) -> Result<GatePermit, i16> {
+    ) -> Result<GatePermit, GroupError> {
         let partition = self.partition_of(group_id);
         let tp = offsets_partition(partition);
         self.ensure_partition(&tp).await?;
         let state = self.log_state(partition);
-        let permit = state.gate.clone().acquire_static_permit(1).await.map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+        let permit =
+            state.gate.clone().acquire_static_permit(1).await.map_err(|_| GroupError::CoordinatorNotAvailable)?;
         let batches = build_batches(&records).map_err(|bytes| {
             error!(group = group_id, bytes, "a group record is too large to store (Kafka: UNKNOWN_SERVER_ERROR)");
-            UNKNOWN_SERVER_ERROR
+            GroupError::RecordTooLarge
         })?;
         let mut tickets = Vec::with_capacity(batches.len());
         let mut bytes = 0u64;
@@ -214,14 +216,14 @@ impl Coordinator {
                 Ok(ticket) => tickets.push(ticket),
                 Err(e) => {
                     error!(partition = %tp, group = group_id, "offsets-log write failed: {e}");
-                    return Err(COORDINATOR_NOT_AVAILABLE);
+                    return Err(GroupError::CoordinatorNotAvailable);
                 }
             }
         }
         for ticket in tickets {
             if let Err(e) = ticket.wait().await {
                 error!(partition = %tp, group = group_id, "offsets-log write failed: {e}");
-                return Err(COORDINATOR_NOT_AVAILABLE);
+                return Err(GroupError::CoordinatorNotAvailable);
             }
         }
         state.bytes_since_snapshot.set(state.bytes_since_snapshot.get() + bytes);
@@ -290,8 +292,8 @@ impl Coordinator {
         let group_id = group_id.to_owned();
         glommio::spawn_local(async move {
             let key = RecordKey::Group { group: group_id.clone() };
-            if let Err(code) = this.write(&group_id, vec![(key, Some(value))]).await {
-                warn!(group = %group_id, code, "could not write group metadata; it is kept in memory");
+            if let Err(error) = this.write(&group_id, vec![(key, Some(value))]).await {
+                warn!(group = %group_id, %error, "could not write group metadata; it is kept in memory");
             }
         })
         .detach();

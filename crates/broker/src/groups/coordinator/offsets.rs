@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use tracing::{info, warn};
 
+use super::GroupError;
 use super::{CommitArgs, CommitResult, Coordinator, FetchedOffset, Group, GroupState};
 use crate::groups::store::{OffsetValue, RecordKey, RecordValue};
 use ringstream_core::clock::now_ms;
@@ -184,10 +185,10 @@ impl Coordinator {
                     }
                 }
             }
-            Err(code) => {
+            Err(error) => {
                 for r in &mut results {
                     if r.2 == NONE {
-                        r.2 = code;
+                        r.2 = error.code();
                     }
                 }
             }
@@ -251,18 +252,18 @@ impl Coordinator {
         self: &Rc<Self>,
         group_id: &str,
         partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<Vec<i16>, GroupError> {
         let (codes, records) = {
             let groups = self.groups.borrow();
             let Some(g) = groups.get(group_id).filter(|g| g.state != GroupState::Dead) else {
-                return Err(GROUP_ID_NOT_FOUND);
+                return Err(GroupError::GroupIdNotFound);
             };
             let subscribed = if g.state == GroupState::Empty {
                 Some(BTreeSet::new())
             } else if g.protocol_type.as_deref() == Some("consumer") {
                 g.subscribed_topics()
             } else {
-                return Err(NON_EMPTY_GROUP);
+                return Err(GroupError::NonEmptyGroup);
             };
             let mut codes = Vec::with_capacity(partitions.len());
             let mut records = Vec::new();
@@ -323,7 +324,9 @@ impl Coordinator {
                         g.offsets.retain(|(t, _), _| t != topic);
                     }
                 }
-                Err(code) => warn!(group = %group_id, topic, code, "could not remove the offsets of a deleted topic"),
+                Err(error) => {
+                    warn!(group = %group_id, topic, %error, "could not remove the offsets of a deleted topic")
+                }
             }
         }
     }
