@@ -251,7 +251,8 @@ fn start(args: &ShardArgs) -> Result<ShardSet, String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    use ringstream_broker::broker::{connection, topics::TopicTable, Broker};
+    use ringstream_broker::broker::{topics::TopicTable, Broker};
+    use ringstream_broker::connection;
     use signal_hook::consts::{SIGINT, SIGTERM};
     use std::sync::Arc;
     // Register before starting, so a signal during start-up is not lost.

@@ -14,9 +14,9 @@
 //! Routes: a table of (method, path) → async handler, built by the caller:
 //!
 //! ```
-//! use crate::http::{Response, Routes};
+//! use ringstream_broker::http::{Response, Routes};
 //! let routes = Routes::new()
-//!     .route("GET", "/metrics", |shard, request| Box::pin(crate::export::scrape(shard, request)))
+//!     .route("GET", "/metrics", |shard, request| Box::pin(ringstream_broker::export::scrape(shard, request)))
 //!     .route("GET", "/hello", |_shard, _request| Box::pin(async { Response::text(200, "hello\n") }));
 //! assert!(routes.find("GET", "/hello").is_ok());
 //! assert!(routes.find("POST", "/hello").is_err()); // 405

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod connection;
 pub mod export;
 pub mod groups;
 pub mod handlers;

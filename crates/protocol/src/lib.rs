@@ -1,6 +1,6 @@
 //! The Kafka wire protocol: framing, request headers, response encoding and
 //! error codes. Pure: no I/O, no shard state. The connection code in
-//! `broker::connection` feeds it bytes and writes what it returns.
+//! `ringstream_broker::connection` feeds it bytes and writes what it returns.
 //!
 //! Codecs for the request and response bodies come from the
 //! `kafka-protocol` crate (generated from Kafka's JSON message specs). This

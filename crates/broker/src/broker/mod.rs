@@ -7,7 +7,6 @@
 //! for partitions owned elsewhere go through the router. Topic changes are
 //! made on shard 0 and copied to the others.
 
-pub mod connection;
 pub mod fetch_sessions;
 pub mod topics;
 
