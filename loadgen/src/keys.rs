@@ -171,36 +171,8 @@ impl KeyTable {
     }
 }
 
-/// SplitMix64: small, fast and good enough for load shapes (not crypto).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), 53 bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `low..=high` (multiply-shift: no modulo bias worth naming
-    /// at these ranges).
-    pub fn range_u32(&mut self, low: u32, high: u32) -> u32 {
-        assert!(low <= high);
-        let span = u64::from(high - low) + 1;
-        low + ((u128::from(self.next_u64()) * u128::from(span)) >> 64) as u32
-    }
-}
+/// SplitMix64 (ringstream-core's): small, fast and good enough for load shapes.
+pub use ringstream_core::rng::SplitMix64 as Rng;
 
 #[cfg(test)]
 mod tests {

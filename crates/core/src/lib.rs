@@ -10,4 +10,5 @@ pub mod codec;
 pub mod error_code;
 pub mod limits;
 pub mod metrics;
+pub mod rng;
 pub mod types;

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use glommio::io::{DmaBuffer, DmaFile};
 
 use ringstream_core::limits;
+use ringstream_core::rng::SplitMix64;
 
 /// Where segment I/O goes. Cloned into every shard's configuration.
 #[derive(Clone, Debug, Default)]
@@ -372,34 +373,5 @@ impl SimState {
         let mut rng = SplitMix64(key);
         rng.next_u64();
         rng
-    }
-}
-
-/// A small seeded generator (SplitMix64): the disk's choices replay from the
-/// seed alone.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, n); 0 when n is 0.
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
-    /// True with probability `ppm` per million.
-    pub fn chance(&mut self, ppm: u32) -> bool {
-        ppm > 0 && self.below(1_000_000) < u64::from(ppm)
     }
 }
