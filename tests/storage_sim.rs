@@ -1,7 +1,8 @@
 #![allow(non_upper_case_globals)]
 //! Deterministic simulation of one shard's storage, in the manner of
 //! TigerBeetle's VOPR: a seed picks a flush policy, a segment size and a
-//! sequence of appends, reads, rolls, time-based and size-based retention,
+//! sequence of appends (to up to three partitions at once, so their writes
+//! share commit rounds), reads, rolls, time-based and size-based retention,
 //! clean restarts and crashes, all on a simulated disk (`storage::disk::
 //! SimDisk`) that fails writes with EIO, fails them with ENOSPC after a torn
 //! prefix, fails syncs, completes writes out of order, and at a crash loses,
@@ -117,18 +118,23 @@ impl Sim {
         storage
     }
 
+    /// Appends to one to three partitions at once, so their writes share
+    /// commit rounds and complete in the order the disk picks.
     async fn append_burst(&mut self, storage: &ShardStorage, step: usize) {
-        let p = self.rng.gen_range(0..partitions);
-        let burst = self.rng.gen_range(1..=4);
+        let first = self.rng.gen_range(0..partitions);
+        let spread = self.rng.gen_range(1..=3);
+        let chosen: Vec<i32> = (0..spread).map(|k| (first + k) % partitions).collect();
         let mut tickets = Vec::new();
-        for _ in 0..burst {
-            let records = self.rng.gen_range(1..=5);
-            let value = self.rng.gen_range(0..600); // a batch fits the smallest segment
-            let b = batch(records, value, self.rng.gen(), self.clock.now());
-            tickets.push((b.clone(), storage.submit(&tp(p), b).await.expect("submit")));
+        for &p in &chosen {
+            for _ in 0..self.rng.gen_range(1..=4) {
+                let records = self.rng.gen_range(1..=5);
+                let value = self.rng.gen_range(0..600); // a batch fits the smallest segment
+                let b = batch(records, value, self.rng.gen(), self.clock.now());
+                tickets.push((p, b.clone(), storage.submit(&tp(p), b).await.expect("submit")));
+            }
         }
-        let model = &mut self.models[p as usize];
-        for (b, ticket) in tickets {
+        for (p, b, ticket) in tickets {
+            let model = &mut self.models[p as usize];
             match ticket.wait().await {
                 Ok(info) => {
                     assert_eq!(info.base_offset, model.next, "{}: offsets are dense", at(self.seed, self.always, step));
@@ -144,8 +150,15 @@ impl Sim {
                 Err(e) => panic!("{}: append failed with {e}", at(self.seed, self.always, step)),
             }
         }
-        let hw = storage.offsets(&tp(p)).unwrap().high_watermark;
-        assert_eq!(hw, model.next, "{}: a failed append left something visible", at(self.seed, self.always, step));
+        for p in chosen {
+            let hw = storage.offsets(&tp(p)).unwrap().high_watermark;
+            assert_eq!(
+                hw,
+                self.models[p as usize].next,
+                "{}: a failed append left something visible",
+                at(self.seed, self.always, step)
+            );
+        }
     }
 
     async fn retention(&mut self, storage: &ShardStorage, step: usize) {

@@ -134,6 +134,8 @@ struct UnsyncedWrite {
     path: PathBuf,
     position: u64,
     before: Vec<u8>,
+    /// A truncation's cut bytes (metadata), not a data write.
+    truncation: bool,
 }
 
 impl SimDisk {
@@ -244,17 +246,24 @@ impl SimDisk {
         file.read_exact_at(&mut before[..readable], position)?;
         let mut state = self.lock();
         state.lengths.entry(path.to_path_buf()).or_insert(length);
-        state.unsynced.push(UnsyncedWrite { path: path.to_path_buf(), position, before });
+        state.unsynced.push(UnsyncedWrite { path: path.to_path_buf(), position, before, truncation: false });
         Ok(())
     }
 
-    /// Forgets the old bytes of `[position, position + len)` in every
-    /// change not yet durable: a durable write replaced them.
+    /// A durable (O_DSYNC) write: its bytes are on disk, and so is the
+    /// metadata needed to read them, the file's size among it (what
+    /// fdatasync gives). Forgets the old bytes of `[position, position +
+    /// len)` in every change not yet durable, and every pending size change
+    /// of the file: a crash can undo neither.
     fn supersede(&self, path: &Path, position: u64, len: usize) {
         let end = position + len as u64;
         let mut state = self.lock();
+        state.lengths.remove(path);
         let mut kept = Vec::with_capacity(state.unsynced.len());
         for write in std::mem::take(&mut state.unsynced) {
+            if write.path == path && write.truncation {
+                continue;
+            }
             let (start, stop) = (write.position, write.position + write.before.len() as u64);
             if write.path != path || stop <= position || start >= end {
                 kept.push(write);
@@ -262,11 +271,21 @@ impl SimDisk {
             }
             if start < position {
                 let head = write.before[..(position - start) as usize].to_vec();
-                kept.push(UnsyncedWrite { path: write.path.clone(), position: start, before: head });
+                kept.push(UnsyncedWrite {
+                    path: write.path.clone(),
+                    position: start,
+                    before: head,
+                    truncation: write.truncation,
+                });
             }
             if stop > end {
                 let tail = write.before[(end - start) as usize..].to_vec();
-                kept.push(UnsyncedWrite { path: write.path.clone(), position: end, before: tail });
+                kept.push(UnsyncedWrite {
+                    path: write.path.clone(),
+                    position: end,
+                    before: tail,
+                    truncation: write.truncation,
+                });
             }
         }
         state.unsynced = kept;
@@ -303,7 +322,7 @@ impl SimDisk {
         let mut state = self.lock();
         state.lengths.entry(path.to_path_buf()).or_insert(length);
         if cut > 0 {
-            state.unsynced.push(UnsyncedWrite { path: path.to_path_buf(), position: size, before });
+            state.unsynced.push(UnsyncedWrite { path: path.to_path_buf(), position: size, before, truncation: true });
         }
     }
 
