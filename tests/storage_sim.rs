@@ -17,7 +17,8 @@
 //!   that reaches at least the last point made durable (a roll or a clean
 //!   close).
 //!
-//! One seed replays one run: `RINGSTREAM_SIM_SEED=<n>`. CI runs
+//! One seed replays one run: `RINGSTREAM_SIM_SEED=<n>` (add
+//! `RINGSTREAM_SIM_TRACE=1` to print every step). CI runs
 //! `seeds_in_ci` seeds; a longer run is one command:
 //! `RINGSTREAM_SIM_SEEDS=2000 cargo test --release --test storage_sim`.
 
@@ -41,6 +42,8 @@ use ringstream_storage::StorageError;
 const partitions: i32 = 3;
 const steps_per_seed: usize = 200;
 const seeds_in_ci: u64 = 24;
+/// Real seconds an append may take before the run calls it stuck.
+const append_wait_s_max: u64 = 10;
 
 /// Per partition: every acknowledged batch by base offset (its last offset
 /// and the bytes as stored), the log start, the next offset, and the offset
@@ -133,9 +136,26 @@ impl Sim {
                 tickets.push((p, b.clone(), storage.submit(&tp(p), b).await.expect("submit")));
             }
         }
+        let trace = std::env::var_os("RINGSTREAM_SIM_TRACE").is_some();
         for (p, b, ticket) in tickets {
+            if trace {
+                eprintln!("  waiting for an append to partition {p} (faults so far {})", self.disk.faults_injected());
+            }
             let model = &mut self.models[p as usize];
-            match ticket.wait().await {
+            // A watchdog: an append that never resolves is a liveness bug,
+            // reported with the storage's state rather than hanging CI.
+            let waited =
+                glommio::timer::timeout(std::time::Duration::from_secs(append_wait_s_max), async { Ok(ticket.wait().await) })
+                    .await;
+            let outcome = waited.unwrap_or_else(|_| {
+                panic!(
+                    "{}: an append to partition {p} was never resolved; offsets {:?}, commit stats {:?}",
+                    at(self.seed, self.always, step),
+                    storage.offsets(&tp(p)),
+                    storage.commit_stats()
+                )
+            });
+            match outcome {
                 Ok(info) => {
                     assert_eq!(info.base_offset, model.next, "{}: offsets are dense", at(self.seed, self.always, step));
                     model.next = info.last_offset.next(1);
@@ -274,9 +294,17 @@ fn run_seed(seed: u64) -> (u64, u64, u64) {
     run_local(move || async move {
         let mut sim = Sim::new(seed, &path);
         let mut storage = sim.open().await;
+        let trace = std::env::var_os("RINGSTREAM_SIM_TRACE").is_some();
+        if trace {
+            let _ = tracing_subscriber::fmt().with_env_filter("debug").with_writer(std::io::stderr).try_init();
+        }
         for step in 0..steps_per_seed {
             sim.clock.advance(sim.rng.gen_range(0..1_000));
-            match sim.rng.gen_range(0..100) {
+            let op = sim.rng.gen_range(0..100);
+            if trace {
+                eprintln!("{}: op {op}, faults so far {}", sim.at(step), sim.disk.faults_injected());
+            }
+            match op {
                 0..=49 => sim.append_burst(&storage, step).await,
                 50..=57 => {
                     let p = sim.rng.gen_range(0..partitions);
