@@ -18,6 +18,22 @@ use tracing::{error, info, warn};
 use super::*;
 
 impl ShardStorage {
+    /// One line of a partition's commit state, for diagnostics (the
+    /// storage simulator prints it when an append does not resolve).
+    pub fn commit_state(&self, tp: &TopicPartition) -> String {
+        let Ok(partition) = self.partition(tp) else { return format!("{tp}: not here") };
+        let log = partition.log.borrow();
+        format!(
+            "{tp}: {} pending ({} bytes), write lock free: {}, io slots free: {}, doorbell queued: {}, closing: {}",
+            log.pending.len(),
+            log.pending_bytes,
+            partition.write_lock.available(),
+            self.inner.io_slots.available(),
+            self.inner.doorbell.len(),
+            self.inner.closing.get()
+        )
+    }
+
     /// Creates (or recovers, if its directory exists) a partition on this shard.
     pub async fn open_partition(&self, tp: TopicPartition, config: LogConfig) -> StorageResult<PartitionOffsets> {
         if self.inner.closing.get() {
