@@ -146,6 +146,10 @@ const _: () = assert!(fetch_response_bytes_max + batch_bytes_max < i32::MAX as u
 const _: () = assert!(router_queue_depth_max >= 1);
 const _: () = assert!(io_depth_default >= 1 && io_depth_default <= io_depth_max);
 
+/// Bytes of a truncation's cut the simulated disk keeps, to bring back at a
+/// crash (simulation only).
+pub const sim_cut_kept_bytes_max: u64 = 1 << 20;
+
 /// Syncs tried to make the cut after a failed segment write durable.
 pub const failed_write_cut_attempts_max: usize = 3;
 

@@ -309,12 +309,11 @@ impl SimDisk {
     }
 
     /// A truncation is a change like a write until synced: a crash may
-    /// bring back the cut bytes, so they are kept (up to `cut_kept_max`).
+    /// bring back the cut bytes, so they are kept (up to `sim_cut_kept_bytes_max`).
     fn truncated(&self, path: &Path, size: u64) {
-        const cut_kept_max: u64 = 1 << 20;
         let Ok(file) = OpenOptions::new().read(true).open(path) else { return };
         let Ok(length) = file.metadata().map(|m| m.len()) else { return };
-        let cut = length.saturating_sub(size).min(cut_kept_max) as usize;
+        let cut = length.saturating_sub(size).min(limits::sim_cut_kept_bytes_max) as usize;
         let mut before = vec![0u8; cut];
         if file.read_exact_at(&mut before, size).is_err() {
             return;
