@@ -39,7 +39,7 @@ use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use ringstream_core::batch::BatchHeader;
-use ringstream_core::clock::ManualClock;
+use ringstream_core::clock::{Clock, ManualClock};
 use ringstream_core::types::{Offset, ShardId, TopicPartition};
 use ringstream_storage::disk::{Disk, FaultRates, SimDisk};
 use ringstream_storage::log::{FlushPolicy, LogConfig};
@@ -143,7 +143,7 @@ impl Sim {
             for _ in 0..self.rng.gen_range(1..=4) {
                 let records = self.rng.gen_range(1..=5);
                 let value = self.rng.gen_range(0..600); // a batch fits the smallest segment
-                let b = batch(records, value, self.rng.gen(), self.clock.now());
+                let b = batch(records, value, self.rng.gen(), self.clock.now_ms());
                 tickets.push((p, b.clone(), storage.submit(&tp(p), b).await.expect("submit")));
             }
         }
@@ -203,7 +203,7 @@ impl Sim {
             c.retention_ms = self.rng.gen_range(0..20_000);
         }
         storage.set_log_config(&tp(p), c).unwrap();
-        let outcome = storage.enforce_retention(self.clock.now()).await;
+        let outcome = storage.enforce_retention(self.clock.now_ms()).await;
         storage.set_log_config(&tp(p), self.log.clone()).unwrap();
         if let Err(e) = outcome {
             panic!("{}: retention failed: {e}", self.at(step));
@@ -289,16 +289,6 @@ impl Sim {
 
 fn at(seed: u64, always: bool, step: usize) -> String {
     format!("seed {seed} step {step} ({})", if always { "flush=always" } else { "flush=interval" })
-}
-
-trait Now {
-    fn now(&self) -> i64;
-}
-
-impl Now for ManualClock {
-    fn now(&self) -> i64 {
-        ringstream_core::clock::Clock::now_ms(self)
-    }
 }
 
 fn run_seed(seed: u64) -> (u64, u64, u64) {
