@@ -277,3 +277,35 @@ const _: () = assert!(metadata_topics_max <= topics_max);
 const _: () = assert!(topic_partitions_max as usize <= shard_partitions_max * shards_max);
 const _: () = assert!(scrape_response_bytes_max <= client_response_bytes_max);
 const _: () = assert!(route_attempts_max >= 1 && client_coordinator_attempts_max >= 1);
+
+// ---- The cluster: metadata quorum and controller ----
+
+/// Largest frame on the controller listener (Raft messages, broker to
+/// controller requests, metadata fetches). A snapshot of the metadata image
+/// travels in one Raft message, so this also bounds the image.
+pub const controller_frame_bytes_max: usize = 64 * 1024 * 1024;
+/// Frames queued for one peer connection; Raft resends what is dropped.
+pub const controller_peer_queue_max: usize = 1024;
+/// Connections one controller listener serves at once.
+pub const controller_connections_max: usize = 1024;
+/// Requests one controller connection may have in flight.
+pub const controller_requests_in_flight_max: usize = 64;
+/// Voters in `controller.quorum.voters`.
+pub const quorum_voters_max: usize = 64;
+/// Brokers registered in one cluster.
+pub const cluster_brokers_max: usize = 10_000;
+/// Committed metadata entries kept in the log before a snapshot compacts it.
+pub const metadata_log_entries_max: u64 = 2_000;
+/// Records in one metadata-log entry (a whole CreateTopics of 100,000
+/// partitions is one entry).
+pub const metadata_entry_records_max: usize = 200_000;
+/// Entries one metadata fetch returns.
+pub const metadata_fetch_entries_max: usize = 512;
+/// Bytes of one Raft append message (raft-rs `max_size_per_msg`).
+pub const raft_message_bytes_max: u64 = 4 * 1024 * 1024;
+/// Appends a Raft leader sends ahead of acknowledgement to one follower.
+pub const raft_inflight_messages_max: usize = 64;
+/// Proposals waiting for commit on the active controller.
+pub const controller_proposals_max: usize = 4096;
+/// How long a request forwarded to the controller may wait for an answer.
+pub const controller_request_ms_max: u64 = 30_000;

@@ -1,0 +1,340 @@
+//! The active controller's decisions: pure functions from the image (and
+//! the controller's in-memory heartbeat clock) to the records to propose.
+//! The caller proposes them, waits for the commit and answers.
+//!
+//! One decision at a time: the caller holds its control lock from the
+//! decision until the records are applied, so each decision sees the
+//! previous one's result (two CreateTopics of one name cannot both pass).
+
+use std::collections::BTreeMap;
+
+use crate::placement;
+use crate::records::{MetadataImage, MetadataRecord, PartitionInfo};
+use crate::wire::NewTopic;
+use crate::NodeId;
+use ringstream_core::error_code;
+use ringstream_core::limits;
+use ringstream_core::types::is_valid_topic_name;
+
+/// A refused request: Kafka error code and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i16,
+    pub message: String,
+}
+
+fn refuse(code: i16, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+/// Producer ids handed to a broker per request.
+pub const producer_id_block: i64 = 1000;
+
+/// Heartbeat times of the brokers, as the active controller saw them.
+/// Not in the log: a new controller starts everyone's clock afresh (a
+/// broker gets one full session to reach it).
+#[derive(Default)]
+pub struct Liveness {
+    last_heartbeat_ms: BTreeMap<NodeId, i64>,
+}
+
+impl Liveness {
+    /// Forget everything (on becoming leader), starting every registered
+    /// broker's session at `now_ms`.
+    pub fn reset(&mut self, image: &MetadataImage, now_ms: i64) {
+        self.last_heartbeat_ms = image.brokers.keys().map(|id| (*id, now_ms)).collect();
+    }
+
+    pub fn heard(&mut self, id: NodeId, now_ms: i64) {
+        self.last_heartbeat_ms.insert(id, now_ms);
+    }
+
+    pub fn last_heard(&self, id: NodeId) -> Option<i64> {
+        self.last_heartbeat_ms.get(&id).copied()
+    }
+
+    /// Whether `id` heartbeated within the session timeout.
+    pub fn alive(&self, id: NodeId, now_ms: i64, session_timeout_ms: i64) -> bool {
+        self.last_heartbeat_ms.get(&id).is_some_and(|t| now_ms - t <= session_timeout_ms)
+    }
+}
+
+/// A broker (re-)registers: a new epoch. A second live process with the
+/// same id (another incarnation, still heartbeating) is refused.
+pub fn register(
+    image: &MetadataImage,
+    liveness: &Liveness,
+    now_ms: i64,
+    session_timeout_ms: i64,
+    (id, incarnation, host, port, rack): (NodeId, u64, String, i32, Option<String>),
+) -> Result<(Vec<MetadataRecord>, i64), Refusal> {
+    if let Some(existing) = image.brokers.get(&id) {
+        if existing.incarnation != incarnation && !existing.fenced && liveness.alive(id, now_ms, session_timeout_ms) {
+            return Err(refuse(
+                error_code::DUPLICATE_BROKER_REGISTRATION,
+                format!(
+                    "node.id {id} is already registered by a live broker at {}:{}; refusing a second one",
+                    existing.host, existing.port
+                ),
+            ));
+        }
+    } else if image.brokers.len() >= limits::cluster_brokers_max {
+        return Err(refuse(error_code::POLICY_VIOLATION, "too many brokers"));
+    }
+    let epoch = image.offset as i64 + 1;
+    let mut records = Vec::new();
+    if image.brokers.get(&id).is_some_and(|b| !b.fenced) {
+        // A restart that the controller missed: its old epoch leads nothing.
+        records.extend(fence(image, id));
+    }
+    records.push(MetadataRecord::RegisterBroker { id, incarnation, epoch, host, port, rack });
+    Ok((records, epoch))
+}
+
+/// What a heartbeat changes: unfencing a registered broker, or fencing one
+/// that asks to shut down (its partitions lose it as leader first).
+pub fn heartbeat(
+    image: &MetadataImage,
+    id: NodeId,
+    epoch: i64,
+    shutting_down: bool,
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let Some(broker) = image.brokers.get(&id) else {
+        return Err(refuse(error_code::BROKER_ID_NOT_REGISTERED, format!("broker {id} is not registered")));
+    };
+    if broker.epoch != epoch {
+        return Err(refuse(
+            error_code::STALE_BROKER_EPOCH,
+            format!("broker {id} epoch {epoch} is not the registered {}", broker.epoch),
+        ));
+    }
+    Ok(match (broker.fenced, shutting_down) {
+        (true, false) => unfence(image, id),
+        (false, true) => fence(image, id),
+        _ => Vec::new(),
+    })
+}
+
+/// Records that fence brokers whose session expired.
+pub fn expire(image: &MetadataImage, liveness: &Liveness, now_ms: i64, session_timeout_ms: i64) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for broker in image.unfenced() {
+        if !liveness.alive(broker.id, now_ms, session_timeout_ms) {
+            records.extend(fence(image, broker.id));
+        }
+    }
+    records
+}
+
+/// Fences `id`: every partition it leads moves to another unfenced ISR
+/// member, or goes offline (leader -1) when there is none.
+pub fn fence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+    let Some(broker) = image.brokers.get(&id) else { return Vec::new() };
+    let mut records = vec![MetadataRecord::FenceBroker { id, epoch: broker.epoch }];
+    for topic in image.topics.values() {
+        for (p, info) in topic.partitions.iter().enumerate() {
+            if info.leader != id {
+                continue;
+            }
+            let next = info
+                .isr
+                .iter()
+                .copied()
+                .find(|r| *r != id && image.brokers.get(r).is_some_and(|b| !b.fenced))
+                .unwrap_or(-1);
+            records.push(MetadataRecord::Partition {
+                topic: topic.name.clone(),
+                partition: p as i32,
+                info: PartitionInfo {
+                    leader: next,
+                    leader_epoch: info.leader_epoch + 1,
+                    partition_epoch: info.partition_epoch + 1,
+                    ..info.clone()
+                },
+            });
+        }
+    }
+    records
+}
+
+/// Unfences `id`: partitions that are offline and have it in the ISR get
+/// it back as leader.
+pub fn unfence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
+    let Some(broker) = image.brokers.get(&id) else { return Vec::new() };
+    let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch: broker.epoch }];
+    for topic in image.topics.values() {
+        for (p, info) in topic.partitions.iter().enumerate() {
+            if info.leader == -1 && info.isr.contains(&id) {
+                records.push(MetadataRecord::Partition {
+                    topic: topic.name.clone(),
+                    partition: p as i32,
+                    info: PartitionInfo {
+                        leader: id,
+                        leader_epoch: info.leader_epoch + 1,
+                        partition_epoch: info.partition_epoch + 1,
+                        ..info.clone()
+                    },
+                });
+            }
+        }
+    }
+    records
+}
+
+/// A new topic, placed across unfenced brokers. `new_id` is used unless the
+/// request brings one.
+pub fn create_topic(image: &MetadataImage, topic: &NewTopic, new_id: [u8; 16]) -> Result<Vec<MetadataRecord>, Refusal> {
+    if !is_valid_topic_name(&topic.name) {
+        return Err(refuse(error_code::INVALID_TOPIC_EXCEPTION, format!("invalid topic name {:?}", topic.name)));
+    }
+    if image.topics.contains_key(&topic.name) {
+        return Err(refuse(error_code::TOPIC_ALREADY_EXISTS, format!("topic {:?} already exists", topic.name)));
+    }
+    if image.topics.len() >= limits::topics_max {
+        return Err(refuse(error_code::POLICY_VIOLATION, "too many topics"));
+    }
+    if !(1..=limits::topic_partitions_max).contains(&topic.partitions) {
+        return Err(refuse(error_code::INVALID_PARTITIONS, format!("partition count {} out of range", topic.partitions)));
+    }
+    let id = topic.id.unwrap_or(new_id);
+    if image.topic_by_id(&id).is_some() {
+        return Err(refuse(error_code::TOPIC_ALREADY_EXISTS, "a topic with this id exists"));
+    }
+    let assignments = match &topic.replicas {
+        Some(replicas) if !replicas.is_empty() => (0..topic.partitions).map(|_| PartitionInfo::new(replicas.clone())).collect(),
+        _ => {
+            let rf = usize::try_from(topic.replication_factor).unwrap_or(0);
+            placement::assign(image, topic.partitions, rf)
+                .map_err(|e| refuse(error_code::INVALID_REPLICATION_FACTOR, e))?
+        }
+    };
+    let mut records = vec![MetadataRecord::Topic { name: topic.name.clone(), id, configs: topic.configs.clone() }];
+    for (p, info) in assignments.into_iter().enumerate() {
+        records.push(MetadataRecord::Partition { topic: topic.name.clone(), partition: p as i32, info });
+    }
+    Ok(records)
+}
+
+pub fn delete_topic(image: &MetadataImage, name: &str) -> Result<Vec<MetadataRecord>, Refusal> {
+    if !image.topics.contains_key(name) {
+        return Err(refuse(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+    }
+    Ok(vec![MetadataRecord::RemoveTopic { name: name.to_owned() }])
+}
+
+/// Grows a topic to `count` partitions, placing the new ones with the
+/// topic's replication factor.
+pub fn create_partitions(image: &MetadataImage, name: &str, count: i32) -> Result<Vec<MetadataRecord>, Refusal> {
+    let Some(topic) = image.topics.get(name) else {
+        return Err(refuse(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+    };
+    let have = topic.partitions.len() as i32;
+    if count <= have {
+        return Err(refuse(
+            error_code::INVALID_PARTITIONS,
+            format!("topic {name:?} has {have} partitions; the count can only grow"),
+        ));
+    }
+    if count > limits::topic_partitions_max {
+        return Err(refuse(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
+    }
+    let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+    let placed = placement::assign(image, count - have, rf).map_err(|e| refuse(error_code::INVALID_REPLICATION_FACTOR, e))?;
+    Ok(placed
+        .into_iter()
+        .enumerate()
+        .map(|(i, info)| MetadataRecord::Partition { topic: name.to_owned(), partition: have + i as i32, info })
+        .collect())
+}
+
+pub fn set_topic_configs(
+    image: &MetadataImage,
+    name: &str,
+    configs: BTreeMap<String, String>,
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let Some(topic) = image.topics.get(name) else {
+        return Err(refuse(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+    };
+    Ok(vec![MetadataRecord::Topic { name: name.to_owned(), id: topic.id, configs }])
+}
+
+/// A block of producer ids for `broker`: [start, start + block).
+pub fn allocate_producer_ids(image: &MetadataImage, broker: NodeId) -> (Vec<MetadataRecord>, i64) {
+    let start = image.next_producer_id;
+    (vec![MetadataRecord::ProducerIds { broker, next: start + producer_id_block }], start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(n: NodeId) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in 1..=n {
+            let rec = MetadataRecord::RegisterBroker {
+                id,
+                incarnation: id as u64,
+                epoch: 1,
+                host: "127.0.0.1".into(),
+                port: 9000 + id,
+                rack: None,
+            };
+            image.apply_entry(id as u64, &[rec, MetadataRecord::UnfenceBroker { id, epoch: 1 }]).unwrap();
+        }
+        image
+    }
+
+    fn new_topic(name: &str, partitions: i32) -> NewTopic {
+        NewTopic { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new(), id: None, replicas: None }
+    }
+
+    #[test]
+    fn fencing_takes_leadership_and_unfencing_gives_it_back() {
+        let mut image = cluster(3);
+        let records = create_topic(&image, &new_topic("t", 6), [9; 16]).unwrap();
+        image.apply_entry(10, &records).unwrap();
+        assert_eq!(image.partitions_led(2), 2);
+        let fenced = fence(&image, 2);
+        image.apply_entry(11, &fenced).unwrap();
+        assert_eq!(image.partitions_led(2), 0);
+        assert_eq!(image.topics["t"].partitions.iter().filter(|p| p.leader == -1).count(), 2);
+        let back = heartbeat(&image, 2, 1, false).unwrap();
+        image.apply_entry(12, &back).unwrap();
+        assert_eq!(image.partitions_led(2), 2);
+        assert!(image.topics["t"].partitions.iter().all(|p| p.leader != -1));
+        assert!(image.topics["t"].partitions.iter().filter(|p| p.leader == 2).all(|p| p.leader_epoch == 2));
+    }
+
+    #[test]
+    fn duplicate_live_registration_is_refused() {
+        let image = cluster(2);
+        let mut live = Liveness::default();
+        live.reset(&image, 1000);
+        let claim = |inc| (1, inc, "h".to_owned(), 1, None);
+        let err = register(&image, &live, 2000, 9000, claim(99)).unwrap_err();
+        assert_eq!(err.code, error_code::DUPLICATE_BROKER_REGISTRATION);
+        // The same process re-registering is fine, and so is a new one after the session expired.
+        assert!(register(&image, &live, 2000, 9000, claim(1)).is_ok());
+        assert!(register(&image, &live, 20_000, 9000, claim(99)).is_ok());
+        assert_eq!(heartbeat(&image, 1, 5, false).unwrap_err().code, error_code::STALE_BROKER_EPOCH);
+        assert_eq!(heartbeat(&image, 7, 1, false).unwrap_err().code, error_code::BROKER_ID_NOT_REGISTERED);
+    }
+
+    #[test]
+    fn topics_are_checked_before_they_are_placed() {
+        let image = cluster(2);
+        assert_eq!(create_topic(&image, &new_topic("bad name", 1), [1; 16]).unwrap_err().code, error_code::INVALID_TOPIC_EXCEPTION);
+        assert_eq!(create_topic(&image, &new_topic("t", 0), [1; 16]).unwrap_err().code, error_code::INVALID_PARTITIONS);
+        let mut rf3 = new_topic("t", 1);
+        rf3.replication_factor = 3;
+        assert_eq!(create_topic(&image, &rf3, [1; 16]).unwrap_err().code, error_code::INVALID_REPLICATION_FACTOR);
+        assert_eq!(delete_topic(&image, "nope").unwrap_err().code, error_code::UNKNOWN_TOPIC_OR_PARTITION);
+        let mut image = image;
+        image.apply_entry(5, &create_topic(&image, &new_topic("t", 2), [1; 16]).unwrap()).unwrap();
+        image.apply_entry(6, &create_partitions(&image, "t", 5).unwrap()).unwrap();
+        assert_eq!(image.topics["t"].partitions.len(), 5);
+        assert_eq!(create_partitions(&image, "t", 5).unwrap_err().code, error_code::INVALID_PARTITIONS);
+        let expired = expire(&image, &Liveness::default(), 0, 10);
+        assert_eq!(expired.iter().filter(|r| matches!(r, MetadataRecord::FenceBroker { .. })).count(), 2);
+    }
+}
