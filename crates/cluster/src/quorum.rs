@@ -12,7 +12,7 @@ use std::io;
 use std::path::Path;
 
 use protobuf::Message as _;
-use raft::eraftpb::{EntryType, Message};
+use raft::eraftpb::{EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 
 use crate::records::{decode_entry, encode_entry, MetadataImage, MetadataRecord};
@@ -42,8 +42,9 @@ pub struct Output {
     pub messages: Vec<(NodeId, Message)>,
     /// Entries applied to the image, in order: (index, term, records).
     pub applied: Vec<(u64, u64, Vec<MetadataRecord>)>,
-    /// The image was replaced by a snapshot from the leader.
-    pub snapshot_installed: bool,
+    /// The image was replaced by a snapshot from the leader, at this index
+    /// (before the entries in `applied`).
+    pub snapshot_installed: Option<u64>,
 }
 
 /// A voter's replication progress, as the leader sees it (DescribeQuorum).
@@ -65,6 +66,11 @@ pub struct QuorumNode {
     /// Log entries kept before a snapshot compacts them
     /// (`limits::metadata_log_entries_max`; the simulation lowers it).
     pub compact_after: u64,
+    /// Seeded election timeouts (the simulation): raft-rs draws them from
+    /// the thread's RNG; with this set, every role or term change replaces
+    /// that draw with one from the seed, so a seed replays a run.
+    election_rng: Option<ringstream_core::rng::SplitMix64>,
+    last_role: (StateRole, u64),
 }
 
 /// raft-rs logs through slog; forward to tracing (its info is chatty, so
@@ -128,7 +134,33 @@ impl QuorumNode {
         config.validate().map_err(|e| io::Error::other(e.to_string()))?;
         let logger = slog::Logger::root(slog::Drain::fuse(TracingDrain), slog::o!());
         let raw = RawNode::new(&config, store, &logger).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(QuorumNode { id, raw, image, broken, voters: voters.to_vec(), compact_after: limits::metadata_log_entries_max })
+        Ok(QuorumNode {
+            id,
+            raw,
+            image,
+            broken,
+            voters: voters.to_vec(),
+            compact_after: limits::metadata_log_entries_max,
+            election_rng: None,
+            last_role: (StateRole::Follower, u64::MAX),
+        })
+    }
+
+    /// Draws election timeouts from `seed` from now on (see `election_rng`).
+    pub fn seed_elections(&mut self, seed: u64) {
+        self.election_rng = Some(ringstream_core::rng::SplitMix64::new(seed));
+        self.last_role = (StateRole::Follower, u64::MAX);
+        self.reseed_timeout();
+    }
+
+    fn reseed_timeout(&mut self) {
+        let Some(rng) = &mut self.election_rng else { return };
+        let now = (self.raw.raft.state, self.raw.raft.term);
+        if now != self.last_role {
+            self.last_role = now;
+            let t = election_ticks + rng.below(election_ticks as u64) as usize;
+            self.raw.raft.set_randomized_election_timeout(t);
+        }
     }
 
     pub fn voters(&self) -> &[NodeId] {
@@ -137,6 +169,7 @@ impl QuorumNode {
 
     pub fn tick(&mut self) {
         self.raw.tick();
+        self.reseed_timeout();
     }
 
     /// A message from a peer. Messages from nodes outside the quorum, or
@@ -148,7 +181,9 @@ impl QuorumNode {
         if raft::raw_node::is_local_msg(message.get_msg_type()) {
             return Err("local raft message type from the network".into());
         }
-        self.raw.step(message).map_err(|e| e.to_string())
+        let stepped = self.raw.step(message).map_err(|e| e.to_string());
+        self.reseed_timeout();
+        stepped
     }
 
     /// Proposes one decision; returns the (index, term) it will have if it
@@ -238,7 +273,7 @@ impl QuorumNode {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("metadata snapshot: {e}")))?;
             image.offset = snapshot.get_metadata().index;
             self.image = image;
-            out.snapshot_installed = true;
+            out.snapshot_installed = Some(self.image.offset);
         }
         let committed = ready.take_committed_entries();
         self.apply(&mut out, committed);
@@ -256,6 +291,19 @@ impl QuorumNode {
         let committed = light.take_committed_entries();
         self.apply(&mut out, committed);
         self.raw.advance_apply();
+        // A snapshot counts as sent once handed over: raft-rs then probes
+        // the follower, and resends it if it never arrived. (Left in the
+        // Snapshot state, a leader would wait forever for a lost one.)
+        let snapshots_to: Vec<u64> = out
+            .messages
+            .iter()
+            .filter(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|(_, m)| m.to)
+            .collect();
+        for to in snapshots_to {
+            self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+        }
+        self.reseed_timeout();
         self.maybe_compact()?;
         Ok(out)
     }
