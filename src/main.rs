@@ -161,6 +161,10 @@ struct ServeArgs {
     /// flags, --config and --set override its values.
     #[arg(long, value_name = "FILE")]
     profile: Option<PathBuf>,
+    /// Where this node's quorum and controller traffic listens (a cluster
+    /// node with the controller role; see controller.quorum.voters).
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -296,6 +300,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         "effective tuning"
     );
     let data_dir = settings.runtime.storage.data_dir.clone();
+    settings.broker.cluster.controller_listen = args.controller_listen;
+    check_cluster_settings(&settings.broker)?;
+    if settings.broker.cluster.enabled() {
+        let claim = ringstream_cluster::meta_properties::MetaProperties {
+            node_id: settings.broker.node_id,
+            cluster_id: settings.broker.cluster_id.clone(),
+        };
+        ringstream_cluster::meta_properties::claim(&data_dir, &claim)?;
+    }
     let topics = TopicTable::load(&data_dir).map_err(|e| e.to_string())?;
     let shards = ShardSet::start(settings.runtime.clone()).map_err(|e| e.to_string())?;
 
@@ -337,6 +350,41 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             Ok::<(), String>(())
         })?;
     }
+    // In a cluster: join it (shard 0), and accept clients only once this
+    // broker is registered and unfenced, so it never serves stale leadership.
+    if broker.cluster.enabled() {
+        let config = broker.clone();
+        shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
+            let advertised = (config.advertised_host.clone(), config.advertised_port);
+            let node = ringstream_broker::broker::cluster::ClusterNode::start(
+                shard,
+                config.node_id,
+                config.cluster_id.clone(),
+                config.cluster.clone(),
+                advertised,
+            )?;
+            ringstream_broker::broker::local().attach_cluster(node);
+            Ok::<(), String>(())
+        })?;
+        let started = std::time::Instant::now();
+        let mut logged = std::time::Instant::now() - std::time::Duration::from_secs(60);
+        loop {
+            let waiting: Option<String> = shards.run_on(ShardId(0), |_| async move {
+                ringstream_broker::broker::local().cluster_node().and_then(|n| n.waiting_for())
+            });
+            let Some(what) = waiting else { break };
+            if logged.elapsed() >= std::time::Duration::from_secs(5) {
+                info!(waited_ms = started.elapsed().as_millis() as u64, "waiting for {what}");
+                logged = std::time::Instant::now();
+            }
+            if let Some(signal) = signals.pending().next() {
+                info!(signal, "stopped while waiting to join the cluster");
+                shards.shutdown().map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     for i in 0..shards.shard_count() {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream_broker::broker::local()) });
     }
@@ -367,8 +415,58 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(signal) = signals.forever().next() {
         info!(signal, "shutting down");
     }
+    // A cluster broker shuts down under control: the controller moves
+    // leadership away (or marks its partitions offline) first.
+    shards.run_on(ShardId(0), |_| async move {
+        if let Some(node) = ringstream_broker::broker::local().cluster_node() {
+            node.shut_down().await;
+        }
+    });
     shards.shutdown().map_err(|e| e.to_string())?;
     info!("stopped cleanly");
+    Ok(())
+}
+
+/// Cluster settings that cannot work together are refused at start.
+fn check_cluster_settings(broker: &ringstream_broker::broker::BrokerConfig) -> Result<(), String> {
+    let cluster = &broker.cluster;
+    if !cluster.broker_role && !cluster.controller_role {
+        return Err("process.roles must name broker, controller or both".into());
+    }
+    if !cluster.enabled() {
+        if cluster.controller_listen.is_some() {
+            return Err("--controller-listen needs controller.quorum.voters".into());
+        }
+        if !cluster.broker_role || !cluster.controller_role {
+            return Err("process.roles other than broker,controller needs controller.quorum.voters".into());
+        }
+        return Ok(());
+    }
+    let me = cluster.voters.iter().find(|v| v.id == broker.node_id);
+    if cluster.controller_role && me.is_none() {
+        return Err(format!(
+            "node.id {} has the controller role but is not in controller.quorum.voters ({})",
+            broker.node_id,
+            cluster.voters.iter().map(|v| format!("{}@{}", v.id, v.address())).collect::<Vec<_>>().join(",")
+        ));
+    }
+    if !cluster.controller_role && me.is_some() {
+        return Err(format!("node.id {} is a voter but process.roles has no controller", broker.node_id));
+    }
+    if cluster.controller_role && cluster.voters.len() > 1 && cluster.controller_listen.is_none() {
+        return Err("a controller in a quorum of several voters needs --controller-listen".into());
+    }
+    if let (Some(me), Some(listen)) = (me, cluster.controller_listen) {
+        if me.port != listen.port() {
+            return Err(format!(
+                "controller.quorum.voters gives node.id {} the port {}, but --controller-listen is {listen}",
+                me.id, me.port
+            ));
+        }
+    }
+    if cluster.heartbeat_interval_ms >= cluster.session_timeout_ms {
+        return Err("broker.heartbeat.interval.ms must be below broker.session.timeout.ms".into());
+    }
     Ok(())
 }
 

@@ -27,6 +27,49 @@ pub struct BrokerConfig {
     pub connection_requests_in_flight_max: usize,
     /// The group coordinator's settings.
     pub groups: crate::groups::GroupsConfig,
+    /// The cluster settings (Kafka's names).
+    pub cluster: ClusterSettings,
+}
+
+/// How this node takes part in a cluster. With `voters` empty the node is
+/// a single broker, as before the cluster existed.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// `process.roles` contains `broker`.
+    pub broker_role: bool,
+    /// `process.roles` contains `controller`.
+    pub controller_role: bool,
+    /// `controller.quorum.voters`
+    pub voters: Vec<ringstream_cluster::Voter>,
+    /// `--controller-listen`: where this node's quorum and controller traffic listens.
+    pub controller_listen: Option<std::net::SocketAddr>,
+    /// `broker.rack`
+    pub rack: Option<String>,
+    /// `broker.session.timeout.ms`
+    pub session_timeout_ms: i64,
+    /// `broker.heartbeat.interval.ms`
+    pub heartbeat_interval_ms: i64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            broker_role: true,
+            controller_role: true,
+            voters: Vec::new(),
+            controller_listen: None,
+            rack: None,
+            session_timeout_ms: 9_000,
+            heartbeat_interval_ms: 2_000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Whether this node runs as part of a cluster (voters configured).
+    pub fn enabled(&self) -> bool {
+        !self.voters.is_empty()
+    }
 }
 
 impl Default for BrokerConfig {
@@ -42,6 +85,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             connection_requests_in_flight_max: 32,
             groups: crate::groups::GroupsConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -118,9 +162,32 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
             .map(|v| broker.socket_request_max_bytes = v as usize),
         "node.id" | "broker.id" => int(0, i32::MAX as i64).map(|v| broker.node_id = v as i32),
         "cluster.id" => {
-            broker.cluster_id = value.to_owned();
+            if value.is_empty() || value.len() > 255 || value.contains(char::is_whitespace) {
+                Err(format!("{name} must be 1 to 255 characters with no spaces, got {value:?}"))
+            } else {
+                broker.cluster_id = value.to_owned();
+                Ok(())
+            }
+        }
+        "process.roles" => {
+            let roles: Vec<&str> = value.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+            if roles.is_empty() || roles.iter().any(|r| *r != "broker" && *r != "controller") {
+                Err(format!("{name} must be broker, controller or broker,controller, got {value:?}"))
+            } else {
+                broker.cluster.broker_role = roles.contains(&"broker");
+                broker.cluster.controller_role = roles.contains(&"controller");
+                Ok(())
+            }
+        }
+        "controller.quorum.voters" => ringstream_cluster::parse_voters(value)
+            .map(|v| broker.cluster.voters = v)
+            .map_err(|e| format!("{name}: {e}")),
+        "broker.rack" => {
+            broker.cluster.rack = (!value.is_empty()).then(|| value.to_owned());
             Ok(())
         }
+        "broker.session.timeout.ms" => int(100, 3_600_000).map(|v| broker.cluster.session_timeout_ms = v),
+        "broker.heartbeat.interval.ms" => int(10, 600_000).map(|v| broker.cluster.heartbeat_interval_ms = v),
         "connection.requests.in.flight.max" => {
             int(1, 1024).map(|v| broker.connection_requests_in_flight_max = v as usize)
         }

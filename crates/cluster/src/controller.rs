@@ -194,14 +194,19 @@ pub fn create_topic(image: &MetadataImage, topic: &NewTopic, new_id: [u8; 16]) -
         return Err(refuse(error_code::POLICY_VIOLATION, "too many topics"));
     }
     if !(1..=limits::topic_partitions_max).contains(&topic.partitions) {
-        return Err(refuse(error_code::INVALID_PARTITIONS, format!("partition count {} out of range", topic.partitions)));
+        return Err(refuse(
+            error_code::INVALID_PARTITIONS,
+            format!("partition count {} out of range", topic.partitions),
+        ));
     }
     let id = topic.id.unwrap_or(new_id);
     if image.topic_by_id(&id).is_some() {
         return Err(refuse(error_code::TOPIC_ALREADY_EXISTS, "a topic with this id exists"));
     }
     let assignments = match &topic.replicas {
-        Some(replicas) if !replicas.is_empty() => (0..topic.partitions).map(|_| PartitionInfo::new(replicas.clone())).collect(),
+        Some(replicas) if !replicas.is_empty() => {
+            (0..topic.partitions).map(|_| PartitionInfo::new(replicas.clone())).collect()
+        }
         _ => {
             let rf = usize::try_from(topic.replication_factor).unwrap_or(0);
             placement::assign(image, topic.partitions, rf)
@@ -239,7 +244,8 @@ pub fn create_partitions(image: &MetadataImage, name: &str, count: i32) -> Resul
         return Err(refuse(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
     }
     let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
-    let placed = placement::assign(image, count - have, rf).map_err(|e| refuse(error_code::INVALID_REPLICATION_FACTOR, e))?;
+    let placed =
+        placement::assign(image, count - have, rf).map_err(|e| refuse(error_code::INVALID_REPLICATION_FACTOR, e))?;
     Ok(placed
         .into_iter()
         .enumerate()
@@ -285,7 +291,14 @@ mod tests {
     }
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
-        NewTopic { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new(), id: None, replicas: None }
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            id: None,
+            replicas: None,
+        }
     }
 
     #[test]
@@ -323,7 +336,10 @@ mod tests {
     #[test]
     fn topics_are_checked_before_they_are_placed() {
         let image = cluster(2);
-        assert_eq!(create_topic(&image, &new_topic("bad name", 1), [1; 16]).unwrap_err().code, error_code::INVALID_TOPIC_EXCEPTION);
+        assert_eq!(
+            create_topic(&image, &new_topic("bad name", 1), [1; 16]).unwrap_err().code,
+            error_code::INVALID_TOPIC_EXCEPTION
+        );
         assert_eq!(create_topic(&image, &new_topic("t", 0), [1; 16]).unwrap_err().code, error_code::INVALID_PARTITIONS);
         let mut rf3 = new_topic("t", 1);
         rf3.replication_factor = 3;

@@ -30,7 +30,9 @@ impl MetaProperties {
                 return Err(format!("line {line:?} is not key=value"));
             };
             match key.trim() {
-                "node.id" => node_id = Some(value.trim().parse::<NodeId>().map_err(|_| format!("bad node.id {value:?}"))?),
+                "node.id" => {
+                    node_id = Some(value.trim().parse::<NodeId>().map_err(|_| format!("bad node.id {value:?}"))?)
+                }
                 "cluster.id" => cluster_id = Some(value.trim().to_owned()),
                 "version" if value.trim() != "1" && value.trim() != "0" => {
                     return Err(format!("unsupported version {value:?}"))

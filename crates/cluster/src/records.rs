@@ -157,7 +157,8 @@ impl MetadataImage {
                     return Err(ApplyError::NoReplicas);
                 }
                 let t = self.topics.get_mut(topic).ok_or_else(|| ApplyError::UnknownTopic(topic.clone()))?;
-                let index = usize::try_from(*partition).map_err(|_| ApplyError::PartitionGap(topic.clone(), *partition))?;
+                let index =
+                    usize::try_from(*partition).map_err(|_| ApplyError::PartitionGap(topic.clone(), *partition))?;
                 match index.cmp(&t.partitions.len()) {
                     std::cmp::Ordering::Less => t.partitions[index] = info.clone(),
                     std::cmp::Ordering::Equal => t.partitions.push(info.clone()),

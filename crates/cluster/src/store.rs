@@ -120,8 +120,7 @@ impl DurableStorage {
         };
         let mut hard_state = match read_whole(&dir.join(HARDSTATE_FILE))? {
             Some(bytes) => {
-                let (payload, _) =
-                    read_frame(&bytes).ok_or_else(|| corrupt(&dir.join(HARDSTATE_FILE), "bad frame"))?;
+                let (payload, _) = read_frame(&bytes).ok_or_else(|| corrupt(&dir.join(HARDSTATE_FILE), "bad frame"))?;
                 HardState::parse_from_bytes(payload).map_err(|e| corrupt(&dir.join(HARDSTATE_FILE), &e.to_string()))?
             }
             None => HardState::default(),
@@ -156,7 +155,8 @@ impl DurableStorage {
         }
         let last = entries.last().map_or(snap_index, |e| e.index);
         hard_state.commit = hard_state.commit.min(last).max(snap_index);
-        let mut store = DurableStorage { dir: dir.to_owned(), log, hard_state, conf_state, snapshot, entries, syncs: 0 };
+        let mut store =
+            DurableStorage { dir: dir.to_owned(), log, hard_state, conf_state, snapshot, entries, syncs: 0 };
         store.seek_end()?;
         Ok(store)
     }

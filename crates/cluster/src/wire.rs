@@ -97,16 +97,42 @@ pub struct NewTopic {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestBody {
-    Register { id: NodeId, incarnation: u64, host: String, port: i32, rack: Option<String> },
-    Heartbeat { id: NodeId, epoch: i64, shutting_down: bool },
-    CreateTopic { topic: NewTopic, validate_only: bool },
-    DeleteTopic { name: String },
-    CreatePartitions { name: String, count: i32, validate_only: bool },
-    SetTopicConfigs { name: String, configs: BTreeMap<String, String> },
-    AllocateProducerIds { broker: NodeId },
+    Register {
+        id: NodeId,
+        incarnation: u64,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    Heartbeat {
+        id: NodeId,
+        epoch: i64,
+        shutting_down: bool,
+    },
+    CreateTopic {
+        topic: NewTopic,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        validate_only: bool,
+    },
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    AllocateProducerIds {
+        broker: NodeId,
+    },
     /// Committed metadata from `from` on (broker-only nodes follow the log
     /// this way, as KRaft brokers fetch it).
-    FetchMetadata { from: u64 },
+    FetchMetadata {
+        from: u64,
+    },
     DescribeQuorum,
 }
 
@@ -129,16 +155,43 @@ pub struct QuorumState {
 pub enum ResponseBody {
     /// Done; the change is in the metadata log at `offset` (wait for the
     /// local image to reach it before answering the client).
-    Done { offset: u64 },
+    Done {
+        offset: u64,
+    },
     /// A Kafka error code and message. `leader`: the controller to ask
     /// instead, when this node is not it.
-    Error { code: i16, message: String, leader: Option<NodeId> },
-    Registered { epoch: i64, offset: u64 },
-    Heartbeat { fenced: bool, shutdown_ready: bool, offset: u64 },
-    TopicCreated { id: [u8; 16], partitions: i32, offset: u64 },
-    ProducerIds { start: i64, count: i64, offset: u64 },
-    Entries { entries: Vec<(u64, Vec<MetadataRecord>)>, leader: Option<NodeId> },
-    Image { image: Box<MetadataImage>, leader: Option<NodeId> },
+    Error {
+        code: i16,
+        message: String,
+        leader: Option<NodeId>,
+    },
+    Registered {
+        epoch: i64,
+        offset: u64,
+    },
+    Heartbeat {
+        fenced: bool,
+        shutdown_ready: bool,
+        offset: u64,
+    },
+    TopicCreated {
+        id: [u8; 16],
+        partitions: i32,
+        offset: u64,
+    },
+    ProducerIds {
+        start: i64,
+        count: i64,
+        offset: u64,
+    },
+    Entries {
+        entries: Vec<(u64, Vec<MetadataRecord>)>,
+        leader: Option<NodeId>,
+    },
+    Image {
+        image: Box<MetadataImage>,
+        leader: Option<NodeId>,
+    },
     Quorum(QuorumState),
 }
 

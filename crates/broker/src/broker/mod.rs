@@ -7,6 +7,7 @@
 //! for partitions owned elsewhere go through the router. Topic changes are
 //! made on shard 0 and copied to the others.
 
+pub mod cluster;
 pub mod fetch_sessions;
 pub mod topics;
 
@@ -45,6 +46,27 @@ pub struct Broker {
     control: Rc<glommio::sync::Semaphore>,
     /// This shard's metric cells (connections, request latency, bytes out).
     pub metrics: ringstream_core::metrics::Local,
+    /// In a cluster: this shard's copy of the metadata image, the active
+    /// controller's id, and whether this broker may serve what it leads.
+    /// None: a single broker that leads everything it has.
+    cluster_view: RefCell<Option<ClusterView>>,
+    /// Shard 0 in a cluster: this node's quorum member and controller client.
+    cluster_node: RefCell<Option<Rc<cluster::ClusterNode>>>,
+}
+
+/// What a shard knows of the cluster (see `Broker::cluster_view`).
+#[derive(Clone)]
+pub struct ClusterView {
+    pub image: Arc<ringstream_cluster::MetadataImage>,
+    pub controller: i32,
+    pub serving: bool,
+}
+
+/// Where a partition is led, for a request that reached another broker.
+#[derive(Clone, Debug)]
+pub struct LeaderHint {
+    pub leader: i32,
+    pub leader_epoch: i32,
 }
 
 pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
@@ -84,6 +106,10 @@ impl crate::groups::consumer::TopicView for Broker {
     fn names(&self) -> Vec<String> {
         self.topics.borrow().iter().map(|t| t.name.clone()).collect()
     }
+
+    fn coordinates(&self, partition: i32) -> bool {
+        self.leadership(crate::groups::OFFSETS_TOPIC, partition).is_ok()
+    }
 }
 
 impl Broker {
@@ -94,6 +120,22 @@ impl Broker {
             .acquire_static_permit(1)
             .await
             .map_err(|_| TopicError::new(error_code::NOT_LEADER_OR_FOLLOWER, "broker is shutting down"))
+    }
+}
+
+/// Drops a deleted topic's committed offsets on every shard's coordinator.
+pub(crate) async fn forget_committed_offsets(shard: &Rc<Shard>, name: &str) {
+    for i in 0..shard.shard_count() {
+        let topic = name.to_owned();
+        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
+        let cleaned = shard
+            .run_on(ShardId(i as u16), move |_| async move {
+                crate::groups::coordinator::local().topic_deleted(&topic).await
+            })
+            .await;
+        if cleaned.is_err() {
+            tracing::warn!(topic = %name, shard = i, "could not remove the deleted topic's committed offsets");
+        }
     }
 }
 
@@ -121,9 +163,102 @@ impl Broker {
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::for_shard(shard_id.0)),
             control: Rc::new(glommio::sync::Semaphore::new(1)),
             metrics: ringstream_core::metrics::local_or_detached(shard_id),
+            cluster_view: RefCell::new(None),
+            cluster_node: RefCell::new(None),
         });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
         Ok(broker)
+    }
+
+    /// Shard 0: attaches this node's cluster member.
+    pub fn attach_cluster(&self, node: Rc<cluster::ClusterNode>) {
+        assert_eq!(self.shard.id, ShardId(0));
+        *self.cluster_node.borrow_mut() = Some(node);
+    }
+
+    /// Shard 0 in a cluster: this node's cluster member.
+    pub fn cluster_node(&self) -> Option<Rc<cluster::ClusterNode>> {
+        self.cluster_node.borrow().clone()
+    }
+
+    /// This shard's view of the cluster; None for a single broker.
+    pub fn cluster(&self) -> Option<ClusterView> {
+        self.cluster_view.borrow().clone()
+    }
+
+    /// Installs a new image on this shard: the topic table follows it.
+    pub fn set_cluster_view(&self, image: Arc<ringstream_cluster::MetadataImage>, controller: i32, serving: bool) {
+        let mut table = TopicTable::default();
+        for topic in image.topics.values() {
+            if topic.name == crate::groups::OFFSETS_TOPIC {
+                continue;
+            }
+            table.insert(TopicMeta {
+                name: topic.name.clone(),
+                id: topic.id,
+                partitions: topic.partitions.len() as i32,
+                configs: topic.configs.clone(),
+            });
+        }
+        *self.topics.borrow_mut() = table;
+        *self.cluster_view.borrow_mut() = Some(ClusterView { image, controller, serving });
+    }
+
+    /// Whether this broker leads `topic`/`partition` and may serve it; if
+    /// not, where it is led (leader -1: offline or unknown).
+    pub fn leadership(&self, topic: &str, partition: i32) -> Result<(), LeaderHint> {
+        let view = self.cluster_view.borrow();
+        let Some(view) = view.as_ref() else { return Ok(()) };
+        let me = self.config.node_id;
+        match view.image.partition(topic, partition) {
+            Some(p) if p.leader == me && view.serving => Ok(()),
+            Some(p) if p.leader == me => Err(LeaderHint { leader: -1, leader_epoch: p.leader_epoch }),
+            Some(p) => Err(LeaderHint { leader: p.leader, leader_epoch: p.leader_epoch }),
+            None => Err(LeaderHint { leader: -1, leader_epoch: -1 }),
+        }
+    }
+
+    /// Runs `call` with this node's cluster member, on shard 0.
+    async fn with_cluster<T, F, Fut>(&self, call: F) -> Result<T, TopicError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<cluster::ClusterNode>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        // A closure (see `Shard::run_on`): the cluster member is the broker's, on shard 0.
+        self.shard
+            .run_on(ShardId(0), move |_| async move {
+                let node = local().cluster_node.borrow().clone().expect("cluster node on shard 0");
+                call(node).await
+            })
+            .await
+            .map_err(storage_error)
+    }
+
+    /// Sends a request to the active controller and waits until this
+    /// node's shards have the metadata it produced.
+    async fn ask_controller(
+        &self,
+        body: ringstream_cluster::wire::RequestBody,
+    ) -> Result<ringstream_cluster::wire::ResponseBody, TopicError> {
+        use ringstream_cluster::wire::ResponseBody;
+        let answer = self
+            .with_cluster(move |node| async move {
+                let answer = node.call_controller(body).await;
+                let offset = match &answer {
+                    ResponseBody::Done { offset } | ResponseBody::TopicCreated { offset, .. } => Some(*offset),
+                    _ => None,
+                };
+                if let Some(offset) = offset {
+                    node.wait_for_offset(offset).await;
+                }
+                answer
+            })
+            .await?;
+        match answer {
+            ResponseBody::Error { code, message, .. } => Err(TopicError::new(code, message)),
+            answer => Ok(answer),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
@@ -190,7 +325,7 @@ impl Broker {
                 format!("partition count {partitions} out of range"),
             ));
         }
-        if replication_factor != 1 {
+        if replication_factor != 1 && self.cluster().is_none() {
             return Err(TopicError::new(
                 error_code::INVALID_REPLICATION_FACTOR,
                 format!("replication factor {replication_factor} exceeds the 1 available broker"),
@@ -200,6 +335,9 @@ impl Broker {
         apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
         if self.topic(&name).is_some() {
             return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
+        }
+        if self.cluster().is_some() {
+            return self.create_topic_in_cluster(name, partitions, replication_factor, configs, validate_only).await;
         }
         if validate_only {
             return Ok(TopicMeta { name, id: [0; 16], partitions, configs });
@@ -213,6 +351,67 @@ impl Broker {
             })
             .await
             .map_err(|e| TopicError::new(e.kafka_error_code(), e.to_string()))?
+    }
+
+    /// In a cluster, where the coordinator of offsets-log partition
+    /// `partition` is: Ok((node, host, port)), or the error to answer
+    /// FindCoordinator with. The offsets topic is created (placed across
+    /// the brokers by the controller) on first use, as Kafka creates it.
+    pub async fn offsets_coordinator(&self, partition: i32) -> Result<(i32, String, i32), TopicError> {
+        let Some(view) = self.cluster() else {
+            return Ok((self.config.node_id, self.config.advertised_host.clone(), self.config.advertised_port));
+        };
+        let not_available = |why: &str| TopicError::new(error_code::COORDINATOR_NOT_AVAILABLE, why);
+        let Some(topic) = view.image.topics.get(crate::groups::OFFSETS_TOPIC) else {
+            use ringstream_cluster::wire::{NewTopic, RequestBody};
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+            let topic = NewTopic {
+                name: crate::groups::OFFSETS_TOPIC.to_owned(),
+                partitions: self.config.groups.offsets_topic_partitions,
+                replication_factor: 1,
+                configs,
+                id: Some(self.offsets_topic().id),
+                replicas: None,
+            };
+            match self.ask_controller(RequestBody::CreateTopic { topic, validate_only: false }).await {
+                Ok(_) => {}
+                Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => {}
+                Err(e) => return Err(not_available(&format!("creating the offsets topic: {}", e.message))),
+            }
+            return Err(not_available("the offsets topic is being created"));
+        };
+        let leader = topic.partitions.get(partition as usize).map_or(-1, |p| p.leader);
+        match view.image.brokers.get(&leader) {
+            Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
+            _ => Err(not_available("the group's offsets partition has no leader")),
+        }
+    }
+
+    async fn create_topic_in_cluster(
+        &self,
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicMeta, TopicError> {
+        use ringstream_cluster::wire::{NewTopic, RequestBody, ResponseBody};
+        let topic = NewTopic {
+            name: name.clone(),
+            partitions,
+            replication_factor,
+            configs: configs.clone(),
+            id: None,
+            replicas: None,
+        };
+        match self.ask_controller(RequestBody::CreateTopic { topic, validate_only }).await? {
+            ResponseBody::TopicCreated { id, partitions, .. } => {
+                info!(topic = %name, partitions, "topic created");
+                Ok(TopicMeta { name, id, partitions, configs })
+            }
+            _ => Ok(TopicMeta { name, id: [0; 16], partitions, configs }),
+        }
     }
 
     async fn create_topic_here(
@@ -259,31 +458,29 @@ impl Broker {
         if self.topic(&name).is_none() {
             return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
         }
+        if self.cluster().is_some() {
+            // Every broker drops the topic's data and committed offsets when
+            // it applies the removal (`cluster::reconcile`).
+            self.ask_controller(ringstream_cluster::wire::RequestBody::DeleteTopic { name }).await?;
+            return Ok(());
+        }
         // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
                 let _control = broker.control_lock().await?;
                 let Some(topic) = broker.topic(&name) else {
-                    return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
+                    return Err(TopicError::new(
+                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("unknown topic {name:?}"),
+                    ));
                 };
                 broker.change_topic(&shard, &name, None).await?;
                 let partitions = (0..topic.partitions).map(|p| TopicPartition::new(name.clone(), p)).collect();
                 shard.delete_partitions(partitions).await.map_err(storage_error)?;
                 info!(topic = %name, "topic deleted");
                 // Committed offsets of the topic go with it, on every coordinator.
-                for i in 0..shard.shard_count() {
-                    let topic = name.clone();
-                    // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-                    let cleaned = shard
-                        .run_on(ShardId(i as u16), move |_| async move {
-                            crate::groups::coordinator::local().topic_deleted(&topic).await
-                        })
-                        .await;
-                    if cleaned.is_err() {
-                        tracing::warn!(topic = %name, shard = i, "could not remove the deleted topic's committed offsets");
-                    }
-                }
+                forget_committed_offsets(&shard, &name).await;
                 Ok(())
             })
             .await
@@ -303,6 +500,10 @@ impl Broker {
         }
         if count > limits::topic_partitions_max {
             return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
+        }
+        if self.cluster().is_some() {
+            let body = ringstream_cluster::wire::RequestBody::CreatePartitions { name, count, validate_only };
+            return self.ask_controller(body).await.map(|_| ());
         }
         if validate_only {
             return Ok(());
@@ -378,6 +579,11 @@ impl Broker {
                 if validate_only {
                     return Ok(());
                 }
+                if broker.cluster().is_some() {
+                    // The controller records it; every replica applies it from the metadata.
+                    let body = ringstream_cluster::wire::RequestBody::SetTopicConfigs { name, configs };
+                    return broker.ask_controller(body).await.map(|_| ());
+                }
                 topic.configs = configs;
                 let partitions = topic.partitions;
                 broker.change_topic(&shard, &name, Some(topic)).await?;
@@ -432,6 +638,13 @@ impl Broker {
 
     /// A new producer id for an idempotent producer, allocated on shard 0.
     pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        if self.cluster().is_some() {
+            // Unique across the cluster: blocks come from the controller.
+            return self
+                .with_cluster(|node| async move { node.producer_id().await })
+                .await?
+                .map_err(|e| TopicError::new(e.code, e.message));
+        }
         // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
         self.shard
             .run_on(ShardId(0), move |shard| async move { local().allocate_producer_id_here(&shard).await })

@@ -23,6 +23,11 @@ use ringstream_protocol::error_code::*;
 pub trait TopicView {
     fn partitions(&self, topic: &str) -> Option<i32>;
     fn names(&self) -> Vec<String>;
+    /// Whether this broker coordinates the groups of offsets-log partition
+    /// `partition` (in a cluster: whether it leads that partition).
+    fn coordinates(&self, _partition: i32) -> bool {
+        true
+    }
 }
 
 const INVALID_REGULAR_EXPRESSION: i16 = 128;

@@ -106,6 +106,12 @@ where
     Fut: std::future::Future<Output = T> + 'static,
 {
     let partitions = coordinator::partitions_configured();
+    // In a cluster, only the leader of the group's offsets partition
+    // coordinates it; elsewhere the caller answers that there is no
+    // coordinator here, and the client looks it up again.
+    if !coordinator::local().coordinates(group_partition(group_id, partitions)) {
+        return None;
+    }
     let to = coordinator_shard(shard, group_id, partitions);
     // A closure (see `Shard::run_on`): the group's coordinator lives above the router,
     // which cannot name its requests; every group operation goes through here.

@@ -42,11 +42,32 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             )));
         } else {
             response.error_code = error_code::NONE;
-            response.brokers = vec![DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(config.node_id))
-                .with_host(str_bytes(&config.advertised_host))
-                .with_port(config.advertised_port)
-                .with_rack(None)];
+            response.brokers = match broker.cluster() {
+                // In a cluster: every registered broker, fenced ones marked (v2).
+                Some(view) => {
+                    response.controller_id = BrokerId(view.controller);
+                    view.image
+                        .brokers
+                        .values()
+                        .map(|b| {
+                            let mut out = DescribeClusterBroker::default()
+                                .with_broker_id(BrokerId(b.id))
+                                .with_host(str_bytes(&b.host))
+                                .with_port(b.port)
+                                .with_rack(b.rack.as_deref().map(str_bytes));
+                            if version >= 2 {
+                                out.is_fenced = b.fenced;
+                            }
+                            out
+                        })
+                        .collect()
+                }
+                None => vec![DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(config.node_id))
+                    .with_host(str_bytes(&config.advertised_host))
+                    .with_port(config.advertised_port)
+                    .with_rack(None)],
+            };
         }
         respond(ApiKey::DescribeCluster, version, correlation_id, &response)
     }))

@@ -40,6 +40,8 @@ struct Wanted {
     offset: i64,
     partition_max_bytes: i32,
     known: bool,
+    /// This broker leads the partition and may serve it.
+    led: bool,
     /// Named in this request (always reported in an incremental response).
     mentioned: bool,
 }
@@ -148,6 +150,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         .map(|((topic, partition), offset, partition_max_bytes)| {
             let meta = broker.topic(&topic);
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
+            let led = known && broker.leadership(&topic, partition).is_ok();
             let topic_id = meta.map_or([0; 16], |m| m.id);
             let mentioned = mentioned.contains(&(topic.clone(), partition));
             Wanted {
@@ -157,6 +160,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 offset,
                 partition_max_bytes,
                 known,
+                led,
                 mentioned,
             }
         })
@@ -332,6 +336,11 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
         let topic = TopicKey { name: w.topic.0.as_str().to_owned(), id: w.topic_id };
         if !w.known {
             data.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
+            out.push((topic, data));
+            continue;
+        }
+        if !w.led {
+            data.error_code = error_code::NOT_LEADER_OR_FOLLOWER;
             out.push((topic, data));
             continue;
         }

@@ -30,7 +30,20 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     }
     let correlation_id = request.header.correlation_id;
     let config = broker.config.clone();
+    let broker = broker.clone();
     Ok(Box::pin(async move {
+        // Per group key: the broker leading its offsets partition.
+        let partitions = crate::groups::coordinator::partitions_configured();
+        let mut located = Vec::new();
+        let keys: Vec<String> = if version >= 4 {
+            find.coordinator_keys.iter().map(|k| k.as_str().to_owned()).collect()
+        } else {
+            vec![find.key.as_str().to_owned()]
+        };
+        for key in &keys {
+            let p = crate::groups::group_partition(key, partitions);
+            located.push(broker.offsets_coordinator(p).await);
+        }
         let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
             match key_type {
                 KEY_TYPE_GROUP => (error_code::NONE, None),
@@ -50,27 +63,43 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let coordinators = find
                 .coordinator_keys
                 .iter()
-                .map(|key| {
-                    let (code, message) = answer(find.key_type);
+                .zip(&located)
+                .map(|(key, at)| {
+                    let (mut code, mut message) = answer(find.key_type);
+                    let (mut node, mut host, mut port) = (node, host.clone(), config.advertised_port);
+                    if code == error_code::NONE && find.key_type == KEY_TYPE_GROUP {
+                        match at {
+                            Ok((id, h, p)) => (node, host, port) = (BrokerId(*id), str_bytes(h), *p),
+                            Err(e) => (code, message) = (e.code, Some(str_bytes(&e.message))),
+                        }
+                    }
                     let found = code == error_code::NONE;
                     Coordinator::default()
                         .with_key(key.clone())
                         .with_node_id(if found { node } else { BrokerId(-1) })
-                        .with_host(if found { host.clone() } else { str_bytes("") })
-                        .with_port(if found { config.advertised_port } else { -1 })
+                        .with_host(if found { host } else { str_bytes("") })
+                        .with_port(if found { port } else { -1 })
                         .with_error_code(code)
                         .with_error_message(message)
                 })
                 .collect();
             FindCoordinatorResponse::default().with_coordinators(coordinators)
         } else {
-            let (code, message) = answer(if version >= 1 { find.key_type } else { KEY_TYPE_GROUP });
+            let key_type = if version >= 1 { find.key_type } else { KEY_TYPE_GROUP };
+            let (mut code, mut message) = answer(key_type);
+            let (mut node, mut host, mut port) = (node, host, config.advertised_port);
+            if code == error_code::NONE && key_type == KEY_TYPE_GROUP {
+                match &located[0] {
+                    Ok((id, h, p)) => (node, host, port) = (BrokerId(*id), str_bytes(h), *p),
+                    Err(e) => (code, message) = (e.code, Some(str_bytes(&e.message))),
+                }
+            }
             let found = code == error_code::NONE;
             let mut response = FindCoordinatorResponse::default()
                 .with_error_code(code)
                 .with_node_id(if found { node } else { BrokerId(-1) })
                 .with_host(if found { host } else { str_bytes("") })
-                .with_port(if found { config.advertised_port } else { -1 });
+                .with_port(if found { port } else { -1 });
             if version >= 1 {
                 response.error_message = message;
             }

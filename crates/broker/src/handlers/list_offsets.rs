@@ -42,6 +42,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition.partition_index));
                 let response = if !known {
                     response.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1)
+                } else if broker.leadership(&name, partition.partition_index).is_err() {
+                    response.with_error_code(error_code::NOT_LEADER_OR_FOLLOWER).with_offset(-1).with_timestamp(-1)
                 } else {
                     let tp = TopicPartition::new(name.clone(), partition.partition_index);
                     match lookup(&broker, tp, partition.timestamp).await {

@@ -67,14 +67,31 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let config = &broker.config;
         // Fields a version lacks stay at their defaults: the codec refuses
         // to encode anything else.
-        let mut response = MetadataResponse::default()
-            .with_brokers(vec![MetadataResponseBroker::default()
+        let cluster = broker.cluster();
+        let brokers = match &cluster {
+            // Unfenced brokers, as Kafka lists them.
+            Some(view) => view
+                .image
+                .unfenced()
+                .map(|b| {
+                    let mut out = MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port);
+                    if version >= 1 {
+                        out.rack = b.rack.as_deref().map(str_bytes);
+                    }
+                    out
+                })
+                .collect(),
+            None => vec![MetadataResponseBroker::default()
                 .with_node_id(BrokerId(config.node_id))
                 .with_host(str_bytes(&config.advertised_host))
-                .with_port(config.advertised_port)])
-            .with_topics(topics);
+                .with_port(config.advertised_port)],
+        };
+        let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
         if version >= 1 {
-            response.controller_id = BrokerId(config.node_id);
+            response.controller_id = BrokerId(cluster.as_ref().map_or(config.node_id, |v| v.controller));
         }
         if version >= 2 {
             response.cluster_id = Some(str_bytes(&config.cluster_id));
@@ -85,16 +102,53 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 
 fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let node = BrokerId(broker.config.node_id);
-    let partitions = (0..topic.partitions)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-        })
-        .collect();
+    let partitions = match broker.cluster() {
+        // In a cluster: leader, epoch, replicas and ISR from the image; a
+        // partition whose leader is fenced is offline (LEADER_NOT_AVAILABLE).
+        Some(view) => {
+            let info = view.image.topics.get(&topic.name);
+            (0..topic.partitions)
+                .map(|p| {
+                    let part = info.and_then(|t| t.partitions.get(p as usize));
+                    let mut out = MetadataResponsePartition::default().with_partition_index(p);
+                    match part {
+                        Some(part) => {
+                            let ids = |v: &[i32]| v.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+                            out.error_code =
+                                if part.leader < 0 { error_code::LEADER_NOT_AVAILABLE } else { error_code::NONE };
+                            out.leader_id = BrokerId(part.leader);
+                            out.leader_epoch = if version >= 7 { part.leader_epoch } else { -1 };
+                            out.replica_nodes = ids(&part.replicas);
+                            out.isr_nodes = ids(&part.isr);
+                            if version >= 5 {
+                                out.offline_replicas = part
+                                    .replicas
+                                    .iter()
+                                    .filter(|r| view.image.brokers.get(r).is_none_or(|b| b.fenced))
+                                    .map(|r| BrokerId(*r))
+                                    .collect();
+                            }
+                        }
+                        None => {
+                            out.error_code = error_code::LEADER_NOT_AVAILABLE;
+                            out.leader_id = BrokerId(-1);
+                        }
+                    }
+                    out
+                })
+                .collect()
+        }
+        None => (0..topic.partitions)
+            .map(|p| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_leader_id(node)
+                    .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                    .with_replica_nodes(vec![node])
+                    .with_isr_nodes(vec![node])
+            })
+            .collect(),
+    };
     let mut response = MetadataResponseTopic::default()
         .with_error_code(error_code::NONE)
         .with_name(Some(TopicName(str_bytes(&topic.name))))

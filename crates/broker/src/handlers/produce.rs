@@ -85,6 +85,9 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 Some(Ok(meta)) if partition.index < 0 || partition.index >= meta.partitions => {
                     Outcome::Failed(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                 }
+                Some(Ok(_)) if broker.leadership(&name, partition.index).is_err() => {
+                    Outcome::Failed(error_code::NOT_LEADER_OR_FOLLOWER)
+                }
                 Some(Ok(meta)) => {
                     let compact =
                         meta.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));

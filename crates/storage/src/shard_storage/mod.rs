@@ -73,9 +73,14 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
+    /// A relative `data_dir` is made absolute against the current
+    /// directory: glommio opens directories with no base descriptor, so a
+    /// relative path fails there with EBADF.
     pub fn new(data_dir: impl Into<PathBuf>) -> StorageConfig {
+        let data_dir: PathBuf = data_dir.into();
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
         StorageConfig {
-            data_dir: data_dir.into(),
+            data_dir,
             flush: FlushPolicy::Always,
             batch_cache_bytes: limits::batch_cache_bytes_default,
             retention_check_interval_ms: 300_000,

@@ -62,6 +62,13 @@ thread_local! {
 }
 
 /// The coordinator of the shard running on this thread.
+impl Coordinator {
+    /// Whether this broker coordinates offsets-log partition `partition`.
+    pub fn coordinates(&self, partition: i32) -> bool {
+        self.topics.coordinates(partition)
+    }
+}
+
 pub fn local() -> Rc<Coordinator> {
     COORDINATOR.with(|c| c.borrow().clone()).expect("group coordinator installed on this shard")
 }
