@@ -302,7 +302,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let data_dir = settings.runtime.storage.data_dir.clone();
     settings.broker.cluster.controller_listen = args.controller_listen;
     check_cluster_settings(&settings.broker)?;
-    if settings.broker.cluster.enabled() {
+    // With no cluster settings: a one-node quorum of this node alone.
+    let one_node = !settings.broker.cluster.enabled();
+    if one_node {
+        let port = args.controller_listen.map_or(0, |a| a.port());
+        let me = ringstream_cluster::Voter { id: settings.broker.node_id, host: "127.0.0.1".into(), port };
+        settings.broker.cluster.voters = vec![me];
+    }
+    {
         let claim = ringstream_cluster::meta_properties::MetaProperties {
             node_id: settings.broker.node_id,
             cluster_id: settings.broker.cluster_id.clone(),
@@ -352,16 +359,21 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     // In a cluster: join it (shard 0), and accept clients only once this
     // broker is registered and unfenced, so it never serves stale leadership.
-    if broker.cluster.enabled() {
+    {
         let config = broker.clone();
         shards.run_on(ShardId(0), move |shard: Rc<Shard>| async move {
             let advertised = (config.advertised_host.clone(), config.advertised_port);
+            // A one-node quorum creates the offsets topic up front, so group
+            // requests work from the first one, as they did on one broker.
+            let eager =
+                if one_node { vec![ringstream_broker::broker::local().offsets_new_topic()] } else { Vec::new() };
             let node = ringstream_broker::broker::cluster::ClusterNode::start(
                 shard,
                 config.node_id,
                 config.cluster_id.clone(),
                 config.cluster.clone(),
                 advertised,
+                eager,
             )?;
             ringstream_broker::broker::local().attach_cluster(node);
             Ok::<(), String>(())
@@ -434,9 +446,6 @@ fn check_cluster_settings(broker: &ringstream_broker::broker::BrokerConfig) -> R
         return Err("process.roles must name broker, controller or both".into());
     }
     if !cluster.enabled() {
-        if cluster.controller_listen.is_some() {
-            return Err("--controller-listen needs controller.quorum.voters".into());
-        }
         if !cluster.broker_role || !cluster.controller_role {
             return Err("process.roles other than broker,controller needs controller.quorum.voters".into());
         }

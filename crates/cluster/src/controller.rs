@@ -45,6 +45,10 @@ impl Liveness {
         self.last_heartbeat_ms = image.brokers.keys().map(|id| (*id, now_ms)).collect();
     }
 
+    pub fn forget(&mut self, id: NodeId) {
+        self.last_heartbeat_ms.remove(&id);
+    }
+
     pub fn heard(&mut self, id: NodeId, now_ms: i64) {
         self.last_heartbeat_ms.insert(id, now_ms);
     }
@@ -264,9 +268,10 @@ pub fn set_topic_configs(
     Ok(vec![MetadataRecord::Topic { name: name.to_owned(), id: topic.id, configs }])
 }
 
-/// A block of producer ids for `broker`: [start, start + block).
-pub fn allocate_producer_ids(image: &MetadataImage, broker: NodeId) -> (Vec<MetadataRecord>, i64) {
-    let start = image.next_producer_id;
+/// A block of producer ids for `broker`: [start, start + block), starting
+/// no lower than `floor` (ids a data dir handed out before it joined).
+pub fn allocate_producer_ids(image: &MetadataImage, broker: NodeId, floor: i64) -> (Vec<MetadataRecord>, i64) {
+    let start = image.next_producer_id.max(floor);
     (vec![MetadataRecord::ProducerIds { broker, next: start + producer_id_block }], start)
 }
 

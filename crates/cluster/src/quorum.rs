@@ -133,7 +133,11 @@ impl QuorumNode {
         };
         config.validate().map_err(|e| io::Error::other(e.to_string()))?;
         let logger = slog::Logger::root(slog::Drain::fuse(TracingDrain), slog::o!());
-        let raw = RawNode::new(&config, store, &logger).map_err(|e| io::Error::other(e.to_string()))?;
+        let mut raw = RawNode::new(&config, store, &logger).map_err(|e| io::Error::other(e.to_string()))?;
+        if voters == [id] {
+            // A one-node quorum need not wait out an election timeout.
+            raw.campaign().map_err(|e| io::Error::other(e.to_string()))?;
+        }
         Ok(QuorumNode {
             id,
             raw,

@@ -127,6 +127,8 @@ pub enum RequestBody {
     },
     AllocateProducerIds {
         broker: NodeId,
+        /// Ids below this were handed out before the broker joined.
+        floor: i64,
     },
     /// Committed metadata from `from` on (broker-only nodes follow the log
     /// this way, as KRaft brokers fetch it).

@@ -79,6 +79,10 @@ pub struct ClusterNode {
     stopping: Cell<bool>,
     /// When registration was first refused as a duplicate.
     duplicate_since: Cell<Option<Instant>>,
+    /// Topics created once this broker serves (see `create_eager_topics`).
+    eager_topics: Vec<NewTopic>,
+    /// Local topics imported and eager topics created.
+    initialized: Cell<bool>,
 }
 
 fn now_ms() -> i64 {
@@ -94,6 +98,7 @@ impl ClusterNode {
         cluster_id: String,
         settings: ClusterSettings,
         advertised: (String, i32),
+        eager_topics: Vec<NewTopic>,
     ) -> Result<Rc<ClusterNode>, String> {
         assert_eq!(shard.id, ShardId(0), "the cluster node runs on shard 0");
         let data_dir = shard.storage.config().data_dir.clone();
@@ -108,7 +113,9 @@ impl ClusterNode {
         } else {
             None
         };
-        let image = quorum.as_ref().map(|q| q.borrow().image.clone()).unwrap_or_default();
+        // The shards start from nothing; the first publish (below) opens
+        // and configures every local replica the stored image names.
+        let image = MetadataImage::default();
         let incarnation = {
             let mut rng = ringstream_core::rng::SplitMix64::new(
                 (std::process::id() as u64) << 32 ^ now_ms() as u64 ^ (node_id as u64).rotate_left(17),
@@ -140,6 +147,8 @@ impl ClusterNode {
             serving: Cell::new(false),
             stopping: Cell::new(false),
             duplicate_since: Cell::new(None),
+            eager_topics,
+            initialized: Cell::new(false),
         });
         if let Some(listen) = node.settings.controller_listen {
             let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -155,6 +164,13 @@ impl ClusterNode {
                     glommio::spawn_local(peer_loop(node.clone(), voter, receiver)).detach();
                 }
             }
+            let first = node.clone();
+            glommio::spawn_local(async move {
+                let Ok(_turn) = first.drive_lock.acquire_permit(1).await else { return };
+                let stored = first.quorum.as_ref().map(|q| q.borrow().image.clone()).unwrap_or_default();
+                first.publish(Arc::new(stored)).await;
+            })
+            .detach();
             glommio::spawn_local(tick_loop(node.clone())).detach();
         } else {
             glommio::spawn_local(follow_loop(node.clone())).detach();
@@ -192,6 +208,9 @@ impl ClusterNode {
         }
         if self.settings.broker_role && !self.serving.get() {
             return Some("registration with the active controller (unfenced)".to_owned());
+        }
+        if self.settings.broker_role && !self.initialized.get() {
+            return Some("this data dir's topics in the cluster metadata".to_owned());
         }
         None
     }
@@ -355,6 +374,11 @@ impl ClusterNode {
         let session = self.settings.session_timeout_ms;
         let result: Result<ResponseBody, Refusal> = match body {
             RequestBody::Register { id, incarnation, host, port, rack } => {
+                if id == self.node_id && incarnation == self.incarnation {
+                    // This very process: the session the new leader granted
+                    // its old registration is no reason to refuse it.
+                    self.liveness.borrow_mut().forget(id);
+                }
                 let decided = controller::register(
                     &image,
                     &self.liveness.borrow(),
@@ -417,8 +441,8 @@ impl ClusterNode {
                     Err(e) => Err(e),
                 }
             }
-            RequestBody::AllocateProducerIds { broker } => {
-                let (records, start) = controller::allocate_producer_ids(&image, broker);
+            RequestBody::AllocateProducerIds { broker, floor } => {
+                let (records, start) = controller::allocate_producer_ids(&image, broker, floor);
                 self.propose(records).await.map(|offset| ResponseBody::ProducerIds {
                     start,
                     count: controller::producer_id_block,
@@ -640,7 +664,8 @@ impl ClusterNode {
                 return Ok(ids.0 - 1);
             }
         }
-        match self.call_controller(RequestBody::AllocateProducerIds { broker: self.node_id }).await {
+        let floor = legacy_producer_id_floor(&self.shard.storage.config().data_dir);
+        match self.call_controller(RequestBody::AllocateProducerIds { broker: self.node_id, floor }).await {
             ResponseBody::ProducerIds { start, count, .. } => {
                 let mut ids = self.producer_ids.borrow_mut();
                 if ids.0 >= ids.1 {
@@ -673,6 +698,16 @@ impl ClusterNode {
     }
 }
 
+/// Producer ids a single-node data dir already handed out (its
+/// `producer-ids` file): the cluster's blocks start above them.
+fn legacy_producer_id_floor(data_dir: &std::path::Path) -> i64 {
+    std::fs::read_to_string(data_dir.join(super::PRODUCER_IDS_FILE_NAME))
+        .ok()
+        .and_then(|text| text.strip_prefix("next_block ").and_then(|v| v.trim_end().parse::<i64>().ok()))
+        .unwrap_or(0)
+        .max(0)
+}
+
 fn refused(code: i16, message: &str) -> ResponseBody {
     ResponseBody::Error { code, message: message.to_owned(), leader: None }
 }
@@ -703,13 +738,14 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
         if !missing.is_empty() {
             shard.create_partitions(missing, log.clone()).await.map_err(|e| e.to_string())?;
         }
-        if let Some(before) = old.topics.get(&topic.name) {
-            if before.id == topic.id && before.configs != topic.configs {
-                for (i, p) in topic.partitions.iter().enumerate() {
-                    if p.replicas.contains(&me) {
-                        let tp = TopicPartition::new(topic.name.clone(), i as i32);
-                        shard.set_log_config(&tp, log.clone()).await.map_err(|e| e.to_string())?;
-                    }
+        // Replicas that were open before (a restart, or a topic whose
+        // configs changed) take the topic's configs.
+        let configured = old.topics.get(&topic.name).is_some_and(|b| b.id == topic.id && b.configs == topic.configs);
+        if !configured {
+            for (i, p) in topic.partitions.iter().enumerate() {
+                let tp = TopicPartition::new(topic.name.clone(), i as i32);
+                if p.replicas.contains(&me) && shard.owner(&tp).is_some() {
+                    shard.set_log_config(&tp, log.clone()).await.map_err(|e| e.to_string())?;
                 }
             }
         }
@@ -904,7 +940,8 @@ async fn broker_loop(node: Rc<ClusterNode>) {
                 node.wait_for_offset(offset).await;
                 node.set_serving(!fenced);
                 if !fenced && !imported {
-                    imported = import_local_topics(&node).await;
+                    imported = import_local_topics(&node).await && create_eager_topics(&node).await;
+                    node.initialized.set(imported);
                 }
             }
             ResponseBody::Error { code, message, .. }
@@ -933,6 +970,9 @@ async fn broker_loop(node: Rc<ClusterNode>) {
 async fn import_local_topics(node: &Rc<ClusterNode>) -> bool {
     let data_dir = node.shard.storage.config().data_dir.clone();
     let Ok(table) = crate::broker::topics::TopicTable::load(&data_dir) else { return true };
+    if table.is_empty() {
+        return true;
+    }
     let mut all = true;
     for topic in table.iter() {
         if node.image().topics.contains_key(&topic.name) {
@@ -951,13 +991,42 @@ async fn import_local_topics(node: &Rc<ClusterNode>) -> bool {
                 info!(topic = %topic.name, "imported a topic from this data dir into the cluster metadata");
                 node.wait_for_offset(offset).await;
             }
+            ResponseBody::Error { code, .. } if code == error_code::TOPIC_ALREADY_EXISTS => {}
             other => {
                 warn!(topic = %topic.name, answer = ?other, "could not import a local topic into the cluster");
                 all = false;
             }
         }
     }
+    if all {
+        // The metadata log is the topic table from now on.
+        let from = data_dir.join(super::topics::TOPICS_FILE_NAME);
+        let to = data_dir.join(format!("{}.imported", super::topics::TOPICS_FILE_NAME));
+        if let Err(e) = std::fs::rename(&from, &to).and_then(|_| std::fs::File::open(&data_dir)?.sync_all()) {
+            warn!(error = %e, "could not retire the imported topics file");
+            return false;
+        }
+    }
     all
+}
+
+/// Topics this node makes sure exist once it serves (the offsets topic in
+/// a one-node quorum, so groups work from the first request).
+async fn create_eager_topics(node: &Rc<ClusterNode>) -> bool {
+    for topic in node.eager_topics.clone() {
+        if node.image().topics.contains_key(&topic.name) {
+            continue;
+        }
+        match node.call_controller(RequestBody::CreateTopic { topic: topic.clone(), validate_only: false }).await {
+            ResponseBody::TopicCreated { offset, .. } => node.wait_for_offset(offset).await,
+            ResponseBody::Error { code, .. } if code == error_code::TOPIC_ALREADY_EXISTS => {}
+            other => {
+                warn!(topic = %topic.name, answer = ?other, "could not create an internal topic");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// A node without the controller role follows the metadata log by fetching

@@ -363,28 +363,37 @@ impl Broker {
         };
         let not_available = |why: &str| TopicError::new(error_code::COORDINATOR_NOT_AVAILABLE, why);
         let Some(topic) = view.image.topics.get(crate::groups::OFFSETS_TOPIC) else {
-            use ringstream_cluster::wire::{NewTopic, RequestBody};
-            let mut configs = BTreeMap::new();
-            configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
-            let topic = NewTopic {
-                name: crate::groups::OFFSETS_TOPIC.to_owned(),
-                partitions: self.config.groups.offsets_topic_partitions,
-                replication_factor: 1,
-                configs,
-                id: Some(self.offsets_topic().id),
-                replicas: None,
-            };
+            use ringstream_cluster::wire::RequestBody;
+            let topic = self.offsets_new_topic();
             match self.ask_controller(RequestBody::CreateTopic { topic, validate_only: false }).await {
                 Ok(_) => {}
                 Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => {}
                 Err(e) => return Err(not_available(&format!("creating the offsets topic: {}", e.message))),
             }
-            return Err(not_available("the offsets topic is being created"));
+            // Created and on every shard: answer from the new image.
+            return match self.cluster().and_then(|v| v.image.topics.get(crate::groups::OFFSETS_TOPIC).cloned()) {
+                Some(_) => Box::pin(self.offsets_coordinator(partition)).await,
+                None => Err(not_available("the offsets topic is being created")),
+            };
         };
         let leader = topic.partitions.get(partition as usize).map_or(-1, |p| p.leader);
         match view.image.brokers.get(&leader) {
             Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
             _ => Err(not_available("the group's offsets partition has no leader")),
+        }
+    }
+
+    /// The offsets topic as the controller creates it (placed across the
+    /// brokers, its id derived from the cluster id as for a single node).
+    pub fn offsets_new_topic(&self) -> ringstream_cluster::wire::NewTopic {
+        let meta = self.offsets_topic();
+        ringstream_cluster::wire::NewTopic {
+            name: meta.name,
+            partitions: meta.partitions,
+            replication_factor: 1,
+            configs: meta.configs,
+            id: Some(meta.id),
+            replicas: None,
         }
     }
 
