@@ -279,9 +279,7 @@ impl DurableStorage {
         let term = self.term_of(index).map_err(|e| io::Error::other(e.to_string()))?;
         let mut snapshot = Snapshot::default();
         snapshot.set_data(data.into());
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = SnapshotMetadata { index, term, ..Default::default() };
         meta.set_conf_state(self.conf_state.clone());
         snapshot.set_metadata(meta);
         write_file_durably(&self.dir, SNAPSHOT_FILE, &with_crc(&snapshot.write_to_bytes().map_err(io::Error::other)?))?;
@@ -368,9 +366,7 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &str) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
+        let mut e = Entry { index, term, ..Default::default() };
         e.set_data(data.as_bytes().to_vec().into());
         e
     }
@@ -382,10 +378,7 @@ mod tests {
         assert_eq!(store.initial_state().unwrap().conf_state.get_voters(), &[1, 2, 3]);
         store.append(&[entry(1, 1, "a"), entry(2, 1, "b")]).unwrap();
         store.append(&[entry(3, 1, "c")]).unwrap();
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.vote = 2;
-        hs.commit = 2;
+        let hs = HardState { term: 1, vote: 2, commit: 2, ..Default::default() };
         store.set_hard_state(&hs).unwrap();
         drop(store);
         // A torn frame at the end.

@@ -400,7 +400,7 @@ impl ClusterNode {
                         self.liveness.borrow_mut().heard(id, now_ms());
                         let offset = self.propose(records).await;
                         offset.map(|offset| {
-                            let fenced = self.image().brokers.get(&id).is_none_or(|b| b.fenced);
+                            let fenced = self.image().brokers.get(&id).map_or(true, |b| b.fenced);
                             ResponseBody::Heartbeat { fenced, shutdown_ready: shutting_down && fenced, offset }
                         })
                     }
@@ -751,7 +751,7 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
         }
     }
     for topic in old.topics.values() {
-        let gone = new.topics.get(&topic.name).is_none_or(|t| t.id != topic.id);
+        let gone = new.topics.get(&topic.name).map_or(true, |t| t.id != topic.id);
         if gone && topic.name != crate::groups::OFFSETS_TOPIC {
             let local: Vec<TopicPartition> = (0..topic.partitions.len() as i32)
                 .map(|p| TopicPartition::new(topic.name.clone(), p))
@@ -956,7 +956,7 @@ async fn broker_loop(node: Rc<ClusterNode>) {
         }
         // Without a heartbeat answer for a whole session, the controller
         // has fenced us: stop serving rather than serve stale leadership.
-        if node.last_heartbeat_ok.get().is_none_or(|t| t.elapsed() > session) && node.serving.get() {
+        if node.last_heartbeat_ok.get().map_or(true, |t| t.elapsed() > session) && node.serving.get() {
             warn!(session_ms = node.settings.session_timeout_ms, "no contact with the active controller for a session");
             node.set_serving(false);
         }

@@ -124,7 +124,7 @@ fn describe(broker: &Broker, topic: &TopicMeta, version: i16) -> MetadataRespons
                                 out.offline_replicas = part
                                     .replicas
                                     .iter()
-                                    .filter(|r| view.image.brokers.get(r).is_none_or(|b| b.fenced))
+                                    .filter(|r| view.image.brokers.get(r).map_or(true, |b| b.fenced))
                                     .map(|r| BrokerId(*r))
                                     .collect();
                             }
