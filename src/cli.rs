@@ -62,7 +62,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn connect(&self) -> Result<Client, CliError> {
+    pub(crate) fn connect(&self) -> Result<Client, CliError> {
         Ok(Client::connect(&self.brokers, Duration::from_secs(5))?)
     }
 }

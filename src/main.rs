@@ -1,6 +1,7 @@
 //! The `ringstream` command: the broker and its tools.
 
 mod cli;
+mod cluster_cli;
 mod tune;
 
 use std::io::Write;
@@ -73,6 +74,14 @@ enum Command {
         /// The broker's --metrics-listen address, which serves the admin API.
         #[arg(long, global = true, default_value = "127.0.0.1:9644")]
         admin: String,
+    },
+    /// A cluster: describe it (brokers, controller, quorum), or start a
+    /// local one for development (`cluster dev --nodes 3`).
+    Cluster {
+        #[command(subcommand)]
+        command: crate::cluster_cli::ClusterCommand,
+        #[command(flatten)]
+        connection: crate::cli::Connection,
     },
     /// Storage tools for developers and operators.
     #[command(subcommand)]
@@ -233,6 +242,9 @@ fn main() {
         Command::Produce { args, connection } => crate::cli::produce(&connection, args).map_err(|e| e.to_string()),
         Command::Consume { args, connection } => crate::cli::consume(&connection, args).map_err(|e| e.to_string()),
         Command::Status(args) => ringstream_client::status::run(&args),
+        Command::Cluster { command, connection } => {
+            crate::cluster_cli::run(&connection, command).map_err(|e| e.to_string())
+        }
         Command::Partition { command, admin } => ringstream_broker::admin::partition(&admin, command),
         Command::Debug(DebugCommand::Append(args)) => debug_append(args),
         Command::Debug(DebugCommand::Dump(args)) => debug_dump(args),

@@ -58,7 +58,8 @@ pub async fn scrape(shard: Rc<Shard>, _request: Request) -> Response {
     };
     refresh(&shard).await;
     let depths: Vec<u64> = (0..shard.shard_count()).map(|i| shard.inbox_depth(ShardId(i as u16)) as u64).collect();
-    match encode(local.table().clone(), depths) {
+    let cluster = crate::broker::local().cluster_node().map(|node| node.metrics());
+    match encode_with_cluster(local.table().clone(), depths, cluster) {
         Ok(text) => Response::new(200, content_type, text),
         Err(_) => Response::text(500, "encoding the metrics failed"),
     }
@@ -86,9 +87,69 @@ async fn refresh(shard: &Rc<Shard>) {
 /// Encodes every shard's cells as OpenMetrics text. `depths[i]` is shard
 /// i's router inbox depth.
 pub fn encode(table: Arc<MetricsTable>, depths: Vec<u64>) -> Result<String, std::fmt::Error> {
+    encode_with_cluster(table, depths, None)
+}
+
+/// This node's part in the cluster, at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMetrics {
+    /// 1 when this node is the active controller.
+    pub controller_active: u64,
+    /// The metadata offset this node has applied.
+    pub metadata_offset: u64,
+    /// Brokers registered, and how many of them are fenced.
+    pub brokers: u64,
+    pub brokers_fenced: u64,
+    /// 1 when this broker serves the partitions it leads.
+    pub serving: u64,
+    /// The quorum's term, as this node knows it (0 for broker-only nodes).
+    pub quorum_term: u64,
+}
+
+/// The cluster gauges (Kafka's KRaft metrics, in our names).
+pub const CLUSTER_FAMILIES: &[(&str, &str)] = &[
+    ("ringstream_controller_active", "1 when this node is the active controller (the quorum leader)."),
+    ("ringstream_metadata_offset", "Offset of the last metadata-log entry this node has applied."),
+    ("ringstream_brokers_registered", "Brokers registered in the cluster metadata."),
+    ("ringstream_brokers_fenced", "Registered brokers that are fenced (lead nothing)."),
+    ("ringstream_broker_serving", "1 when this broker is unfenced and in contact with the controller."),
+    ("ringstream_quorum_term", "The metadata quorum's current term (Kafka's leader epoch) as this node knows it."),
+];
+
+#[derive(Debug)]
+struct ClusterCollector(ClusterMetrics);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let m = &self.0;
+        for (name, help) in CLUSTER_FAMILIES {
+            let value = match *name {
+                "ringstream_controller_active" => m.controller_active,
+                "ringstream_metadata_offset" => m.metadata_offset,
+                "ringstream_brokers_registered" => m.brokers,
+                "ringstream_brokers_fenced" => m.brokers_fenced,
+                "ringstream_broker_serving" => m.serving,
+                "ringstream_quorum_term" => m.quorum_term,
+                unknown => unreachable!("cluster metric {unknown} has no value"),
+            };
+            encoder.encode_descriptor(name, help, None, MetricType::Gauge)?.encode_gauge(&value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `encode`, plus the cluster gauges when this node is in a cluster.
+pub fn encode_with_cluster(
+    table: Arc<MetricsTable>,
+    depths: Vec<u64>,
+    cluster: Option<ClusterMetrics>,
+) -> Result<String, std::fmt::Error> {
     assert_eq!(depths.len(), table.shard_count());
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ShardCollector { table, depths }));
+    if let Some(cluster) = cluster {
+        registry.register_collector(Box::new(ClusterCollector(cluster)));
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)

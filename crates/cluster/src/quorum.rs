@@ -204,6 +204,14 @@ impl QuorumNode {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// Whether this node may make controller decisions: it leads, an entry
+    /// of its own term is committed, and its image holds everything
+    /// committed. A new leader first replays what earlier leaders committed
+    /// (a restart rebuilds the image only up to the commit index it stored).
+    pub fn ready_to_decide(&self) -> bool {
+        self.is_leader() && self.raw.raft.commit_to_current_term() && self.image.offset >= self.commit_index()
+    }
+
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<NodeId> {
         let leader = self.raw.raft.leader_id;

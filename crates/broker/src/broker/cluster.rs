@@ -63,6 +63,8 @@ pub struct ClusterNode {
     peers: RefCell<BTreeMap<NodeId, LocalSender<Vec<u8>>>>,
     liveness: RefCell<Liveness>,
     was_leader: Cell<bool>,
+    /// Leader and caught up; liveness was reset then.
+    leader_ready: Cell<bool>,
     /// The controller id last given to the shards.
     published_controller: Cell<Option<NodeId>>,
     /// This broker's registration: (epoch, unfenced in the last answer).
@@ -77,6 +79,8 @@ pub struct ClusterNode {
     /// unfenced and its session with the controller alive).
     serving: Cell<bool>,
     stopping: Cell<bool>,
+    /// When each peer's last Raft message arrived (ms since the epoch).
+    peer_heard: RefCell<BTreeMap<NodeId, i64>>,
     /// When registration was first refused as a duplicate.
     duplicate_since: Cell<Option<Instant>>,
     /// Topics created once this broker serves (see `create_eager_topics`).
@@ -137,6 +141,7 @@ impl ClusterNode {
             peers: RefCell::new(BTreeMap::new()),
             liveness: RefCell::new(Liveness::default()),
             was_leader: Cell::new(false),
+            leader_ready: Cell::new(false),
             published_controller: Cell::new(None),
             registration: Cell::new(None),
             last_heartbeat_ok: Cell::new(None),
@@ -147,6 +152,7 @@ impl ClusterNode {
             serving: Cell::new(false),
             stopping: Cell::new(false),
             duplicate_since: Cell::new(None),
+            peer_heard: RefCell::new(BTreeMap::new()),
             eager_topics,
             initialized: Cell::new(false),
         });
@@ -185,11 +191,38 @@ impl ClusterNode {
         self.image.borrow().clone()
     }
 
+    /// The image controller decisions are made on: everything the quorum
+    /// has applied (the published image may lag it while shard 0 opens
+    /// partitions or copies it to the shards).
+    fn decision_image(&self) -> MetadataImage {
+        match &self.quorum {
+            Some(q) => q.borrow().image.clone(),
+            None => (*self.image()).clone(),
+        }
+    }
+
     /// The active controller as this node knows it.
     pub fn controller_id(&self) -> Option<NodeId> {
         match &self.quorum {
             Some(q) => q.borrow().leader(),
             None => self.leader_hint.get(),
+        }
+    }
+
+    /// The cluster gauges for the metrics endpoint.
+    pub fn metrics(&self) -> crate::export::ClusterMetrics {
+        let image = self.image();
+        let (leader, term) = match &self.quorum {
+            Some(q) => (q.borrow().is_leader(), q.borrow().term()),
+            None => (false, 0),
+        };
+        crate::export::ClusterMetrics {
+            controller_active: u64::from(leader),
+            metadata_offset: image.offset,
+            brokers: image.brokers.len() as u64,
+            brokers_fenced: image.brokers.values().filter(|b| b.fenced).count() as u64,
+            serving: u64::from(self.serving.get()),
+            quorum_term: term,
         }
     }
 
@@ -267,7 +300,6 @@ impl ClusterNode {
             let term = quorum.borrow().term();
             if leader {
                 info!(node = self.node_id, term, "this node is the active controller");
-                self.liveness.borrow_mut().reset(&self.image(), now_ms());
             } else {
                 info!(node = self.node_id, term, leader = ?quorum.borrow().leader(), "this node is no longer the active controller");
             }
@@ -336,7 +368,7 @@ impl ClusterNode {
         let (index, term) = quorum.borrow_mut().propose(&records).map_err(|_| not_controller(self))?;
         self.drive().await;
         let deadline = Instant::now() + Duration::from_millis(limits::controller_request_ms_max);
-        while self.image().offset < index {
+        while quorum.borrow().image.offset < index {
             if Instant::now() > deadline || !quorum.borrow().is_leader() {
                 return Err(Refusal {
                     code: error_code::REQUEST_TIMED_OUT,
@@ -349,6 +381,26 @@ impl ClusterNode {
         match committed_term {
             Some(t) if t == term => Ok(index),
             _ => Err(not_controller(self)),
+        }
+    }
+
+    /// Waits (bounded) until this leader has applied everything committed
+    /// before its term; false when it is not, or no longer, the leader.
+    async fn caught_up_as_leader(&self) -> bool {
+        let Some(quorum) = &self.quorum else { return false };
+        let deadline = Instant::now() + Duration::from_millis(limits::controller_request_ms_max / 3);
+        loop {
+            let (leader, ready) = {
+                let q = quorum.borrow();
+                (q.is_leader(), q.ready_to_decide())
+            };
+            if ready {
+                return true;
+            }
+            if !leader || Instant::now() > deadline {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -370,7 +422,14 @@ impl ClusterNode {
         let Ok(_decision) = self.decide_lock.acquire_permit(1).await else {
             return refused(error_code::NOT_CONTROLLER, "shutting down");
         };
-        let image = self.image();
+        if !self.caught_up_as_leader().await {
+            return ResponseBody::Error {
+                code: error_code::NOT_CONTROLLER,
+                message: format!("node {} is not (yet) the active controller", self.node_id),
+                leader: self.controller_id().filter(|l| *l != self.node_id),
+            };
+        }
+        let image = self.decision_image();
         let session = self.settings.session_timeout_ms;
         let result: Result<ResponseBody, Refusal> = match body {
             RequestBody::Register { id, incarnation, host, port, rack } => {
@@ -400,7 +459,7 @@ impl ClusterNode {
                         self.liveness.borrow_mut().heard(id, now_ms());
                         let offset = self.propose(records).await;
                         offset.map(|offset| {
-                            let fenced = self.image().brokers.get(&id).map_or(true, |b| b.fenced);
+                            let fenced = self.decision_image().brokers.get(&id).map_or(true, |b| b.fenced);
                             ResponseBody::Heartbeat { fenced, shutdown_ready: shutting_down && fenced, offset }
                         })
                     }
@@ -494,19 +553,19 @@ impl ClusterNode {
         let q = quorum.borrow();
         if !q.is_leader() {
             return ResponseBody::Error {
-                code: error_code::NOT_LEADER_OR_FOLLOWER,
+                code: error_code::NOT_CONTROLLER,
                 message: "ask the quorum leader".into(),
                 leader: q.leader(),
             };
         }
         let now = now_ms();
-        let liveness = self.liveness.borrow();
+        let heard = self.peer_heard.borrow();
         let voters = q
             .voter_states()
             .into_iter()
             .map(|v| {
-                let heard = if v.id == self.node_id { 0 } else { liveness.last_heard(v.id).map_or(-1, |t| now - t) };
-                (v.id, v.log_end_offset, heard)
+                let ago = if v.id == self.node_id { 0 } else { heard.get(&v.id).map_or(-1, |t| now - t) };
+                (v.id, v.log_end_offset, ago)
             })
             .collect();
         ResponseBody::Quorum(QuorumState {
@@ -519,14 +578,22 @@ impl ClusterNode {
 
     /// Leader chores each tick: fence brokers whose session expired.
     async fn expire_sessions(self: &Rc<Self>) {
-        let records =
-            controller::expire(&self.image(), &self.liveness.borrow(), now_ms(), self.settings.session_timeout_ms);
+        let records = controller::expire(
+            &self.decision_image(),
+            &self.liveness.borrow(),
+            now_ms(),
+            self.settings.session_timeout_ms,
+        );
         if records.is_empty() {
             return;
         }
         let Ok(_decision) = self.decide_lock.acquire_permit(1).await else { return };
-        let records =
-            controller::expire(&self.image(), &self.liveness.borrow(), now_ms(), self.settings.session_timeout_ms);
+        let records = controller::expire(
+            &self.decision_image(),
+            &self.liveness.borrow(),
+            now_ms(),
+            self.settings.session_timeout_ms,
+        );
         for record in &records {
             if let MetadataRecord::FenceBroker { id, .. } = record {
                 warn!(broker = id, "fencing a broker that missed heartbeats");
@@ -738,6 +805,20 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
         if !missing.is_empty() {
             shard.create_partitions(missing, log.clone()).await.map_err(|e| e.to_string())?;
         }
+        // Partitions led here take the leader epoch the metadata gives
+        // them, so batches, OffsetForLeaderEpoch and Metadata agree.
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let before = old.topics.get(&topic.name).filter(|b| b.id == topic.id).and_then(|b| b.partitions.get(i));
+            if p.leader == me && before.map_or(true, |b| b.leader_epoch != p.leader_epoch || b.leader != me) {
+                let tp = TopicPartition::new(topic.name.clone(), i as i32);
+                if shard.owner(&tp).is_some() {
+                    shard
+                        .set_leader_epoch(&tp, ringstream_core::types::LeaderEpoch(p.leader_epoch))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
         // Replicas that were open before (a restart, or a topic whose
         // configs changed) take the topic's configs.
         let configured = old.topics.get(&topic.name).is_some_and(|b| b.id == topic.id && b.configs == topic.configs);
@@ -785,8 +866,18 @@ async fn tick_loop(node: Rc<ClusterNode>) {
             q.borrow_mut().tick();
         }
         node.drive().await;
-        let leader = node.quorum.as_ref().is_some_and(|q| q.borrow().is_leader());
-        if leader && last_expire.elapsed() >= Duration::from_millis(250) {
+        let (leader, ready) =
+            node.quorum.as_ref().map_or((false, false), |q| (q.borrow().is_leader(), q.borrow().ready_to_decide()));
+        if !leader {
+            node.leader_ready.set(false);
+        } else if ready && !node.leader_ready.get() {
+            // Caught up as the new leader: every registered broker gets a
+            // fresh session to reach it (Kafka's controller does the same).
+            node.leader_ready.set(true);
+            node.liveness.borrow_mut().reset(&node.decision_image(), now_ms());
+            last_expire = Instant::now();
+        }
+        if leader && node.leader_ready.get() && last_expire.elapsed() >= Duration::from_millis(250) {
             last_expire = Instant::now();
             let n = node.clone();
             glommio::spawn_local(async move { n.expire_sessions().await }).detach();
@@ -890,6 +981,7 @@ async fn serve_connection(node: &Rc<ClusterNode>, mut stream: TcpStream) -> Resu
                     warn!(peer = hello.node_id, error = %e, "malformed raft message; closing the connection");
                     e
                 })?;
+                node.peer_heard.borrow_mut().insert(quorum::node_id(message.from.max(1)), now_ms());
                 if let Err(e) = quorum.borrow_mut().step(message) {
                     debug!(peer = hello.node_id, error = %e, "raft message refused");
                 }

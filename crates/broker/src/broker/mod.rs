@@ -383,6 +383,24 @@ impl Broker {
         }
     }
 
+    /// The quorum's state from its leader, the registered brokers that are
+    /// not voters (observers), and the voters' controller endpoints.
+    pub async fn describe_quorum(
+        &self,
+    ) -> Result<(ringstream_cluster::wire::QuorumState, Vec<i32>, Vec<ringstream_cluster::Voter>), TopicError> {
+        use ringstream_cluster::wire::{RequestBody, ResponseBody};
+        let view = self.cluster().ok_or_else(|| TopicError::new(error_code::NOT_CONTROLLER, "no quorum"))?;
+        let voters = self.config.cluster.voters.clone();
+        match self.ask_controller(RequestBody::DescribeQuorum).await? {
+            ResponseBody::Quorum(state) => {
+                let observers =
+                    view.image.brokers.keys().copied().filter(|id| !voters.iter().any(|v| v.id == *id)).collect();
+                Ok((state, observers, voters))
+            }
+            other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+        }
+    }
+
     /// The offsets topic as the controller creates it (placed across the
     /// brokers, its id derived from the cluster id as for a single node).
     pub fn offsets_new_topic(&self) -> ringstream_cluster::wire::NewTopic {

@@ -24,6 +24,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
@@ -78,6 +79,7 @@ pub const REGISTRY: &[ApiSpec] = &[
     alter_configs::SPEC,
     incremental_alter_configs::SPEC,
     describe_cluster::SPEC,
+    describe_quorum::SPEC,
     init_producer_id::SPEC,
     find_coordinator::SPEC,
     offset_for_leader_epoch::SPEC,
@@ -178,6 +180,7 @@ pub async fn start(
         ApiKey::AlterConfigs => alter_configs::handle(broker, request),
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(broker, request),
         ApiKey::DescribeCluster => describe_cluster::handle(broker, request),
+        ApiKey::DescribeQuorum => describe_quorum::handle(broker, request),
         ApiKey::InitProducerId => init_producer_id::handle(broker, request),
         ApiKey::FindCoordinator => find_coordinator::handle(broker, request),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(broker, request),
@@ -229,6 +232,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::FindCoordinator => "FindCoordinator",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",

@@ -19,8 +19,10 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse};
 
 use kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage;
 
@@ -49,6 +51,8 @@ enum Outcome {
     Submitting,
     Queued(RoutedTicket),
     Failed(i16),
+    /// Led by another broker (or offline): KIP-951's hint from v10.
+    NotLeader(crate::broker::LeaderHint),
     /// INVALID_RECORD with KIP-467's details: (batch index, message) per
     /// rejected record, and a message for the whole batch.
     Rejected {
@@ -85,14 +89,16 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 Some(Ok(meta)) if partition.index < 0 || partition.index >= meta.partitions => {
                     Outcome::Failed(error_code::UNKNOWN_TOPIC_OR_PARTITION)
                 }
-                Some(Ok(_)) if broker.leadership(&name, partition.index).is_err() => {
-                    Outcome::Failed(error_code::NOT_LEADER_OR_FOLLOWER)
-                }
-                Some(Ok(meta)) => {
-                    let compact =
-                        meta.configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
-                    queue(&name, partition.index, partition.records, compact)
-                }
+                Some(Ok(meta)) => match broker.leadership(&name, partition.index) {
+                    Err(hint) => Outcome::NotLeader(hint),
+                    Ok(()) => {
+                        let compact = meta
+                            .configs
+                            .get("cleanup.policy")
+                            .is_some_and(|p| p.split(',').any(|p| p.trim() == "compact"));
+                        queue(&name, partition.index, partition.records, compact)
+                    }
+                },
             };
             partitions.push((partition.index, outcome));
         }
@@ -122,7 +128,9 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
             }
         }
     }
+    let cluster = broker.cluster();
     Ok(Box::pin(async move {
+        let mut leaders_named = std::collections::BTreeSet::new();
         let mut responses = Vec::with_capacity(topics.len());
         for (name, partitions) in topics {
             let mut partition_responses = Vec::with_capacity(partitions.len());
@@ -136,6 +144,19 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                         .with_log_start_offset(-1),
                     Outcome::Failed(code) => {
                         response.with_error_code(code).with_base_offset(-1).with_log_start_offset(-1)
+                    }
+                    Outcome::NotLeader(hint) => {
+                        let mut response = response
+                            .with_error_code(error_code::NOT_LEADER_OR_FOLLOWER)
+                            .with_base_offset(-1)
+                            .with_log_start_offset(-1);
+                        if version >= 10 && hint.leader >= 0 {
+                            response.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(hint.leader))
+                                .with_leader_epoch(hint.leader_epoch);
+                            leaders_named.insert(hint.leader);
+                        }
+                        response
                     }
                     Outcome::Rejected { record_errors, message } => {
                         let response = response
@@ -176,7 +197,23 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         if acks == 0 {
             return None; // the client expects no response
         }
-        respond(ApiKey::Produce, version, correlation_id, &ProduceResponse::default().with_responses(responses))
+        let mut response = ProduceResponse::default().with_responses(responses);
+        if let Some(view) = cluster.filter(|_| version >= 10) {
+            // KIP-951: where the named leaders are, so the client re-routes
+            // without a Metadata round trip.
+            response.node_endpoints = leaders_named
+                .iter()
+                .filter_map(|id| view.image.brokers.get(id))
+                .map(|b| {
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect();
+        }
+        respond(ApiKey::Produce, version, correlation_id, &response)
     }))
 }
 

@@ -7,6 +7,7 @@
 use futures_channel::oneshot;
 
 use super::*;
+use ringstream_core::types::LeaderEpoch;
 use ringstream_storage::checkpoint::EpochCheckpoint;
 
 /// An active idempotent producer: (id, epoch, last sequence, last timestamp).
@@ -24,6 +25,9 @@ pub enum PartitionQuery {
     OffsetForTimestamp { timestamp_ms: i64, reply: oneshot::Sender<StorageResult<Option<(Offset, i64)>>> },
     /// Replaces the partition's log config (retention, segment size, ...).
     SetLogConfig { config: LogConfig, reply: oneshot::Sender<StorageResult<()>> },
+    /// A new leader epoch: stamped into batches appended from now on (a
+    /// lower one than the partition has is ignored).
+    SetLeaderEpoch { epoch: LeaderEpoch, reply: oneshot::Sender<StorageResult<()>> },
 }
 
 /// A partition that is not (or no longer) here answers `Moved`: the asker
@@ -66,6 +70,9 @@ pub(super) async fn answer(storage: ShardStorage, tp: TopicPartition, query: Par
         }
         PartitionQuery::SetLogConfig { config, reply } => {
             let _ = reply.send(here_or_moved(&storage, &tp).and_then(|()| storage.set_log_config(&tp, config)));
+        }
+        PartitionQuery::SetLeaderEpoch { epoch, reply } => {
+            let _ = reply.send(here_or_moved(&storage, &tp).and_then(|()| storage.set_leader_epoch(&tp, epoch)));
         }
     }
 }
@@ -118,6 +125,11 @@ impl Shard {
         timestamp_ms: i64,
     ) -> StorageResult<Option<(Offset, i64)>> {
         self.ask(tp, |reply| PartitionQuery::OffsetForTimestamp { timestamp_ms, reply }).await
+    }
+
+    /// Sets `tp`'s leader epoch on its owner (the cluster's leadership).
+    pub async fn set_leader_epoch(&self, tp: &TopicPartition, epoch: LeaderEpoch) -> StorageResult<()> {
+        self.ask(tp, |reply| PartitionQuery::SetLeaderEpoch { epoch, reply }).await
     }
 
     /// Sets `tp`'s log config on its owner.

@@ -97,11 +97,11 @@ impl ShardStorage {
     }
 
     /// Sets the epoch stamped into batches from now on (a new leader term).
+    /// Leader epochs only grow: a lower one is ignored.
     pub fn set_leader_epoch(&self, tp: &TopicPartition, epoch: LeaderEpoch) -> StorageResult<()> {
         let partition = self.partition(tp)?;
         let mut log = partition.log.borrow_mut();
-        assert!(epoch >= log.leader_epoch, "leader epochs only grow");
-        log.leader_epoch = epoch;
+        log.leader_epoch = log.leader_epoch.max(epoch);
         Ok(())
     }
 
