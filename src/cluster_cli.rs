@@ -59,7 +59,8 @@ fn describe(connection: &Connection) -> Result<(), CliError> {
         });
     }
     let version = client.version(ApiKey::Metadata, 12)?;
-    let metadata: MetadataResponse = client.call(ApiKey::Metadata, version, &MetadataRequest::default())?;
+    let metadata: MetadataResponse =
+        client.call(ApiKey::Metadata, version, &MetadataRequest::default().with_topics(None))?;
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();
     for topic in &metadata.topics {
         for p in &topic.partitions {

@@ -49,6 +49,23 @@ fn placement_clients_and_groups_span_the_cluster() {
     let cluster = Cluster::start(3, &[]);
     let out = cluster.run("cluster", &cluster.bootstrap(1), &["spread", "--topic", "spread", "--bootstrap-node", "1"]);
     println!("{out}");
+    // `ringstream cluster describe` shows the brokers, what they lead and the quorum.
+    let out = Command::new(bin()).args(["cluster", "describe", "-b", &cluster.bootstrap(2)]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for id in 1..=3 {
+        let row = text.lines().find(|l| l.split_whitespace().next() == Some(&id.to_string())).unwrap_or("");
+        assert!(row.contains("false"), "broker {id} not listed unfenced:\n{text}");
+        assert!(row.split_whitespace().last().is_some_and(|leads| leads.parse::<u32>().unwrap_or(0) >= 2), "{text}");
+    }
+    assert!(text.contains("quorum: leader"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.split_whitespace().count() == 4 && l.trim_start().starts_with(char::is_numeric))
+            .count(),
+        3,
+        "{text}"
+    );
     // Every node answers Metadata for the whole cluster.
     for via in 1..=3 {
         let d = describe(&cluster, via, "spread");

@@ -239,6 +239,15 @@ fn metrics_match_the_traffic_exactly() {
     // Partitions: the topic's (no group ran, so no offsets-log partitions).
     assert_eq!(total(&m, "ringstream_partitions", &[]), f64::from(partitions));
     assert!(total(&m, "ringstream_connections", &[]) >= 1.0, "our client is connected");
+    // A lone broker is a one-node cluster: its own active controller, with
+    // the topic and the offsets topic in its metadata log.
+    let node = |name: &str| m.value(name, &[]).unwrap_or_else(|| panic!("no {name}"));
+    assert_eq!(node("ringstream_controller_active"), 1.0);
+    assert_eq!(node("ringstream_broker_serving"), 1.0);
+    assert_eq!(node("ringstream_brokers_registered"), 1.0);
+    assert_eq!(node("ringstream_brokers_fenced"), 0.0);
+    assert!(node("ringstream_metadata_offset") >= 3.0);
+    assert!(node("ringstream_quorum_term") >= 1.0);
     // Group commit wrote every batch once, and the bytes appended.
     assert_eq!(total(&m, "ringstream_commit_round_batches_sum", &[]), produce_requests as f64);
     assert_eq!(total(&m, "ringstream_commit_round_bytes_sum", &[]), bytes_in as f64);
