@@ -211,6 +211,17 @@ pub fn create_topic(image: &MetadataImage, topic: &NewTopic, new_id: [u8; 16]) -
         Some(replicas) if !replicas.is_empty() => {
             (0..topic.partitions).map(|_| PartitionInfo::new(replicas.clone())).collect()
         }
+        _ if topic.replication_factor > 1 => {
+            // Followers do not copy partitions yet: a second replica in the
+            // metadata would claim copies that do not exist.
+            return Err(refuse(
+                error_code::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is not available yet: partitions have one replica until replication lands",
+                    topic.replication_factor
+                ),
+            ));
+        }
         _ => {
             let rf = usize::try_from(topic.replication_factor).unwrap_or(0);
             placement::assign(image, topic.partitions, rf)

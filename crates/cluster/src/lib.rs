@@ -28,6 +28,17 @@ pub mod wire;
 
 pub use records::{BrokerInfo, MetadataImage, MetadataRecord, PartitionInfo, TopicInfo};
 
+/// What every shard holds of the cluster: the metadata image, the
+/// controller id to give clients, and whether this broker may serve the
+/// partitions it leads. Sent to each shard as a router message; read
+/// there with no lock.
+#[derive(Clone, Debug)]
+pub struct MetadataView {
+    pub image: std::sync::Arc<MetadataImage>,
+    pub controller: NodeId,
+    pub serving: bool,
+}
+
 /// The metadata log's directory under the data dir, as Kafka names it.
 pub const METADATA_DIR_NAME: &str = "__cluster_metadata-0";
 

@@ -58,6 +58,8 @@ pub struct ClusterNode {
     applied_terms: RefCell<VecDeque<(u64, u64)>>,
     /// One `drive` at a time, so entries are applied and published in order.
     drive_lock: glommio::sync::Semaphore,
+    /// One publication to the shards at a time.
+    publish_lock: glommio::sync::Semaphore,
     /// One controller decision at a time (decide, propose, wait for apply).
     decide_lock: glommio::sync::Semaphore,
     peers: RefCell<BTreeMap<NodeId, LocalSender<Vec<u8>>>>,
@@ -138,6 +140,7 @@ impl ClusterNode {
             applied_terms: RefCell::new(VecDeque::new()),
             drive_lock: glommio::sync::Semaphore::new(1),
             decide_lock: glommio::sync::Semaphore::new(1),
+            publish_lock: glommio::sync::Semaphore::new(1),
             peers: RefCell::new(BTreeMap::new()),
             liveness: RefCell::new(Liveness::default()),
             was_leader: Cell::new(false),
@@ -322,6 +325,9 @@ impl ClusterNode {
     }
 
     async fn publish_to_shards(self: &Rc<Self>) {
+        // One at a time, each reading the newest state under the lock, so
+        // no shard ever gets an older view after a newer one.
+        let Ok(_turn) = self.publish_lock.acquire_permit(1).await else { return };
         let image = self.image();
         // Clients send admin requests to the id they get as controller, and
         // any broker forwards them: name the active controller when it is a
@@ -330,15 +336,9 @@ impl ClusterNode {
         let controller =
             self.controller_id().filter(|id| image.brokers.get(id).is_some_and(|b| !b.fenced)).unwrap_or(self.node_id);
         let serving = self.serving.get();
-        for i in 0..self.shard.shard_count() {
-            let image = image.clone();
-            // A closure (see `Shard::run_on`): the metadata image is the broker's, above the router.
-            let _ = self
-                .shard
-                .run_on(ShardId(i as u16), move |_| async move {
-                    super::local().set_cluster_view(image, controller, serving);
-                })
-                .await;
+        let view = ringstream_cluster::MetadataView { image, controller, serving };
+        if self.shard.publish_metadata(view).await.is_err() {
+            debug!("metadata not published: shutting down");
         }
     }
 

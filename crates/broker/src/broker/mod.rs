@@ -46,21 +46,15 @@ pub struct Broker {
     control: Rc<glommio::sync::Semaphore>,
     /// This shard's metric cells (connections, request latency, bytes out).
     pub metrics: ringstream_core::metrics::Local,
-    /// In a cluster: this shard's copy of the metadata image, the active
-    /// controller's id, and whether this broker may serve what it leads.
-    /// None: a single broker that leads everything it has.
-    cluster_view: RefCell<Option<ClusterView>>,
+    /// The metadata offset `topics` was last rebuilt from (the topic table
+    /// follows the shard's metadata image, `Shard::metadata`).
+    topics_offset: std::cell::Cell<Option<u64>>,
     /// Shard 0 in a cluster: this node's quorum member and controller client.
     cluster_node: RefCell<Option<Rc<cluster::ClusterNode>>>,
 }
 
-/// What a shard knows of the cluster (see `Broker::cluster_view`).
-#[derive(Clone)]
-pub struct ClusterView {
-    pub image: Arc<ringstream_cluster::MetadataImage>,
-    pub controller: i32,
-    pub serving: bool,
-}
+/// What a shard knows of the cluster: `ringstream_cluster::MetadataView`.
+pub type ClusterView = ringstream_cluster::MetadataView;
 
 /// Where a partition is led, for a request that reached another broker.
 #[derive(Clone, Debug)]
@@ -104,6 +98,7 @@ impl crate::groups::consumer::TopicView for Broker {
     }
 
     fn names(&self) -> Vec<String> {
+        self.sync_topics();
         self.topics.borrow().iter().map(|t| t.name.clone()).collect()
     }
 
@@ -163,7 +158,7 @@ impl Broker {
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::for_shard(shard_id.0)),
             control: Rc::new(glommio::sync::Semaphore::new(1)),
             metrics: ringstream_core::metrics::local_or_detached(shard_id),
-            cluster_view: RefCell::new(None),
+            topics_offset: std::cell::Cell::new(None),
             cluster_node: RefCell::new(None),
         });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
@@ -181,13 +176,18 @@ impl Broker {
         self.cluster_node.borrow().clone()
     }
 
-    /// This shard's view of the cluster; None for a single broker.
+    /// This shard's view of the cluster (None until the first image arrives).
     pub fn cluster(&self) -> Option<ClusterView> {
-        self.cluster_view.borrow().clone()
+        self.shard.metadata()
     }
 
-    /// Installs a new image on this shard: the topic table follows it.
-    pub fn set_cluster_view(&self, image: Arc<ringstream_cluster::MetadataImage>, controller: i32, serving: bool) {
+    /// Rebuilds this shard's topic table when its metadata image moved on.
+    fn sync_topics(&self) {
+        let Some(view) = self.shard.metadata() else { return };
+        if self.topics_offset.get() == Some(view.image.offset) {
+            return;
+        }
+        let image = view.image;
         let mut table = TopicTable::default();
         for topic in image.topics.values() {
             if topic.name == crate::groups::OFFSETS_TOPIC {
@@ -201,14 +201,13 @@ impl Broker {
             });
         }
         *self.topics.borrow_mut() = table;
-        *self.cluster_view.borrow_mut() = Some(ClusterView { image, controller, serving });
+        self.topics_offset.set(Some(image.offset));
     }
 
     /// Whether this broker leads `topic`/`partition` and may serve it; if
     /// not, where it is led (leader -1: offline or unknown).
     pub fn leadership(&self, topic: &str, partition: i32) -> Result<(), LeaderHint> {
-        let view = self.cluster_view.borrow();
-        let Some(view) = view.as_ref() else { return Ok(()) };
+        let Some(view) = self.shard.metadata() else { return Ok(()) };
         let me = self.config.node_id;
         match view.image.partition(topic, partition) {
             Some(p) if p.leader == me && view.serving => Ok(()),
@@ -262,14 +261,17 @@ impl Broker {
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.sync_topics();
         self.topics.borrow().get(name).cloned()
     }
 
     pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<TopicMeta> {
+        self.sync_topics();
         self.topics.borrow().by_id(id).cloned()
     }
 
     pub fn topics(&self) -> Vec<TopicMeta> {
+        self.sync_topics();
         self.topics.borrow().iter().cloned().collect()
     }
 

@@ -49,6 +49,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                                 .with_low_watermark(-1)
                                 .with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION);
                         }
+                        if broker.leadership(name, p.partition_index).is_err() {
+                            return result.with_low_watermark(-1).with_error_code(error_code::NOT_LEADER_OR_FOLLOWER);
+                        }
                         let tp = TopicPartition::new(name, p.partition_index);
                         match broker.shard.delete_records(&tp, p.offset).await {
                             Ok(start) => result.with_low_watermark(start.0).with_error_code(error_code::NONE),

@@ -37,6 +37,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     partitions.push(out.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION));
                     continue;
                 }
+                if broker.leadership(&name, p.partition).is_err() {
+                    partitions.push(out.with_error_code(error_code::NOT_LEADER_OR_FOLLOWER));
+                    continue;
+                }
                 let tp = TopicPartition::new(name.clone(), p.partition);
                 let requested = LeaderEpoch(p.leader_epoch);
                 let answer = broker

@@ -108,6 +108,12 @@ pub enum Message {
         shard: Option<ShardId>,
         reply: oneshot::Sender<()>,
     },
+    /// To every shard: the cluster's metadata as of a new offset (shard 0
+    /// sends it after opening the partitions the image places here).
+    Metadata {
+        view: ringstream_cluster::MetadataView,
+        reply: oneshot::Sender<()>,
+    },
     Run(ShardTask),
     Shutdown {
         reply: oneshot::Sender<StorageResult<()>>,
@@ -146,6 +152,8 @@ pub struct Shard {
     balance: RefCell<BalanceConfig>,
     /// On shard 0, when a policy needs it: the last load sample.
     sampler: RefCell<LoadSampler>,
+    /// In a cluster: this shard's copy of the metadata (`Message::Metadata`).
+    metadata: RefCell<Option<ringstream_cluster::MetadataView>>,
 }
 
 /// Counts one append in `Shard::submitting` while it is alive: a local one
@@ -196,7 +204,26 @@ impl Shard {
             move_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             balance: RefCell::new(BalanceConfig::default()),
             sampler: RefCell::new(LoadSampler::default()),
+            metadata: RefCell::new(None),
         }
+    }
+
+    /// This shard's copy of the cluster metadata (None: not in a cluster yet).
+    pub fn metadata(&self) -> Option<ringstream_cluster::MetadataView> {
+        self.metadata.borrow().clone()
+    }
+
+    /// From shard 0: gives every shard (this one first) `view`, and returns
+    /// once all have it.
+    pub async fn publish_metadata(&self, view: ringstream_cluster::MetadataView) -> StorageResult<()> {
+        assert_eq!(self.id, ShardId(0), "metadata is published from shard 0");
+        *self.metadata.borrow_mut() = Some(view.clone());
+        for peer in 1..self.shard_count() {
+            let (reply, receiver) = oneshot::channel();
+            self.send(ShardId(peer as u16), Message::Metadata { view: view.clone(), reply }).await?;
+            receiver.await.map_err(|_| StorageError::ShuttingDown)?;
+        }
+        Ok(())
     }
 
     pub fn shard_count(&self) -> usize {
@@ -426,6 +453,10 @@ impl Shard {
                             self.placement.borrow_mut().remove(&tp);
                         }
                     }
+                    let _ = reply.send(());
+                }
+                Message::Metadata { view, reply } => {
+                    *self.metadata.borrow_mut() = Some(view);
                     let _ = reply.send(());
                 }
                 Message::Run(task) => {

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Cluster benchmarks for BENCHMARKS.md (issue 13), in one run on one machine:
+
+  failover   SIGKILL the active controller of a 3-node cluster, TRIALS times:
+             time until a survivor names a new controller, and until
+             CreateTopics succeeds again (p50 and max)
+  create     CreateTopics of 1,000 partitions, on 3 nodes and on 1
+  metadata   a Metadata request for all topics with 10,000 partitions
+             (10 topics x 1,000), on 3 nodes and on 1
+  s1         the load generator's S1 (12 partitions, 1 KiB records, acks=all)
+             through a 3-node cluster and a single node, alternating
+
+    python3 loadgen/scripts/cluster-bench.py [--trials 20] [--rounds 2] [--duration 15s] [--only failover,...]
+
+Uses target/release/ringstream and target/release/ringstream-loadgen. Every
+node runs on loopback with its own temporary data dir, and is killed by PID
+at the end. Broker CPU comes from /proc/PID/stat.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(REPO, "target", "release", "ringstream")
+LOADGEN = os.path.join(REPO, "target", "release", "ringstream-loadgen")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Node:
+    def __init__(self, root, node_id, voters, kafka_port, controller_port, extra):
+        self.id = node_id
+        self.dir = os.path.join(root, f"node-{node_id}")
+        self.out = os.path.join(root, f"node-{node_id}.out")
+        self.log = os.path.join(root, f"node-{node_id}.log")
+        self.kafka_port = kafka_port
+        self.controller_port = controller_port
+        self.args = [BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{kafka_port}"] + extra
+        if voters:
+            self.args += ["--controller-listen", f"127.0.0.1:{controller_port}", "--set", f"node.id={node_id}",
+                          "--set", f"controller.quorum.voters={voters}"]
+        self.proc = None
+
+    def start(self):
+        if os.path.exists(self.out):
+            os.remove(self.out)
+        self.proc = subprocess.Popen(self.args, stdout=open(self.out, "w"), stderr=open(self.log, "a"),
+                                     stdin=subprocess.DEVNULL)
+
+    def wait_ready(self, limit=60):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            if os.path.exists(self.out) and any(l.startswith("ready ") for l in open(self.out)):
+                return
+            if self.proc.poll() is not None:
+                sys.exit(f"node {self.id} exited: see {self.log}")
+            time.sleep(0.01)
+        sys.exit(f"node {self.id} not ready in {limit}s")
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def cpu_seconds(self):
+        if not self.proc or self.proc.poll() is not None:
+            return 0.0
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.kafka_port}"
+
+
+class Cluster:
+    def __init__(self, n, extra=()):
+        self.root = tempfile.mkdtemp(prefix="rs-cluster-bench-")
+        ports = [(free_port(), free_port()) for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports)) if n > 1 else None
+        self.nodes = [Node(self.root, i + 1, voters, k, c, list(extra)) for i, (k, c) in enumerate(ports)]
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            node.wait_ready()
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def stop(self):
+        for node in self.nodes:
+            node.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def cpu_seconds(self):
+        return sum(n.cpu_seconds() for n in self.nodes)
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+
+
+def create(bootstrap, name, partitions, timeout=30):
+    futures = admin(bootstrap).create_topics([NewTopic(name, partitions, 1)], operation_timeout=timeout,
+                                             request_timeout=timeout)
+    futures[name].result()
+
+
+def controller_of(bootstrap):
+    return admin(bootstrap).describe_cluster(request_timeout=2).result().controller.id
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def failover(trials):
+    cluster = Cluster(3, ["--shards", "1", "--set", "broker.session.timeout.ms=3000",
+                          "--set", "broker.heartbeat.interval.ms=300"])
+    leader_ms, create_ms = [], []
+    try:
+        for trial in range(trials):
+            first = controller_of(cluster.nodes[0].bootstrap)
+            victim = next(n for n in cluster.nodes if n.id == first)
+            survivor = next(n for n in cluster.nodes if n.id != first)
+            victim.kill()
+            t0 = time.perf_counter()
+            while True:
+                try:
+                    if controller_of(survivor.bootstrap) != first:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.005)
+            leader_ms.append((time.perf_counter() - t0) * 1000)
+            while True:
+                try:
+                    create(survivor.bootstrap, f"failover-{trial}", 1, timeout=5)
+                    break
+                except Exception:
+                    time.sleep(0.005)
+            create_ms.append((time.perf_counter() - t0) * 1000)
+            print(f"  trial {trial}: killed {first}; new controller after {leader_ms[-1]:.0f} ms, "
+                  f"CreateTopics after {create_ms[-1]:.0f} ms", flush=True)
+            victim.start()
+            victim.wait_ready(limit=60)
+    finally:
+        cluster.stop()
+    return {"trials": trials, "leader_ms": leader_ms, "create_ms": create_ms,
+            "leader_p50_ms": statistics.median(leader_ms), "leader_max_ms": max(leader_ms),
+            "create_p50_ms": statistics.median(create_ms), "create_max_ms": max(create_ms)}
+
+
+def create_bench(nodes, repeats=5):
+    cluster = Cluster(nodes, ["--shards", "1" if nodes > 1 else "2"])
+    times = []
+    try:
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            create(cluster.bootstrap, f"big-{i}", 1000, timeout=120)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        cluster.stop()
+    return {"nodes": nodes, "ms": times, "p50_ms": statistics.median(times)}
+
+
+def metadata_bench(nodes, requests=30):
+    cluster = Cluster(nodes, ["--shards", "1" if nodes > 1 else "2"])
+    times = []
+    try:
+        for i in range(10):
+            create(cluster.bootstrap, f"meta-{i}", 1000, timeout=120)
+        a = admin(cluster.nodes[0].bootstrap)
+        md = a.list_topics(timeout=30)
+        total = sum(len(t.partitions) for n, t in md.topics.items() if n.startswith("meta-"))
+        assert total == 10000, total
+        for _ in range(requests):
+            t0 = time.perf_counter()
+            a.list_topics(timeout=30)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        cluster.stop()
+    return {"nodes": nodes, "partitions": 10000, "ms": times, "p50_ms": statistics.median(times),
+            "p99_ms": pct(times, 0.99)}
+
+
+def s1(nodes, duration):
+    cluster = Cluster(nodes, ["--shards", "1" if nodes > 1 else "2"])
+    out = os.path.join(cluster.root, "s1.json")
+    try:
+        cpu0, t0 = cluster.cpu_seconds(), time.perf_counter()
+        subprocess.run([LOADGEN, "--brokers", cluster.bootstrap, "--topic", "s1", "--partitions", "12",
+                        "--record-size", "1024", "--acks", "all", "--duration", duration, "--json", out],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu, wall = cluster.cpu_seconds() - cpu0, time.perf_counter() - t0
+        report = json.load(open(out))
+    finally:
+        cluster.stop()
+    return {"nodes": nodes, "report": report, "broker_cpu_s": cpu, "wall_s": wall}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--duration", default="15s")
+    ap.add_argument("--only", default="failover,create,metadata,s1")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    only = args.only.split(",")
+    results = {"commit": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True).stdout.strip(), "cpus": os.cpu_count()}
+    if "failover" in only:
+        print("failover:", flush=True)
+        results["failover"] = r = failover(args.trials)
+        print(f"failover over {r['trials']} trials: new controller p50 {r['leader_p50_ms']:.0f} ms, "
+              f"max {r['leader_max_ms']:.0f} ms; CreateTopics again p50 {r['create_p50_ms']:.0f} ms, "
+              f"max {r['create_max_ms']:.0f} ms", flush=True)
+    if "create" in only:
+        results["create"] = [create_bench(3), create_bench(1)]
+        for r in results["create"]:
+            print(f"CreateTopics 1,000 partitions on {r['nodes']} node(s): p50 {r['p50_ms']:.0f} ms "
+                  f"({', '.join(f'{t:.0f}' for t in r['ms'])})", flush=True)
+    if "metadata" in only:
+        results["metadata"] = [metadata_bench(3), metadata_bench(1)]
+        for r in results["metadata"]:
+            print(f"Metadata, 10,000 partitions, {r['nodes']} node(s): p50 {r['p50_ms']:.1f} ms, "
+                  f"p99 {r['p99_ms']:.1f} ms", flush=True)
+    if "s1" in only:
+        runs = []
+        for _ in range(args.rounds):
+            for nodes in (3, 1):
+                r = s1(nodes, args.duration)
+                runs.append(r)
+                rep = r["report"]
+                print(f"S1 on {nodes} node(s): {json.dumps(summary(rep))}; broker CPU {r['broker_cpu_s']:.1f} s "
+                      f"over {r['wall_s']:.1f} s", flush=True)
+        results["s1"] = runs
+    if args.json:
+        json.dump(results, open(args.json, "w"), indent=1)
+
+
+def summary(report):
+    """The load generator's headline numbers, whatever its JSON nests them under."""
+    out = {}
+
+    def walk(obj, prefix=""):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(obj, (int, float)) and any(w in prefix for w in ("mb_per_s", "records_per_s", "p99", "p50")):
+            out[prefix.rstrip(".")] = obj
+
+    walk(report)
+    return dict(list(out.items())[:8])
+
+
+if __name__ == "__main__":
+    main()
