@@ -421,7 +421,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                     let (listener, bound) = ringstream_broker::http::bind(address)
                         .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
                     let routes = ringstream_broker::http::Routes::new().route("GET", "/metrics", |shard, request| {
-                        Box::pin(ringstream_broker::export::scrape(shard, request))
+                        let cluster = ringstream_broker::broker::local().cluster_node().map(|node| node.metrics());
+                        Box::pin(ringstream_broker::export::scrape(shard, request, cluster))
                     });
                     let routes = ringstream_broker::admin::routes(routes);
                     ringstream_broker::http::serve(shard, listener, routes);

@@ -53,7 +53,9 @@ class Node:
         self.log = os.path.join(root, f"node-{node_id}.log")
         self.kafka_port = kafka_port
         self.controller_port = controller_port
-        self.args = [BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{kafka_port}"] + extra
+        self.metrics_port = free_port()
+        self.args = [BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{kafka_port}",
+                     "--metrics-listen", f"127.0.0.1:{self.metrics_port}"] + extra
         if voters:
             self.args += ["--controller-listen", f"127.0.0.1:{controller_port}", "--set", f"node.id={node_id}",
                           "--set", f"controller.quorum.voters={voters}"]
@@ -90,6 +92,18 @@ class Node:
     def bootstrap(self):
         return f"127.0.0.1:{self.kafka_port}"
 
+    def gauge(self, name):
+        """A node gauge from its metrics endpoint (None when unreachable)."""
+        import urllib.request
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1).read().decode()
+        except Exception:
+            return None
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
 
 class Cluster:
     def __init__(self, n, extra=()):
@@ -120,13 +134,14 @@ def admin(bootstrap):
 
 
 def create(bootstrap, name, partitions, timeout=30):
-    futures = admin(bootstrap).create_topics([NewTopic(name, partitions, 1)], operation_timeout=timeout,
-                                             request_timeout=timeout)
+    client = admin(bootstrap)  # kept alive until the answer is in
+    futures = client.create_topics([NewTopic(name, partitions, 1)], operation_timeout=timeout, request_timeout=timeout)
     futures[name].result()
 
 
 def controller_of(bootstrap):
-    return admin(bootstrap).describe_cluster(request_timeout=2).result().controller.id
+    client = admin(bootstrap)
+    return client.describe_cluster(request_timeout=2).result().controller.id
 
 
 def pct(values, q):
@@ -140,18 +155,14 @@ def failover(trials):
     leader_ms, create_ms = [], []
     try:
         for trial in range(trials):
-            first = controller_of(cluster.nodes[0].bootstrap)
+            first = next(n.id for n in cluster.nodes if n.gauge("ringstream_controller_active") == 1.0)
             victim = next(n for n in cluster.nodes if n.id == first)
             survivor = next(n for n in cluster.nodes if n.id != first)
             victim.kill()
             t0 = time.perf_counter()
-            while True:
-                try:
-                    if controller_of(survivor.bootstrap) != first:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.005)
+            survivors = [n for n in cluster.nodes if n.id != first]
+            while not any(n.gauge("ringstream_controller_active") == 1.0 for n in survivors):
+                time.sleep(0.002)
             leader_ms.append((time.perf_counter() - t0) * 1000)
             while True:
                 try:
@@ -253,26 +264,25 @@ def main():
                 r = s1(nodes, args.duration)
                 runs.append(r)
                 rep = r["report"]
+                params = rep.get("parameters", {})
+                loaded_s = (params.get("duration_ms", 0) + params.get("warmup_ms", 0)) / 1000 or r["wall_s"]
+                gb = rep.get("throughput_bytes_per_sec", 0) * loaded_s / 1e9  # warmup runs at about the same rate
+                r["cpu_s_per_gb"] = r["broker_cpu_s"] / gb if gb else None
                 print(f"S1 on {nodes} node(s): {json.dumps(summary(rep))}; broker CPU {r['broker_cpu_s']:.1f} s "
-                      f"over {r['wall_s']:.1f} s", flush=True)
+                      f"over {r['wall_s']:.1f} s ({r['broker_cpu_s'] / r['wall_s']:.2f} cores, "
+                      f"{r['cpu_s_per_gb'] or 0:.2f} CPU-s/GB)", flush=True)
         results["s1"] = runs
     if args.json:
         json.dump(results, open(args.json, "w"), indent=1)
 
 
 def summary(report):
-    """The load generator's headline numbers, whatever its JSON nests them under."""
-    out = {}
-
-    def walk(obj, prefix=""):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                walk(v, f"{prefix}{k}.")
-        elif isinstance(obj, (int, float)) and any(w in prefix for w in ("mb_per_s", "records_per_s", "p99", "p50")):
-            out[prefix.rstrip(".")] = obj
-
-    walk(report)
-    return dict(list(out.items())[:8])
+    """The load generator's headline numbers."""
+    ack = report.get("latency_ack_us") or {}
+    return {"records_per_s": round(report.get("throughput_records_per_sec", 0)),
+            "mib_per_s": round(report.get("throughput_bytes_per_sec", 0) / 2**20, 1),
+            "ack_p50_ms": ack.get("p50", 0) / 1000, "ack_p99_ms": ack.get("p99", 0) / 1000,
+            "errors": report.get("errors", 0)}
 
 
 if __name__ == "__main__":

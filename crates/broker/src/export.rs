@@ -52,13 +52,14 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
 ];
 
 /// The route handler: refresh, then encode.
-pub async fn scrape(shard: Rc<Shard>, _request: Request) -> Response {
+/// The metrics page; `cluster`: this node's cluster gauges, when it is in
+/// a cluster (the caller reads them from the cluster node on shard 0).
+pub async fn scrape(shard: Rc<Shard>, _request: Request, cluster: Option<ClusterMetrics>) -> Response {
     let Some(local) = ringstream_core::metrics::local() else {
         return Response::text(500, "metrics are not installed on this shard");
     };
     refresh(&shard).await;
     let depths: Vec<u64> = (0..shard.shard_count()).map(|i| shard.inbox_depth(ShardId(i as u16)) as u64).collect();
-    let cluster = crate::broker::local().cluster_node().map(|node| node.metrics());
     match encode_with_cluster(local.table().clone(), depths, cluster) {
         Ok(text) => Response::new(200, content_type, text),
         Err(_) => Response::text(500, "encoding the metrics failed"),
@@ -90,21 +91,7 @@ pub fn encode(table: Arc<MetricsTable>, depths: Vec<u64>) -> Result<String, std:
     encode_with_cluster(table, depths, None)
 }
 
-/// This node's part in the cluster, at scrape time.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterMetrics {
-    /// 1 when this node is the active controller.
-    pub controller_active: u64,
-    /// The metadata offset this node has applied.
-    pub metadata_offset: u64,
-    /// Brokers registered, and how many of them are fenced.
-    pub brokers: u64,
-    pub brokers_fenced: u64,
-    /// 1 when this broker serves the partitions it leads.
-    pub serving: u64,
-    /// The quorum's term, as this node knows it (0 for broker-only nodes).
-    pub quorum_term: u64,
-}
+pub use ringstream_cluster::ClusterMetrics;
 
 /// The cluster gauges (Kafka's KRaft metrics, in our names).
 pub const CLUSTER_FAMILIES: &[(&str, &str)] = &[

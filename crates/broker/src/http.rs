@@ -16,7 +16,7 @@
 //! ```
 //! use ringstream_broker::http::{Response, Routes};
 //! let routes = Routes::new()
-//!     .route("GET", "/metrics", |shard, request| Box::pin(ringstream_broker::export::scrape(shard, request)))
+//!     .route("GET", "/metrics", |shard, request| Box::pin(ringstream_broker::export::scrape(shard, request, None)))
 //!     .route("GET", "/hello", |_shard, _request| Box::pin(async { Response::text(200, "hello\n") }));
 //! assert!(routes.find("GET", "/hello").is_ok());
 //! assert!(routes.find("POST", "/hello").is_err()); // 405

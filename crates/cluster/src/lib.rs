@@ -59,6 +59,22 @@ impl Voter {
     }
 }
 
+/// This node's part in the cluster, as the metrics endpoint shows it.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMetrics {
+    /// 1 when this node is the active controller.
+    pub controller_active: u64,
+    /// The metadata offset this node has applied.
+    pub metadata_offset: u64,
+    /// Brokers registered, and how many of them are fenced.
+    pub brokers: u64,
+    pub brokers_fenced: u64,
+    /// 1 when this broker serves the partitions it leads.
+    pub serving: u64,
+    /// The quorum's term, as this node knows it (0 for broker-only nodes).
+    pub quorum_term: u64,
+}
+
 /// Parses `controller.quorum.voters` (`1@h1:9093,2@h2:9093`).
 pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
     let mut voters: Vec<Voter> = Vec::new();

@@ -213,13 +213,13 @@ impl ClusterNode {
     }
 
     /// The cluster gauges for the metrics endpoint.
-    pub fn metrics(&self) -> crate::export::ClusterMetrics {
+    pub fn metrics(&self) -> ringstream_cluster::ClusterMetrics {
         let image = self.image();
         let (leader, term) = match &self.quorum {
             Some(q) => (q.borrow().is_leader(), q.borrow().term()),
             None => (false, 0),
         };
-        crate::export::ClusterMetrics {
+        ringstream_cluster::ClusterMetrics {
             controller_active: u64::from(leader),
             metadata_offset: image.offset,
             brokers: image.brokers.len() as u64,
@@ -765,10 +765,13 @@ impl ClusterNode {
     }
 }
 
+/// Where a single-node broker recorded the producer ids it handed out.
+pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
+
 /// Producer ids a single-node data dir already handed out (its
 /// `producer-ids` file): the cluster's blocks start above them.
 fn legacy_producer_id_floor(data_dir: &std::path::Path) -> i64 {
-    std::fs::read_to_string(data_dir.join(super::PRODUCER_IDS_FILE_NAME))
+    std::fs::read_to_string(data_dir.join(PRODUCER_IDS_FILE_NAME))
         .ok()
         .and_then(|text| text.strip_prefix("next_block ").and_then(|v| v.trim_end().parse::<i64>().ok()))
         .unwrap_or(0)
@@ -842,7 +845,7 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
                 shard.delete_partitions(local).await.map_err(|e| e.to_string())?;
                 info!(topic = %topic.name, "topic deleted");
             }
-            super::forget_committed_offsets(shard, &topic.name).await;
+            crate::groups::forget_committed_offsets(shard, &topic.name).await;
         }
     }
     Ok(())
@@ -1092,8 +1095,8 @@ async fn import_local_topics(node: &Rc<ClusterNode>) -> bool {
     }
     if all {
         // The metadata log is the topic table from now on.
-        let from = data_dir.join(super::topics::TOPICS_FILE_NAME);
-        let to = data_dir.join(format!("{}.imported", super::topics::TOPICS_FILE_NAME));
+        let from = data_dir.join(crate::broker::topics::TOPICS_FILE_NAME);
+        let to = data_dir.join(format!("{}.imported", crate::broker::topics::TOPICS_FILE_NAME));
         if let Err(e) = std::fs::rename(&from, &to).and_then(|_| std::fs::File::open(&data_dir)?.sync_all()) {
             warn!(error = %e, "could not retire the imported topics file");
             return false;

@@ -63,7 +63,7 @@ pub struct LeaderHint {
     pub leader_epoch: i32,
 }
 
-pub const PRODUCER_IDS_FILE_NAME: &str = "producer-ids";
+pub use cluster::PRODUCER_IDS_FILE_NAME;
 /// Producer ids reserved per write of the producer-ids file.
 pub const producer_id_block: i64 = 1000;
 
@@ -115,22 +115,6 @@ impl Broker {
             .acquire_static_permit(1)
             .await
             .map_err(|_| TopicError::new(error_code::NOT_LEADER_OR_FOLLOWER, "broker is shutting down"))
-    }
-}
-
-/// Drops a deleted topic's committed offsets on every shard's coordinator.
-pub(crate) async fn forget_committed_offsets(shard: &Rc<Shard>, name: &str) {
-    for i in 0..shard.shard_count() {
-        let topic = name.to_owned();
-        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-        let cleaned = shard
-            .run_on(ShardId(i as u16), move |_| async move {
-                crate::groups::coordinator::local().topic_deleted(&topic).await
-            })
-            .await;
-        if cleaned.is_err() {
-            tracing::warn!(topic = %name, shard = i, "could not remove the deleted topic's committed offsets");
-        }
     }
 }
 
@@ -509,7 +493,7 @@ impl Broker {
                 shard.delete_partitions(partitions).await.map_err(storage_error)?;
                 info!(topic = %name, "topic deleted");
                 // Committed offsets of the topic go with it, on every coordinator.
-                forget_committed_offsets(&shard, &name).await;
+                crate::groups::forget_committed_offsets(&shard, &name).await;
                 Ok(())
             })
             .await

@@ -118,6 +118,22 @@ where
     shard.run_on(to, move |_| task(coordinator::local())).await.ok()
 }
 
+/// Drops a deleted topic's committed offsets on every shard's coordinator.
+pub async fn forget_committed_offsets(shard: &Rc<Shard>, name: &str) {
+    for i in 0..shard.shard_count() {
+        let topic = name.to_owned();
+        // A closure (see `Shard::run_on`): each shard's coordinator lives above the router.
+        let cleaned = shard
+            .run_on(ShardId(i as u16), move |_| async move {
+                crate::groups::coordinator::local().topic_deleted(&topic).await
+            })
+            .await;
+        if cleaned.is_err() {
+            tracing::warn!(topic = %name, shard = i, "could not remove the deleted topic's committed offsets");
+        }
+    }
+}
+
 /// The offsets-log partition count for `data_dir`: the one recorded there,
 /// or `configured`, recorded now. Changing it later would move groups to
 /// other partitions and lose their offsets, so the recorded value wins.
