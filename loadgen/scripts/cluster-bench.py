@@ -46,7 +46,7 @@ def free_port():
 
 
 class Node:
-    def __init__(self, root, node_id, voters, kafka_port, controller_port, extra):
+    def __init__(self, root, node_id, voters, kafka_port, controller_port, extra, binary=None):
         self.id = node_id
         self.dir = os.path.join(root, f"node-{node_id}")
         self.out = os.path.join(root, f"node-{node_id}.out")
@@ -54,7 +54,7 @@ class Node:
         self.kafka_port = kafka_port
         self.controller_port = controller_port
         self.metrics_port = free_port()
-        self.args = [BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{kafka_port}",
+        self.args = [binary or BIN, "serve", "--data-dir", self.dir, "--listen", f"127.0.0.1:{kafka_port}",
                      "--metrics-listen", f"127.0.0.1:{self.metrics_port}"] + extra
         if voters:
             self.args += ["--controller-listen", f"127.0.0.1:{controller_port}", "--set", f"node.id={node_id}",
@@ -106,11 +106,11 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, n, extra=()):
+    def __init__(self, n, extra=(), binary=None):
         self.root = tempfile.mkdtemp(prefix="rs-cluster-bench-")
         ports = [(free_port(), free_port()) for _ in range(n)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports)) if n > 1 else None
-        self.nodes = [Node(self.root, i + 1, voters, k, c, list(extra)) for i, (k, c) in enumerate(ports)]
+        self.nodes = [Node(self.root, i + 1, voters, k, c, list(extra), binary) for i, (k, c) in enumerate(ports)]
         for node in self.nodes:
             node.start()
         for node in self.nodes:
@@ -215,19 +215,22 @@ def metadata_bench(nodes, requests=30):
             "p99_ms": pct(times, 0.99)}
 
 
-def s1(nodes, duration):
-    cluster = Cluster(nodes, ["--shards", "1" if nodes > 1 else "2"])
+def s1(nodes, duration, binary=None):
+    # The previous build has no metrics gauges to poll, but serves /metrics too.
+    cluster = Cluster(nodes, ["--shards", "1" if nodes > 1 else "2"], binary)
     out = os.path.join(cluster.root, "s1.json")
     try:
         cpu0, t0 = cluster.cpu_seconds(), time.perf_counter()
-        subprocess.run([LOADGEN, "--brokers", cluster.bootstrap, "--topic", "s1", "--partitions", "12",
-                        "--record-size", "1024", "--acks", "all", "--duration", duration, "--json", out],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run = subprocess.run([LOADGEN, "--brokers", cluster.nodes[0].bootstrap, "--topic", "s1", "--partitions", "12",
+                              "--record-size", "1024", "--acks", "all", "--duration", duration, "--json", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            sys.exit(f"load generator failed on {nodes} node(s):\n{run.stderr[-3000:]}")
         cpu, wall = cluster.cpu_seconds() - cpu0, time.perf_counter() - t0
         report = json.load(open(out))
     finally:
         cluster.stop()
-    return {"nodes": nodes, "report": report, "broker_cpu_s": cpu, "wall_s": wall}
+    return {"nodes": nodes, "binary": binary or BIN, "report": report, "broker_cpu_s": cpu, "wall_s": wall}
 
 
 def main():
@@ -237,6 +240,7 @@ def main():
     ap.add_argument("--duration", default="15s")
     ap.add_argument("--only", default="failover,create,metadata,s1")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--prev", default=None, help="a previous build's ringstream, run single-node in the S1 rounds")
     args = ap.parse_args()
     only = args.only.split(",")
     results = {"commit": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -259,16 +263,18 @@ def main():
                   f"p99 {r['p99_ms']:.1f} ms", flush=True)
     if "s1" in only:
         runs = []
+        targets = [(3, None), (1, None)] + ([(1, args.prev)] if args.prev else [])
         for _ in range(args.rounds):
-            for nodes in (3, 1):
-                r = s1(nodes, args.duration)
+            for nodes, binary in targets:
+                r = s1(nodes, args.duration, binary)
                 runs.append(r)
                 rep = r["report"]
                 params = rep.get("parameters", {})
                 loaded_s = (params.get("duration_ms", 0) + params.get("warmup_ms", 0)) / 1000 or r["wall_s"]
                 gb = rep.get("throughput_bytes_per_sec", 0) * loaded_s / 1e9  # warmup runs at about the same rate
                 r["cpu_s_per_gb"] = r["broker_cpu_s"] / gb if gb else None
-                print(f"S1 on {nodes} node(s): {json.dumps(summary(rep))}; broker CPU {r['broker_cpu_s']:.1f} s "
+                label = f"{nodes} node(s)" + (" (previous build)" if binary else "")
+                print(f"S1 on {label}: {json.dumps(summary(rep))}; broker CPU {r['broker_cpu_s']:.1f} s "
                       f"over {r['wall_s']:.1f} s ({r['broker_cpu_s'] / r['wall_s']:.2f} cores, "
                       f"{r['cpu_s_per_gb'] or 0:.2f} CPU-s/GB)", flush=True)
         results["s1"] = runs
