@@ -165,9 +165,11 @@ fn an_isolated_controller_loses_leadership_and_rejoins_after_heal() {
         controller(&cluster, other) != first
     });
     cluster.run("cluster", &cluster.bootstrap(other), &["create", "--topic", "majority", "--deadline", "30"]);
-    // The cut-off node serves no stale leadership: once its session is
-    // over it stops leading, and its Metadata never names itself leader of
-    // the new topic.
+    // The cut-off node serves no stale leadership: once a session passes
+    // with no answer from a controller, it stops serving what it led.
+    eventually(Duration::from_secs(20), "the isolated broker stops serving", || {
+        std::fs::read_to_string(cluster.log_path(first)).unwrap_or_default().contains("not serving partitions")
+    });
     cluster.heal_all();
     eventually(Duration::from_secs(20), "the healed node catches up", || {
         let d = describe(&cluster, first, "majority");
@@ -206,6 +208,35 @@ fn bad_cluster_input_is_refused_clearly() {
     assert!(text.contains("belongs to cluster.id"), "{text}");
     assert!(node1.join("meta.properties").exists());
 
+    // A node whose quorum is unreachable waits, says for what, and does not
+    // accept clients meanwhile.
+    let lone = cluster.dir.path().join("lone");
+    std::fs::create_dir_all(&lone).unwrap();
+    let lone_port = cluster_harness::free_port();
+    let lone_voters = format!(
+        "1@127.0.0.1:{lone_port},2@127.0.0.1:{},3@127.0.0.1:{}",
+        cluster_harness::free_port(),
+        cluster_harness::free_port()
+    );
+    let mut waiting = Command::new(bin())
+        .args(["serve", "--data-dir", lone.join("data").to_str().unwrap(), "--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(["--controller-listen", &format!("127.0.0.1:{lone_port}"), "--set", "node.id=1"])
+        .args(["--set", &format!("controller.quorum.voters={lone_voters}")])
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(lone.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(lone.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), "the lone node says what it waits for", || {
+        std::fs::read_to_string(lone.join("stderr")).unwrap_or_default().contains("waiting for a quorum leader")
+    });
+    assert!(
+        !std::fs::read_to_string(lone.join("stdout")).unwrap().contains("ready"),
+        "a node without a quorum is ready"
+    );
+    let _ = waiting.kill();
+    let _ = waiting.wait();
+
     // A controller whose node.id is not a voter.
     let out = Command::new(bin())
         .args(["serve", "--data-dir", dup_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
@@ -243,4 +274,70 @@ fn bad_cluster_input_is_refused_clearly() {
     cluster.spawn(1);
     cluster.wait_ready(1);
     cluster.run("cluster", &cluster.bootstrap(2), &["create", "--topic", "still-fine"]);
+}
+
+#[test]
+fn a_single_node_data_dir_upgrades_in_place() {
+    // A data dir as a single-node Ringstream left it: partitions with data,
+    // the `topics` file and the `producer-ids` file, no metadata log.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["debug", "append", "--data-dir", data.to_str().unwrap(), "--shards", "1", "--topic", "legacy"])
+        .args(["--partitions", "3", "--count", "30", "--records-per-batch", "10", "--value-bytes", "20"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        data.join("topics"),
+        "ringstream-topics 1\ntopic legacy 0123456789abcdef0123456789abcdef 3\nconfig legacy retention.ms 123456789\n",
+    )
+    .unwrap();
+    std::fs::write(data.join("producer-ids"), "next_block 5000\n").unwrap();
+    let serve = |dir: &std::path::Path| {
+        let stdout = dir.join("stdout");
+        let child = Command::new(bin())
+            .args([
+                "serve",
+                "--data-dir",
+                dir.join("data").to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                "2",
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut listen = String::new();
+        eventually(Duration::from_secs(30), "the upgraded node is ready", || {
+            let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+            match text.lines().find(|l| l.starts_with("ready ")) {
+                Some(line) => {
+                    listen = line.split_whitespace().find_map(|f| f.strip_prefix("listen=")).unwrap().to_owned();
+                    true
+                }
+                None => false,
+            }
+        });
+        (child, listen)
+    };
+    for round in 0..2 {
+        let (mut child, listen) = serve(dir.path());
+        let harness = Cluster::empty();
+        let d = {
+            let out = harness.run("cluster", &listen, &["describe", "--topic", "legacy"]);
+            let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap().to_owned();
+            serde_json::from_str::<serde_json::Value>(&line).unwrap()
+        };
+        assert_eq!(d["topics"]["legacy"]["id"], "01234567-89ab-cdef-0123-456789abcdef", "round {round}: {d}");
+        assert_eq!(d["topics"]["legacy"]["leaders"].as_object().unwrap().len(), 3, "{d}");
+        harness.run("cluster", &listen, &["count", "--topic", "legacy", "--count", "300"]);
+        assert!(data.join("topics.imported").exists() && !data.join("topics").exists());
+        assert!(data.join("meta.properties").exists() && data.join("__cluster_metadata-0").is_dir());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -129,6 +129,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// No nodes: only a place to run client scripts from.
+    pub fn empty() -> Cluster {
+        Cluster { dir: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), links: BTreeMap::new(), extra: Vec::new() }
+    }
+
     /// Starts `n` nodes (ids 1..=n), each broker and controller, and waits
     /// until each is ready.
     pub fn start(n: i32, extra: &[&str]) -> Cluster {

@@ -13,6 +13,7 @@ Commands:
              leaders)
   produce    produce N numbered records to a topic (acks=all)
   consume    read a topic from the start and check N numbered records
+  count      read a topic from the start and check it holds N records
 
 Prints a summary and exits 0, or prints FAIL: ... and exits 1. A watchdog
 ends it (exit 124) after --timeout seconds with every thread's stack.
@@ -167,6 +168,21 @@ def main():
         if seen != want:
             fail(f"consume: {len(seen & want)} of {args.count} records, {len(seen - want)} unexpected")
         print(f"consumed {args.count}")
+    elif args.command == "count":
+        # Records in the topic from the start (any content), per partition.
+        c = confluent_kafka.Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"count-{time.time()}",
+                                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([args.topic])
+        got = 0
+        started = time.time()
+        while got < args.count and time.time() - started < 30:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got += 1
+        c.close()
+        if got != args.count:
+            fail(f"count: {got} records in {args.topic}, wanted {args.count}")
+        print(f"counted {got}")
     elif args.command == "spread":
         create(args.bootstrap, args.topic, args.partitions, args.deadline)
         d = describe(args.bootstrap, [args.topic])

@@ -186,6 +186,7 @@ impl ClusterNode {
         }
         if node.settings.broker_role {
             glommio::spawn_local(broker_loop(node.clone())).detach();
+            glommio::spawn_local(lease_loop(node.clone())).detach();
         }
         Ok(node)
     }
@@ -607,7 +608,12 @@ impl ClusterNode {
     /// Sends `body` to the active controller (itself when it is), following
     /// NOT_CONTROLLER hints, until answered or the deadline passes.
     pub async fn call_controller(self: &Rc<Self>, body: RequestBody) -> ResponseBody {
-        let deadline = Instant::now() + Duration::from_millis(limits::controller_request_ms_max);
+        self.call_controller_within(body, Duration::from_millis(limits::controller_request_ms_max)).await
+    }
+
+    /// `call_controller`, giving up after `limit`.
+    pub async fn call_controller_within(self: &Rc<Self>, body: RequestBody, limit: Duration) -> ResponseBody {
+        let deadline = Instant::now() + limit;
         let mut last_error = String::from("no controller reachable");
         while Instant::now() < deadline && !self.stopping.get() {
             let target = self.controller_id().or_else(|| {
@@ -1023,8 +1029,9 @@ async fn broker_loop(node: Rc<ClusterNode>) {
         }
         let Some((epoch, _)) = node.registration.get() else { continue };
         let started = Instant::now();
-        let answer =
-            node.call_controller(RequestBody::Heartbeat { id: node.node_id, epoch, shutting_down: false }).await;
+        // A heartbeat is worth sending for a session at most.
+        let heartbeat = RequestBody::Heartbeat { id: node.node_id, epoch, shutting_down: false };
+        let answer = node.call_controller_within(heartbeat, session).await;
         if node.stopping.get() {
             break;
         }
@@ -1049,13 +1056,23 @@ async fn broker_loop(node: Rc<ClusterNode>) {
             }
             other => debug!(answer = ?other, "heartbeat not answered"),
         }
-        // Without a heartbeat answer for a whole session, the controller
-        // has fenced us: stop serving rather than serve stale leadership.
-        if node.last_heartbeat_ok.get().map_or(true, |t| t.elapsed() > session) && node.serving.get() {
-            warn!(session_ms = node.settings.session_timeout_ms, "no contact with the active controller for a session");
+        glommio::timer::sleep(interval.saturating_sub(started.elapsed())).await;
+    }
+}
+
+/// Without a heartbeat answer for a whole session the controller has
+/// fenced this broker (or will): stop serving rather than serve leadership
+/// it may have given away. Checked every tick, apart from the heartbeats,
+/// which may be stuck waiting for an answer.
+async fn lease_loop(node: Rc<ClusterNode>) {
+    let session = Duration::from_millis(node.settings.session_timeout_ms as u64);
+    while !node.stopping.get() {
+        glommio::timer::sleep(Duration::from_millis(quorum::tick_ms)).await;
+        let expired = node.last_heartbeat_ok.get().map_or(true, |t| t.elapsed() > session);
+        if expired && node.serving.get() {
+            warn!(session_ms = node.settings.session_timeout_ms, "no answer from the active controller for a session");
             node.set_serving(false);
         }
-        glommio::timer::sleep(interval.saturating_sub(started.elapsed())).await;
     }
 }
 
