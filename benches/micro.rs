@@ -310,8 +310,10 @@ fn fetch_out(batch: &Bytes) -> FetchOut<Bytes> {
                 last_stable_offset: 5000,
                 log_start_offset: 0,
                 batches: vec![batch.clone()],
+                current_leader: None,
             }],
         }],
+        node_endpoints: Vec::new(),
     }
 }
 

@@ -50,6 +50,17 @@ pub struct PartitionOut<B> {
     /// partition with an error carries empty records, as Kafka sends them
     /// (librdkafka rejects a whole response with a size of -1).
     pub batches: Vec<B>,
+    /// KIP-951, v12+: the partition's leader (id, epoch) when this broker
+    /// answers NOT_LEADER_OR_FOLLOWER; written as tagged field 1.
+    pub current_leader: Option<(i32, i32)>,
+}
+
+/// KIP-951, v16+: where a leader named in `current_leader` listens.
+pub struct NodeEndpointOut {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 pub struct TopicOut<B> {
@@ -64,6 +75,8 @@ pub struct FetchOut<B> {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<TopicOut<B>>,
+    /// Written as tagged field 0 from v16 (KIP-951).
+    pub node_endpoints: Vec<NodeEndpointOut>,
 }
 
 /// The served version range of this encoder.
@@ -151,7 +164,18 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
                 pieces.extend(p.batches.iter().cloned().map(Piece::Batch));
             }
             if flexible {
-                put_uvarint(&mut out, 0); // partition tagged fields
+                match p.current_leader {
+                    // Tagged field 1: CurrentLeader { leader id, epoch, no tags }.
+                    Some((leader, epoch)) => {
+                        put_uvarint(&mut out, 1);
+                        put_uvarint(&mut out, 1);
+                        put_uvarint(&mut out, 9);
+                        out.put_i32(leader);
+                        out.put_i32(epoch);
+                        put_uvarint(&mut out, 0);
+                    }
+                    None => put_uvarint(&mut out, 0), // partition tagged fields
+                }
             }
         }
         if flexible {
@@ -159,10 +183,27 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
         }
     }
     if flexible {
-        // Response tagged fields. v16's NodeEndpoints (KIP-951) accompany
-        // NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH only, which a
-        // single node never answers.
-        put_uvarint(&mut out, 0);
+        // Response tagged fields: v16's NodeEndpoints (KIP-951), tag 0.
+        if version >= 16 && !response.node_endpoints.is_empty() {
+            let mut field = BytesMut::new();
+            put_array_len(&mut field, true, response.node_endpoints.len());
+            for node in &response.node_endpoints {
+                field.put_i32(node.node_id);
+                put_string(&mut field, true, &node.host);
+                field.put_i32(node.port);
+                match &node.rack {
+                    Some(rack) => put_string(&mut field, true, rack),
+                    None => put_uvarint(&mut field, 0), // null compact string
+                }
+                put_uvarint(&mut field, 0);
+            }
+            put_uvarint(&mut out, 1);
+            put_uvarint(&mut out, 0);
+            put_uvarint(&mut out, u32::try_from(field.len()).expect("endpoints fit u32"));
+            out.put_slice(&field);
+        } else {
+            put_uvarint(&mut out, 0);
+        }
     }
     pieces.push(Piece::Owned(out.freeze()));
     let total: usize = pieces.iter().map(Piece::len).sum();
@@ -208,14 +249,16 @@ mod tests {
                                 last_stable_offset: 10,
                                 log_start_offset: 2,
                                 batches: vec![batch_a.clone(), batch_b.clone()],
+                                current_leader: None,
                             },
                             PartitionOut {
                                 partition_index: 3,
-                                error_code: 1,
+                                error_code: 6,
                                 high_watermark: -1,
                                 last_stable_offset: -1,
                                 log_start_offset: -1,
                                 batches: vec![],
+                                current_leader: Some((2, 5)),
                             },
                         ],
                     },
@@ -229,9 +272,11 @@ mod tests {
                             last_stable_offset: 0,
                             log_start_offset: 0,
                             batches: vec![],
+                            current_leader: None,
                         }],
                     },
                 ],
+                node_endpoints: vec![NodeEndpointOut { node_id: 2, host: "h2".into(), port: 9093, rack: None }],
             };
             let pieces = encode(version, 42, &response);
             assert!(pieces.iter().any(|p| matches!(p, Piece::Batch(_))), "batches are pieces of their own");
@@ -258,6 +303,17 @@ mod tests {
             if version >= 7 {
                 assert_eq!(decoded.session_id, 77);
             }
+            let p1 = &decoded.responses[0].partitions[1];
+            if version >= 12 {
+                assert_eq!((p1.current_leader.leader_id.0, p1.current_leader.leader_epoch), (2, 5));
+            }
+            if version >= 16 {
+                assert_eq!(decoded.node_endpoints.len(), 1);
+                assert_eq!(decoded.node_endpoints[0].host.as_str(), "h2");
+                assert_eq!(decoded.node_endpoints[0].port, 9093);
+            } else {
+                assert!(decoded.node_endpoints.is_empty());
+            }
             let mut expected = BytesMut::new();
             expected.put_slice(&batch_a);
             expected.put_slice(&batch_b);
@@ -265,7 +321,7 @@ mod tests {
             let p1 = &decoded.responses[0].partitions[1];
             // An error carries empty records, never null (regression:
             // fetch_error_partition_has_empty_records).
-            assert_eq!((p1.partition_index, p1.error_code), (3, 1));
+            assert_eq!((p1.partition_index, p1.error_code), (3, 6));
             assert_eq!(p1.records.as_deref(), Some(&b""[..]), "v{version}");
             assert_eq!(decoded.responses[1].partitions[0].records.as_deref(), Some(&b""[..]));
         }

@@ -40,8 +40,9 @@ struct Wanted {
     offset: i64,
     partition_max_bytes: i32,
     known: bool,
-    /// This broker leads the partition and may serve it.
-    led: bool,
+    /// Where the partition is led when this broker may not serve it
+    /// (NOT_LEADER_OR_FOLLOWER; KIP-951's hint); None: served here.
+    not_led: Option<crate::broker::LeaderHint>,
     /// Named in this request (always reported in an incremental response).
     mentioned: bool,
 }
@@ -150,7 +151,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         .map(|((topic, partition), offset, partition_max_bytes)| {
             let meta = broker.topic(&topic);
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
-            let led = known && broker.leadership(&topic, partition).is_ok();
+            let not_led = if known { broker.leadership(&topic, partition).err() } else { None };
             let topic_id = meta.map_or([0; 16], |m| m.id);
             let mentioned = mentioned.contains(&(topic.clone(), partition));
             Wanted {
@@ -160,7 +161,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 offset,
                 partition_max_bytes,
                 known,
-                led,
+                not_led,
                 mentioned,
             }
         })
@@ -190,7 +191,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                         p.log_start_offset = -1;
                     }
                 }
-                let pieces = fetch_response::encode(version, correlation_id, &response(session_id, partitions));
+                let mut out = response(session_id, partitions);
+                out.node_endpoints = leader_endpoints(&broker, &out);
+                let pieces = fetch_response::encode(version, correlation_id, &out);
                 return Some(Response::Pieces(pieces));
             }
             wait_for_data(woken, deadline - now).await;
@@ -215,6 +218,7 @@ fn unknown_topic_id(partition: i32) -> PartitionOut<FetchBatch> {
         last_stable_offset: -1,
         log_start_offset: -1,
         batches: Vec::new(),
+        current_leader: None,
     }
 }
 
@@ -332,6 +336,7 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
             last_stable_offset: -1,
             log_start_offset: -1,
             batches: Vec::new(),
+            current_leader: None,
         };
         let topic = TopicKey { name: w.topic.0.as_str().to_owned(), id: w.topic_id };
         if !w.known {
@@ -339,8 +344,9 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
             out.push((topic, data));
             continue;
         }
-        if !w.led {
+        if let Some(hint) = &w.not_led {
             data.error_code = error_code::NOT_LEADER_OR_FOLLOWER;
+            data.current_leader = (hint.leader >= 0).then_some((hint.leader, hint.leader_epoch));
             out.push((topic, data));
             continue;
         }
@@ -396,7 +402,24 @@ fn response(session_id: i32, partitions: PartitionsOut) -> FetchOut<FetchBatch> 
             }
         }
     }
-    FetchOut { throttle_time_ms: 0, error_code: error_code::NONE, session_id, topics }
+    FetchOut { throttle_time_ms: 0, error_code: error_code::NONE, session_id, topics, node_endpoints: Vec::new() }
+}
+
+/// KIP-951: the endpoints of the leaders this response names.
+fn leader_endpoints(broker: &Broker, out: &FetchOut<FetchBatch>) -> Vec<fetch_response::NodeEndpointOut> {
+    let Some(view) = broker.cluster() else { return Vec::new() };
+    let named: std::collections::BTreeSet<i32> =
+        out.topics.iter().flat_map(|t| &t.partitions).filter_map(|p| p.current_leader.map(|(id, _)| id)).collect();
+    named
+        .into_iter()
+        .filter_map(|id| view.image.brokers.get(&id))
+        .map(|b| fetch_response::NodeEndpointOut {
+            node_id: b.id,
+            host: b.host.clone(),
+            port: b.port,
+            rack: b.rack.clone(),
+        })
+        .collect()
 }
 
 /// Waits until any read partition has data past what its read saw, or the
