@@ -333,16 +333,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 
     // Bind on shard 0 first (resolving port 0), then the others on the same
     // port; accept only after every shard has its broker installed.
+    // A controller-only node (process.roles=controller) serves no Kafka clients.
+    let kafka_listener = settings.broker.cluster.broker_role;
     let listen = args.listen;
-    refuse_if_listening(listen)?;
+    if kafka_listener {
+        refuse_if_listening(listen)?;
+    }
     if let Some(metrics) = args.metrics_listen {
         refuse_if_listening(metrics)?;
     }
-    let bound =
-        shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
-    for i in 1..shards.shard_count() {
-        shards.run_on(ShardId(i as u16), move |_| async move { connection::bind(bound) }).map_err(|e| e.to_string())?;
-    }
+    let bound = if kafka_listener {
+        let bound =
+            shards.run_on(ShardId(0), move |_| async move { connection::bind(listen) }).map_err(|e| e.to_string())?;
+        for i in 1..shards.shard_count() {
+            shards
+                .run_on(ShardId(i as u16), move |_| async move { connection::bind(bound) })
+                .map_err(|e| e.to_string())?;
+        }
+        bound
+    } else {
+        listen
+    };
     let mut broker = settings.broker.clone();
     match &args.advertise {
         Some(advertise) => {
@@ -409,9 +420,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-    for i in 0..shards.shard_count() {
+    for i in (0..shards.shard_count()).filter(|_| kafka_listener) {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream_broker::broker::local()) });
     }
+    let bound = if kafka_listener { bound.to_string() } else { "none".to_owned() };
     // The metrics endpoint, on shard 0 only.
     let metrics = match args.metrics_listen {
         None => None,

@@ -39,7 +39,13 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             for topic in broker.topics() {
                 topics.push(describe(&broker, &topic, version));
             }
-            topics.push(describe(&broker, &broker.offsets_topic(), version));
+            // In a cluster the offsets topic exists once the controller
+            // has placed it (on the first FindCoordinator).
+            let offsets_placed =
+                broker.cluster().map_or(true, |view| view.image.topics.contains_key(crate::groups::OFFSETS_TOPIC));
+            if offsets_placed {
+                topics.push(describe(&broker, &broker.offsets_topic(), version));
+            }
         } else {
             for requested in metadata.topics.iter().flatten().take(metadata_topics_max) {
                 let offsets = broker.offsets_topic();
