@@ -134,6 +134,23 @@ pub async fn forget_committed_offsets(shard: &Rc<Shard>, name: &str) {
     }
 }
 
+/// What a group request gets when `on_coordinator` found no coordinator:
+/// NOT_COORDINATOR when another broker coordinates the group (the client
+/// looks it up again), COORDINATOR_NOT_AVAILABLE when this one should but
+/// cannot (shutting down, or its offsets partition has no leader).
+pub fn no_coordinator_code(group_id: &str) -> i16 {
+    no_coordinator_error(group_id).code()
+}
+
+pub fn no_coordinator_error(group_id: &str) -> coordinator::GroupError {
+    let partition = group_partition(group_id, coordinator::partitions_configured());
+    if coordinator::local().coordinates(partition) {
+        coordinator::GroupError::CoordinatorNotAvailable
+    } else {
+        coordinator::GroupError::NotCoordinator
+    }
+}
+
 /// The offsets-log partition count for `data_dir`: the one recorded there,
 /// or `configured`, recorded now. Changing it later would move groups to
 /// other partitions and lose their offsets, so the recorded value wins.

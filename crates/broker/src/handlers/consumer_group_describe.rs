@@ -31,7 +31,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 on_coordinator(&broker.shard, &group_id, move |c| async move { c.describe_consumer_group(&id) }).await;
             let base = DescribedGroup::default().with_group_id(group.clone());
             let described = match found {
-                None => base.with_error_code(error_code::COORDINATOR_NOT_AVAILABLE),
+                None => base.with_error_code(crate::groups::no_coordinator_code(&group_id)),
                 Some(None) => base
                     .with_error_code(error_code::GROUP_ID_NOT_FOUND)
                     .with_error_message(Some(str_bytes(&format!("Group {group_id} not found.")))),

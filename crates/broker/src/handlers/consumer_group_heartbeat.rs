@@ -91,7 +91,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<std::net::Sock
                         result
                     }
                     None => HeartbeatResult::error(
-                        error_code::COORDINATOR_NOT_AVAILABLE,
+                        crate::groups::no_coordinator_code(&group_id),
                         "coordinator unavailable",
                         &member_id,
                     ),

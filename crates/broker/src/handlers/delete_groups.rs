@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::on_coordinator;
-use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::DeleteGroups, min_version: 0, max_version: 2 };
 
@@ -27,7 +27,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let id = group_id.clone();
             let code = on_coordinator(&shard, &group_id, move |c| async move { c.delete_group(&id).await })
                 .await
-                .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
+                .unwrap_or(crate::groups::no_coordinator_code(&group_id));
             results.push(
                 DeletableGroupResult::default().with_group_id(GroupId(str_bytes(&group_id))).with_error_code(code),
             );

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 use super::{respond, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::on_coordinator;
-use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Heartbeat, min_version: 0, max_version: 4 };
 
@@ -27,7 +27,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             c.heartbeat(&group, generation, &member_id, instance_id.as_deref())
         })
         .await
-        .unwrap_or(error_code::COORDINATOR_NOT_AVAILABLE);
+        .unwrap_or(crate::groups::no_coordinator_code(&group_id));
         respond(ApiKey::Heartbeat, version, correlation_id, &HeartbeatResponse::default().with_error_code(code))
     }))
 }

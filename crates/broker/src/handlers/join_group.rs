@@ -14,7 +14,7 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::coordinator::{JoinArgs, JoinResult};
 use crate::groups::on_coordinator;
-use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::JoinGroup, min_version: 0, max_version: 9 };
 
@@ -44,7 +44,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request, peer: Option<SocketAddr>) -
         let result = on_coordinator(&shard, &group_id, move |c| async move { c.join(args).await })
             .await
             .unwrap_or_else(|| JoinResult {
-                error: error_code::COORDINATOR_NOT_AVAILABLE,
+                error: crate::groups::no_coordinator_code(&group_id),
                 generation: -1,
                 member_id,
                 ..JoinResult::default()

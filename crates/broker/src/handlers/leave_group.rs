@@ -10,7 +10,6 @@ use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
-use crate::groups::coordinator::GroupError;
 use crate::groups::on_coordinator;
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 
@@ -37,7 +36,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let group = group_id.clone();
         let outcome = on_coordinator(&shard, &group_id, move |c| async move { c.leave(&group, members) })
             .await
-            .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+            .unwrap_or_else(|| Err(crate::groups::no_coordinator_error(&group_id)));
         let response = match (outcome, version >= 3) {
             (Err(error), _) => LeaveGroupResponse::default().with_error_code(error.code()),
             (Ok(codes), false) => {

@@ -12,7 +12,7 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::coordinator::{CommitArgs, CommitOffset};
 use crate::groups::on_coordinator;
-use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::OffsetCommit, min_version: 2, max_version: 9 };
 
@@ -45,9 +45,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             instance_id: commit.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
             offsets,
         };
-        let results = on_coordinator(&shard, &group_id, move |c| async move { c.commit(args).await })
-            .await
-            .unwrap_or_else(|| asked.into_iter().map(|(t, p)| (t, p, error_code::COORDINATOR_NOT_AVAILABLE)).collect());
+        let results =
+            on_coordinator(&shard, &group_id, move |c| async move { c.commit(args).await }).await.unwrap_or_else(
+                || asked.into_iter().map(|(t, p)| (t, p, crate::groups::no_coordinator_code(&group_id))).collect(),
+            );
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, code) in results {
             let row = OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(code);

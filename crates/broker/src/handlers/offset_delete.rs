@@ -9,7 +9,6 @@ use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse
 
 use super::{respond, ApiSpec, Pending};
 use crate::broker::Broker;
-use crate::groups::coordinator::GroupError;
 use crate::groups::on_coordinator;
 use ringstream_protocol::{decode_body, Request, WireError};
 
@@ -33,7 +32,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let outcome =
             on_coordinator(&shard, &group_id, move |c| async move { c.delete_offsets(&id, partitions).await })
                 .await
-                .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+                .unwrap_or_else(|| Err(crate::groups::no_coordinator_error(&group_id)));
         let response = match outcome {
             Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
             Ok(codes) => {

@@ -10,7 +10,7 @@ use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::coordinator::{SyncArgs, SyncResult};
 use crate::groups::on_coordinator;
-use ringstream_protocol::{decode_body, error_code, Request, WireError};
+use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::SyncGroup, min_version: 0, max_version: 5 };
 
@@ -35,9 +35,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 .map(|a| (a.member_id.as_str().to_owned(), a.assignment.clone()))
                 .collect(),
         };
-        let result = on_coordinator(&shard, &group_id, move |c| async move { c.sync(args).await })
-            .await
-            .unwrap_or_else(|| SyncResult { error: error_code::COORDINATOR_NOT_AVAILABLE, ..SyncResult::default() });
+        let result =
+            on_coordinator(&shard, &group_id, move |c| async move { c.sync(args).await }).await.unwrap_or_else(|| {
+                SyncResult { error: crate::groups::no_coordinator_code(&group_id), ..SyncResult::default() }
+            });
         let mut response =
             SyncGroupResponse::default().with_error_code(result.error).with_assignment(result.assignment);
         if version >= 5 {
