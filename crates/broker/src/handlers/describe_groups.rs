@@ -36,7 +36,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 fn encode(group_id: &str, described: Option<GroupDescription>, version: i16) -> DescribedGroup {
     let base = DescribedGroup::default().with_group_id(GroupId(str_bytes(group_id)));
     let Some(d) = described else {
-        return base.with_error_code(crate::groups::no_coordinator_code(&group_id)).with_group_state(str_bytes("Dead"));
+        return base.with_error_code(crate::groups::no_coordinator_code(group_id)).with_group_state(str_bytes("Dead"));
     };
     let Some(state) = d.state else {
         let mut dead = base.with_group_state(str_bytes("Dead"));

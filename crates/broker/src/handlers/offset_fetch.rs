@@ -115,7 +115,7 @@ async fn lookup(shard: &Rc<Shard>, group_id: &str, topics: Topics) -> (i16, Vec<
     match on_coordinator(shard, group_id, move |c| async move { c.fetch_offsets(&id, topics) }).await {
         Some(rows) => (error_code::NONE, rows),
         None => {
-            let code = crate::groups::no_coordinator_code(&group_id);
+            let code = crate::groups::no_coordinator_code(group_id);
             let rows = asked
                 .unwrap_or_default()
                 .into_iter()
