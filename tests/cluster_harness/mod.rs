@@ -25,9 +25,25 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A free loopback port (bound, then released for the process to take).
+/// A free loopback port for a node to bind, below Linux's ephemeral range
+/// (32768 and up): a port the kernel picked for us (port 0) could be handed
+/// to some other test's outgoing connection before the node binds it, and a
+/// node restarted on its port could find it taken the same way. Ports are
+/// never handed out twice in one test binary.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::AtomicU32;
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (seed.wrapping_add(n.wrapping_mul(7_919))) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
 }
 
 /// A TCP proxy for one directed link: accepts on its own port and relays to

@@ -155,7 +155,15 @@ def main():
     faulthandler.dump_traceback_later(args.timeout, exit=True)
 
     if args.command == "describe":
-        print(json.dumps(describe(args.bootstrap, [args.topic] if args.topic != "*" else None)))
+        topics = [args.topic] if args.topic != "*" else None
+        # Brokers learn new metadata a moment after the controller commits
+        # it (as in Kafka): wait, bounded, for a named topic to show up.
+        deadline = time.time() + 10
+        d = describe(args.bootstrap, topics)
+        while topics and args.topic not in d["topics"] and time.time() < deadline:
+            time.sleep(0.1)
+            d = describe(args.bootstrap, topics)
+        print(json.dumps(d))
     elif args.command == "create":
         took = create(args.bootstrap, args.topic, args.partitions, args.deadline)
         print(f"created {args.topic} in {took:.3f}s")
@@ -186,6 +194,10 @@ def main():
     elif args.command == "spread":
         create(args.bootstrap, args.topic, args.partitions, args.deadline)
         d = describe(args.bootstrap, [args.topic])
+        deadline = time.time() + 10
+        while args.topic not in d["topics"] and time.time() < deadline:
+            time.sleep(0.1)  # the other brokers learn of it a moment later
+            d = describe(args.bootstrap, [args.topic])
         if len(d["brokers"]) != args.brokers:
             fail(f"Metadata lists brokers {d['brokers']}, wanted {args.brokers}")
         leaders = d["topics"][args.topic]["leaders"]

@@ -4,8 +4,9 @@
 //!
 //! Runs on: every shard. Each shard binds the same port (SO_REUSEPORT, set
 //! by glommio), accepts its share of connections and serves them; requests
-//! for partitions owned elsewhere go through the router. Topic changes are
-//! made on shard 0 and copied to the others.
+//! for partitions owned elsewhere go through the router. Topic changes go
+//! to the active controller (`cluster`); each shard's topic table follows
+//! its copy of the metadata image.
 
 pub mod cluster;
 pub mod fetch_sessions;
@@ -19,11 +20,10 @@ use std::sync::Arc;
 use tracing::info;
 
 use ringstream_core::limits;
-use ringstream_core::types::{is_valid_topic_name, ShardId, TopicPartition};
+use ringstream_core::types::{is_valid_topic_name, ShardId};
 use ringstream_protocol::error_code;
 use ringstream_shard::Shard;
-use ringstream_storage::dir;
-use topics::{apply_topic_configs, new_topic_id, TopicMeta, TopicTable, TOPICS_FILE_NAME};
+use topics::{apply_topic_configs, TopicMeta, TopicTable};
 
 pub use crate::config::BrokerConfig;
 
@@ -33,16 +33,11 @@ pub struct Broker {
     pub shard: Rc<Shard>,
     pub config: Arc<BrokerConfig>,
     topics: RefCell<TopicTable>,
-    /// Producer ids handed out from [next, block_end); shard 0 only. The
-    /// block end is persisted before any id in the block is used, so ids
-    /// are never reused after a restart.
-    producer_ids: RefCell<(i64, i64)>,
     /// Incremental fetch sessions of the connections on this shard.
     pub fetch_sessions: RefCell<fetch_sessions::FetchSessionCache>,
-    /// Shard 0 only: one topic change at a time (create, delete, grow,
-    /// reconfigure). Held across the whole change, broadcast included, so a
-    /// second request for the same topic sees the first one's result, and
-    /// the topic and placement files are written in order.
+    /// Shard 0 only: one read-modify-write of topic configs at a time from
+    /// this broker (IncrementalAlterConfigs reads the current configs, then
+    /// asks the controller to set the result).
     control: Rc<glommio::sync::Semaphore>,
     /// This shard's metric cells (connections, request latency, bytes out).
     pub metrics: ringstream_core::metrics::Local,
@@ -62,10 +57,6 @@ pub struct LeaderHint {
     pub leader: i32,
     pub leader_epoch: i32,
 }
-
-pub use cluster::PRODUCER_IDS_FILE_NAME;
-/// Producer ids reserved per write of the producer-ids file.
-pub const producer_id_block: i64 = 1000;
 
 thread_local! {
     /// The broker of the shard running on this thread (thread-per-core).
@@ -138,7 +129,6 @@ impl Broker {
             shard,
             config,
             topics: RefCell::new(topics),
-            producer_ids: RefCell::new((0, 0)),
             fetch_sessions: RefCell::new(fetch_sessions::FetchSessionCache::for_shard(shard_id.0)),
             control: Rc::new(glommio::sync::Semaphore::new(1)),
             metrics: ringstream_core::metrics::local_or_detached(shard_id),
@@ -311,32 +301,13 @@ impl Broker {
                 format!("partition count {partitions} out of range"),
             ));
         }
-        if replication_factor != 1 && self.cluster().is_none() {
-            return Err(TopicError::new(
-                error_code::INVALID_REPLICATION_FACTOR,
-                format!("replication factor {replication_factor} exceeds the 1 available broker"),
-            ));
-        }
         let defaults = crate::config::log_defaults(&self.shard.storage);
         apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
         if self.topic(&name).is_some() {
             return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
         }
-        if self.cluster().is_some() {
-            return self.create_topic_in_cluster(name, partitions, replication_factor, configs, validate_only).await;
-        }
-        if validate_only {
-            return Ok(TopicMeta { name, id: [0; 16], partitions, configs });
-        }
-        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-        self.shard
-            .run_on(ShardId(0), move |shard| async move {
-                let broker = local();
-                let _control = broker.control_lock().await?;
-                broker.create_topic_here(&shard, name, partitions, configs).await
-            })
-            .await
-            .map_err(|e| TopicError::new(e.kafka_error_code(), e.to_string()))?
+        // The controller places it (and refuses what it cannot place).
+        self.create_topic_in_cluster(name, partitions, replication_factor, configs, validate_only).await
     }
 
     /// In a cluster, where the coordinator of offsets-log partition
@@ -427,38 +398,6 @@ impl Broker {
         }
     }
 
-    async fn create_topic_here(
-        &self,
-        shard: &Rc<Shard>,
-        name: String,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-    ) -> Result<TopicMeta, TopicError> {
-        assert_eq!(shard.id, ShardId(0), "topics are created by the control plane");
-        if self.topic(&name).is_some() {
-            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
-        }
-        if self.topics.borrow().len() >= limits::topics_max {
-            return Err(TopicError::new(error_code::POLICY_VIOLATION, "too many topics"));
-        }
-        let defaults = crate::config::log_defaults(&shard.storage);
-        let log =
-            apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
-        // Partitions left by an earlier attempt that failed half way are kept.
-        let missing: Vec<TopicPartition> = (0..partitions)
-            .map(|p| TopicPartition::new(name.clone(), p))
-            .filter(|tp| shard.owner(tp).is_none())
-            .collect();
-        shard
-            .create_partitions(missing, log.clone())
-            .await
-            .map_err(|e| TopicError::new(e.kafka_error_code(), e.to_string()))?;
-        let topic = TopicMeta { name, id: new_topic_id(), partitions, configs };
-        self.change_topic(shard, &topic.name.clone(), Some(topic.clone())).await?;
-        info!(topic = %topic.name, partitions = topic.partitions, "topic created");
-        Ok(topic)
-    }
-
     /// Deletes a topic: it disappears from every shard's table first (no new
     /// request finds it), then its partitions and their data go.
     pub async fn delete_topic(&self, name: String) -> Result<(), TopicError> {
@@ -471,33 +410,10 @@ impl Broker {
         if self.topic(&name).is_none() {
             return Err(TopicError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name:?}")));
         }
-        if self.cluster().is_some() {
-            // Every broker drops the topic's data and committed offsets when
-            // it applies the removal (`cluster::reconcile`).
-            self.ask_controller(ringstream_cluster::wire::RequestBody::DeleteTopic { name }).await?;
-            return Ok(());
-        }
-        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-        self.shard
-            .run_on(ShardId(0), move |shard| async move {
-                let broker = local();
-                let _control = broker.control_lock().await?;
-                let Some(topic) = broker.topic(&name) else {
-                    return Err(TopicError::new(
-                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                        format!("unknown topic {name:?}"),
-                    ));
-                };
-                broker.change_topic(&shard, &name, None).await?;
-                let partitions = (0..topic.partitions).map(|p| TopicPartition::new(name.clone(), p)).collect();
-                shard.delete_partitions(partitions).await.map_err(storage_error)?;
-                info!(topic = %name, "topic deleted");
-                // Committed offsets of the topic go with it, on every coordinator.
-                crate::groups::forget_committed_offsets(&shard, &name).await;
-                Ok(())
-            })
-            .await
-            .map_err(storage_error)?
+        // Every broker drops the topic's data and committed offsets when it
+        // applies the removal (`cluster::reconcile`).
+        self.ask_controller(ringstream_cluster::wire::RequestBody::DeleteTopic { name }).await?;
+        Ok(())
     }
 
     /// Raises a topic's partition count (Kafka never lowers it).
@@ -514,37 +430,8 @@ impl Broker {
         if count > limits::topic_partitions_max {
             return Err(TopicError::new(error_code::INVALID_PARTITIONS, format!("{count} partitions is too many")));
         }
-        if self.cluster().is_some() {
-            let body = ringstream_cluster::wire::RequestBody::CreatePartitions { name, count, validate_only };
-            return self.ask_controller(body).await.map(|_| ());
-        }
-        if validate_only {
-            return Ok(());
-        }
-        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-        self.shard
-            .run_on(ShardId(0), move |shard| async move {
-                let broker = local();
-                let _control = broker.control_lock().await?;
-                let Some(mut topic) = broker.topic(&name) else {
-                    return Err(TopicError::new(
-                        error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                        format!("unknown topic {name:?}"),
-                    ));
-                };
-                let log = topic
-                    .log_config(&crate::config::log_defaults(&shard.storage))
-                    .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
-                let missing: Vec<TopicPartition> = (topic.partitions..count)
-                    .map(|p| TopicPartition::new(name.clone(), p))
-                    .filter(|tp| shard.owner(tp).is_none())
-                    .collect();
-                shard.create_partitions(missing, log.clone()).await.map_err(storage_error)?;
-                topic.partitions = count;
-                broker.change_topic(&shard, &name, Some(topic)).await
-            })
-            .await
-            .map_err(storage_error)?
+        let body = ringstream_cluster::wire::RequestBody::CreatePartitions { name, count, validate_only };
+        self.ask_controller(body).await.map(|_| ())
     }
 
     /// Replaces a topic's config overrides and applies them to its
@@ -579,7 +466,7 @@ impl Broker {
             .run_on(ShardId(0), move |shard| async move {
                 let broker = local();
                 let _control = broker.control_lock().await?;
-                let Some(mut topic) = broker.topic(&name) else {
+                let Some(topic) = broker.topic(&name) else {
                     return Err(TopicError::new(
                         error_code::UNKNOWN_TOPIC_OR_PARTITION,
                         format!("unknown topic {name:?}"),
@@ -587,116 +474,24 @@ impl Broker {
                 };
                 let defaults = crate::config::log_defaults(&shard.storage);
                 let configs = update(&topic.configs, &defaults)?;
-                let log = apply_topic_configs(&defaults, &configs)
-                    .map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
+                apply_topic_configs(&defaults, &configs).map_err(|e| TopicError::new(error_code::INVALID_CONFIG, e))?;
                 if validate_only {
                     return Ok(());
                 }
-                if broker.cluster().is_some() {
-                    // The controller records it; every replica applies it from the metadata.
-                    let body = ringstream_cluster::wire::RequestBody::SetTopicConfigs { name, configs };
-                    return broker.ask_controller(body).await.map(|_| ());
-                }
-                topic.configs = configs;
-                let partitions = topic.partitions;
-                broker.change_topic(&shard, &name, Some(topic)).await?;
-                for p in 0..partitions {
-                    let tp = TopicPartition::new(name.clone(), p);
-                    let log = log.clone();
-                    shard.set_log_config(&tp, log).await.map_err(storage_error)?;
-                }
-                Ok(())
+                // The controller records it; every replica applies it from the metadata.
+                let body = ringstream_cluster::wire::RequestBody::SetTopicConfigs { name, configs };
+                broker.ask_controller(body).await.map(|_| ())
             })
             .await
             .map_err(storage_error)?
     }
 
-    /// On shard 0: replaces (Some) or removes (None) a topic, persists the
-    /// table and copies the change to every other shard.
-    async fn change_topic(&self, shard: &Rc<Shard>, name: &str, topic: Option<TopicMeta>) -> Result<(), TopicError> {
-        assert_eq!(shard.id, ShardId(0), "topics are changed by the control plane");
-        let text = {
-            let mut table = self.topics.borrow_mut();
-            match &topic {
-                Some(topic) => table.insert(topic.clone()),
-                None => {
-                    table.remove(name);
-                }
-            }
-            table.encode()
-        };
-        let data_dir = shard.storage.config().data_dir.clone();
-        dir::write_file_atomic(&data_dir, TOPICS_FILE_NAME, text.into_bytes())
-            .await
-            .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
-        for peer in 1..shard.shard_count() {
-            let (name, topic) = (name.to_owned(), topic.clone());
-            // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-            shard
-                .run_on(ShardId(peer as u16), move |_| async move {
-                    let broker = local();
-                    let mut table = broker.topics.borrow_mut();
-                    match topic {
-                        Some(topic) => table.insert(topic),
-                        None => {
-                            table.remove(&name);
-                        }
-                    }
-                })
-                .await
-                .map_err(storage_error)?;
-        }
-        Ok(())
-    }
-
-    /// A new producer id for an idempotent producer, allocated on shard 0.
+    /// A new producer id for an idempotent producer: from a block the
+    /// controller handed this broker, unique across the cluster.
     pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
-        if self.cluster().is_some() {
-            // Unique across the cluster: blocks come from the controller.
-            return self
-                .with_cluster(|node| async move { node.producer_id().await })
-                .await?
-                .map_err(|e| TopicError::new(e.code, e.message));
-        }
-        // A closure (see `Shard::run_on`): topic changes are the broker's (shard 0 under its lock, then every shard).
-        self.shard
-            .run_on(ShardId(0), move |shard| async move { local().allocate_producer_id_here(&shard).await })
-            .await
-            .map_err(storage_error)?
-    }
-
-    async fn allocate_producer_id_here(&self, shard: &Rc<Shard>) -> Result<i64, TopicError> {
-        assert_eq!(shard.id, ShardId(0));
-        let (next, block_end) = *self.producer_ids.borrow();
-        if next < block_end {
-            self.producer_ids.borrow_mut().0 = next + 1;
-            return Ok(next);
-        }
-        let data_dir = shard.storage.config().data_dir.clone();
-        let path = data_dir.join(PRODUCER_IDS_FILE_NAME);
-        let persisted = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .strip_prefix("next_block ")
-                .and_then(|v| v.trim_end().parse::<i64>().ok())
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| {
-                    TopicError::new(error_code::KAFKA_STORAGE_ERROR, format!("corrupt {}", path.display()))
-                })?,
-            Err(_) => 0,
-        };
-        let start = persisted.max(block_end);
-        let end = start + producer_id_block;
-        dir::write_file_atomic(&data_dir, PRODUCER_IDS_FILE_NAME, format!("next_block {end}\n").into_bytes())
-            .await
-            .map_err(|e| TopicError::new(error_code::KAFKA_STORAGE_ERROR, e.to_string()))?;
-        // Another allocation may have run while we wrote; take a fresh look.
-        let mut ids = self.producer_ids.borrow_mut();
-        if ids.0 >= ids.1 {
-            *ids = (start, end);
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
+        self.with_cluster(|node| async move { node.producer_id().await })
+            .await?
+            .map_err(|e| TopicError::new(e.code, e.message))
     }
 
     /// The topic, created with broker defaults if it does not exist and

@@ -1,10 +1,11 @@
 //! Topics: name, id, partition count and topic configs.
 //!
-//! Shard 0 (the control plane) is the only writer; it persists the table in
-//! `<data_dir>/topics` and sends each change to every other shard, whose
-//! copies are read-only. A topic becomes visible only after all its
-//! partitions are open on their owners, so any shard that sees it can route
-//! to every partition.
+//! Each shard's table is rebuilt from its copy of the cluster metadata
+//! image; the metadata log is the source of truth. A topic reaches a shard
+//! only after shard 0 opened the partitions placed on this broker, so any
+//! shard that sees it can route to them. The text format below is the
+//! `topics` file a single-node Ringstream wrote: it is read once, to import
+//! those topics into the metadata log (then kept as `topics.imported`).
 
 use std::collections::BTreeMap;
 use std::io;
