@@ -339,3 +339,27 @@ fn a_single_node_data_dir_upgrades_in_place() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn a_controller_only_node_votes_but_serves_no_clients() {
+    // Nodes 1 and 2 are brokers and controllers; node 3 only a controller.
+    let mut cluster = Cluster::start_with_controllers(3, 1, &[]);
+    let ready = std::fs::read_to_string(cluster.dir.path().join("node-3.stdout")).unwrap();
+    assert!(ready.contains("listen=none"), "{ready}");
+    assert!(TcpStream::connect(("127.0.0.1", cluster.nodes[&3].kafka_port)).is_err(), "node 3 accepts Kafka clients");
+    // Metadata lists the two brokers, and partitions go to them only.
+    cluster.run("cluster", &cluster.bootstrap(1), &["create", "--topic", "brokers-only"]);
+    let d = describe(&cluster, 2, "brokers-only");
+    assert_eq!(d["brokers"].as_array().unwrap().len(), 2, "{d}");
+    let leaders = d["topics"]["brokers-only"]["leaders"].as_object().unwrap().clone();
+    assert!(leaders.values().all(|l| [1, 2].contains(&l.as_i64().unwrap())), "{d}");
+    // It votes: with node 1 gone, nodes 2 and 3 are a majority, and admin
+    // requests still succeed.
+    cluster.kill(1);
+    cluster.run("cluster", &cluster.bootstrap(2), &["create", "--topic", "majority-of-two", "--deadline", "30"]);
+    let out = Command::new(bin()).args(["cluster", "describe", "-b", &cluster.bootstrap(2)]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let voters = text.lines().skip_while(|l| !l.contains("VOTER")).skip(1).filter(|l| !l.contains("observer")).count();
+    assert_eq!(voters, 3, "{text}");
+}

@@ -133,6 +133,8 @@ pub struct Node {
     pub runs: u32,
     /// Broker and controller; false: broker only.
     pub voter: bool,
+    /// Controller only (`process.roles=controller`, no Kafka listener).
+    pub controller_only: bool,
 }
 
 /// A cluster of `n` nodes, each broker and controller.
@@ -156,8 +158,18 @@ impl Cluster {
         Cluster::start_with(n, 0, extra)
     }
 
+    /// `voters` voters, the last `controller_only` of them without the
+    /// broker role.
+    pub fn start_with_controllers(voters: i32, controller_only: i32, extra: &[&str]) -> Cluster {
+        Cluster::build(voters, 0, controller_only, extra)
+    }
+
     /// `voters` broker-and-controller nodes, then `brokers` broker-only ones.
     pub fn start_with(voters: i32, brokers: i32, extra: &[&str]) -> Cluster {
+        Cluster::build(voters, brokers, 0, extra)
+    }
+
+    fn build(voters: i32, brokers: i32, controller_only: i32, extra: &[&str]) -> Cluster {
         let n = voters + brokers;
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = BTreeMap::new();
@@ -169,6 +181,7 @@ impl Cluster {
                 child: None,
                 runs: 0,
                 voter: id <= voters,
+                controller_only: id <= voters && id > voters - controller_only,
             };
             nodes.insert(id, node);
         }
@@ -230,6 +243,9 @@ impl Cluster {
         ];
         if node.voter {
             args.extend(["--controller-listen".into(), format!("127.0.0.1:{}", node.controller_port)]);
+            if node.controller_only {
+                args.extend(["--set".into(), "process.roles=controller".into()]);
+            }
         } else {
             args.extend(["--set".into(), "process.roles=broker".into()]);
         }
