@@ -46,16 +46,26 @@ def describe(bootstrap, topics=None):
         leaders = {p.id: p.leader for p in t.partitions.values()}
         errors = {p.id: (p.error.code() if p.error else 0) for p in t.partitions.values()}
         out["topics"][name] = {"leaders": leaders, "errors": errors, "error": t.error.code() if t.error else 0}
-    # Topic ids come from kafka-python's describe (Metadata v10+).
+    # Topic ids come from kafka-python's describe (Metadata v10+). Its
+    # client may pick a broker that has just stopped (its broker list can
+    # lag a controlled shutdown by a moment): retry, bounded.
     if topics:
-        ka = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
-        try:
-            for t in ka.describe_topics(list(topics)):
-                name = t.get("topic", t.get("name"))
-                if name in out["topics"]:
-                    out["topics"][name]["id"] = str(t.get("topic_id", ""))
-        finally:
-            ka.close()
+        for attempt in range(10):
+            try:
+                ka = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+                try:
+                    for t in ka.describe_topics(list(topics)):
+                        name = t.get("topic", t.get("name"))
+                        if name in out["topics"]:
+                            out["topics"][name]["id"] = str(t.get("topic_id", ""))
+                finally:
+                    ka.close()
+                break
+            except Exception as e:  # a connection to a stopped broker
+                if attempt == 9:
+                    raise
+                print(f"describe_topics: {e!r}; retrying", file=sys.stderr)
+                time.sleep(0.3)
     return out
 
 
