@@ -5,6 +5,7 @@
 #![allow(non_upper_case_globals)]
 
 mod cluster_harness;
+mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

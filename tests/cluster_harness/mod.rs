@@ -1,7 +1,8 @@
 //! The multi-node harness: N real `ringstream serve` processes on loopback,
 //! one data dir each, ephemeral ports, a TCP proxy in front of every
 //! directed controller link (so a test can cut and heal links), and every
-//! process killed by PID when the cluster is dropped.
+//! process killed by PID when the cluster is dropped. It shares the
+//! compatibility harness's helpers (`crate::harness`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -314,18 +315,7 @@ impl Cluster {
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::harness::wait_bounded(&mut child, limit)
     }
 
     pub fn bootstrap(&self, id: i32) -> String {
@@ -387,18 +377,7 @@ impl Cluster {
             .stderr(output)
             .spawn()
             .expect("python3 runs");
-        let deadline = Instant::now() + Duration::from_secs(script_seconds_max);
-        let status = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = crate::harness::wait_bounded(&mut child, Duration::from_secs(script_seconds_max));
         let text = fs::read_to_string(&output_path).unwrap_or_default();
         match status {
             Some(s) if s.success() => text,

@@ -135,29 +135,11 @@ pub fn expire(image: &MetadataImage, liveness: &Liveness, now_ms: i64, session_t
 pub fn fence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
     let Some(broker) = image.brokers.get(&id) else { return Vec::new() };
     let mut records = vec![MetadataRecord::FenceBroker { id, epoch: broker.epoch }];
-    for topic in image.topics.values() {
-        for (p, info) in topic.partitions.iter().enumerate() {
-            if info.leader != id {
-                continue;
-            }
-            let next = info
-                .isr
-                .iter()
-                .copied()
-                .find(|r| *r != id && image.brokers.get(r).is_some_and(|b| !b.fenced))
-                .unwrap_or(-1);
-            records.push(MetadataRecord::Partition {
-                topic: topic.name.clone(),
-                partition: p as i32,
-                info: PartitionInfo {
-                    leader: next,
-                    leader_epoch: info.leader_epoch + 1,
-                    partition_epoch: info.partition_epoch + 1,
-                    ..info.clone()
-                },
-            });
-        }
-    }
+    records.extend(change_leaders(image, |info| {
+        (info.leader == id).then(|| {
+            info.isr.iter().copied().find(|r| *r != id && image.brokers.get(r).is_some_and(|b| !b.fenced)).unwrap_or(-1)
+        })
+    }));
     records
 }
 
@@ -166,14 +148,22 @@ pub fn fence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
 pub fn unfence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
     let Some(broker) = image.brokers.get(&id) else { return Vec::new() };
     let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch: broker.epoch }];
+    records.extend(change_leaders(image, |info| (info.leader == -1 && info.isr.contains(&id)).then_some(id)));
+    records
+}
+
+/// A Partition record, with both epochs bumped, for every partition to
+/// which `new_leader` gives a (new) leader.
+fn change_leaders(image: &MetadataImage, new_leader: impl Fn(&PartitionInfo) -> Option<NodeId>) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
     for topic in image.topics.values() {
         for (p, info) in topic.partitions.iter().enumerate() {
-            if info.leader == -1 && info.isr.contains(&id) {
+            if let Some(leader) = new_leader(info) {
                 records.push(MetadataRecord::Partition {
                     topic: topic.name.clone(),
                     partition: p as i32,
                     info: PartitionInfo {
-                        leader: id,
+                        leader,
                         leader_epoch: info.leader_epoch + 1,
                         partition_epoch: info.partition_epoch + 1,
                         ..info.clone()
