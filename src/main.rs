@@ -420,6 +420,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+    // Followers fetch from leaders; leaders keep their ISR (every shard).
+    for i in (0..shards.shard_count()).filter(|_| kafka_listener) {
+        shards.run_on(ShardId(i as u16), move |_| async move {
+            ringstream_broker::broker::replication::start(ringstream_broker::broker::local())
+        });
+    }
     for i in (0..shards.shard_count()).filter(|_| kafka_listener) {
         shards.run_on(ShardId(i as u16), move |_| async move { connection::start(ringstream_broker::broker::local()) });
     }

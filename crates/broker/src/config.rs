@@ -49,6 +49,14 @@ pub struct ClusterSettings {
     pub session_timeout_ms: i64,
     /// `broker.heartbeat.interval.ms`
     pub heartbeat_interval_ms: i64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for
+    /// this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data.
+    pub replica_fetch_wait_max_ms: i64,
+    /// `offsets.topic.replication.factor` (capped at the live brokers when
+    /// the offsets topic is created).
+    pub offsets_topic_replication_factor: i16,
 }
 
 impl Default for ClusterSettings {
@@ -61,6 +69,9 @@ impl Default for ClusterSettings {
             rack: None,
             session_timeout_ms: 9_000,
             heartbeat_interval_ms: 2_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            offsets_topic_replication_factor: 3,
         }
     }
 }
@@ -157,7 +168,14 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
             }
             _ => Err(format!("{name} must be true or false, got {value:?}")),
         },
-        "default.replication.factor" => int(1, 1).map(|v| broker.default_replication_factor = v as i16),
+        "default.replication.factor" => {
+            int(1, i64::from(i16::MAX)).map(|v| broker.default_replication_factor = v as i16)
+        }
+        "offsets.topic.replication.factor" => {
+            int(1, i64::from(i16::MAX)).map(|v| broker.cluster.offsets_topic_replication_factor = v as i16)
+        }
+        "replica.lag.time.max.ms" => int(100, i64::from(i32::MAX)).map(|v| broker.cluster.replica_lag_time_max_ms = v),
+        "replica.fetch.wait.max.ms" => int(0, 60_000).map(|v| broker.cluster.replica_fetch_wait_max_ms = v),
         "socket.request.max.bytes" => int(1024, ringstream_core::limits::frame_bytes_max as i64)
             .map(|v| broker.socket_request_max_bytes = v as usize),
         "node.id" | "broker.id" => int(0, i32::MAX as i64).map(|v| broker.node_id = v as i32),
@@ -449,7 +467,8 @@ mod tests {
         let mut settings = Settings { runtime: config.clone(), broker: BrokerConfig::default() };
         settings.apply("num.partitions=6").unwrap();
         settings.apply("auto.create.topics.enable=false").unwrap();
-        assert!(settings.apply("default.replication.factor=3").is_err());
+        assert!(settings.apply("default.replication.factor=0").is_err());
+        assert!(settings.apply("default.replication.factor=3").is_ok());
         settings.apply_toml("num.partitions = 4\n\"log.segment.bytes\" = 65536\n[log.retention]\nms = 1000\n").unwrap();
         assert_eq!(settings.broker.num_partitions, 4);
         assert!(!settings.broker.auto_create_topics);

@@ -130,17 +130,95 @@ pub fn expire(image: &MetadataImage, liveness: &Liveness, now_ms: i64, session_t
     records
 }
 
-/// Fences `id`: every partition it leads moves to another unfenced ISR
-/// member, or goes offline (leader -1) when there is none.
+/// Fences `id`: it leaves the ISR of every partition (except as the last
+/// member, which stays so that it can lead again: nobody else has all the
+/// acknowledged records), and every partition it leads moves to another
+/// unfenced ISR member, or goes offline (leader -1) when there is none.
+/// With `unclean.leader.election.enable` on a topic, an offline partition
+/// takes any unfenced replica instead (logged by the broker that applies it).
 pub fn fence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
     let Some(broker) = image.brokers.get(&id) else { return Vec::new() };
     let mut records = vec![MetadataRecord::FenceBroker { id, epoch: broker.epoch }];
-    records.extend(change_leaders(image, |info| {
-        (info.leader == id).then(|| {
-            info.isr.iter().copied().find(|r| *r != id && image.brokers.get(r).is_some_and(|b| !b.fenced)).unwrap_or(-1)
-        })
-    }));
+    let live = |r: &NodeId| *r != id && image.brokers.get(r).is_some_and(|b| !b.fenced);
+    for topic in image.topics.values() {
+        let unclean = topic.configs.get("unclean.leader.election.enable").is_some_and(|v| v == "true");
+        for (p, info) in topic.partitions.iter().enumerate() {
+            if info.leader != id && !info.isr.contains(&id) {
+                continue;
+            }
+            let mut isr: Vec<NodeId> = info.isr.iter().copied().filter(|r| *r != id).collect();
+            let mut next = info.clone();
+            if info.leader == id {
+                let mut leader = isr.iter().copied().find(|r| live(r)).unwrap_or(-1);
+                if leader == -1 && unclean {
+                    leader = info.replicas.iter().copied().find(|r| live(r)).unwrap_or(-1);
+                    if leader != -1 {
+                        isr = vec![leader];
+                    }
+                }
+                next.leader = leader;
+                next.leader_epoch += 1;
+            }
+            if isr.is_empty() {
+                isr = vec![id];
+            }
+            next.isr = isr;
+            next.partition_epoch += 1;
+            records.push(MetadataRecord::Partition { topic: topic.name.clone(), partition: p as i32, info: next });
+        }
+    }
     records
+}
+
+/// A partition leader's ISR change (Kafka's AlterPartition), checked
+/// against the image: the requester leads the partition in the epochs it
+/// names, the new ISR holds the leader and only assigned replicas, and
+/// every replica it adds is an unfenced broker.
+pub fn alter_isr(
+    image: &MetadataImage,
+    broker: NodeId,
+    topic: &str,
+    partition: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: &[NodeId],
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let Some(info) = image.partition(topic, partition) else {
+        return Err(refuse(error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown partition {topic}-{partition}")));
+    };
+    if info.leader != broker {
+        return Err(refuse(
+            error_code::NOT_LEADER_OR_FOLLOWER,
+            format!("broker {broker} does not lead {topic}-{partition}"),
+        ));
+    }
+    if leader_epoch != info.leader_epoch {
+        return Err(refuse(
+            error_code::FENCED_LEADER_EPOCH,
+            format!("leader epoch {leader_epoch} is not {}", info.leader_epoch),
+        ));
+    }
+    if partition_epoch != info.partition_epoch {
+        return Err(refuse(
+            error_code::INVALID_UPDATE_VERSION,
+            format!("partition epoch {partition_epoch} is not {}", info.partition_epoch),
+        ));
+    }
+    let mut unique = isr.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != isr.len() || !isr.contains(&broker) || isr.iter().any(|r| !info.replicas.contains(r)) {
+        return Err(refuse(
+            error_code::INVALID_REQUEST,
+            format!("ISR {isr:?} does not fit replicas {:?}", info.replicas),
+        ));
+    }
+    let added_fenced = isr.iter().any(|r| !info.isr.contains(r) && image.brokers.get(r).map_or(true, |b| b.fenced));
+    if added_fenced {
+        return Err(refuse(error_code::INELIGIBLE_REPLICA, "a fenced broker cannot join the ISR"));
+    }
+    let next = PartitionInfo { isr: isr.to_vec(), partition_epoch: info.partition_epoch + 1, ..info.clone() };
+    Ok(vec![MetadataRecord::Partition { topic: topic.to_owned(), partition, info: next }])
 }
 
 /// Unfences `id`: partitions that are offline and have it in the ISR get
@@ -200,17 +278,6 @@ pub fn create_topic(image: &MetadataImage, topic: &NewTopic, new_id: [u8; 16]) -
     let assignments = match &topic.replicas {
         Some(replicas) if !replicas.is_empty() => {
             (0..topic.partitions).map(|_| PartitionInfo::new(replicas.clone())).collect()
-        }
-        _ if topic.replication_factor > 1 => {
-            // Followers do not copy partitions yet: a second replica in the
-            // metadata would claim copies that do not exist.
-            return Err(refuse(
-                error_code::INVALID_REPLICATION_FACTOR,
-                format!(
-                    "replication factor {} is not available yet: partitions have one replica until replication lands",
-                    topic.replication_factor
-                ),
-            ));
         }
         _ => {
             let rf = usize::try_from(topic.replication_factor).unwrap_or(0);

@@ -136,6 +136,16 @@ pub enum RequestBody {
         from: u64,
     },
     DescribeQuorum,
+    /// A partition leader asks to change the ISR (Kafka's AlterPartition),
+    /// naming the leader and partition epochs it saw.
+    AlterIsr {
+        broker: NodeId,
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -309,3 +309,24 @@ pub const raft_inflight_messages_max: usize = 64;
 pub const controller_proposals_max: usize = 4096;
 /// How long a request forwarded to the controller may wait for an answer.
 pub const controller_request_ms_max: u64 = 30_000;
+
+// ---- Replication: followers fetching from leaders ----
+
+/// Bytes one follower fetch asks for in all (Kafka's
+/// `replica.fetch.response.max.bytes`).
+pub const replica_fetch_bytes_max: usize = 10 * 1024 * 1024;
+/// Bytes one follower fetch asks for per partition (`replica.fetch.max.bytes`).
+pub const replica_partition_fetch_bytes_max: usize = 1024 * 1024;
+/// Largest fetch response a follower reads: the request's limit, one
+/// oversized first batch (KIP-74) and framing.
+pub const replica_fetch_response_bytes_max: usize = replica_fetch_bytes_max + batch_bytes_max + 1024 * 1024;
+/// Partitions in one follower fetch; more wait for the next one.
+pub const replica_fetch_partitions_max: usize = 1000;
+/// Fetcher connections one shard keeps: one per leader broker.
+pub const replica_fetchers_max: usize = cluster_brokers_max;
+/// How long an ISR change the controller has not answered waits before it
+/// is asked again.
+pub const isr_change_retry_ms: i64 = 5_000;
+const _: () = assert!(replica_fetch_response_bytes_max <= frame_bytes_max);
+const _: () = assert!(replica_partition_fetch_bytes_max <= replica_fetch_bytes_max);
+const _: () = assert!(replica_fetch_partitions_max <= fetch_partitions_max);

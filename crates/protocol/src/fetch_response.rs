@@ -53,6 +53,9 @@ pub struct PartitionOut<B> {
     /// KIP-951, v12+: the partition's leader (id, epoch) when this broker
     /// answers NOT_LEADER_OR_FOLLOWER; written as tagged field 1.
     pub current_leader: Option<(i32, i32)>,
+    /// KIP-320, v12+: (epoch, end offset) where a follower's log diverges
+    /// from the leader's; written as tagged field 0.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// KIP-951, v16+: where a leader named in `current_leader` listens.
@@ -164,17 +167,24 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
                 pieces.extend(p.batches.iter().cloned().map(Piece::Batch));
             }
             if flexible {
-                match p.current_leader {
-                    // Tagged field 1: CurrentLeader { leader id, epoch, no tags }.
-                    Some((leader, epoch)) => {
-                        put_uvarint(&mut out, 1);
-                        put_uvarint(&mut out, 1);
-                        put_uvarint(&mut out, 9);
-                        out.put_i32(leader);
-                        out.put_i32(epoch);
-                        put_uvarint(&mut out, 0);
-                    }
-                    None => put_uvarint(&mut out, 0), // partition tagged fields
+                // Partition tagged fields, in tag order.
+                let count = u32::from(p.diverging_epoch.is_some()) + u32::from(p.current_leader.is_some());
+                put_uvarint(&mut out, count);
+                if let Some((epoch, end_offset)) = p.diverging_epoch {
+                    // Tag 0: DivergingEpoch { epoch, end offset, no tags }.
+                    put_uvarint(&mut out, 0);
+                    put_uvarint(&mut out, 13);
+                    out.put_i32(epoch);
+                    out.put_i64(end_offset);
+                    put_uvarint(&mut out, 0);
+                }
+                if let Some((leader, epoch)) = p.current_leader {
+                    // Tag 1: CurrentLeader { leader id, epoch, no tags }.
+                    put_uvarint(&mut out, 1);
+                    put_uvarint(&mut out, 9);
+                    out.put_i32(leader);
+                    out.put_i32(epoch);
+                    put_uvarint(&mut out, 0);
                 }
             }
         }
@@ -250,6 +260,7 @@ mod tests {
                                 log_start_offset: 2,
                                 batches: vec![batch_a.clone(), batch_b.clone()],
                                 current_leader: None,
+                                diverging_epoch: None,
                             },
                             PartitionOut {
                                 partition_index: 3,
@@ -259,6 +270,7 @@ mod tests {
                                 log_start_offset: -1,
                                 batches: vec![],
                                 current_leader: Some((2, 5)),
+                                diverging_epoch: Some((4, 123)),
                             },
                         ],
                     },
@@ -273,6 +285,7 @@ mod tests {
                             log_start_offset: 0,
                             batches: vec![],
                             current_leader: None,
+                            diverging_epoch: None,
                         }],
                     },
                 ],
@@ -306,6 +319,7 @@ mod tests {
             let p1 = &decoded.responses[0].partitions[1];
             if version >= 12 {
                 assert_eq!((p1.current_leader.leader_id.0, p1.current_leader.leader_epoch), (2, 5));
+                assert_eq!((p1.diverging_epoch.epoch, p1.diverging_epoch.end_offset), (4, 123));
             }
             if version >= 16 {
                 assert_eq!(decoded.node_endpoints.len(), 1);

@@ -32,6 +32,8 @@ pub const PRODUCER_SNAPSHOT_FILE_NAME: &str = "producer-snapshot";
 /// A partition's log start offset when DeleteRecords moved it above its
 /// oldest segment's base (Kafka's log-start-offset-checkpoint, per partition).
 pub const LOG_START_FILE_NAME: &str = "log-start-offset";
+/// A replicated partition's high watermark, written about once a second.
+pub const HIGH_WATERMARK_FILE_NAME: &str = "high-watermark";
 
 pub fn segment_log_path(dir: &Path, base_offset: Offset) -> PathBuf {
     dir.join(format!("{:020}.log", base_offset.0))

@@ -52,6 +52,9 @@ pub enum StorageError {
     Config(String),
     #[error("corrupt {what} in {path}: {reason}")]
     Corrupt { what: &'static str, path: PathBuf, reason: String },
+    /// A follower was handed a batch that does not start at its log end.
+    #[error("replica of {tp} expected a batch at offset {expected}, got one at {found}")]
+    ReplicaGap { tp: TopicPartition, expected: Offset, found: Offset },
 }
 
 impl StorageError {
@@ -85,6 +88,7 @@ impl StorageError {
             StorageError::Moving(_) => error_code::REQUEST_TIMED_OUT,
             StorageError::Config(_) => error_code::INVALID_CONFIG,
             StorageError::Corrupt { .. } => error_code::KAFKA_STORAGE_ERROR,
+            StorageError::ReplicaGap { .. } => error_code::OFFSET_OUT_OF_RANGE,
         }
     }
 }

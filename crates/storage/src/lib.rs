@@ -28,6 +28,7 @@ pub mod index;
 pub mod log;
 pub mod producer_state;
 pub mod recovery;
+pub mod replica;
 pub mod segment;
 pub mod shard_storage;
 

@@ -34,6 +34,7 @@ use crate::error::{glommio_io, StorageError, StorageResult};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::producer_state::{last_sequence, BatchRecord, ProducerState, SequenceCheck};
 use crate::recovery::{self, ScanOutcome, ScanStop};
+use crate::replica::{LeaderState, Replication, Role};
 use crate::segment::Segment;
 use ringstream_core::batch::BatchInfo;
 use ringstream_core::limits;
@@ -161,6 +162,9 @@ pub(crate) struct Pending {
     pub base_offset: Offset,
     pub reply: oneshot::Sender<StorageResult<AppendInfo>>,
     pub _permit: StaticPermit,
+    /// A follower's copy of the leader's batch: written as it is, with its
+    /// offsets, leader epoch and timestamps.
+    pub replica: bool,
 }
 
 pub struct PartitionLog {
@@ -190,6 +194,11 @@ pub struct PartitionLog {
     /// The log start set by DeleteRecords (Offset::ZERO when never moved);
     /// the effective start is the larger of this and the oldest segment's base.
     pub log_start: Offset,
+    /// Sole replica, leader or follower (`replica`). Who moves the high
+    /// watermark depends on it.
+    pub replication: Replication,
+    /// The high watermark changed since `high-watermark` was last written.
+    pub high_watermark_dirty: bool,
 }
 
 /// What queuing an append did.
@@ -243,6 +252,8 @@ impl PartitionLog {
             sync_writes,
             producers: ProducerState::default(),
             log_start: Offset::ZERO,
+            replication: Replication::Sole,
+            high_watermark_dirty: false,
         };
         let (mut producers, producers_end) = read_producer_snapshot(&log.dir, &log.tp);
 
@@ -265,8 +276,11 @@ impl PartitionLog {
         let end = log.active().next_offset;
         log.next_offset = end;
         log.log_end_offset = end;
-        log.high_watermark = end;
+        // A replicated partition's high watermark comes back from its
+        // checkpoint (at most the log end); without one, the log end.
+        log.high_watermark = read_high_watermark(&log.dir).map_or(end, |hw| hw.min(end));
         log.log_start = read_log_start(&log.dir, &log.tp, end);
+        log.high_watermark = log.high_watermark.max(log.log_start_offset().min(end));
         let start = log.log_start_offset();
         epochs.truncate_from_end(end);
         epochs.truncate_from_start(start);
@@ -504,6 +518,64 @@ impl PartitionLog {
         }
     }
 
+    /// Moves the high watermark as this replica's role allows after the
+    /// log end or a follower's position moved: the sole replica's is its
+    /// log end; a leader's the least log end over the maximal ISR; a
+    /// follower's moves only with the leader's (`set_follower_high_watermark`).
+    /// Never backwards. Returns whether it moved.
+    pub fn advance_high_watermark(&mut self) -> bool {
+        let end = self.log_end_offset;
+        let next = match &self.replication {
+            Replication::Sole => end,
+            Replication::Leader(state) => state.high_watermark(end, self.high_watermark),
+            Replication::Follower { .. } => self.high_watermark.min(end),
+        };
+        self.set_high_watermark(next)
+    }
+
+    /// A follower takes the leader's high watermark, up to its own log end.
+    pub fn set_follower_high_watermark(&mut self, leader_hw: Offset) -> bool {
+        let next = leader_hw.min(self.log_end_offset).max(self.high_watermark.min(self.log_end_offset));
+        self.set_high_watermark(next)
+    }
+
+    fn set_high_watermark(&mut self, next: Offset) -> bool {
+        if next == self.high_watermark {
+            return false;
+        }
+        self.high_watermark = next;
+        if !matches!(self.replication, Replication::Sole) {
+            self.high_watermark_dirty = true;
+        }
+        true
+    }
+
+    /// Applies the metadata's view of this replica. A new leader epoch
+    /// starts a fresh follower table; the same epoch keeps positions.
+    pub fn set_role(&mut self, role: Role, now_ms: i64) {
+        let end = self.log_end_offset;
+        match role {
+            Role::Sole { epoch } => {
+                self.leader_epoch = self.leader_epoch.max(epoch);
+                self.replication = Replication::Sole;
+            }
+            Role::Leader(assignment) => {
+                self.leader_epoch = self.leader_epoch.max(assignment.epoch);
+                match &mut self.replication {
+                    Replication::Leader(state) if state.assignment.epoch == assignment.epoch => {
+                        state.update(assignment, now_ms, end)
+                    }
+                    _ => self.replication = Replication::Leader(LeaderState::new(assignment, now_ms, end)),
+                }
+            }
+            Role::Follower { leader, epoch } => {
+                self.leader_epoch = self.leader_epoch.max(epoch);
+                self.replication = Replication::Follower { leader, epoch };
+            }
+        }
+        self.advance_high_watermark();
+    }
+
     /// Queues a validated batch, assigning its offsets now. Batches of
     /// idempotent producers are checked against their sequence state first.
     pub(crate) fn enqueue(&mut self, batch: Bytes, info: BatchInfo, permit: StaticPermit) -> StorageResult<Enqueued> {
@@ -545,8 +617,42 @@ impl PartitionLog {
             self.producers.record(info.producer_id, info.producer_epoch, record);
         }
         self.pending_bytes += batch.len();
-        self.pending.push_back(Pending { batch, info, base_offset, reply, _permit: permit });
+        self.pending.push_back(Pending { batch, info, base_offset, reply, _permit: permit, replica: false });
         Ok(Enqueued::Queued(receiver))
+    }
+
+    /// Queues a batch fetched from the leader at the offset it has there,
+    /// which must be the next one here. Its producer's sequence is recorded
+    /// unchecked: the leader checked it.
+    pub(crate) fn enqueue_replica(
+        &mut self,
+        batch: Bytes,
+        info: BatchInfo,
+        permit: StaticPermit,
+    ) -> StorageResult<oneshot::Receiver<StorageResult<AppendInfo>>> {
+        if info.base_offset != self.next_offset {
+            return Err(StorageError::ReplicaGap {
+                tp: self.tp.clone(),
+                expected: self.next_offset,
+                found: info.base_offset,
+            });
+        }
+        if info.producer_id >= 0 && info.base_sequence >= 0 {
+            let first = info.base_sequence;
+            let record = BatchRecord {
+                first_sequence: first,
+                last_sequence: last_sequence(first, info.last_offset_delta),
+                base_offset: info.base_offset,
+                last_offset: info.last_offset(),
+            };
+            self.producers.record_recovered(info.producer_id, info.producer_epoch, record);
+        }
+        let (reply, receiver) = oneshot::channel();
+        let base_offset = info.base_offset;
+        self.next_offset = info.next_offset();
+        self.pending_bytes += batch.len();
+        self.pending.push_back(Pending { batch, info, base_offset, reply, _permit: permit, replica: true });
+        Ok(receiver)
     }
 
     /// Fails every queued append and rewinds `next_offset` to the log end,
@@ -646,6 +752,17 @@ fn read_log_start(dir: &Path, tp: &TopicPartition, end: Offset) -> Offset {
             Offset::ZERO
         }
     }
+}
+
+/// The high watermark checkpoint of a replicated partition, if any.
+fn read_high_watermark(dir: &Path) -> Option<Offset> {
+    let text = std::fs::read_to_string(dir.join(dir::HIGH_WATERMARK_FILE_NAME)).ok()?;
+    text.trim_end().strip_prefix("high_watermark ").and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0).map(Offset)
+}
+
+/// The text of the high watermark checkpoint.
+pub fn encode_high_watermark(hw: Offset) -> String {
+    format!("high_watermark {}\n", hw.0)
 }
 
 /// The text of the log start checkpoint.

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use ringstream_cluster::controller::{self, Liveness, Refusal};
 use ringstream_cluster::quorum::{self, QuorumNode};
-use ringstream_cluster::records::{MetadataImage, MetadataRecord};
+use ringstream_cluster::records::{MetadataImage, MetadataRecord, PartitionInfo, TopicInfo};
 use ringstream_cluster::wire::{
     self, FrameError, Hello, NewTopic, QuorumState, Request, RequestBody, Response, ResponseBody,
 };
@@ -37,6 +37,7 @@ use ringstream_core::error_code;
 use ringstream_core::limits;
 use ringstream_core::types::{ShardId, TopicPartition};
 use ringstream_shard::Shard;
+use ringstream_storage::replica::{LeaderAssignment, Role};
 
 use crate::config::ClusterSettings;
 
@@ -467,7 +468,12 @@ impl ClusterNode {
                     Err(e) => Err(e),
                 }
             }
-            RequestBody::CreateTopic { topic, validate_only } => {
+            RequestBody::CreateTopic { mut topic, validate_only } => {
+                if topic.name == crate::groups::OFFSETS_TOPIC && topic.replicas.is_none() {
+                    // offsets.topic.replication.factor, capped at the live brokers.
+                    let live = image.unfenced().count().max(1);
+                    topic.replication_factor = topic.replication_factor.min(live as i16).max(1);
+                }
                 match controller::create_topic(&image, &topic, crate::broker::topics::new_topic_id()) {
                     Ok(_) if validate_only => Ok(ResponseBody::Done { offset: image.offset }),
                     Ok(records) => {
@@ -508,6 +514,15 @@ impl ClusterNode {
                     count: controller::producer_id_block,
                     offset,
                 })
+            }
+            RequestBody::AlterIsr { broker, topic, partition, leader_epoch, partition_epoch, isr } => {
+                match controller::alter_isr(&image, broker, &topic, partition, leader_epoch, partition_epoch, &isr) {
+                    Ok(records) => {
+                        info!(topic = %topic, partition, isr = ?isr, "ISR changed");
+                        self.propose(records).await.map(|offset| ResponseBody::Done { offset })
+                    }
+                    Err(e) => Err(e),
+                }
             }
             RequestBody::FetchMetadata { .. } | RequestBody::DescribeQuorum => unreachable!("answered above"),
         };
@@ -814,20 +829,7 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
         if !missing.is_empty() {
             shard.create_partitions(missing, log.clone()).await.map_err(|e| e.to_string())?;
         }
-        // Partitions led here take the leader epoch the metadata gives
-        // them, so batches, OffsetForLeaderEpoch and Metadata agree.
-        for (i, p) in topic.partitions.iter().enumerate() {
-            let before = old.topics.get(&topic.name).filter(|b| b.id == topic.id).and_then(|b| b.partitions.get(i));
-            if p.leader == me && before.map_or(true, |b| b.leader_epoch != p.leader_epoch || b.leader != me) {
-                let tp = TopicPartition::new(topic.name.clone(), i as i32);
-                if shard.owner(&tp).is_some() {
-                    shard
-                        .set_leader_epoch(&tp, ringstream_core::types::LeaderEpoch(p.leader_epoch))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-        }
+        set_roles(shard, me, old, topic).await?;
         // Replicas that were open before (a restart, or a topic whose
         // configs changed) take the topic's configs.
         let configured = old.topics.get(&topic.name).is_some_and(|b| b.id == topic.id && b.configs == topic.configs);
@@ -855,6 +857,52 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
         }
     }
     Ok(())
+}
+
+/// Gives each local replica of `topic` its role from the metadata (sole
+/// replica, leader with its ISR, or follower of a leader) when its
+/// assignment changed, so batches, OffsetForLeaderEpoch, Metadata and the
+/// high watermark agree with the quorum.
+async fn set_roles(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, topic: &TopicInfo) -> Result<(), String> {
+    for (i, p) in topic.partitions.iter().enumerate() {
+        if !p.replicas.contains(&me) {
+            continue;
+        }
+        let before = old.topics.get(&topic.name).filter(|b| b.id == topic.id).and_then(|b| b.partitions.get(i));
+        if before == Some(p) {
+            continue;
+        }
+        let tp = TopicPartition::new(topic.name.clone(), i as i32);
+        if shard.owner(&tp).is_none() {
+            continue;
+        }
+        let role = replica_role(me, p);
+        if let (Role::Leader(_), Some(b)) = (&role, before) {
+            if b.leader != me && !b.isr.contains(&me) {
+                warn!(partition = %tp, "unclean leader election: this replica leads without having been in the ISR");
+            }
+        }
+        shard.set_role(&tp, role).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// This node's role for a partition it holds a replica of.
+pub(crate) fn replica_role(me: NodeId, p: &PartitionInfo) -> Role {
+    let epoch = ringstream_core::types::LeaderEpoch(p.leader_epoch);
+    if p.leader != me {
+        return Role::Follower { leader: p.leader, epoch };
+    }
+    if p.replicas.len() == 1 {
+        return Role::Sole { epoch };
+    }
+    Role::Leader(LeaderAssignment {
+        local: me,
+        epoch,
+        partition_epoch: p.partition_epoch,
+        replicas: p.replicas.clone(),
+        isr: p.isr.clone(),
+    })
 }
 
 /// Reads one frame: (kind, payload), the length checked before allocating.

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod fetch_sessions;
+pub mod replication;
 pub mod topics;
 
 use std::cell::RefCell;
@@ -191,6 +192,12 @@ impl Broker {
         }
     }
 
+    /// The leader epoch of a partition as the metadata has it, if known.
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        let view = self.shard.metadata()?;
+        view.image.partition(topic, partition).map(|p| p.leader_epoch)
+    }
+
     /// Runs `call` with this node's cluster member, on shard 0.
     async fn with_cluster<T, F, Fut>(&self, call: F) -> Result<T, TopicError>
     where
@@ -365,7 +372,7 @@ impl Broker {
         ringstream_cluster::wire::NewTopic {
             name: meta.name,
             partitions: meta.partitions,
-            replication_factor: 1,
+            replication_factor: self.config.cluster.offsets_topic_replication_factor,
             configs: meta.configs,
             id: Some(meta.id),
             replicas: None,

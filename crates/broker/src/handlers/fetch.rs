@@ -26,7 +26,7 @@ use crate::broker::Broker;
 use ringstream_core::limits;
 use ringstream_core::limits::fetch_partitions_max;
 use ringstream_core::limits::fetch_wait_ms_max;
-use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_core::types::{LeaderEpoch, Offset, TopicPartition};
 use ringstream_protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 use ringstream_shard::router::{ManyRead, ReadRequest};
@@ -45,6 +45,10 @@ struct Wanted {
     not_led: Option<crate::broker::LeaderHint>,
     /// Named in this request (always reported in an incremental response).
     mentioned: bool,
+    /// KIP-320: the leader epoch the fetcher believes current (-1: none)
+    /// and, from a follower, the epoch of the last batch it has.
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
 }
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
@@ -54,6 +58,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let correlation_id = request.header.correlation_id;
     let broker = broker.clone();
     let by_id = version >= 13;
+    // A follower names itself (v15+ in ReplicaState); consumers send -1.
+    let replica_id = if version >= 15 { fetch.replica_state.replica_id.0 } else { fetch.replica_id.0 };
+    let replica = (replica_id >= 0).then_some(replica_id);
+    let mut epochs: std::collections::HashMap<(String, i32), (i32, i32)> = std::collections::HashMap::new();
     let mut requested = Vec::new();
     // v13+: partitions of topic ids this broker does not know; each gets
     // UNKNOWN_TOPIC_ID and is never cached in a session.
@@ -67,6 +75,12 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         for partition in &topic.partitions {
             if requested.len() + unknown_ids.len() >= fetch_partitions_max {
                 return Err(WireError::Malformed { what: "Fetch request", reason: "too many partitions".into() });
+            }
+            if let Some(name) = &name {
+                epochs.insert(
+                    (name.clone(), partition.partition),
+                    (partition.current_leader_epoch, partition.last_fetched_epoch),
+                );
             }
             match &name {
                 Some(name) => requested.push((
@@ -154,6 +168,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             let not_led = if known { broker.leadership(&topic, partition).err() } else { None };
             let topic_id = meta.map_or([0; 16], |m| m.id);
             let mentioned = mentioned.contains(&(topic.clone(), partition));
+            let (current_leader_epoch, last_fetched_epoch) =
+                epochs.get(&(topic.clone(), partition)).copied().unwrap_or((-1, -1));
             Wanted {
                 topic: TopicName(str_bytes(&topic)),
                 topic_id,
@@ -163,6 +179,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 known,
                 not_led,
                 mentioned,
+                current_leader_epoch,
+                last_fetched_epoch,
             }
         })
         .collect();
@@ -177,7 +195,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             (fetch.max_bytes as usize).min(limits::fetch_response_bytes_max)
         };
         loop {
-            let (partitions, total, woken) = read_all(&broker, &wanted, max_bytes).await;
+            let (partitions, total, woken) = read_all(&broker, &wanted, max_bytes, replica).await;
             let now = Instant::now();
             let any_ok = partitions.iter().any(|p| p.1.error_code == error_code::NONE);
             if total >= min_bytes.max(1) || now >= deadline || !any_ok {
@@ -219,6 +237,7 @@ fn unknown_topic_id(partition: i32) -> PartitionOut<FetchBatch> {
         log_start_offset: -1,
         batches: Vec::new(),
         current_leader: None,
+        diverging_epoch: None,
     }
 }
 
@@ -306,13 +325,20 @@ fn fit_budget<B: AsRef<[u8]>>(batches: &mut Vec<B>, budget: usize, first_non_emp
 /// If the response is not ready yet, the fetch waits on them
 /// (`wait_for_data`) with no further message; if it is, they are dropped
 /// and the owner's next commit discards the senders.
-async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (PartitionsOut, usize, Vec<DataWoken>) {
+async fn read_all(
+    broker: &Broker,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    replica: Option<i32>,
+) -> (PartitionsOut, usize, Vec<DataWoken>) {
     let limit = |w: &Wanted| max_bytes.min(w.partition_max_bytes.max(0) as usize);
+    let epoch_error = |w: &Wanted| epoch_error(broker, w);
     let mut woken = Vec::new();
-    // Known partitions with room to read, in request order.
+    // Known partitions led here in the epoch the fetcher names, with room
+    // to read, in request order.
     let reads: Vec<ReadRequest> = wanted
         .iter()
-        .filter(|w| w.known && limit(w) > 0)
+        .filter(|w| w.known && w.not_led.is_none() && epoch_error(w).is_none() && limit(w) > 0)
         .map(|w| {
             let (waiter, receiver) = futures_channel::oneshot::channel();
             woken.push(receiver);
@@ -321,6 +347,7 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
                 offset: Offset(w.offset),
                 max_bytes: limit(w),
                 waiter: Some(waiter),
+                replica: replica.map(|id| (id, LeaderEpoch(w.last_fetched_epoch))),
             }
         })
         .collect();
@@ -337,6 +364,7 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
             log_start_offset: -1,
             batches: Vec::new(),
             current_leader: None,
+            diverging_epoch: None,
         };
         let topic = TopicKey { name: w.topic.0.as_str().to_owned(), id: w.topic_id };
         if !w.known {
@@ -350,6 +378,11 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
             out.push((topic, data));
             continue;
         }
+        if let Some(code) = epoch_error(w) {
+            data.error_code = code;
+            out.push((topic, data));
+            continue;
+        }
         let budget = max_bytes.saturating_sub(total).min(w.partition_max_bytes.max(0) as usize);
         let first_non_empty = total == 0;
         let result = if limit(w) == 0 {
@@ -358,12 +391,16 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
         } else {
             results.next().expect("one result per read").map(|read| match read {
                 // Zero-copy: slices of the batch cache or of the DMA reads.
-                ManyRead::Local(r) => (
-                    r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(),
-                    r.high_watermark,
-                    r.log_start_offset,
-                ),
+                ManyRead::Local(r) => {
+                    data.diverging_epoch = r.diverging.map(|(e, o)| (e.0, o.0));
+                    (
+                        r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(),
+                        r.high_watermark,
+                        r.log_start_offset,
+                    )
+                }
                 ManyRead::Remote { lent, part } => {
+                    data.diverging_epoch = part.diverging.map(|(e, o)| (e.0, o.0));
                     let batches = part.batches.clone().map(|i| FetchBatch::Lent(lent.clone(), i)).collect();
                     (batches, part.high_watermark, part.log_start_offset)
                 }
@@ -383,6 +420,21 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> (Part
         out.push((topic, data));
     }
     (out, total, woken)
+}
+
+/// KIP-320: a fetch naming a leader epoch other than this leader's gets
+/// FENCED_LEADER_EPOCH (older: the fetcher refreshes its metadata) or
+/// UNKNOWN_LEADER_EPOCH (newer: this broker has not caught up yet).
+fn epoch_error(broker: &Broker, w: &Wanted) -> Option<i16> {
+    if w.current_leader_epoch < 0 {
+        return None;
+    }
+    let epoch = broker.leader_epoch(w.topic.0.as_str(), w.partition)?;
+    match w.current_leader_epoch.cmp(&epoch) {
+        std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
+        std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
+        std::cmp::Ordering::Equal => None,
+    }
 }
 
 /// Fires when a partition's owner commits past what the read saw (or when

@@ -1,10 +1,11 @@
 //! Produce (key 0), v3–v11: one record batch per partition (as Kafka requires
-//! from v3), appended on the partition's owner with acks 0, 1 or -1. On one
-//! node acks=1 and acks=-1 are the same: the append is acknowledged once it
-//! is durable under the flush policy. Errors are per partition.
+//! from v3), appended on the partition's owner with acks 0, 1 or -1. acks=1
+//! is answered once the leader's append is durable under the flush policy;
+//! acks=-1 once the high watermark passes the batch (every ISR replica has
+//! it on disk), with NOT_ENOUGH_REPLICAS before the append when the ISR is
+//! smaller than `min.insync.replicas`. Errors are per partition.
 //!
-//! v10's leader hints (KIP-951) accompany NOT_LEADER_OR_FOLLOWER only, which
-//! a single node never answers. v12 (KIP-890 part 2: partitions joining a
+//! v10's leader hints (KIP-951) accompany NOT_LEADER_OR_FOLLOWER. v12 (KIP-890 part 2: partitions joining a
 //! transaction implicitly) is advertised once transactions exist, and v13
 //! (topic ids) after it.
 //!
@@ -91,6 +92,9 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                 }
                 Some(Ok(meta)) => match broker.leadership(&name, partition.index) {
                     Err(hint) => Outcome::NotLeader(hint),
+                    Ok(()) if acks == -1 && !enough_in_sync(broker, &name, partition.index, &meta.configs) => {
+                        Outcome::Failed(error_code::NOT_ENOUGH_REPLICAS)
+                    }
                     Ok(()) => {
                         let compact = meta
                             .configs
@@ -129,6 +133,8 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         }
     }
     let cluster = broker.cluster();
+    let broker = broker.clone();
+    let timeout = std::time::Duration::from_millis(produce.timeout_ms.max(0) as u64);
     Ok(Box::pin(async move {
         let mut leaders_named = std::collections::BTreeSet::new();
         let mut responses = Vec::with_capacity(topics.len());
@@ -178,6 +184,19 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                         }
                     }
                     Outcome::Queued(ticket) => match ticket.wait().await {
+                        Ok(info) if acks == -1 => {
+                            // acks=all: once every ISR replica has the batch.
+                            let code = committed(&broker, name.0.as_str(), index, info.last_offset, timeout).await;
+                            if code == error_code::NONE {
+                                response
+                                    .with_error_code(error_code::NONE)
+                                    .with_log_append_time_ms(info.log_append_time_ms)
+                                    .with_base_offset(info.base_offset.0)
+                                    .with_log_start_offset(if version >= 5 { info.log_start_offset.0 } else { -1 })
+                            } else {
+                                response.with_error_code(code).with_base_offset(-1).with_log_start_offset(-1)
+                            }
+                        }
                         Ok(info) => response
                             .with_error_code(error_code::NONE)
                             .with_log_append_time_ms(info.log_append_time_ms)
@@ -215,6 +234,58 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         }
         respond(ApiKey::Produce, version, correlation_id, &response)
     }))
+}
+
+/// A topic's `min.insync.replicas` (Kafka's default: 1).
+fn min_insync(configs: &std::collections::BTreeMap<String, String>) -> usize {
+    configs.get("min.insync.replicas").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).max(1)
+}
+
+/// Whether a partition has at least `min.insync.replicas` in its ISR (acks=all).
+fn enough_in_sync(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    configs: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let Some(view) = broker.cluster() else { return true };
+    view.image.partition(topic, partition).map_or(true, |p| p.isr.len() >= min_insync(configs))
+}
+
+/// acks=all after the local append: waits until the high watermark passes
+/// `last_offset` (every ISR replica has the batch), up to the request's
+/// timeout. Kafka's answers: REQUEST_TIMED_OUT when it does not in time,
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
+/// `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when this
+/// broker lost the leadership (the batch may yet be truncated away).
+async fn committed(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    last_offset: ringstream_core::types::Offset,
+    timeout: std::time::Duration,
+) -> i16 {
+    let Some(view) = broker.cluster() else { return error_code::NONE };
+    let Some(info) = view.image.partition(topic, partition) else { return error_code::NONE };
+    if info.replicas.len() <= 1 {
+        return error_code::NONE; // the sole replica: durable is committed
+    }
+    let tp = TopicPartition::new(topic, partition);
+    match broker.shard.wait_committed(&tp, last_offset, timeout).await {
+        Ok(true) => {}
+        Ok(false) => return error_code::REQUEST_TIMED_OUT,
+        Err(e) => return e.kafka_error_code(),
+    }
+    let Some(view) = broker.cluster() else { return error_code::NONE };
+    let Some(info) = view.image.partition(topic, partition) else { return error_code::UNKNOWN_TOPIC_OR_PARTITION };
+    let configs = view.image.topics.get(topic).map(|t| t.configs.clone()).unwrap_or_default();
+    if info.leader != broker.config.node_id {
+        return error_code::NOT_LEADER_OR_FOLLOWER;
+    }
+    if info.isr.len() < min_insync(&configs) {
+        return error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND;
+    }
+    error_code::NONE
 }
 
 /// Checks one partition's records; `Ready` when they may be appended.

@@ -33,6 +33,9 @@ pub struct ReadRequest {
     /// committed. Riding on the read saves the fetch a second message (and
     /// the owner a second wake-up) when the read finds too little.
     pub waiter: Option<oneshot::Sender<()>>,
+    /// A follower's fetch: (its broker id, its last fetched epoch). Reads
+    /// up to the log end and records the follower's position.
+    pub replica: Option<(i32, ringstream_core::types::LeaderEpoch)>,
 }
 
 /// Where one partition's batches are in a batched read's lent vector.
@@ -41,6 +44,7 @@ pub struct ReadPart {
     pub batches: std::ops::Range<usize>,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
+    pub diverging: Option<(ringstream_core::types::LeaderEpoch, Offset)>,
 }
 
 /// The answer to `Message::ReadMany`: every partition's batches in one lent
@@ -109,7 +113,8 @@ impl Shard {
         let mut results: Vec<Option<StorageResult<ManyRead>>> = (0..count).map(|_| None).collect();
         // Where each request read from, kept for a partition that moved
         // (its `Moved` error names it).
-        let asked_for: Vec<(Offset, usize)> = reads.iter().map(|r| (r.offset, r.max_bytes)).collect();
+        let asked_for: Vec<(Offset, usize, bool)> =
+            reads.iter().map(|r| (r.offset, r.max_bytes, r.replica.is_some())).collect();
         let mut moved = Vec::new();
         // (request index, request) per owner shard.
         let mut by_owner: Vec<Vec<(usize, ReadRequest)>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
@@ -137,7 +142,7 @@ impl Shard {
         }
         // While the owners read, read the local partitions.
         for (index, read) in std::mem::take(&mut by_owner[self.id.index()]) {
-            let result = self.storage.read(&read.tp, read.offset, read.max_bytes).await;
+            let result = read_one(&self.storage, &read).await;
             if let (Ok(output), Some(waiter)) = (&result, read.waiter) {
                 let _ = self.storage.park_data_waiter(&read.tp, output.high_watermark, waiter);
             }
@@ -160,7 +165,12 @@ impl Shard {
             }
         }
         for (index, tp) in moved {
-            let (offset, max_bytes) = asked_for[index];
+            let (offset, max_bytes, replica) = asked_for[index];
+            if replica {
+                // A follower fetches again, from the new owner.
+                results[index] = Some(Err(StorageError::Moved(tp)));
+                continue;
+            }
             results[index] = Some(self.read(&tp, offset, max_bytes).await.map(|read| match read {
                 RoutedRead::Local(read) => ManyRead::Local(read),
                 RoutedRead::Remote(read) => {
@@ -168,6 +178,7 @@ impl Shard {
                         batches: 0..read.batches.len(),
                         high_watermark: read.high_watermark,
                         log_start_offset: read.log_start_offset,
+                        diverging: None,
                     };
                     ManyRead::Remote { lent: Rc::new(read.batches), part }
                 }
@@ -323,7 +334,7 @@ pub(super) async fn read_here(
     let mut batches = Vec::new();
     let mut parts = Vec::with_capacity(reads.len());
     for read in reads {
-        let part = match storage.read(&read.tp, read.offset, read.max_bytes).await {
+        let part = match read_one(storage, &read).await {
             Ok(output) => {
                 if let Some(waiter) = read.waiter {
                     // A full waiter list drops it: the fetch wakes and reads again.
@@ -335,6 +346,7 @@ pub(super) async fn read_here(
                     batches: start..batches.len(),
                     high_watermark: output.high_watermark,
                     log_start_offset: output.log_start_offset,
+                    diverging: output.diverging,
                 })
             }
             Err(StorageError::UnknownPartition(tp)) => Err(StorageError::Moved(tp)),
@@ -343,4 +355,15 @@ pub(super) async fn read_here(
         parts.push(part);
     }
     LentReads { batches: LentBatches::lend(batches, home, home_inbox), parts }
+}
+
+/// One read on its owner: a consumer's below the high watermark, a
+/// follower's up to the log end.
+async fn read_one(storage: &ShardStorage, read: &ReadRequest) -> StorageResult<ReadOutput> {
+    match read.replica {
+        Some((replica, last_fetched_epoch)) => {
+            storage.read_replica(&read.tp, read.offset, read.max_bytes, replica, last_fetched_epoch).await
+        }
+        None => storage.read(&read.tp, read.offset, read.max_bytes).await,
+    }
 }

@@ -7,8 +7,8 @@
 use futures_channel::oneshot;
 
 use super::*;
-use ringstream_core::types::LeaderEpoch;
 use ringstream_storage::checkpoint::EpochCheckpoint;
+use ringstream_storage::replica::Role;
 
 /// An active idempotent producer: (id, epoch, last sequence, last timestamp).
 pub type ProducerRow = (i64, i16, i32, i64);
@@ -25,9 +25,14 @@ pub enum PartitionQuery {
     OffsetForTimestamp { timestamp_ms: i64, reply: oneshot::Sender<StorageResult<Option<(Offset, i64)>>> },
     /// Replaces the partition's log config (retention, segment size, ...).
     SetLogConfig { config: LogConfig, reply: oneshot::Sender<StorageResult<()>> },
-    /// A new leader epoch: stamped into batches appended from now on (a
-    /// lower one than the partition has is ignored).
-    SetLeaderEpoch { epoch: LeaderEpoch, reply: oneshot::Sender<StorageResult<()>> },
+    /// The partition's replication role from the cluster metadata: sole
+    /// replica, leader (epoch stamped into batches from now on, ISR) or
+    /// follower.
+    SetRole { role: Role, reply: oneshot::Sender<StorageResult<()>> },
+    /// Waits until the high watermark passes `offset` (acks=all: the
+    /// batch ending there is on every replica of the ISR), or `timeout`;
+    /// true when it has.
+    WaitCommitted { offset: Offset, timeout: std::time::Duration, reply: oneshot::Sender<StorageResult<bool>> },
 }
 
 /// A partition that is not (or no longer) here answers `Moved`: the asker
@@ -71,8 +76,15 @@ pub(super) async fn answer(storage: ShardStorage, tp: TopicPartition, query: Par
         PartitionQuery::SetLogConfig { config, reply } => {
             let _ = reply.send(here_or_moved(&storage, &tp).and_then(|()| storage.set_log_config(&tp, config)));
         }
-        PartitionQuery::SetLeaderEpoch { epoch, reply } => {
-            let _ = reply.send(here_or_moved(&storage, &tp).and_then(|()| storage.set_leader_epoch(&tp, epoch)));
+        PartitionQuery::SetRole { role, reply } => {
+            let _ = reply.send(here_or_moved(&storage, &tp).and_then(|()| storage.set_role(&tp, role)));
+        }
+        PartitionQuery::WaitCommitted { offset, timeout, reply } => {
+            let answer = match here_or_moved(&storage, &tp) {
+                Ok(()) => storage.wait_for_data(&tp, offset, timeout).await,
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(answer);
         }
     }
 }
@@ -127,9 +139,20 @@ impl Shard {
         self.ask(tp, |reply| PartitionQuery::OffsetForTimestamp { timestamp_ms, reply }).await
     }
 
-    /// Sets `tp`'s leader epoch on its owner (the cluster's leadership).
-    pub async fn set_leader_epoch(&self, tp: &TopicPartition, epoch: LeaderEpoch) -> StorageResult<()> {
-        self.ask(tp, |reply| PartitionQuery::SetLeaderEpoch { epoch, reply }).await
+    /// Sets `tp`'s replication role on its owner (the cluster's leadership).
+    pub async fn set_role(&self, tp: &TopicPartition, role: Role) -> StorageResult<()> {
+        self.ask(tp, |reply| PartitionQuery::SetRole { role: role.clone(), reply }).await
+    }
+
+    /// Waits on `tp`'s owner until its high watermark passes `offset`, or
+    /// `timeout`; true when it has.
+    pub async fn wait_committed(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        timeout: std::time::Duration,
+    ) -> StorageResult<bool> {
+        self.ask(tp, |reply| PartitionQuery::WaitCommitted { offset, timeout, reply }).await
     }
 
     /// Sets `tp`'s log config on its owner.

@@ -63,6 +63,29 @@ impl ShardStorage {
         }
     }
 
+    /// Queues a batch fetched from this partition's leader, at the offset
+    /// it has there (the next one here), to be written as it is. The
+    /// ticket resolves once it is written (durably under flush=always).
+    pub async fn submit_replica(&self, tp: &TopicPartition, batch: Bytes) -> StorageResult<AppendTicket> {
+        if self.inner.closing.get() {
+            return Err(StorageError::ShuttingDown);
+        }
+        let partition = self.partition(tp)?;
+        let info = batch::validate(&batch, limits::batch_bytes_max)?;
+        let permit = partition
+            .pending_bytes
+            .acquire_static_permit(batch.len() as u64)
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?;
+        if self.inner.closing.get() {
+            return Err(StorageError::ShuttingDown);
+        }
+        partition.traffic_bytes.set(partition.traffic_bytes.get() + batch.len() as u64);
+        let receiver = partition.log.borrow_mut().enqueue_replica(batch, info, permit)?;
+        let _ = self.inner.doorbell.try_send(());
+        Ok(AppendTicket::Queued(receiver))
+    }
+
     /// One group-commit round over every partition with queued appends.
     /// Returns false when there was nothing to do.
     pub(super) async fn commit_round(&self) -> bool {
@@ -140,10 +163,12 @@ impl ShardStorage {
                 let len = pending.batch.len();
                 let slot = &mut bytes[cursor..cursor + len];
                 slot.copy_from_slice(&pending.batch);
-                batch::set_base_offset(slot, pending.base_offset);
-                batch::set_leader_epoch(slot, log.leader_epoch);
-                if log.config.log_append_time {
-                    batch::set_log_append_time(slot, now);
+                if !pending.replica {
+                    batch::set_base_offset(slot, pending.base_offset);
+                    batch::set_leader_epoch(slot, log.leader_epoch);
+                    if log.config.log_append_time {
+                        batch::set_log_append_time(slot, now);
+                    }
                 }
                 positions.push(cursor);
                 cursor += len;
@@ -187,15 +212,19 @@ impl ShardStorage {
             let mut records_total = 0u64;
             for (pending, &position) in taken.into_iter().zip(&positions) {
                 let mut info = pending.info;
-                info.base_offset = pending.base_offset;
-                info.leader_epoch = epoch;
-                if append_time >= 0 {
-                    info.max_timestamp = append_time;
-                    info.attributes |= 0x08;
+                if !pending.replica {
+                    info.base_offset = pending.base_offset;
+                    info.leader_epoch = epoch;
+                    if append_time >= 0 {
+                        info.max_timestamp = append_time;
+                        info.attributes |= 0x08;
+                    }
                 }
-                let newer = log.epochs.latest().map_or(true, |latest| latest.epoch < epoch);
-                if newer {
-                    epochs_changed |= log.epochs.assign(epoch, pending.base_offset);
+                // A follower's batches carry the epochs they were led in.
+                let batch_epoch = info.leader_epoch;
+                let newer = log.epochs.latest().map_or(true, |latest| latest.epoch < batch_epoch);
+                if newer && batch_epoch.0 >= 0 {
+                    epochs_changed |= log.epochs.assign(batch_epoch, pending.base_offset);
                 }
                 let active = log.active_mut();
                 active.on_batch_written(&info, aligned_position + position as u64, interval);
@@ -219,7 +248,7 @@ impl ShardStorage {
             let carry_end = (end - aligned_position) as usize;
             log.carry = buffer.as_bytes()[carry_start..carry_end].to_vec();
             log.log_end_offset = next_offset;
-            log.high_watermark = next_offset;
+            log.advance_high_watermark();
             if matches!(self.inner.config.flush, FlushPolicy::Interval { .. }) {
                 log.unsynced = true;
             }
@@ -373,7 +402,7 @@ impl ShardStorage {
     pub(super) async fn roll_locked(&self, partition: &Partition, now: i64) -> StorageResult<()> {
         let (job, dir, base, segment_bytes, producers, sync_writes) = {
             let log = partition.log.borrow();
-            assert_eq!(log.high_watermark, log.log_end_offset);
+            assert!(log.high_watermark <= log.log_end_offset);
             let producers = log.producers.encode(log.log_end_offset);
             (
                 log.active().seal_job(),

@@ -45,10 +45,12 @@ use ringstream_core::types::{Offset, ShardId, TopicPartition};
 
 mod appender;
 mod reader;
+mod replication;
 mod retention;
 mod table;
 
 pub use reader::record_timestamps;
+pub use replication::{FollowedPartition, ReplicationCounts};
 
 /// Storage settings for one shard.
 #[derive(Clone, Debug)]
@@ -118,6 +120,10 @@ pub struct ReadOutput {
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
     pub from_cache: usize,
+    /// A follower's read only (KIP-320): (epoch, end offset) of the leader's
+    /// log where the follower's last fetched epoch ends, when the follower
+    /// has records past it; the read then carries no batches.
+    pub diverging: Option<(ringstream_core::types::LeaderEpoch, Offset)>,
 }
 
 /// Counters for benchmarks and, later, metrics.

@@ -15,7 +15,7 @@ use super::*;
 impl ShardStorage {
     pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
         let partition = self.partition(tp)?;
-        let read = self.read_from(&partition, tp, offset, max_bytes).await;
+        let read = self.read_from(&partition, tp, offset, max_bytes, false).await;
         if let Ok(out) = &read {
             partition.traffic_bytes.set(partition.traffic_bytes.get() + out.bytes as u64);
         }
@@ -28,13 +28,18 @@ impl ShardStorage {
         tp: &TopicPartition,
         offset: Offset,
         max_bytes: usize,
+        to_log_end: bool,
     ) -> StorageResult<ReadOutput> {
         let max_bytes = max_bytes.min(limits::read_bytes_max);
-        let (key, high_watermark, log_start_offset) = {
+        let (key, high_watermark, log_end, log_start_offset) = {
             let log = partition.log.borrow();
-            (log.key, log.high_watermark, log.log_start_offset())
+            (log.key, log.high_watermark, log.log_end_offset, log.log_start_offset())
         };
-        if offset < log_start_offset || offset > high_watermark {
+        // Consumers read below the high watermark; followers up to the log
+        // end. An offset between the two is in range, with nothing to read
+        // yet (Kafka's answer too).
+        let bound = if to_log_end { log_end } else { high_watermark };
+        if offset < log_start_offset || offset > log_end {
             return Err(StorageError::OffsetOutOfRange {
                 tp: tp.clone(),
                 offset,
@@ -42,12 +47,19 @@ impl ShardStorage {
                 high_watermark,
             });
         }
-        let mut out = ReadOutput { batches: Vec::new(), bytes: 0, high_watermark, log_start_offset, from_cache: 0 };
+        let mut out = ReadOutput {
+            batches: Vec::new(),
+            bytes: 0,
+            high_watermark,
+            log_start_offset,
+            from_cache: 0,
+            diverging: None,
+        };
         let mut cursor = offset;
         // Each step adds a batch or a disk window; bounded by the byte limit.
         let steps_max = max_bytes / limits::batch_bytes_min + 2;
         for _ in 0..steps_max {
-            if cursor >= high_watermark || out.bytes >= max_bytes {
+            if cursor >= bound || out.bytes >= max_bytes {
                 break;
             }
             let cached = self.inner.cache.borrow_mut().lookup(key, cursor);
@@ -86,7 +98,7 @@ impl ShardStorage {
                 .map_err(|e| StorageError::io("read segment", &path, glommio_io(e)))?;
             let mut local = 0usize;
             let mut progressed = false;
-            while local < window.len() && cursor < high_watermark {
+            while local < window.len() && cursor < bound {
                 let total = match batch::peek_total_bytes(&window[local..], limits::batch_bytes_max) {
                     Ok(total) => total,
                     Err(batch::BatchError::Truncated { .. }) => break,

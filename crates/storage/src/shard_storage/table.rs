@@ -127,7 +127,7 @@ impl ShardStorage {
             if last.last_offset >= high_watermark {
                 continue;
             }
-            let timestamp = match self.read_from(&partition, tp, last.base_offset, 1).await {
+            let timestamp = match self.read_from(&partition, tp, last.base_offset, 1, false).await {
                 Ok(read) => read
                     .batches
                     .first()
