@@ -14,6 +14,7 @@ Commands:
   produce    produce N numbered records to a topic (acks=all)
   consume    read a topic from the start and check N numbered records
   count      read a topic from the start and check it holds N records
+  coordinator  print the node that coordinates --group
 
 Prints a summary and exits 0, or prints FAIL: ... and exits 1. A watchdog
 ends it (exit 124) after --timeout seconds with every thread's stack.
@@ -45,7 +46,9 @@ def describe(bootstrap, topics=None):
             continue
         leaders = {p.id: p.leader for p in t.partitions.values()}
         errors = {p.id: (p.error.code() if p.error else 0) for p in t.partitions.values()}
-        out["topics"][name] = {"leaders": leaders, "errors": errors, "error": t.error.code() if t.error else 0}
+        isr = {p.id: sorted(p.isrs) for p in t.partitions.values()}
+        out["topics"][name] = {"leaders": leaders, "isr": isr, "errors": errors,
+                               "error": t.error.code() if t.error else 0}
     # Topic ids come from kafka-python's describe (Metadata v10+). Its
     # client may pick a broker that has just stopped (its broker list can
     # lag a controlled shutdown by a moment): retry, bounded.
@@ -161,6 +164,7 @@ def main():
     ap.add_argument("--count", type=int, default=600)
     ap.add_argument("--deadline", type=float, default=60)
     ap.add_argument("--bootstrap-node", type=int, default=1)
+    ap.add_argument("--group", default="g")
     args = ap.parse_args()
     faulthandler.dump_traceback_later(args.timeout, exit=True)
 
@@ -174,6 +178,8 @@ def main():
             time.sleep(0.1)
             d = describe(args.bootstrap, topics)
         print(json.dumps(d))
+    elif args.command == "coordinator":
+        print(f"coordinator {coordinator_of(args.bootstrap, args.group)}")
     elif args.command == "create":
         took = create(args.bootstrap, args.topic, args.partitions, args.deadline)
         print(f"created {args.topic} in {took:.3f}s")

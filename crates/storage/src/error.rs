@@ -52,6 +52,9 @@ pub enum StorageError {
     Config(String),
     #[error("corrupt {what} in {path}: {reason}")]
     Corrupt { what: &'static str, path: PathBuf, reason: String },
+    /// An append (not a replica's copy) reached a follower replica.
+    #[error("this replica of {0} is a follower")]
+    NotLeader(TopicPartition),
     /// A follower was handed a batch that does not start at its log end.
     #[error("replica of {tp} expected a batch at offset {expected}, got one at {found}")]
     ReplicaGap { tp: TopicPartition, expected: Offset, found: Offset },
@@ -89,6 +92,7 @@ impl StorageError {
             StorageError::Config(_) => error_code::INVALID_CONFIG,
             StorageError::Corrupt { .. } => error_code::KAFKA_STORAGE_ERROR,
             StorageError::ReplicaGap { .. } => error_code::OFFSET_OUT_OF_RANGE,
+            StorageError::NotLeader(_) => error_code::NOT_LEADER_OR_FOLLOWER,
         }
     }
 }

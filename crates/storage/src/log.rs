@@ -580,6 +580,10 @@ impl PartitionLog {
     /// idempotent producers are checked against their sequence state first.
     pub(crate) fn enqueue(&mut self, batch: Bytes, info: BatchInfo, permit: StaticPermit) -> StorageResult<Enqueued> {
         assert_eq!(batch.len(), info.total_bytes as usize);
+        if matches!(self.replication, Replication::Follower { .. }) {
+            // Only the leader assigns offsets; a follower copies them.
+            return Err(StorageError::NotLeader(self.tp.clone()));
+        }
         let idempotent = info.producer_id >= 0;
         let first = info.base_sequence;
         let last = last_sequence(first.max(0), info.last_offset_delta);

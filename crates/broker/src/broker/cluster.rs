@@ -809,7 +809,23 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
     let defaults = crate::config::log_defaults(&shard.storage);
     for topic in new.topics.values() {
         if topic.name == crate::groups::OFFSETS_TOPIC {
-            continue; // the group coordinator opens its own partitions
+            // Every replica holds its offsets-log partitions, with the
+            // coordinator's log settings; the leader's coordinator loads
+            // their groups (`Coordinator::ensure_loaded`).
+            let log = crate::groups::coordinator::local().log_config();
+            let missing: Vec<TopicPartition> = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&me))
+                .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
+                .filter(|tp| shard.owner(tp).is_none())
+                .collect();
+            if !missing.is_empty() {
+                shard.create_partitions(missing, log).await.map_err(|e| e.to_string())?;
+            }
+            set_roles(shard, me, old, topic).await?;
+            continue;
         }
         let meta = crate::broker::topics::TopicMeta {
             name: topic.name.clone(),

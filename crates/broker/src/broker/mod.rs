@@ -97,6 +97,14 @@ impl crate::groups::consumer::TopicView for Broker {
     fn coordinates(&self, partition: i32) -> bool {
         self.leadership(crate::groups::OFFSETS_TOPIC, partition).is_ok()
     }
+
+    fn offsets_leader_epoch(&self, partition: i32) -> Option<i32> {
+        match self.shard.metadata() {
+            None => Some(0),
+            Some(_) if self.coordinates(partition) => self.leader_epoch(crate::groups::OFFSETS_TOPIC, partition),
+            Some(_) => None,
+        }
+    }
 }
 
 impl Broker {

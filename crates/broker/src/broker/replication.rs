@@ -263,7 +263,16 @@ async fn apply(broker: &Broker, leader: ReplicaId, asked: &[FollowedPartition], 
             if part.error_code != error_code::NONE {
                 errors += 1;
                 if part.error_code == error_code::OFFSET_OUT_OF_RANGE {
-                    warn!(partition = %tp, log_end = %asked.log_end, "leader says this replica's log end is out of range");
+                    warn!(
+                        partition = %tp,
+                        log_end = %asked.log_end,
+                        last_epoch = asked.last_epoch.0,
+                        leader_log_start = part.log_start_offset,
+                        leader_hw = part.high_watermark,
+                        "leader says this replica's log end is out of range"
+                    );
+                } else {
+                    debug!(partition = %tp, code = part.error_code, "replica fetch error");
                 }
                 continue;
             }

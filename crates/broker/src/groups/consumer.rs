@@ -28,6 +28,11 @@ pub trait TopicView {
     fn coordinates(&self, _partition: i32) -> bool {
         true
     }
+    /// The leader epoch of offsets-log partition `partition` while this
+    /// broker leads it (a single node: 0).
+    fn offsets_leader_epoch(&self, _partition: i32) -> Option<i32> {
+        Some(0)
+    }
 }
 
 const INVALID_REGULAR_EXPRESSION: i16 = 128;

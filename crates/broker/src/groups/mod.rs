@@ -113,9 +113,20 @@ where
         return None;
     }
     let to = coordinator_shard(shard, group_id, partitions);
+    let partition = group_partition(group_id, partitions);
     // A closure (see `Shard::run_on`): the group's coordinator lives above the router,
     // which cannot name its requests; every group operation goes through here.
-    shard.run_on(to, move |_| task(coordinator::local())).await.ok()
+    shard
+        .run_on(to, move |_| async move {
+            let coordinator = coordinator::local();
+            // The groups of a partition this broker just came to lead are
+            // read from the replicated log first.
+            coordinator.ensure_loaded(partition).await.ok()?;
+            Some(task(coordinator).await)
+        })
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Drops a deleted topic's committed offsets on every shard's coordinator.

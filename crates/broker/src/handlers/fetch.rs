@@ -163,7 +163,13 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let wanted: Vec<Wanted> = positions
         .into_iter()
         .map(|((topic, partition), offset, partition_max_bytes)| {
-            let meta = broker.topic(&topic);
+            // The offsets topic is not in the topic table, but followers
+            // fetch it (and Kafka lets consumers read it).
+            let meta = broker.topic(&topic).or_else(|| {
+                let internal = topic == crate::groups::OFFSETS_TOPIC
+                    && broker.cluster().is_some_and(|v| v.image.topics.contains_key(&topic));
+                internal.then(|| broker.offsets_topic())
+            });
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
             let not_led = if known { broker.leadership(&topic, partition).err() } else { None };
             let topic_id = meta.map_or([0; 16], |m| m.id);

@@ -30,7 +30,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             // A closure (see `Shard::run_on`): group state lives with each shard's coordinator, above the router.
             let listed = shard
                 .run_on(ShardId(i as u16), |_| async move {
-                    coordinator::local()
+                    let coordinator = coordinator::local();
+                    coordinator.load_led().await;
+                    coordinator
                         .list()
                         .into_iter()
                         .map(|g| (g.group_id, g.protocol_type, g.state, g.group_type))

@@ -74,6 +74,28 @@ impl ShardStorage {
             } else {
                 None
             };
+            if let Some((epoch, epoch_end)) = diverging {
+                info!(
+                    partition = %tp,
+                    replica,
+                    fetch_offset = %offset,
+                    last_fetched_epoch = last_fetched_epoch.0,
+                    epoch = epoch.0,
+                    end_offset = %epoch_end,
+                    "follower's log diverges from the leader's"
+                );
+            }
+            if diverging.is_none() && offset > end {
+                warn!(
+                    partition = %tp,
+                    replica,
+                    fetch_offset = %offset,
+                    log_end = %end,
+                    last_fetched_epoch = last_fetched_epoch.0,
+                    epochs = ?log.epochs.entries(),
+                    "follower fetches past the log end"
+                );
+            }
             if diverging.is_none() && offset <= end {
                 let now = self.now_ms();
                 if let Replication::Leader(state) = &mut log.replication {

@@ -16,7 +16,7 @@ impl Coordinator {
         self.groups
             .borrow()
             .values()
-            .filter(|g| g.state != GroupState::Dead)
+            .filter(|g| g.state != GroupState::Dead && self.serves(self.partition_of(&g.id)))
             .map(|g| GroupListing {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),

@@ -32,11 +32,14 @@ pub(super) struct LogState {
 
 const gate_permits: u64 = 1 << 20;
 
+/// How long a group write waits for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const offsets_commit_timeout_ms: u64 = 5_000;
+
 /// A permit on a partition's write gate, held while a write is applied.
 type GatePermit = glommio::sync::StaticPermit;
 
 impl Coordinator {
-    pub(super) fn log_config(&self) -> LogConfig {
+    pub(crate) fn log_config(&self) -> LogConfig {
         LogConfig {
             segment_bytes: self.config.offsets_segment_bytes,
             retention_ms: -1,
@@ -200,6 +203,9 @@ impl Coordinator {
     ) -> Result<GatePermit, GroupError> {
         let partition = self.partition_of(group_id);
         let tp = offsets_partition(partition);
+        if !self.topics.coordinates(partition) {
+            return Err(GroupError::NotCoordinator);
+        }
         self.ensure_partition(&tp).await?;
         let state = self.log_state(partition);
         let permit =
@@ -220,10 +226,30 @@ impl Coordinator {
                 }
             }
         }
+        let mut last = None;
         for ticket in tickets {
-            if let Err(e) = ticket.wait().await {
-                error!(partition = %tp, group = group_id, "offsets-log write failed: {e}");
-                return Err(GroupError::CoordinatorNotAvailable);
+            match ticket.wait().await {
+                Ok(info) => last = Some(info.last_offset),
+                Err(e) => {
+                    error!(partition = %tp, group = group_id, "offsets-log write failed: {e}");
+                    return Err(GroupError::CoordinatorNotAvailable);
+                }
+            }
+        }
+        // Like Kafka's coordinator (acks=all): answered once every ISR
+        // replica has it, so a coordinator failover keeps it.
+        if let Some(last) = last {
+            let timeout = std::time::Duration::from_millis(offsets_commit_timeout_ms);
+            match self.shard.storage.wait_for_data(&tp, last, timeout).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(partition = %tp, group = group_id, "offsets-log write not replicated in time");
+                    return Err(GroupError::CoordinatorNotAvailable);
+                }
+                Err(e) => {
+                    error!(partition = %tp, group = group_id, "offsets-log write failed: {e}");
+                    return Err(GroupError::CoordinatorNotAvailable);
+                }
             }
         }
         state.bytes_since_snapshot.set(state.bytes_since_snapshot.get() + bytes);

@@ -87,6 +87,10 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     logs: RefCell<HashMap<i32, Rc<LogState>>>,
     create_lock: Rc<glommio::sync::Semaphore>,
+    /// Offsets-log partitions whose groups are loaded here, with the
+    /// leader epoch they were loaded in (`ensure_loaded`).
+    loaded: RefCell<HashMap<i32, i32>>,
+    load_lock: Rc<glommio::sync::Semaphore>,
     next_member: Cell<u64>,
     next_retention_check_ms: Cell<i64>,
 }
@@ -108,30 +112,88 @@ impl Coordinator {
             groups: RefCell::new(HashMap::new()),
             logs: RefCell::new(HashMap::new()),
             create_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            loaded: RefCell::new(HashMap::new()),
+            load_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             next_member: Cell::new(0),
         });
         let internal: Vec<TopicPartition> =
             coordinator.shard.storage.partitions().into_iter().filter(|tp| tp.topic == OFFSETS_TOPIC).collect();
         for tp in internal {
             coordinator.shard.storage.set_log_config(&tp, coordinator.log_config()).map_err(|e| e.to_string())?;
-            coordinator.replay(&tp).await.map_err(|e| format!("replay {tp}: {e}"))?;
+        }
+        // Groups load when this broker leads their offsets-log partition
+        // (`ensure_loaded`): at the first request, or the ticker's next pass.
+        COORDINATOR.with(|c| *c.borrow_mut() = Some(coordinator.clone()));
+        ticker::start(&coordinator);
+        Ok(coordinator)
+    }
+
+    /// Loads the groups of offsets-log partition `partition` if this broker
+    /// leads it and has not loaded them in this leader epoch; groups loaded
+    /// in an earlier epoch (before another broker led it) are dropped and
+    /// read again from the replicated log. Err(NotCoordinator) when this
+    /// broker does not lead it.
+    pub async fn ensure_loaded(self: &Rc<Self>, partition: i32) -> Result<(), GroupError> {
+        let epoch = self.topics.offsets_leader_epoch(partition).ok_or(GroupError::NotCoordinator)?;
+        if self.loaded.borrow().get(&partition) == Some(&epoch) {
+            return Ok(());
+        }
+        let _lock =
+            self.load_lock.clone().acquire_static_permit(1).await.map_err(|_| GroupError::CoordinatorNotAvailable)?;
+        if self.loaded.borrow().get(&partition) == Some(&epoch) {
+            return Ok(());
+        }
+        self.groups.borrow_mut().retain(|id, _| self.partition_of(id) != partition);
+        let tp = crate::groups::offsets_partition(partition);
+        if self.shard.storage.owns(&tp) {
+            if let Err(e) = self.replay(&tp).await {
+                tracing::error!(partition = %tp, "loading groups failed: {e}");
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
         }
         let now = now_ms();
-        coordinator.groups.borrow_mut().retain(|_, g| {
-            g.state != GroupState::Empty || g.protocol_type.is_some() || !g.offsets.is_empty() || g.generation > 0
+        let mut loaded = 0;
+        self.groups.borrow_mut().retain(|id, g| {
+            self.partition_of(id) != partition
+                || g.state != GroupState::Empty
+                || g.protocol_type.is_some()
+                || !g.offsets.is_empty()
+                || g.generation > 0
         });
-        for g in coordinator.groups.borrow_mut().values_mut() {
+        for g in self.groups.borrow_mut().values_mut().filter(|g| self.partition_of(&g.id) == partition) {
+            loaded += 1;
             for m in &mut g.members {
                 m.heartbeat_deadline_ms = now + i64::from(m.session_timeout_ms);
             }
         }
-        let groups = coordinator.groups.borrow().len();
-        if groups > 0 {
-            info!(shard = %coordinator.shard.id, groups, "consumer groups loaded");
+        self.loaded.borrow_mut().insert(partition, epoch);
+        if loaded > 0 {
+            info!(shard = %self.shard.id, partition, leader_epoch = epoch, groups = loaded, "consumer groups loaded");
         }
-        COORDINATOR.with(|c| *c.borrow_mut() = Some(coordinator.clone()));
-        ticker::start(&coordinator);
-        Ok(coordinator)
+        Ok(())
+    }
+
+    /// Loads every offsets-log partition this shard holds and this broker
+    /// leads (ListGroups, and the ticker after a leadership change).
+    pub async fn load_led(self: &Rc<Self>) {
+        let owned: Vec<i32> = self
+            .shard
+            .storage
+            .partitions()
+            .into_iter()
+            .filter(|tp| tp.topic == OFFSETS_TOPIC)
+            .map(|tp| tp.partition.0)
+            .collect();
+        for partition in owned {
+            let _ = self.ensure_loaded(partition).await;
+        }
+    }
+
+    /// Whether the groups of `partition` are loaded here and this broker
+    /// still leads it in the epoch they were loaded in.
+    fn serves(&self, partition: i32) -> bool {
+        let epoch = self.topics.offsets_leader_epoch(partition);
+        epoch.is_some() && self.loaded.borrow().get(&partition).copied() == epoch
     }
 
     fn partition_of(&self, group_id: &str) -> i32 {

@@ -17,6 +17,9 @@ pub(super) fn start(coordinator: &Rc<Coordinator>) {
         loop {
             glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
             let Some(coordinator) = weak.upgrade() else { break };
+            // Leadership of offsets-log partitions moves: load the groups of
+            // those led here now (a no-op when nothing changed).
+            coordinator.load_led().await;
             coordinator.tick();
         }
     })
@@ -29,6 +32,11 @@ impl Coordinator {
         let mut changed = Vec::new();
         let topics = &*self.topics;
         for g in self.groups.borrow_mut().values_mut() {
+            // Groups of a partition led elsewhere now wait to be dropped
+            // (`ensure_loaded`); this broker acts for none of them.
+            if !self.serves(self.partition_of(&g.id)) {
+                continue;
+            }
             if let Some(modern) = &mut g.modern {
                 for id in modern.expire(now, topics) {
                     info!(group = %g.id, member = %id, "consumer-group member expired");
