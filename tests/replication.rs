@@ -79,10 +79,9 @@ struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
-        let seed = std::env::var("RINGSTREAM_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+        let seed = std::env::var("RINGSTREAM_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
         println!("RINGSTREAM_FAULT_SEED={seed}");
         Rng(seed)
     }
@@ -195,11 +194,8 @@ fn leader_sigkill_cycles_lose_nothing_acknowledged() {
         let view = partitions_of(&cluster, 1);
         // The leader of a seeded partition; every other cycle the group's
         // coordinator (the leader of its offsets partition) instead.
-        let victim = if cycle % 2 == 1 {
-            coordinator_of(&cluster, 1)
-        } else {
-            view[rng.below(partitions as u64) as usize].0
-        };
+        let victim =
+            if cycle % 2 == 1 { coordinator_of(&cluster, 1) } else { view[rng.below(partitions as u64) as usize].0 };
         assert!(victim > 0, "no leader to kill in {view:?}");
         let led: Vec<usize> = (0..view.len()).filter(|&p| view[p].0 == victim).collect();
         let survivor = (1..=3).find(|&n| n != victim).unwrap();
@@ -215,7 +211,9 @@ fn leader_sigkill_cycles_lose_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         cluster.spawn(victim);
         cluster.wait_ready(victim);
-        eventually(&cluster, Duration::from_secs(60), "the restarted node back in every ISR", || full_isr(&cluster, survivor));
+        eventually(&cluster, Duration::from_secs(60), "the restarted node back in every ISR", || {
+            full_isr(&cluster, survivor)
+        });
     }
     load.progresses(50, Duration::from_secs(60));
     let out = load.stop(&cluster);
@@ -254,7 +252,9 @@ fn a_paused_follower_leaves_the_isr_and_rejoins() {
     });
     load.progresses(200, Duration::from_secs(60));
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    eventually(&cluster, Duration::from_secs(60), "the resumed follower back in every ISR", || full_isr(&cluster, other));
+    eventually(&cluster, Duration::from_secs(60), "the resumed follower back in every ISR", || {
+        full_isr(&cluster, other)
+    });
     load.progresses(50, Duration::from_secs(60));
     load.stop(&cluster);
     let figures = load.verify(&cluster, other);

@@ -139,18 +139,19 @@ def consume_confluent(bootstrap, topic, count, group):
 
 
 def coordinator_of(bootstrap, group):
-    ka = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                return ka._find_coordinator_id(group) if hasattr(ka, "_find_coordinator_id") else \
-                    ka._find_coordinator_ids([group])[group]
-            except Exception:
-                time.sleep(0.2)
-        fail(f"no coordinator found for {group}")
-    finally:
-        ka.close()
+    """The node coordinating `group`, from confluent-kafka's DescribeGroups
+    (it answers with the coordinator, for an unknown group too)."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        try:
+            described = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+            if described.coordinator is not None and described.coordinator.id >= 0:
+                return described.coordinator.id
+        except Exception:
+            pass
+        time.sleep(0.2)
+    fail(f"no coordinator found for {group}")
 
 
 def main():
