@@ -311,6 +311,7 @@ fn fetch_out(batch: &Bytes) -> FetchOut<Bytes> {
                 log_start_offset: 0,
                 batches: vec![batch.clone()],
                 current_leader: None,
+                diverging_epoch: None,
             }],
         }],
         node_endpoints: Vec::new(),

@@ -62,9 +62,13 @@ fn describe(connection: &Connection) -> Result<(), CliError> {
     let metadata: MetadataResponse =
         client.call(ApiKey::Metadata, version, &MetadataRequest::default().with_topics(None))?;
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut under_replicated = 0usize;
     for topic in &metadata.topics {
         for p in &topic.partitions {
             *led.entry(p.leader_id.0).or_default() += 1;
+            if p.isr_nodes.len() < p.replica_nodes.len() {
+                under_replicated += 1;
+            }
         }
     }
     let mut out = std::io::stdout().lock();
@@ -82,9 +86,8 @@ fn describe(connection: &Connection) -> Result<(), CliError> {
         );
     }
     let offline = led.get(&-1).copied().unwrap_or(0);
-    if offline > 0 {
-        let _ = writeln!(out, "offline partitions (no leader): {offline}");
-    }
+    let _ = writeln!(out, "offline partitions (no leader): {offline}");
+    let _ = writeln!(out, "under-replicated partitions (ISR smaller than replicas): {under_replicated}");
     let version = client.version(ApiKey::DescribeQuorum, 2)?;
     let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
         .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))

@@ -57,6 +57,12 @@ pub struct ClusterSettings {
     /// `offsets.topic.replication.factor` (capped at the live brokers when
     /// the offsets topic is created).
     pub offsets_topic_replication_factor: i16,
+    /// `auto.leader.rebalance.enable`
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms.
+    pub leader_imbalance_check_interval_ms: i64,
+    /// `leader.imbalance.per.broker.percentage`
+    pub leader_imbalance_per_broker_percentage: u64,
 }
 
 impl Default for ClusterSettings {
@@ -72,6 +78,9 @@ impl Default for ClusterSettings {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             offsets_topic_replication_factor: 3,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -175,6 +184,19 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
             int(1, i64::from(i16::MAX)).map(|v| broker.cluster.offsets_topic_replication_factor = v as i16)
         }
         "replica.lag.time.max.ms" => int(100, i64::from(i32::MAX)).map(|v| broker.cluster.replica_lag_time_max_ms = v),
+        "auto.leader.rebalance.enable" => match value {
+            "true" | "false" => {
+                broker.cluster.auto_leader_rebalance = value == "true";
+                Ok(())
+            }
+            _ => Err(format!("{name} must be true or false, got {value:?}")),
+        },
+        "leader.imbalance.check.interval.seconds" => {
+            int(1, 86_400).map(|v| broker.cluster.leader_imbalance_check_interval_ms = v * 1000)
+        }
+        "leader.imbalance.per.broker.percentage" => {
+            int(0, 100).map(|v| broker.cluster.leader_imbalance_per_broker_percentage = v as u64)
+        }
         "replica.fetch.wait.max.ms" => int(0, 60_000).map(|v| broker.cluster.replica_fetch_wait_max_ms = v),
         "socket.request.max.bytes" => int(1024, ringstream_core::limits::frame_bytes_max as i64)
             .map(|v| broker.socket_request_max_bytes = v as usize),

@@ -101,6 +101,11 @@ pub const CLUSTER_FAMILIES: &[(&str, &str)] = &[
     ("ringstream_brokers_fenced", "Registered brokers that are fenced (lead nothing)."),
     ("ringstream_broker_serving", "1 when this broker is unfenced and in contact with the controller."),
     ("ringstream_quorum_term", "The metadata quorum's current term (Kafka's leader epoch) as this node knows it."),
+    (
+        "ringstream_partitions_under_replicated",
+        "Partitions this broker leads whose ISR is smaller than their replica set.",
+    ),
+    ("ringstream_partitions_offline", "Partitions of the cluster with no leader."),
 ];
 
 #[derive(Debug)]
@@ -117,6 +122,8 @@ impl Collector for ClusterCollector {
                 "ringstream_brokers_fenced" => m.brokers_fenced,
                 "ringstream_broker_serving" => m.serving,
                 "ringstream_quorum_term" => m.quorum_term,
+                "ringstream_partitions_under_replicated" => m.under_replicated,
+                "ringstream_partitions_offline" => m.offline,
                 unknown => unreachable!("cluster metric {unknown} has no value"),
             };
             encoder.encode_descriptor(name, help, None, MetricType::Gauge)?.encode_gauge(&value)?;

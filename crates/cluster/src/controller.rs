@@ -170,6 +170,113 @@ pub fn fence(image: &MetadataImage, id: NodeId) -> Vec<MetadataRecord> {
     records
 }
 
+/// One partition's answer to ElectLeaders: (topic, partition, code, message).
+pub type ElectionResult = (String, i32, i16, String);
+
+/// Kafka's ElectLeaders. A preferred election gives a partition to its
+/// first replica when that broker is unfenced and in the ISR; an unclean
+/// one gives a partition without a leader to a live ISR member, or else to
+/// any live replica (the ISR becomes that replica alone). `partitions`
+/// None means every partition; then only partitions an election was
+/// attempted for are answered.
+pub fn elect_leaders(
+    image: &MetadataImage,
+    partitions: Option<&[(String, i32)]>,
+    unclean: bool,
+) -> (Vec<MetadataRecord>, Vec<ElectionResult>) {
+    let live = |r: &NodeId| image.brokers.get(r).is_some_and(|b| !b.fenced);
+    let named: Vec<(String, i32)> = match partitions {
+        Some(named) => named.to_vec(),
+        None => image
+            .topics
+            .values()
+            .flat_map(|t| (0..t.partitions.len() as i32).map(move |p| (t.name.clone(), p)))
+            .collect(),
+    };
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (topic, p) in named {
+        let Some(info) = image.partition(&topic, p) else {
+            let message = format!("No such topic partition as {topic}-{p}");
+            results.push((topic, p, error_code::UNKNOWN_TOPIC_OR_PARTITION, message));
+            continue;
+        };
+        let choice: Result<(NodeId, Vec<NodeId>), (i16, &str)> = if unclean {
+            if info.leader >= 0 {
+                Err((error_code::ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."))
+            } else if let Some(r) = info.isr.iter().copied().find(|r| live(r)) {
+                Ok((r, info.isr.clone()))
+            } else if let Some(r) = info.replicas.iter().copied().find(|r| live(r)) {
+                Ok((r, vec![r]))
+            } else {
+                Err((error_code::ELIGIBLE_LEADERS_NOT_AVAILABLE, "No live replica can lead this partition."))
+            }
+        } else {
+            let preferred = info.replicas[0];
+            if info.leader == preferred {
+                Err((error_code::ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."))
+            } else if !live(&preferred) || !info.isr.contains(&preferred) {
+                Err((error_code::PREFERRED_LEADER_NOT_AVAILABLE, "The preferred leader is not live or not in the ISR."))
+            } else {
+                Ok((preferred, info.isr.clone()))
+            }
+        };
+        match choice {
+            Ok((leader, isr)) => {
+                let next = PartitionInfo {
+                    leader,
+                    isr,
+                    leader_epoch: info.leader_epoch + 1,
+                    partition_epoch: info.partition_epoch + 1,
+                    ..info.clone()
+                };
+                records.push(MetadataRecord::Partition { topic: topic.clone(), partition: p, info: next });
+                results.push((topic, p, error_code::NONE, String::new()));
+            }
+            Err((code, _)) if partitions.is_none() && code == error_code::ELECTION_NOT_NEEDED => {}
+            Err((code, message)) => results.push((topic, p, code, message.to_owned())),
+        }
+    }
+    (records, results)
+}
+
+/// Kafka's automatic leader rebalance: the brokers whose share of
+/// partitions led by another replica, among those they are the preferred
+/// leader of, exceeds `imbalance_percent` get their preferred partitions
+/// back (where they are live and in the ISR).
+pub fn rebalance_leaders(image: &MetadataImage, imbalance_percent: u64) -> Vec<MetadataRecord> {
+    let mut preferred: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
+    for topic in image.topics.values() {
+        for info in &topic.partitions {
+            let entry = preferred.entry(info.replicas[0]).or_default();
+            entry.0 += 1;
+            if info.leader != info.replicas[0] {
+                entry.1 += 1;
+            }
+        }
+    }
+    let imbalanced: Vec<NodeId> = preferred
+        .into_iter()
+        .filter(|(_, (total, elsewhere))| *elsewhere * 100 > *total * imbalance_percent)
+        .map(|(id, _)| id)
+        .collect();
+    if imbalanced.is_empty() {
+        return Vec::new();
+    }
+    let named: Vec<(String, i32)> = image
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| imbalanced.contains(&p.replicas[0]) && p.leader != p.replicas[0])
+                .map(move |(i, _)| (t.name.clone(), i as i32))
+        })
+        .collect();
+    elect_leaders(image, Some(&named), false).0
+}
+
 /// A partition leader's ISR change (Kafka's AlterPartition), checked
 /// against the image: the requester leads the partition in the epochs it
 /// names, the new ISR holds the leader and only assigned replicas, and
@@ -389,6 +496,109 @@ mod tests {
         assert_eq!(image.partitions_led(2), 2);
         assert!(image.topics["t"].partitions.iter().all(|p| p.leader != -1));
         assert!(image.topics["t"].partitions.iter().filter(|p| p.leader == 2).all(|p| p.leader_epoch == 2));
+    }
+
+    fn rf3(image: &mut MetadataImage, name: &str, partitions: i32) {
+        let mut topic = new_topic(name, partitions);
+        topic.replication_factor = 3;
+        let records = create_topic(image, &topic, [7; 16]).unwrap();
+        image.apply_entry(image.offset + 1, &records).unwrap();
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_and_keeps_the_last_member() {
+        let mut image = cluster(3);
+        rf3(&mut image, "t", 3);
+        let p0 = image.topics["t"].partitions[0].clone();
+        assert_eq!(p0.isr.len(), 3);
+        let leader = p0.leader;
+        image.apply_entry(20, &fence(&image, leader)).unwrap();
+        let p0 = image.topics["t"].partitions[0].clone();
+        assert_ne!(p0.leader, leader);
+        assert!(p0.leader > 0 && !p0.isr.contains(&leader), "{p0:?}");
+        assert_eq!(p0.leader_epoch, 1);
+        // Every partition lost the fenced broker from its ISR.
+        assert!(image.topics["t"].partitions.iter().all(|p| !p.isr.contains(&leader)));
+        // Fence the other two: the last ISR member stays, with no leader.
+        let second = p0.leader;
+        image.apply_entry(21, &fence(&image, second)).unwrap();
+        let third = image.topics["t"].partitions[0].leader;
+        image.apply_entry(22, &fence(&image, third)).unwrap();
+        let p0 = image.topics["t"].partitions[0].clone();
+        assert_eq!((p0.leader, p0.isr.clone()), (-1, vec![third]));
+        // The first broker back is not in the ISR: the partition stays
+        // offline until the last member returns (no unclean election).
+        image.apply_entry(23, &heartbeat(&image, leader, 1, false).unwrap()).unwrap();
+        assert_eq!(image.topics["t"].partitions[0].leader, -1);
+        image.apply_entry(24, &heartbeat(&image, third, 1, false).unwrap()).unwrap();
+        assert_eq!(image.topics["t"].partitions[0].leader, third);
+    }
+
+    #[test]
+    fn unclean_election_takes_any_live_replica_when_enabled() {
+        let mut image = cluster(3);
+        let mut topic = new_topic("u", 1);
+        topic.replication_factor = 3;
+        topic.configs.insert("unclean.leader.election.enable".into(), "true".into());
+        image.apply_entry(10, &create_topic(&image, &topic, [3; 16]).unwrap()).unwrap();
+        let p = image.topics["u"].partitions[0].clone();
+        // Shrink the ISR to the leader alone, then fence it.
+        let isr = vec![p.leader];
+        image.apply_entry(11, &alter_isr(&image, p.leader, "u", 0, 0, 0, &isr).unwrap()).unwrap();
+        image.apply_entry(12, &fence(&image, p.leader)).unwrap();
+        let now = image.topics["u"].partitions[0].clone();
+        assert!(now.leader > 0 && now.leader != p.leader, "{now:?}");
+        assert_eq!(now.isr, vec![now.leader]);
+    }
+
+    #[test]
+    fn isr_changes_are_checked_against_the_epochs() {
+        let mut image = cluster(3);
+        rf3(&mut image, "t", 1);
+        let p = image.topics["t"].partitions[0].clone();
+        let follower = p.replicas[1];
+        let shrunk: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+        let code = |r: Result<Vec<MetadataRecord>, Refusal>| r.map(|_| 0).unwrap_or_else(|e| e.code);
+        assert_eq!(code(alter_isr(&image, follower, "t", 0, 0, 0, &shrunk)), error_code::NOT_LEADER_OR_FOLLOWER);
+        assert_eq!(code(alter_isr(&image, p.leader, "t", 0, 1, 0, &shrunk)), error_code::FENCED_LEADER_EPOCH);
+        assert_eq!(code(alter_isr(&image, p.leader, "t", 0, 0, 5, &shrunk)), error_code::INVALID_UPDATE_VERSION);
+        assert_eq!(code(alter_isr(&image, p.leader, "t", 0, 0, 0, &[follower])), error_code::INVALID_REQUEST);
+        assert_eq!(code(alter_isr(&image, p.leader, "t", 0, 0, 0, &[p.leader, 9])), error_code::INVALID_REQUEST);
+        image.apply_entry(30, &alter_isr(&image, p.leader, "t", 0, 0, 0, &shrunk).unwrap()).unwrap();
+        let now = image.topics["t"].partitions[0].clone();
+        assert_eq!((now.isr.clone(), now.partition_epoch, now.leader_epoch), (shrunk.clone(), 1, 0));
+        // A fenced broker cannot join.
+        image.apply_entry(31, &[MetadataRecord::FenceBroker { id: follower, epoch: 1 }]).unwrap();
+        let mut grown = shrunk.clone();
+        grown.push(follower);
+        assert_eq!(code(alter_isr(&image, p.leader, "t", 0, 0, 1, &grown)), error_code::INELIGIBLE_REPLICA);
+    }
+
+    #[test]
+    fn preferred_elections_and_the_automatic_rebalance() {
+        let mut image = cluster(3);
+        rf3(&mut image, "t", 3);
+        let preferred = image.topics["t"].partitions[0].replicas[0];
+        let (records, results) = elect_leaders(&image, Some(&[("t".into(), 0), ("x".into(), 0)]), false);
+        assert!(records.is_empty());
+        assert_eq!(results[0].2, error_code::ELECTION_NOT_NEEDED);
+        assert_eq!(results[1].2, error_code::UNKNOWN_TOPIC_OR_PARTITION);
+        image.apply_entry(40, &fence(&image, preferred)).unwrap();
+        let (_, results) = elect_leaders(&image, Some(&[("t".into(), 0)]), false);
+        assert_eq!(results[0].2, error_code::PREFERRED_LEADER_NOT_AVAILABLE);
+        // Back, and in the ISR again: the rebalance returns its partitions.
+        image.apply_entry(41, &heartbeat(&image, preferred, 1, false).unwrap()).unwrap();
+        let p = image.topics["t"].partitions[0].clone();
+        let mut isr = p.isr.clone();
+        isr.push(preferred);
+        image
+            .apply_entry(42, &alter_isr(&image, p.leader, "t", 0, p.leader_epoch, p.partition_epoch, &isr).unwrap())
+            .unwrap();
+        let records = rebalance_leaders(&image, 10);
+        assert_eq!(records.len(), 1, "{records:?}");
+        image.apply_entry(43, &records).unwrap();
+        assert_eq!(image.topics["t"].partitions[0].leader, preferred);
+        assert!(rebalance_leaders(&image, 10).is_empty());
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub struct ClusterMetrics {
     pub serving: u64,
     /// The quorum's term, as this node knows it (0 for broker-only nodes).
     pub quorum_term: u64,
+    /// Partitions this broker leads with fewer replicas in the ISR than
+    /// assigned (Kafka's UnderReplicatedPartitions).
+    pub under_replicated: u64,
+    /// Partitions of the cluster with no leader (Kafka's OfflinePartitionsCount).
+    pub offline: u64,
 }
 
 /// Parses `controller.quorum.voters` (`1@h1:9093,2@h2:9093`).

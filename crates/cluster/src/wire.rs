@@ -136,6 +136,11 @@ pub enum RequestBody {
         from: u64,
     },
     DescribeQuorum,
+    /// Kafka's ElectLeaders: `partitions` None means every partition.
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    },
     /// A partition leader asks to change the ISR (Kafka's AlterPartition),
     /// naming the leader and partition epochs it saw.
     AlterIsr {
@@ -205,6 +210,12 @@ pub enum ResponseBody {
         leader: Option<NodeId>,
     },
     Quorum(QuorumState),
+    /// ElectLeaders' answer: (topic, partition, error code, message) per
+    /// partition named (or, for all partitions, per election attempted).
+    Elected {
+        results: Vec<(String, i32, i16, String)>,
+        offset: u64,
+    },
 }
 
 #[cfg(test)]

@@ -228,6 +228,13 @@ impl ClusterNode {
             brokers_fenced: image.brokers.values().filter(|b| b.fenced).count() as u64,
             serving: u64::from(self.serving.get()),
             quorum_term: term,
+            under_replicated: image
+                .topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.leader == self.node_id && p.isr.len() < p.replicas.len())
+                .count() as u64,
+            offline: image.topics.values().flat_map(|t| &t.partitions).filter(|p| p.leader < 0).count() as u64,
         }
     }
 
@@ -515,6 +522,20 @@ impl ClusterNode {
                     offset,
                 })
             }
+            RequestBody::ElectLeaders { partitions, unclean } => {
+                let (records, results) = controller::elect_leaders(&image, partitions.as_deref(), unclean);
+                if unclean && !records.is_empty() {
+                    warn!(
+                        partitions = records.len(),
+                        "unclean leader election requested: acknowledged records may be lost"
+                    );
+                }
+                if records.is_empty() {
+                    Ok(ResponseBody::Elected { results, offset: image.offset })
+                } else {
+                    self.propose(records).await.map(|offset| ResponseBody::Elected { results, offset })
+                }
+            }
             RequestBody::AlterIsr { broker, topic, partition, leader_epoch, partition_epoch, isr } => {
                 match controller::alter_isr(&image, broker, &topic, partition, leader_epoch, partition_epoch, &isr) {
                     Ok(records) => {
@@ -618,6 +639,22 @@ impl ClusterNode {
         let _ = self.propose(records).await;
     }
 
+    /// Kafka's automatic leader rebalance (`auto.leader.rebalance.enable`):
+    /// partitions go back to their preferred leaders where a broker leads
+    /// too few of its preferred ones.
+    async fn rebalance_leaders(self: &Rc<Self>) {
+        let percent = self.settings.leader_imbalance_per_broker_percentage;
+        if controller::rebalance_leaders(&self.decision_image(), percent).is_empty() {
+            return;
+        }
+        let Ok(_decision) = self.decide_lock.acquire_permit(1).await else { return };
+        let records = controller::rebalance_leaders(&self.decision_image(), percent);
+        if !records.is_empty() {
+            info!(partitions = records.len(), "moving partitions back to their preferred leaders");
+            let _ = self.propose(records).await;
+        }
+    }
+
     // ---- The broker's side ----
 
     /// Sends `body` to the active controller (itself when it is), following
@@ -645,8 +682,12 @@ impl ClusterNode {
                 Ok(self.handle(body.clone()).await)
             } else {
                 let voter = self.settings.voters.iter().find(|v| v.id == target).cloned();
+                // A stopped (not dead) controller keeps connections open and
+                // answers nothing: each try gets a third of the limit, so a
+                // heartbeat still reaches a new controller within a session.
+                let attempt = deadline.saturating_duration_since(Instant::now()).min(limit / 3);
                 match voter {
-                    Some(voter) => self.request_over_network(&voter, body.clone()).await,
+                    Some(voter) => self.request_over_network(&voter, body.clone(), attempt).await,
                     None => Err(format!("controller {target} is not among the voters")),
                 }
             };
@@ -673,7 +714,12 @@ impl ClusterNode {
         refused(error_code::REQUEST_TIMED_OUT, &format!("no answer from the active controller: {last_error}"))
     }
 
-    async fn request_over_network(&self, voter: &Voter, body: RequestBody) -> Result<ResponseBody, String> {
+    async fn request_over_network(
+        &self,
+        voter: &Voter,
+        body: RequestBody,
+        limit: Duration,
+    ) -> Result<ResponseBody, String> {
         let exchange = async {
             let mut stream = TcpStream::connect(voter.address()).await.map_err(|e| e.to_string())?;
             let hello = Hello { cluster_id: self.cluster_id.clone(), node_id: self.node_id };
@@ -691,7 +737,7 @@ impl ClusterNode {
             }
         };
         let timeout = async {
-            glommio::timer::sleep(Duration::from_millis(limits::controller_request_ms_max / 2)).await;
+            glommio::timer::sleep(limit.min(Duration::from_millis(limits::controller_request_ms_max / 2))).await;
             Err("timed out".to_owned())
         };
         futures_lite::future::or(exchange, timeout).await
@@ -809,15 +855,17 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
     let defaults = crate::config::log_defaults(&shard.storage);
     for topic in new.topics.values() {
         if topic.name == crate::groups::OFFSETS_TOPIC {
-            // Every replica holds its offsets-log partitions, with the
-            // coordinator's log settings; the leader's coordinator loads
-            // their groups (`Coordinator::ensure_loaded`).
+            // Every replica of a replicated offsets-log partition holds it,
+            // with the coordinator's log settings, so followers copy it; the
+            // leader's coordinator loads its groups (`ensure_loaded`). A
+            // partition with one replica opens on its first write, as on a
+            // single broker (50 idle partitions cost a start nothing).
             let log = crate::groups::coordinator::local().log_config();
             let missing: Vec<TopicPartition> = topic
                 .partitions
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.replicas.contains(&me))
+                .filter(|(_, p)| p.replicas.contains(&me) && p.replicas.len() > 1)
                 .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
                 .filter(|tp| shard.owner(tp).is_none())
                 .collect();
@@ -933,6 +981,7 @@ async fn read_frame(stream: &mut TcpStream) -> Result<(u8, Vec<u8>), FrameError>
 
 async fn tick_loop(node: Rc<ClusterNode>) {
     let mut last_expire = Instant::now();
+    let mut last_rebalance = Instant::now();
     while !node.stopping.get() {
         glommio::timer::sleep(Duration::from_millis(quorum::tick_ms)).await;
         if let Some(q) = &node.quorum {
@@ -954,6 +1003,16 @@ async fn tick_loop(node: Rc<ClusterNode>) {
             last_expire = Instant::now();
             let n = node.clone();
             glommio::spawn_local(async move { n.expire_sessions().await }).detach();
+        }
+        let rebalance_every = Duration::from_millis(node.settings.leader_imbalance_check_interval_ms as u64);
+        if leader && node.leader_ready.get() && node.settings.auto_leader_rebalance {
+            if last_rebalance.elapsed() >= rebalance_every {
+                last_rebalance = Instant::now();
+                let n = node.clone();
+                glommio::spawn_local(async move { n.rebalance_leaders().await }).detach();
+            }
+        } else {
+            last_rebalance = Instant::now();
         }
     }
 }

@@ -200,6 +200,20 @@ impl Broker {
         }
     }
 
+    /// ElectLeaders through the controller: (topic, partition, code,
+    /// message) per partition.
+    pub async fn elect_leaders(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    ) -> Result<Vec<(String, i32, i16, String)>, TopicError> {
+        use ringstream_cluster::wire::{RequestBody, ResponseBody};
+        match self.ask_controller(RequestBody::ElectLeaders { partitions, unclean }).await? {
+            ResponseBody::Elected { results, .. } => Ok(results),
+            other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+        }
+    }
+
     /// The leader epoch of a partition as the metadata has it, if known.
     pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
         let view = self.shard.metadata()?;
@@ -234,7 +248,9 @@ impl Broker {
             .with_cluster(move |node| async move {
                 let answer = node.call_controller(body).await;
                 let offset = match &answer {
-                    ResponseBody::Done { offset } | ResponseBody::TopicCreated { offset, .. } => Some(*offset),
+                    ResponseBody::Done { offset }
+                    | ResponseBody::TopicCreated { offset, .. }
+                    | ResponseBody::Elected { offset, .. } => Some(*offset),
                     _ => None,
                 };
                 if let Some(offset) = offset {

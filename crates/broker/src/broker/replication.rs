@@ -49,6 +49,9 @@ const checkpoint_interval_ms: u64 = 1_000;
 const fetcher_scan_ms: u64 = 100;
 /// A fetcher's pause after an error (no leader, connection refused, ...).
 const fetch_backoff_ms: u64 = 100;
+/// How long past `replica.fetch.wait.max.ms` a fetch may take before the
+/// fetcher gives up on the connection.
+const replica_fetch_slack_ms: u64 = 5_000;
 /// The Fetch version followers send: flexible, names topics, carries
 /// LastFetchedEpoch and gets DivergingEpoch back.
 const replica_fetch_version: i16 = 12;
@@ -142,7 +145,8 @@ async fn fetcher(broker: &Rc<Broker>, leader: ReplicaId) {
         let stream = connection.as_mut().expect("connected above");
         correlation_id = correlation_id.wrapping_add(1);
         let request = fetch_request(broker, &partitions);
-        let exchanged = exchange(stream, correlation_id, &request).await;
+        let wait_ms = broker.config.cluster.replica_fetch_wait_max_ms as u64;
+        let exchanged = exchange(stream, correlation_id, &request, wait_ms).await;
         let response = match exchanged {
             Ok(response) => response,
             Err(e) => {
@@ -196,6 +200,7 @@ async fn exchange(
     stream: &mut TcpStream,
     correlation_id: i32,
     request: &FetchRequest,
+    wait_ms: u64,
 ) -> Result<FetchResponse, String> {
     let version = replica_fetch_version;
     let mut frame = BytesMut::new();
@@ -221,10 +226,10 @@ async fn exchange(
         stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
         Ok(Bytes::from(body))
     };
-    // The leader waits up to replica.fetch.wait.max.ms; far past that the
-    // connection is presumed dead.
+    // The leader waits up to replica.fetch.wait.max.ms; well past that the
+    // leader is presumed dead or stopped, and the fetcher reconnects.
     let timeout = async {
-        glommio::timer::sleep(Duration::from_millis(limits::controller_request_ms_max)).await;
+        glommio::timer::sleep(Duration::from_millis(wait_ms + replica_fetch_slack_ms)).await;
         Err("timed out".to_owned())
     };
     let mut body = futures_lite::future::or(io, timeout).await?;
@@ -321,6 +326,16 @@ async fn apply(broker: &Broker, leader: ReplicaId, asked: &[FollowedPartition], 
             }
             if part.high_watermark >= 0 {
                 let _ = storage.set_follower_high_watermark(&tp, Offset(part.high_watermark));
+            }
+            // The leader's log start (retention, DeleteRecords, the offsets
+            // log's compaction) moves the follower's too, as in Kafka.
+            let local = storage.offsets(&tp).ok();
+            if local.is_some_and(|o| {
+                part.log_start_offset > o.log_start_offset.0 && part.log_start_offset <= o.high_watermark.0
+            }) {
+                if let Err(e) = storage.delete_records(&tp, part.log_start_offset).await {
+                    debug!(partition = %tp, "following the leader's log start failed: {e}");
+                }
             }
         }
     }

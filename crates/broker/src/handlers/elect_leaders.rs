@@ -1,29 +1,30 @@
-//! ElectLeaders (key 43), v0–v2, answered as Kafka's controller answers
-//! with one broker: this node leads every partition and is its preferred
-//! (only) replica, so no election is ever needed.
+//! ElectLeaders (key 43), v0–v2, decided by the active controller
+//! (`controller::elect_leaders`), as Kafka's is:
 //!
-//! - A named, existing partition: ELECTION_NOT_NEEDED ("Leader election not
-//!   needed for topic partition."), for preferred and unclean elections alike.
-//! - An unknown topic: UNKNOWN_TOPIC_OR_PARTITION "No such topic as T"; an
-//!   unknown partition: "No such partition as T-P".
+//! - Preferred (0): a partition goes to its first replica when that broker
+//!   is live and in the ISR; ELECTION_NOT_NEEDED when it leads already,
+//!   PREFERRED_LEADER_NOT_AVAILABLE when it cannot.
+//! - Unclean (1): a partition without a leader goes to a live ISR member,
+//!   else to any live replica (acknowledged records may be lost; logged);
+//!   ELECTION_NOT_NEEDED when it has a leader, ELIGIBLE_LEADERS_NOT_AVAILABLE
+//!   when no replica is live.
+//! - An unknown partition: UNKNOWN_TOPIC_OR_PARTITION.
 //! - Null topic partitions (every partition): partitions that need no
-//!   election are left out, so the result list is empty.
+//!   election are left out.
 //! - An election type other than preferred (0) or unclean (1): INVALID_REQUEST
 //!   for the whole request (v1+ has a top-level error code).
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
-use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse};
+use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse, TopicName};
 
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
+use ringstream_core::limits;
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::ElectLeaders, min_version: 0, max_version: 2 };
-
-/// ELECTION_NOT_NEEDED (not in `error_code`).
-pub const ELECTION_NOT_NEEDED: i16 = 84;
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;
@@ -37,32 +38,43 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             response.error_code = error_code::INVALID_REQUEST;
             return respond(ApiKey::ElectLeaders, version, correlation_id, &response);
         }
-        for topic in elect.topic_partitions.iter().flatten() {
-            let name = topic.topic.as_str();
-            let meta = broker.topic(name);
-            let partition_result = topic
-                .partitions
+        let partitions: Option<Vec<(String, i32)>> = elect.topic_partitions.as_ref().map(|topics| {
+            topics
                 .iter()
-                .map(|&p| {
-                    let (code, message) = match &meta {
-                        None => (error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("No such topic as {name}")),
-                        Some(t) if !(0..t.partitions).contains(&p) => {
-                            (error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("No such partition as {name}-{p}"))
-                        }
-                        Some(_) => (ELECTION_NOT_NEEDED, "Leader election not needed for topic partition.".to_owned()),
-                    };
-                    PartitionResult::default()
-                        .with_partition_id(p)
-                        .with_error_code(code)
-                        .with_error_message(Some(str_bytes(&message)))
-                })
-                .collect();
-            response.replica_election_results.push(
-                ReplicaElectionResult::default()
-                    .with_topic(topic.topic.clone())
-                    .with_partition_result(partition_result),
-            );
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.as_str().to_owned(), *p)))
+                .take(limits::fetch_partitions_max)
+                .collect()
+        });
+        let results = match broker.elect_leaders(partitions, elect.election_type == 1).await {
+            Ok(results) => results,
+            Err(e) => {
+                // The whole request failed (no controller): every named
+                // partition gets the error (v0 has no top-level code).
+                response.error_code = if version >= 1 { e.code } else { error_code::NONE };
+                let named = elect.topic_partitions.iter().flatten();
+                named
+                    .flat_map(|t| {
+                        t.partitions.iter().map(|p| (t.topic.as_str().to_owned(), *p, e.code, e.message.clone()))
+                    })
+                    .collect()
+            }
+        };
+        let mut by_topic: Vec<ReplicaElectionResult> = Vec::new();
+        for (topic, partition, code, message) in results {
+            let result = PartitionResult::default()
+                .with_partition_id(partition)
+                .with_error_code(code)
+                .with_error_message((code != error_code::NONE).then(|| str_bytes(&message)));
+            match by_topic.iter_mut().find(|r| r.topic.as_str() == topic) {
+                Some(r) => r.partition_result.push(result),
+                None => by_topic.push(
+                    ReplicaElectionResult::default()
+                        .with_topic(TopicName(str_bytes(&topic)))
+                        .with_partition_result(vec![result]),
+                ),
+            }
         }
+        response.replica_election_results = by_topic;
         respond(ApiKey::ElectLeaders, version, correlation_id, &response)
     }))
 }

@@ -363,21 +363,32 @@ impl Shard {
         let released = tp.clone();
         // Appends other shards fenced into the inbox are queued by tasks of
         // their own (`Message::Append`): all of them first.
-        let config = self
+        let (config, replication) = self
             .run_on(from, move |shard| async move {
                 shard.wait_submitted(&released).await?;
-                shard.storage.release_partition(&released).await
+                // Leader or follower, the replica keeps its role, ISR and
+                // follower positions on its new shard.
+                let replication = shard.storage.replication(&released)?;
+                let config = shard.storage.release_partition(&released).await?;
+                Ok::<_, StorageError>((config, replication))
             })
             .await??;
-        let (opened, open_config) = (tp.clone(), config.clone());
-        let open =
-            self.run_on(to, move |shard| async move { shard.storage.open_partition(opened, open_config).await }).await;
+        let (opened, open_config, kept) = (tp.clone(), config.clone(), replication.clone());
+        let open = self
+            .run_on(to, move |shard| async move {
+                shard.storage.open_partition(opened.clone(), open_config).await?;
+                shard.storage.restore_replication(&opened, replication)
+            })
+            .await;
         match open.and_then(|r| r) {
             Ok(_) => Ok(()),
             Err(e) => {
                 let reopened = tp.clone();
                 let back = self
-                    .run_on(from, move |shard| async move { shard.storage.open_partition(reopened, config).await })
+                    .run_on(from, move |shard| async move {
+                        shard.storage.open_partition(reopened.clone(), config).await?;
+                        shard.storage.restore_replication(&reopened, kept)
+                    })
                     .await;
                 if let Err(again) = back.and_then(|r| r) {
                     error!(partition = %tp, "reopening on shard {from} after a failed move failed too: {again}");

@@ -47,6 +47,31 @@ impl ShardStorage {
         Ok(())
     }
 
+    /// The partition's replication state, to carry across a move between
+    /// shards (`restore_replication` on the new owner).
+    pub fn replication(&self, tp: &TopicPartition) -> StorageResult<Replication> {
+        Ok(self.partition(tp)?.log.borrow().replication.clone())
+    }
+
+    /// Puts back the replication state a partition had on its previous
+    /// owner (a live move): role, ISR and follower positions.
+    pub fn restore_replication(&self, tp: &TopicPartition, replication: Replication) -> StorageResult<()> {
+        let partition = self.partition(tp)?;
+        {
+            let mut log = partition.log.borrow_mut();
+            if let Replication::Leader(state) = &replication {
+                log.leader_epoch = log.leader_epoch.max(state.assignment.epoch);
+            }
+            if let Replication::Follower { epoch, .. } = &replication {
+                log.leader_epoch = log.leader_epoch.max(*epoch);
+            }
+            log.replication = replication;
+            log.advance_high_watermark();
+        }
+        wake(&partition);
+        Ok(())
+    }
+
     /// A follower's fetch from `offset`: records its position (which may
     /// move the high watermark), checks its last fetched epoch against this
     /// log (KIP-320: where they diverge, the follower truncates before it
@@ -231,9 +256,9 @@ impl ShardStorage {
     /// below the high watermark is ever cut.
     pub async fn truncate_to(&self, tp: &TopicPartition, offset: Offset) -> StorageResult<Offset> {
         let partition = self.partition(tp)?;
-        let (end, start, hw, replication) = {
+        let (end, start, hw, replication, leader_epoch) = {
             let log = partition.log.borrow();
-            (log.log_end_offset, log.log_start_offset(), log.high_watermark, log.replication.clone())
+            (log.log_end_offset, log.log_start_offset(), log.high_watermark, log.replication.clone(), log.leader_epoch)
         };
         let offset = offset.max(start);
         if offset >= end {
@@ -254,6 +279,7 @@ impl ShardStorage {
         let partition = self.partition(tp)?;
         let new_end = {
             let mut log = partition.log.borrow_mut();
+            log.leader_epoch = log.leader_epoch.max(leader_epoch);
             log.replication = replication;
             log.high_watermark = log.high_watermark.min(hw).min(log.log_end_offset);
             log.high_watermark_dirty = true;
