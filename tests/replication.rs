@@ -310,3 +310,89 @@ fn two_of_three_down_acknowledges_nothing_then_a_full_restart_keeps_everything()
     let figures = load.verify(&cluster, 1);
     println!("two down, then a full restart: {figures}");
 }
+
+/// Kafka's partition reassignment with the load running: partition 0 drops
+/// a follower (which deletes its copy), then takes it back as a new replica
+/// that catches up and joins the ISR; then a killed and restarted leader
+/// gets its partition back by a preferred ElectLeaders. Nothing
+/// acknowledged is lost or duplicated throughout.
+#[test]
+fn reassignment_and_preferred_elections_keep_every_record() {
+    let mut cluster =
+        Cluster::start(3, &["--set", "replica.lag.time.max.ms=2000", "--set", "auto.leader.rebalance.enable=false"]);
+    let boot = cluster.bootstrap(1);
+    // A two-replica topic on brokers 1 and 2 with data.
+    cluster.run("replication_load", &boot, &["create", "--topic", topic]);
+    let mut load = Load::start(&cluster);
+    load.progresses(300, Duration::from_secs(60));
+    let view = partitions_of(&cluster, 1);
+    let (leader, replicas) = (view[0].0, view[0].1.clone());
+    let dropped = *replicas.iter().find(|&&r| r != leader).unwrap();
+    // RF 3 -> 2, dropping a follower: it leaves and deletes its copy.
+    let kept: Vec<String> = replicas.iter().filter(|&&r| r != dropped).map(|r| r.to_string()).collect();
+    let out = cluster.run(
+        "replication_load",
+        &boot,
+        &["reassign", "--topic", topic, "--partition", "0", "--replicas", &kept.join(",")],
+    );
+    println!("reassigned to {kept:?}: {out}");
+    let dir = cluster.data_dir(dropped).join(format!("{topic}-0"));
+    eventually(&cluster, Duration::from_secs(20), "the dropped replica's copy is deleted", || !dir.exists());
+    // RF 2 -> 3: the dropped broker comes back as a new replica, catches
+    // up as a follower and joins the ISR.
+    let back: Vec<String> = kept.iter().cloned().chain([dropped.to_string()]).collect();
+    let out = cluster.run(
+        "replication_load",
+        &boot,
+        &["reassign", "--topic", topic, "--partition", "0", "--replicas", &back.join(",")],
+    );
+    println!("reassigned to {back:?}: {out}");
+    eventually(&cluster, Duration::from_secs(30), "the re-added replica in the ISR", || full_isr(&cluster, 1));
+    // Kill the preferred leader of partition 1; once it is back in the ISR,
+    // a preferred election returns it the leadership.
+    let view = partitions_of(&cluster, 1);
+    let preferred = view[1].0;
+    cluster.kill(preferred);
+    let other = (1..=3).find(|&n| n != preferred).unwrap();
+    eventually(&cluster, Duration::from_secs(30), "a new leader for partition 1", || {
+        let p = partitions_of(&cluster, other)[1].0;
+        p > 0 && p != preferred
+    });
+    cluster.spawn(preferred);
+    cluster.wait_ready(preferred);
+    eventually(&cluster, Duration::from_secs(60), "the restarted node back in every ISR", || full_isr(&cluster, other));
+    assert_ne!(partitions_of(&cluster, other)[1].0, preferred, "no automatic rebalance when it is off");
+    let out = cluster.run("replication_load", &cluster.bootstrap(other), &["elect", "--topic", topic]);
+    println!("preferred election: {out}");
+    eventually(&cluster, Duration::from_secs(20), "the preferred leader leads again", || {
+        partitions_of(&cluster, other)[1].0 == preferred
+    });
+    load.progresses(100, Duration::from_secs(60));
+    load.stop(&cluster);
+    let figures = load.verify(&cluster, other);
+    println!("reassignment and elections: {figures}");
+}
+
+/// `auto.leader.rebalance.enable`: after a leader's restart, its preferred
+/// partitions come back to it without an operator.
+#[test]
+fn leaders_return_to_their_preferred_broker_automatically() {
+    let mut cluster = Cluster::start(
+        3,
+        &["--set", "replica.lag.time.max.ms=2000", "--set", "leader.imbalance.check.interval.seconds=1"],
+    );
+    cluster.run("replication_load", &cluster.bootstrap(1), &["create", "--topic", topic]);
+    let view = partitions_of(&cluster, 1);
+    let preferred = view[0].0;
+    cluster.kill(preferred);
+    let other = (1..=3).find(|&n| n != preferred).unwrap();
+    eventually(&cluster, Duration::from_secs(30), "a new leader for partition 0", || {
+        let p = partitions_of(&cluster, other)[0].0;
+        p > 0 && p != preferred
+    });
+    cluster.spawn(preferred);
+    cluster.wait_ready(preferred);
+    eventually(&cluster, Duration::from_secs(60), "partition 0 back with its preferred leader", || {
+        partitions_of(&cluster, other)[0].0 == preferred
+    });
+}

@@ -11,6 +11,9 @@ Commands:
            value"; a consumer group (kafka-python) reads throughout, commits
            its offsets, and appends every record it sees to --seen. Both
            restart their clients after errors, as applications do.
+  reassign move --partition to --replicas (AlterPartitionReassignments),
+           wait until it is done, print its replicas, ISR and leader
+  elect    preferred leader election for every partition of --topic
   verify   reads the whole topic from the start and checks:
            - every acknowledged value is there exactly once;
            - per key, values are in sequence order (no gap where acked);
@@ -209,6 +212,47 @@ def verify(args):
                       "seen": len(seen), "committed": offsets}), flush=True)
 
 
+def reassign(args):
+    """Moves --partition of --topic to --replicas (kafka-python's
+    AlterPartitionReassignments), waits until ListPartitionReassignments
+    shows it done, and prints the partition as Metadata shows it."""
+    from kafka import KafkaAdminClient
+    from kafka.structs import TopicPartition as KTopicPartition
+    target = [int(r) for r in args.replicas.split(",")]
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap.split(","), request_timeout_ms=30000)
+    try:
+        tp = KTopicPartition(args.topic, args.partition)
+        result = admin.alter_partition_reassignments({tp: target})
+        if result.get(tp) is not None:
+            fail(f"reassignment refused: {result}")
+        started = time.time()
+        listed = admin.list_partition_reassignments()
+        seen_in_progress = bool(listed)
+        while listed and time.time() - started < args.deadline:
+            time.sleep(0.2)
+            listed = admin.list_partition_reassignments()
+        if listed:
+            fail(f"reassignment still in progress after {args.deadline}s: {listed}")
+    finally:
+        admin.close()
+    md = AdminClient({"bootstrap.servers": args.bootstrap}).list_topics(args.topic, timeout=10)
+    p = md.topics[args.topic].partitions[args.partition]
+    print(json.dumps({"replicas": p.replicas, "isr": sorted(p.isrs), "leader": p.leader,
+                      "listed_in_progress": seen_in_progress}), flush=True)
+
+
+def elect(args):
+    """A preferred leader election for every partition of --topic
+    (confluent-kafka's AdminClient); prints the per-partition errors."""
+    from confluent_kafka import ElectionType
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    md = admin.list_topics(args.topic, timeout=10)
+    tps = [TopicPartition(args.topic, p) for p in sorted(md.topics[args.topic].partitions)]
+    outcome = admin.elect_leaders(ElectionType.PREFERRED, tps).result()
+    print(json.dumps({f"{tp.topic}-{tp.partition}": (err.code() if err else 0) for tp, err in outcome.items()}),
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -223,6 +267,8 @@ def main():
     ap.add_argument("--seen")
     ap.add_argument("--stop-file")
     ap.add_argument("--deadline", type=float, default=60)
+    ap.add_argument("--partition", type=int, default=0)
+    ap.add_argument("--replicas")
     args = ap.parse_args()
     faulthandler.dump_traceback_later(args.timeout, exit=True)
     if args.command == "create":
@@ -232,6 +278,10 @@ def main():
         load(args)
     elif args.command == "verify":
         verify(args)
+    elif args.command == "reassign":
+        reassign(args)
+    elif args.command == "elect":
+        elect(args)
     else:
         fail(f"unknown command {args.command}")
 

@@ -277,6 +277,114 @@ pub fn rebalance_leaders(image: &MetadataImage, imbalance_percent: u64) -> Vec<M
     elect_leaders(image, Some(&named), false).0
 }
 
+/// Kafka's AlterPartitionReassignments for one partition (KIP-455).
+/// `target` None cancels a reassignment in progress (the replicas being
+/// added go, the original ones stay). Otherwise the replica set becomes
+/// the target plus the original replicas; the new ones catch up as
+/// followers, and once every target replica is in the ISR the others are
+/// removed (`complete_reassignment`, also run after every ISR change).
+pub fn reassign(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    target: Option<&[NodeId]>,
+    allow_rf_change: bool,
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let Some(info) = image.partition(topic, partition) else {
+        return Err(refuse(
+            error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("No such topic partition as {topic}-{partition}"),
+        ));
+    };
+    let original: Vec<NodeId> = info.replicas.iter().copied().filter(|r| !info.adding.contains(r)).collect();
+    let Some(target) = target else {
+        if !info.reassigning() {
+            return Err(refuse(error_code::NO_REASSIGNMENT_IN_PROGRESS, "No partition reassignment is in progress."));
+        }
+        let mut next =
+            PartitionInfo { replicas: original.clone(), adding: Vec::new(), removing: Vec::new(), ..info.clone() };
+        settle(&mut next, info, image);
+        return Ok(vec![MetadataRecord::Partition { topic: topic.to_owned(), partition, info: next }]);
+    };
+    if target.is_empty() {
+        return Err(refuse(
+            error_code::INVALID_REPLICA_ASSIGNMENT,
+            "The manual partition assignment includes an empty replica list.",
+        ));
+    }
+    for (i, r) in target.iter().enumerate() {
+        if target[..i].contains(r) {
+            return Err(refuse(
+                error_code::INVALID_REPLICA_ASSIGNMENT,
+                format!("The manual partition assignment includes the broker {r} more than once."),
+            ));
+        }
+        if !image.brokers.contains_key(r) {
+            return Err(refuse(
+                error_code::INVALID_REPLICA_ASSIGNMENT,
+                format!("The manual partition assignment includes broker {r}, but no such broker is registered."),
+            ));
+        }
+    }
+    if !allow_rf_change && target.len() != original.len() {
+        return Err(refuse(
+            error_code::INVALID_REPLICATION_FACTOR,
+            format!("The replication factor is changed from {} to {}", original.len(), target.len()),
+        ));
+    }
+    let mut replicas: Vec<NodeId> = target.to_vec();
+    replicas.extend(original.iter().copied().filter(|r| !target.contains(r)));
+    let mut next = PartitionInfo {
+        replicas,
+        adding: target.iter().copied().filter(|r| !original.contains(r)).collect(),
+        removing: original.iter().copied().filter(|r| !target.contains(r)).collect(),
+        ..info.clone()
+    };
+    complete_reassignment(&mut next, image);
+    settle(&mut next, info, image);
+    if next == *info {
+        return Ok(Vec::new()); // already so: nothing to do
+    }
+    Ok(vec![MetadataRecord::Partition { topic: topic.to_owned(), partition, info: next }])
+}
+
+/// Finishes a reassignment whose target replicas are all in the ISR: the
+/// removed replicas leave the replica set and the ISR.
+pub fn complete_reassignment(info: &mut PartitionInfo, image: &MetadataImage) {
+    if !info.reassigning() {
+        return;
+    }
+    let target = info.target();
+    if !target.iter().all(|r| info.isr.contains(r)) {
+        return;
+    }
+    let _ = image;
+    info.isr.retain(|r| target.contains(r));
+    info.replicas = target;
+    info.adding.clear();
+    info.removing.clear();
+}
+
+/// After a change to `next`'s replicas: the ISR keeps only replicas (never
+/// empty: the old ISR's last member stays), a leader that is no longer a
+/// replica hands over to a live ISR member, and the epochs move.
+fn settle(next: &mut PartitionInfo, before: &PartitionInfo, image: &MetadataImage) {
+    let live = |r: &NodeId| image.brokers.get(r).is_some_and(|b| !b.fenced);
+    let kept: Vec<NodeId> = next.isr.iter().copied().filter(|r| next.replicas.contains(r)).collect();
+    if !kept.is_empty() {
+        next.isr = kept;
+    }
+    if !next.replicas.contains(&next.leader) {
+        next.leader = next.isr.iter().copied().find(|r| next.replicas.contains(r) && live(r)).unwrap_or(-1);
+    }
+    if next.leader != before.leader {
+        next.leader_epoch = before.leader_epoch + 1;
+    }
+    if *next != *before {
+        next.partition_epoch = before.partition_epoch + 1;
+    }
+}
+
 /// A partition leader's ISR change (Kafka's AlterPartition), checked
 /// against the image: the requester leads the partition in the epochs it
 /// names, the new ISR holds the leader and only assigned replicas, and
@@ -324,7 +432,11 @@ pub fn alter_isr(
     if added_fenced {
         return Err(refuse(error_code::INELIGIBLE_REPLICA, "a fenced broker cannot join the ISR"));
     }
-    let next = PartitionInfo { isr: isr.to_vec(), partition_epoch: info.partition_epoch + 1, ..info.clone() };
+    let mut next = PartitionInfo { isr: isr.to_vec(), ..info.clone() };
+    // A reassignment completes once its target replicas are all in the ISR.
+    complete_reassignment(&mut next, image);
+    settle(&mut next, info, image);
+    next.partition_epoch = info.partition_epoch + 1;
     Ok(vec![MetadataRecord::Partition { topic: topic.to_owned(), partition, info: next }])
 }
 
@@ -599,6 +711,53 @@ mod tests {
         image.apply_entry(43, &records).unwrap();
         assert_eq!(image.topics["t"].partitions[0].leader, preferred);
         assert!(rebalance_leaders(&image, 10).is_empty());
+    }
+
+    #[test]
+    fn a_reassignment_adds_catches_up_then_removes() {
+        let mut image = cluster(4);
+        rf3(&mut image, "t", 1);
+        let p = image.topics["t"].partitions[0].clone();
+        let outside = (1..=4).find(|r| !p.replicas.contains(r)).unwrap();
+        let gone = p.replicas[2];
+        let target = vec![p.replicas[0], p.replicas[1], outside];
+        let code = |r: Result<Vec<MetadataRecord>, Refusal>| r.map(|_| 0).unwrap_or_else(|e| e.code);
+        assert_eq!(code(reassign(&image, "t", 0, Some(&[1, 1]), true)), error_code::INVALID_REPLICA_ASSIGNMENT);
+        assert_eq!(code(reassign(&image, "t", 0, Some(&[1, 9]), true)), error_code::INVALID_REPLICA_ASSIGNMENT);
+        assert_eq!(code(reassign(&image, "t", 0, Some(&[1]), false)), error_code::INVALID_REPLICATION_FACTOR);
+        assert_eq!(code(reassign(&image, "t", 0, None, true)), error_code::NO_REASSIGNMENT_IN_PROGRESS);
+        assert_eq!(code(reassign(&image, "x", 0, None, true)), error_code::UNKNOWN_TOPIC_OR_PARTITION);
+        image.apply_entry(50, &reassign(&image, "t", 0, Some(&target), false).unwrap()).unwrap();
+        let moving = image.topics["t"].partitions[0].clone();
+        assert_eq!((moving.adding.clone(), moving.removing.clone()), (vec![outside], vec![gone]));
+        assert_eq!(moving.replicas.len(), 4);
+        assert_eq!(moving.leader, p.leader);
+        // The new replica caught up: the leader adds it, which completes it.
+        let mut isr = moving.isr.clone();
+        isr.push(outside);
+        let records =
+            alter_isr(&image, moving.leader, "t", 0, moving.leader_epoch, moving.partition_epoch, &isr).unwrap();
+        image.apply_entry(51, &records).unwrap();
+        let done = image.topics["t"].partitions[0].clone();
+        assert_eq!(done.replicas, target);
+        assert!(!done.reassigning() && !done.isr.contains(&gone), "{done:?}");
+        // Moving the leader away elects another ISR member.
+        let leader = done.leader;
+        let away: Vec<NodeId> = (1..=4).filter(|r| *r != leader).collect();
+        image.apply_entry(52, &reassign(&image, "t", 0, Some(&away), false).unwrap()).unwrap();
+        let p = image.topics["t"].partitions[0].clone();
+        let isr = p.isr.iter().copied().chain(p.adding.iter().copied()).collect::<Vec<_>>();
+        image
+            .apply_entry(53, &alter_isr(&image, p.leader, "t", 0, p.leader_epoch, p.partition_epoch, &isr).unwrap())
+            .unwrap();
+        let p = image.topics["t"].partitions[0].clone();
+        assert!(p.leader != leader && p.replicas == away && p.leader_epoch == done.leader_epoch + 1, "{p:?}");
+        // A cancel puts the original replicas back.
+        let back: Vec<NodeId> = vec![leader, p.replicas[0], p.replicas[1]];
+        image.apply_entry(54, &reassign(&image, "t", 0, Some(&back), false).unwrap()).unwrap();
+        assert!(image.topics["t"].partitions[0].reassigning());
+        image.apply_entry(55, &reassign(&image, "t", 0, None, false).unwrap()).unwrap();
+        assert_eq!(image.topics["t"].partitions[0].replicas, away);
     }
 
     #[test]

@@ -75,11 +75,36 @@ pub struct PartitionInfo {
     pub leader: NodeId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas being added, which
+    /// are in `replicas` and catch up as followers ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<NodeId>,
+    /// ... and replicas to be removed once every target replica is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<NodeId>,
 }
 
 impl PartitionInfo {
     pub fn new(replicas: Vec<NodeId>) -> PartitionInfo {
-        PartitionInfo { leader: replicas[0], isr: replicas.clone(), replicas, leader_epoch: 0, partition_epoch: 0 }
+        PartitionInfo {
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas a reassignment in progress ends with (or the replicas).
+    pub fn target(&self) -> Vec<NodeId> {
+        self.replicas.iter().copied().filter(|r| !self.removing.contains(r)).collect()
     }
 }
 

@@ -141,6 +141,12 @@ pub enum RequestBody {
         partitions: Option<Vec<(String, i32)>>,
         unclean: bool,
     },
+    /// Kafka's AlterPartitionReassignments: a target replica list per
+    /// partition, or None to cancel.
+    Reassign {
+        partitions: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        allow_rf_change: bool,
+    },
     /// A partition leader asks to change the ISR (Kafka's AlterPartition),
     /// naming the leader and partition epochs it saw.
     AlterIsr {
@@ -210,9 +216,10 @@ pub enum ResponseBody {
         leader: Option<NodeId>,
     },
     Quorum(QuorumState),
-    /// ElectLeaders' answer: (topic, partition, error code, message) per
-    /// partition named (or, for all partitions, per election attempted).
-    Elected {
+    /// Per-partition answers (ElectLeaders, Reassign): (topic, partition,
+    /// error code, message); for ElectLeaders of all partitions, one per
+    /// election attempted.
+    PartitionResults {
         results: Vec<(String, i32, i16, String)>,
         offset: u64,
     },

@@ -531,9 +531,30 @@ impl ClusterNode {
                     );
                 }
                 if records.is_empty() {
-                    Ok(ResponseBody::Elected { results, offset: image.offset })
+                    Ok(ResponseBody::PartitionResults { results, offset: image.offset })
                 } else {
-                    self.propose(records).await.map(|offset| ResponseBody::Elected { results, offset })
+                    self.propose(records).await.map(|offset| ResponseBody::PartitionResults { results, offset })
+                }
+            }
+            RequestBody::Reassign { partitions, allow_rf_change } => {
+                let mut records = Vec::new();
+                let mut results = Vec::new();
+                for (topic, partition, target) in partitions {
+                    match controller::reassign(&image, &topic, partition, target.as_deref(), allow_rf_change) {
+                        Ok(more) => {
+                            if !more.is_empty() {
+                                info!(topic = %topic, partition, target = ?target, "partition reassignment");
+                            }
+                            records.extend(more);
+                            results.push((topic, partition, error_code::NONE, String::new()));
+                        }
+                        Err(e) => results.push((topic, partition, e.code, e.message)),
+                    }
+                }
+                if records.is_empty() {
+                    Ok(ResponseBody::PartitionResults { results, offset: image.offset })
+                } else {
+                    self.propose(records).await.map(|offset| ResponseBody::PartitionResults { results, offset })
                 }
             }
             RequestBody::AlterIsr { broker, topic, partition, leader_epoch, partition_epoch, isr } => {
@@ -894,6 +915,28 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
             shard.create_partitions(missing, log.clone()).await.map_err(|e| e.to_string())?;
         }
         set_roles(shard, me, old, topic).await?;
+        // A reassignment moved replicas off this node: they go (Kafka's
+        // StopReplica with deletion), once the metadata says so.
+        let removed: Vec<TopicPartition> = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                !p.replicas.contains(&me)
+                    && old
+                        .topics
+                        .get(&topic.name)
+                        .filter(|b| b.id == topic.id)
+                        .and_then(|b| b.partitions.get(*i))
+                        .is_some_and(|b| b.replicas.contains(&me))
+            })
+            .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
+            .filter(|tp| shard.owner(tp).is_some())
+            .collect();
+        if !removed.is_empty() {
+            info!(partitions = ?removed, "replicas moved off this broker; deleting them");
+            shard.delete_partitions(removed).await.map_err(|e| e.to_string())?;
+        }
         // Replicas that were open before (a restart, or a topic whose
         // configs changed) take the topic's configs.
         let configured = old.topics.get(&topic.name).is_some_and(|b| b.id == topic.id && b.configs == topic.configs);

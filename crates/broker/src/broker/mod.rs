@@ -209,7 +209,21 @@ impl Broker {
     ) -> Result<Vec<(String, i32, i16, String)>, TopicError> {
         use ringstream_cluster::wire::{RequestBody, ResponseBody};
         match self.ask_controller(RequestBody::ElectLeaders { partitions, unclean }).await? {
-            ResponseBody::Elected { results, .. } => Ok(results),
+            ResponseBody::PartitionResults { results, .. } => Ok(results),
+            other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// AlterPartitionReassignments through the controller: (topic,
+    /// partition, code, message) per partition.
+    pub async fn reassign(
+        &self,
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_rf_change: bool,
+    ) -> Result<Vec<(String, i32, i16, String)>, TopicError> {
+        use ringstream_cluster::wire::{RequestBody, ResponseBody};
+        match self.ask_controller(RequestBody::Reassign { partitions, allow_rf_change }).await? {
+            ResponseBody::PartitionResults { results, .. } => Ok(results),
             other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
         }
     }
@@ -250,7 +264,7 @@ impl Broker {
                 let offset = match &answer {
                     ResponseBody::Done { offset }
                     | ResponseBody::TopicCreated { offset, .. }
-                    | ResponseBody::Elected { offset, .. } => Some(*offset),
+                    | ResponseBody::PartitionResults { offset, .. } => Some(*offset),
                     _ => None,
                 };
                 if let Some(offset) = offset {
