@@ -312,6 +312,7 @@ fn fetch_out(batch: &Bytes) -> FetchOut<Bytes> {
                 batches: vec![batch.clone()],
                 current_leader: None,
                 diverging_epoch: None,
+                preferred_read_replica: -1,
             }],
         }],
         node_endpoints: Vec::new(),

@@ -396,3 +396,34 @@ fn leaders_return_to_their_preferred_broker_automatically() {
         partitions_of(&cluster, other)[0].0 == preferred
     });
 }
+
+/// KIP-392: with the rack-aware replica selector, a consumer in rack-N
+/// reads from node N's replica, a follower, while the producer writes to
+/// the leaders.
+#[test]
+fn a_consumer_reads_from_the_replica_in_its_rack() {
+    let selector = "replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector";
+    let cluster = Cluster::start_racked(3, &["--set", selector]);
+    cluster.run("replication_load", &cluster.bootstrap(1), &["create", "--topic", topic]);
+    let mut load = Load::start(&cluster);
+    load.progresses(600, Duration::from_secs(60));
+    // A node that follows at least one partition.
+    let view = partitions_of(&cluster, 1);
+    let reader = (1..=3).find(|n| view.iter().any(|(leader, _)| leader != n)).unwrap();
+    let rack = format!("rack-{reader}");
+    let out = cluster.run(
+        "replication_load",
+        &cluster.bootstrap(reader),
+        &["rack-consume", "--topic", topic, "--rack", &rack, "--count", "600"],
+    );
+    println!("{out}");
+    load.stop(&cluster);
+    let log = fs::read_to_string(cluster.log_path(reader)).unwrap();
+    assert!(
+        log.contains("serving consumers as a follower"),
+        "node {reader} served no consumer as a follower\n{}",
+        cluster.logs()
+    );
+    let figures = load.verify(&cluster, reader);
+    println!("rack-aware reads: {figures}");
+}

@@ -145,12 +145,20 @@ pub struct Cluster {
     /// (from, to) -> the proxy `from` reaches `to`'s controller port through.
     pub links: BTreeMap<(i32, i32), Proxy>,
     pub extra: Vec<String>,
+    /// Each node gets `broker.rack=rack-<id>`.
+    pub racks: bool,
 }
 
 impl Cluster {
     /// No nodes: only a place to run client scripts from.
     pub fn empty() -> Cluster {
-        Cluster { dir: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), links: BTreeMap::new(), extra: Vec::new() }
+        Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: BTreeMap::new(),
+            links: BTreeMap::new(),
+            extra: Vec::new(),
+            racks: false,
+        }
     }
 
     /// Starts `n` nodes (ids 1..=n), each broker and controller, and waits
@@ -159,18 +167,24 @@ impl Cluster {
         Cluster::start_with(n, 0, extra)
     }
 
+    /// `start`, with node N in rack `rack-N`.
+    #[allow(dead_code)] // each test binary uses a different part of the harness
+    pub fn start_racked(n: i32, extra: &[&str]) -> Cluster {
+        Cluster::build(n, 0, 0, extra, true)
+    }
+
     /// `voters` voters, the last `controller_only` of them without the
     /// broker role.
     pub fn start_with_controllers(voters: i32, controller_only: i32, extra: &[&str]) -> Cluster {
-        Cluster::build(voters, 0, controller_only, extra)
+        Cluster::build(voters, 0, controller_only, extra, false)
     }
 
     /// `voters` broker-and-controller nodes, then `brokers` broker-only ones.
     pub fn start_with(voters: i32, brokers: i32, extra: &[&str]) -> Cluster {
-        Cluster::build(voters, brokers, 0, extra)
+        Cluster::build(voters, brokers, 0, extra, false)
     }
 
-    fn build(voters: i32, brokers: i32, controller_only: i32, extra: &[&str]) -> Cluster {
+    fn build(voters: i32, brokers: i32, controller_only: i32, extra: &[&str], racks: bool) -> Cluster {
         let n = voters + brokers;
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = BTreeMap::new();
@@ -194,7 +208,7 @@ impl Cluster {
                 }
             }
         }
-        let mut cluster = Cluster { dir, nodes, links, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut cluster = Cluster { dir, nodes, links, extra: extra.iter().map(|s| s.to_string()).collect(), racks };
         for id in 1..=n {
             cluster.spawn(id);
         }
@@ -260,6 +274,9 @@ impl Cluster {
         ] {
             args.push("--set".into());
             args.push(setting);
+        }
+        if self.racks {
+            args.extend(["--set".into(), format!("broker.rack=rack-{id}")]);
         }
         args.extend(self.extra.iter().cloned());
         args

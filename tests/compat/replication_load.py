@@ -14,6 +14,7 @@ Commands:
   reassign move --partition to --replicas (AlterPartitionReassignments),
            wait until it is done, print its replicas, ISR and leader
   elect    preferred leader election for every partition of --topic
+  rack-consume  read --count records as a consumer in --rack (KIP-392)
   verify   reads the whole topic from the start and checks:
            - every acknowledged value is there exactly once;
            - per key, values are in sequence order (no gap where acked);
@@ -253,6 +254,25 @@ def elect(args):
           flush=True)
 
 
+def rack_consume(args):
+    """Reads --count records of --topic from the start with confluent-kafka
+    as a consumer in rack --rack (client.rack, KIP-392)."""
+    c = confluent_kafka.Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"rack-{time.time()}",
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                  "client.rack": args.rack})
+    c.subscribe([args.topic])
+    got = 0
+    started = time.time()
+    while got < args.count and time.time() - started < args.deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got += 1
+    c.close()
+    if got < args.count:
+        fail(f"read {got} of {args.count} records in rack {args.rack}")
+    print(f"read {got} records in rack {args.rack}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -269,6 +289,8 @@ def main():
     ap.add_argument("--deadline", type=float, default=60)
     ap.add_argument("--partition", type=int, default=0)
     ap.add_argument("--replicas")
+    ap.add_argument("--rack")
+    ap.add_argument("--count", type=int, default=100)
     args = ap.parse_args()
     faulthandler.dump_traceback_later(args.timeout, exit=True)
     if args.command == "create":
@@ -282,6 +304,8 @@ def main():
         reassign(args)
     elif args.command == "elect":
         elect(args)
+    elif args.command == "rack-consume":
+        rack_consume(args)
     else:
         fail(f"unknown command {args.command}")
 

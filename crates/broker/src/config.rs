@@ -57,6 +57,10 @@ pub struct ClusterSettings {
     /// `offsets.topic.replication.factor` (capped at the live brokers when
     /// the offsets topic is created).
     pub offsets_topic_replication_factor: i16,
+    /// `replica.selector.class` is Kafka's RackAwareReplicaSelector: the
+    /// leader sends a consumer with `client.rack` to an in-sync replica in
+    /// its rack (KIP-392).
+    pub rack_aware_reads: bool,
     /// `auto.leader.rebalance.enable`
     pub auto_leader_rebalance: bool,
     /// `leader.imbalance.check.interval.seconds`, in ms.
@@ -78,6 +82,7 @@ impl Default for ClusterSettings {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             offsets_topic_replication_factor: 3,
+            rack_aware_reads: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 300_000,
             leader_imbalance_per_broker_percentage: 10,
@@ -184,6 +189,17 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
             int(1, i64::from(i16::MAX)).map(|v| broker.cluster.offsets_topic_replication_factor = v as i16)
         }
         "replica.lag.time.max.ms" => int(100, i64::from(i32::MAX)).map(|v| broker.cluster.replica_lag_time_max_ms = v),
+        "replica.selector.class" => match value {
+            "org.apache.kafka.common.replica.RackAwareReplicaSelector" | "rack-aware" => {
+                broker.cluster.rack_aware_reads = true;
+                Ok(())
+            }
+            "org.apache.kafka.common.replica.LeaderSelector" | "" | "leader" => {
+                broker.cluster.rack_aware_reads = false;
+                Ok(())
+            }
+            _ => Err(format!("{name} must be Kafka's RackAwareReplicaSelector or LeaderSelector, got {value:?}")),
+        },
         "auto.leader.rebalance.enable" => match value {
             "true" | "false" => {
                 broker.cluster.auto_leader_rebalance = value == "true";

@@ -56,6 +56,8 @@ pub struct PartitionOut<B> {
     /// KIP-320, v12+: (epoch, end offset) where a follower's log diverges
     /// from the leader's; written as tagged field 0.
     pub diverging_epoch: Option<(i32, i64)>,
+    /// KIP-392, v11+: the replica the consumer should fetch from (-1: this one).
+    pub preferred_read_replica: i32,
 }
 
 /// KIP-951, v16+: where a leader named in `current_leader` listens.
@@ -153,7 +155,7 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
                 out.put_i32(-1);
             }
             if version >= 11 {
-                out.put_i32(-1); // preferred_read_replica
+                out.put_i32(p.preferred_read_replica);
             }
             let len: usize = p.batches.iter().map(|b| b.as_ref().len()).sum();
             let len = u32::try_from(len).expect("records fit u32");
@@ -261,6 +263,7 @@ mod tests {
                                 batches: vec![batch_a.clone(), batch_b.clone()],
                                 current_leader: None,
                                 diverging_epoch: None,
+                                preferred_read_replica: 3,
                             },
                             PartitionOut {
                                 partition_index: 3,
@@ -271,6 +274,7 @@ mod tests {
                                 batches: vec![],
                                 current_leader: Some((2, 5)),
                                 diverging_epoch: Some((4, 123)),
+                                preferred_read_replica: -1,
                             },
                         ],
                     },
@@ -286,6 +290,7 @@ mod tests {
                             batches: vec![],
                             current_leader: None,
                             diverging_epoch: None,
+                            preferred_read_replica: -1,
                         }],
                     },
                 ],
@@ -310,6 +315,9 @@ mod tests {
                 assert_eq!(decoded.responses[0].topic.0.as_str(), "alpha");
             }
             assert_eq!(p0.high_watermark, 10);
+            if version >= 11 {
+                assert_eq!(p0.preferred_read_replica.0, 3);
+            }
             if version >= 5 {
                 assert_eq!(p0.log_start_offset, 2);
             }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use ringstream_core::limits;
-use ringstream_core::types::{is_valid_topic_name, ShardId};
+use ringstream_core::types::{is_valid_topic_name, ShardId, TopicPartition};
 use ringstream_protocol::error_code;
 use ringstream_shard::Shard;
 use topics::{apply_topic_configs, TopicMeta, TopicTable};
@@ -47,6 +47,8 @@ pub struct Broker {
     topics_offset: std::cell::Cell<Option<u64>>,
     /// Shard 0 in a cluster: this node's quorum member and controller client.
     cluster_node: RefCell<Option<Rc<cluster::ClusterNode>>>,
+    /// Partitions this shard has served consumers as a follower (KIP-392), logged once each.
+    follower_reads: RefCell<std::collections::BTreeSet<(String, i32)>>,
 }
 
 /// What a shard knows of the cluster: `ringstream_cluster::MetadataView`.
@@ -143,6 +145,7 @@ impl Broker {
             metrics: ringstream_core::metrics::local_or_detached(shard_id),
             topics_offset: std::cell::Cell::new(None),
             cluster_node: RefCell::new(None),
+            follower_reads: RefCell::new(std::collections::BTreeSet::new()),
         });
         BROKER.with(|b| *b.borrow_mut() = Some(broker.clone()));
         Ok(broker)
@@ -226,6 +229,45 @@ impl Broker {
             ResponseBody::PartitionResults { results, .. } => Ok(results),
             other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
         }
+    }
+
+    /// Whether this node holds a replica of the partition (KIP-392: a
+    /// follower serves consumers that fetch from it).
+    pub fn holds_replica(&self, topic: &str, partition: i32) -> bool {
+        let Some(view) = self.shard.metadata() else { return false };
+        let me = self.config.node_id;
+        view.serving
+            && view.image.partition(topic, partition).is_some_and(|p| p.replicas.contains(&me))
+            && self.shard.owner(&TopicPartition::new(topic, partition)).is_some()
+    }
+
+    /// KIP-392 with `replica.selector.class` rack-aware: the in-sync replica
+    /// in the consumer's rack, if the leader (this node) is not in it; -1
+    /// to read here.
+    pub fn preferred_read_replica(&self, topic: &str, partition: i32, rack: &str) -> i32 {
+        if !self.config.cluster.rack_aware_reads || rack.is_empty() {
+            return -1;
+        }
+        let Some(view) = self.shard.metadata() else { return -1 };
+        let in_rack =
+            |id: &i32| view.image.brokers.get(id).is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(rack));
+        if in_rack(&self.config.node_id) {
+            return -1;
+        }
+        let Some(p) = view.image.partition(topic, partition) else { return -1 };
+        p.isr.iter().copied().find(|r| *r != self.config.node_id && in_rack(r)).unwrap_or(-1)
+    }
+
+    /// Logs the first consumer fetch this follower serves per partition.
+    pub fn note_follower_read(&self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        if self.follower_reads.borrow().contains(&key)
+            || self.follower_reads.borrow().len() >= limits::topic_partitions_max as usize
+        {
+            return;
+        }
+        info!(topic, partition, "serving consumers as a follower (KIP-392)");
+        self.follower_reads.borrow_mut().insert(key);
     }
 
     /// The leader epoch of a partition as the metadata has it, if known.

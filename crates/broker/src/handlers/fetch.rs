@@ -30,6 +30,10 @@ use ringstream_core::types::{LeaderEpoch, Offset, TopicPartition};
 use ringstream_protocol::fetch_response::{self, FetchOut, PartitionOut, TopicOut};
 use ringstream_protocol::{decode_body, error_code, Request, WireError};
 use ringstream_shard::router::{ManyRead, ReadRequest};
+use ringstream_storage::StorageError;
+
+/// KIP-392: the fetch offset is past what this follower has yet.
+const OFFSET_NOT_AVAILABLE: i16 = 78;
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Fetch, min_version: 4, max_version: 17 };
 
@@ -49,6 +53,12 @@ struct Wanted {
     /// and, from a follower, the epoch of the last batch it has.
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
+    /// KIP-392: a consumer's fetch this follower serves (below its high
+    /// watermark).
+    follower_read: bool,
+    /// KIP-392: the in-sync replica in the consumer's rack, which the
+    /// leader names instead of answering with records (-1: none).
+    preferred_read_replica: i32,
 }
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
@@ -171,7 +181,19 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 internal.then(|| broker.offsets_topic())
             });
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
-            let not_led = if known { broker.leadership(&topic, partition).err() } else { None };
+            let mut not_led = if known { broker.leadership(&topic, partition).err() } else { None };
+            // KIP-392: a follower serves consumers (v11+) that fetch from it.
+            let follower_read =
+                not_led.is_some() && replica.is_none() && version >= 11 && broker.holds_replica(&topic, partition);
+            if follower_read {
+                not_led = None;
+            }
+            let preferred_read_replica =
+                if known && !follower_read && not_led.is_none() && replica.is_none() && version >= 11 {
+                    broker.preferred_read_replica(&topic, partition, fetch.rack_id.as_str())
+                } else {
+                    -1
+                };
             let topic_id = meta.map_or([0; 16], |m| m.id);
             let mentioned = mentioned.contains(&(topic.clone(), partition));
             let (current_leader_epoch, last_fetched_epoch) =
@@ -187,6 +209,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 mentioned,
                 current_leader_epoch,
                 last_fetched_epoch,
+                follower_read,
+                preferred_read_replica,
             }
         })
         .collect();
@@ -244,6 +268,7 @@ fn unknown_topic_id(partition: i32) -> PartitionOut<FetchBatch> {
         batches: Vec::new(),
         current_leader: None,
         diverging_epoch: None,
+        preferred_read_replica: -1,
     }
 }
 
@@ -345,6 +370,7 @@ async fn read_all(
     let reads: Vec<ReadRequest> = wanted
         .iter()
         .filter(|w| w.known && w.not_led.is_none() && epoch_error(w).is_none() && limit(w) > 0)
+        .filter(|w| w.preferred_read_replica < 0)
         .map(|w| {
             let (waiter, receiver) = futures_channel::oneshot::channel();
             woken.push(receiver);
@@ -371,6 +397,7 @@ async fn read_all(
             batches: Vec::new(),
             current_leader: None,
             diverging_epoch: None,
+            preferred_read_replica: -1,
         };
         let topic = TopicKey { name: w.topic.0.as_str().to_owned(), id: w.topic_id };
         if !w.known {
@@ -391,7 +418,11 @@ async fn read_all(
         }
         let budget = max_bytes.saturating_sub(total).min(w.partition_max_bytes.max(0) as usize);
         let first_non_empty = total == 0;
-        let result = if limit(w) == 0 {
+        data.preferred_read_replica = w.preferred_read_replica;
+        if w.follower_read {
+            broker.note_follower_read(w.topic.0.as_str(), w.partition);
+        }
+        let result = if limit(w) == 0 || w.preferred_read_replica >= 0 {
             let tp = TopicPartition::new(topic.name.clone(), w.partition);
             broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset))
         } else {
@@ -420,6 +451,11 @@ async fn read_all(
                 data.last_stable_offset = hw.0;
                 data.log_start_offset = start.0;
                 data.batches = batches;
+            }
+            // A follower behind the consumer (its log end short of the
+            // leader's): OFFSET_NOT_AVAILABLE, retriable, not a reset.
+            Err(StorageError::OffsetOutOfRange { offset, log_start, .. }) if w.follower_read && offset >= log_start => {
+                data.error_code = OFFSET_NOT_AVAILABLE
             }
             Err(e) => data.error_code = e.kafka_error_code(),
         }
