@@ -9,6 +9,9 @@
              (10 topics x 1,000), on 3 nodes and on 1
   s1         the load generator's S1 (12 partitions, 1 KiB records, acks=all)
              through a 3-node cluster and a single node, alternating
+  replication  (issue 14) S1 on 3 nodes with RF=3 and RF=1; node 1 leading
+             every partition with two followers and with none (the leader's
+             CPU per GB); RF=3 at half its measured rate (ack p99)
 
     python3 loadgen/scripts/cluster-bench.py [--trials 20] [--rounds 2] [--duration 15s] [--only failover,...]
 
@@ -233,6 +236,54 @@ def s1(nodes, duration, binary=None):
     return {"nodes": nodes, "binary": binary or BIN, "report": report, "broker_cpu_s": cpu, "wall_s": wall}
 
 
+def create_assigned(bootstrap, name, assignment, configs=None):
+    """A topic with an explicit replica assignment (one list per partition)."""
+    futures = admin(bootstrap).create_topics(
+        [NewTopic(name, replica_assignment=assignment, config=configs or {})], request_timeout=30)
+    futures[name].result()
+
+
+def replicated(layout, duration, rate=0):
+    """S1's load (1 KiB records, acks=all) on 3 nodes for one topic layout:
+      rf3      12 partitions, RF=3, leaders spread by the controller
+      rf1      12 partitions, RF=1, spread
+      rf3-one  12 partitions, replicas [1,2,3]: node 1 leads all, two followers
+      rf1-one  12 partitions, replicas [1]: node 1 leads all, no followers
+    Returns the load generator's report and every node's CPU."""
+    cluster = Cluster(3, ["--shards", "1"])
+    out = os.path.join(cluster.root, "s1.json")
+    try:
+        boot = cluster.nodes[0].bootstrap
+        if layout in ("rf3", "rf1"):
+            rf = 3 if layout == "rf3" else 1
+            futures = admin(boot).create_topics([NewTopic("s1", num_partitions=12, replication_factor=rf,
+                                                          config={"min.insync.replicas": "2" if rf == 3 else "1"})])
+            futures["s1"].result()
+        else:
+            replicas = [1, 2, 3] if layout == "rf3-one" else [1]
+            create_assigned(boot, "s1", [replicas] * 12, {"min.insync.replicas": "2" if len(replicas) == 3 else "1"})
+        time.sleep(1)  # every broker has the topic; followers connected
+        cpu0 = [n.cpu_seconds() for n in cluster.nodes]
+        t0 = time.perf_counter()
+        run = subprocess.run([LOADGEN, "--brokers", boot, "--topic", "s1", "--partitions", "12",
+                              "--record-size", "1024", "--acks", "all", "--duration", duration,
+                              "--rate", str(int(rate)), "--json", out],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            sys.exit(f"load generator failed for {layout}:\n{run.stderr[-3000:]}")
+        wall = time.perf_counter() - t0
+        cpu = [n.cpu_seconds() - c for n, c in zip(cluster.nodes, cpu0)]
+        report = json.load(open(out))
+    finally:
+        cluster.stop()
+    params = report.get("parameters", {})
+    loaded_s = (params.get("duration_ms", 0) + params.get("warmup_ms", 0)) / 1000 or wall
+    gb = report.get("throughput_bytes_per_sec", 0) * loaded_s / 1e9
+    return {"layout": layout, "rate": rate, "report": report, "node_cpu_s": cpu, "wall_s": wall,
+            "cpu_s_per_gb": sum(cpu) / gb if gb else None,
+            "node1_cpu_s_per_gb": cpu[0] / gb if gb else None}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
@@ -278,6 +329,23 @@ def main():
                       f"over {r['wall_s']:.1f} s ({r['broker_cpu_s'] / r['wall_s']:.2f} cores, "
                       f"{r['cpu_s_per_gb'] or 0:.2f} CPU-s/GB)", flush=True)
         results["s1"] = runs
+    if "replication" in only:
+        runs = []
+        for _ in range(args.rounds):
+            for layout in ("rf3", "rf1", "rf3-one", "rf1-one"):
+                r = replicated(layout, args.duration)
+                runs.append(r)
+                print(f"{layout}: {json.dumps(summary(r['report']))}; CPU per node "
+                      f"{', '.join(f'{c:.1f}' for c in r['node_cpu_s'])} s over {r['wall_s']:.1f} s; "
+                      f"{r['cpu_s_per_gb'] or 0:.2f} CPU-s/GB in all, node 1 {r['node1_cpu_s_per_gb'] or 0:.2f}",
+                      flush=True)
+        # Produce ack latency at half the measured RF=3 rate.
+        best = max(r["report"].get("throughput_records_per_sec", 0) for r in runs if r["layout"] == "rf3")
+        for _ in range(args.rounds):
+            r = replicated("rf3", args.duration, rate=best / 2)
+            runs.append(r)
+            print(f"rf3 at 50% ({best / 2:.0f} records/s): {json.dumps(summary(r['report']))}", flush=True)
+        results["replication"] = runs
     if args.json:
         json.dump(results, open(args.json, "w"), indent=1)
 

@@ -54,9 +54,11 @@ pub const TOPIC_CONFIGS: &[&str] = &[
 ];
 
 /// Kafka topic configs that are accepted, validated by type and stored (and
-/// described), but do not change behaviour yet: tools that set them (Kafka's
-/// own, Terraform providers, Strimzi) must not fail. ARCHITECTURE.md lists
-/// them. (name, Kafka's default, kind)
+/// described) but are not part of the partition log's settings: tools that
+/// set them (Kafka's own, Terraform providers, Strimzi) must not fail. Two
+/// act elsewhere: `min.insync.replicas` (Produce with acks=all) and
+/// `unclean.leader.election.enable` (the controller); the others have no
+/// effect yet. ARCHITECTURE.md lists them. (name, Kafka's default, kind)
 pub const STORED_ONLY_TOPIC_CONFIGS: &[(&str, &str, ConfigKind)] = &[
     ("compression.type", "producer", ConfigKind::Compression),
     ("delete.retention.ms", "86400000", ConfigKind::Long),
