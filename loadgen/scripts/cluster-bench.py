@@ -238,7 +238,8 @@ def s1(nodes, duration, binary=None):
 
 def create_assigned(bootstrap, name, assignment, configs=None):
     """A topic with an explicit replica assignment (one list per partition)."""
-    futures = admin(bootstrap).create_topics(
+    client = admin(bootstrap)  # alive until the result is in
+    futures = client.create_topics(
         [NewTopic(name, replica_assignment=assignment, config=configs or {})], request_timeout=30)
     futures[name].result()
 
@@ -256,8 +257,9 @@ def replicated(layout, duration, rate=0):
         boot = cluster.nodes[0].bootstrap
         if layout in ("rf3", "rf1"):
             rf = 3 if layout == "rf3" else 1
-            futures = admin(boot).create_topics([NewTopic("s1", num_partitions=12, replication_factor=rf,
-                                                          config={"min.insync.replicas": "2" if rf == 3 else "1"})])
+            client = admin(boot)  # alive until the result is in
+            futures = client.create_topics([NewTopic("s1", num_partitions=12, replication_factor=rf,
+                                                     config={"min.insync.replicas": "2" if rf == 3 else "1"})])
             futures["s1"].result()
         else:
             replicas = [1, 2, 3] if layout == "rf3-one" else [1]

@@ -81,7 +81,7 @@ pub(super) async fn answer(storage: ShardStorage, tp: TopicPartition, query: Par
         }
         PartitionQuery::WaitCommitted { offset, timeout, reply } => {
             let answer = match here_or_moved(&storage, &tp) {
-                Ok(()) => storage.wait_for_data(&tp, offset, timeout).await,
+                Ok(()) => storage.wait_for_high_watermark(&tp, offset, timeout).await,
                 Err(e) => Err(e),
             };
             let _ = reply.send(answer);

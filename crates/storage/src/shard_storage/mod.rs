@@ -163,7 +163,7 @@ impl AppendTicket {
             AppendTicket::Queued(receiver) => receiver.await.unwrap_or(Err(StorageError::ShuttingDown)),
             AppendTicket::Duplicate { storage, tp, record } => {
                 let timeout = Duration::from_millis(duplicate_wait_ms_max);
-                let acknowledged = storage.wait_for_data(&tp, record.last_offset, timeout).await?;
+                let acknowledged = storage.wait_for_high_watermark(&tp, record.last_offset, timeout).await?;
                 if !acknowledged {
                     return Err(StorageError::AppendAborted(tp));
                 }

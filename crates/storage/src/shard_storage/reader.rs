@@ -216,6 +216,27 @@ impl ShardStorage {
         Ok(high_watermark > offset)
     }
 
+    /// Waits until the high watermark passes `offset`, however many commits
+    /// and high watermark moves that takes, or until `timeout`; true when it
+    /// has (acks=all, a resent idempotent batch, a group write).
+    pub async fn wait_for_high_watermark(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        timeout: Duration,
+    ) -> StorageResult<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.wait_for_data(tp, offset, left).await? {
+                return Ok(true);
+            }
+            if left.is_zero() {
+                return Ok(false);
+            }
+        }
+    }
+
     /// The first offset whose record timestamp is at or after `timestamp_ms`
     /// (Kafka's ListOffsets by time), with that record's timestamp, found
     /// through the time indexes. None when every record is older.

@@ -240,7 +240,7 @@ impl Coordinator {
         // replica has it, so a coordinator failover keeps it.
         if let Some(last) = last {
             let timeout = std::time::Duration::from_millis(offsets_commit_timeout_ms);
-            match self.shard.storage.wait_for_data(&tp, last, timeout).await {
+            match self.shard.storage.wait_for_high_watermark(&tp, last, timeout).await {
                 Ok(true) => {}
                 Ok(false) => {
                     warn!(partition = %tp, group = group_id, "offsets-log write not replicated in time");
