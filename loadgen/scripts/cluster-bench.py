@@ -40,12 +40,20 @@ LOADGEN = os.path.join(REPO, "target", "release", "ringstream-loadgen")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+_handed_out = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port, never one handed out before in this run (the
+    kernel may give a just-closed port out again at once)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Node:
@@ -240,7 +248,8 @@ def create_assigned(bootstrap, name, assignment, configs=None):
     """A topic with an explicit replica assignment (one list per partition)."""
     client = admin(bootstrap)  # alive until the result is in
     futures = client.create_topics(
-        [NewTopic(name, replica_assignment=assignment, config=configs or {})], request_timeout=30)
+        [NewTopic(name, num_partitions=len(assignment), replica_assignment=assignment, config=configs or {})],
+        request_timeout=30)
     futures[name].result()
 
 

@@ -494,11 +494,29 @@ pub fn create_topic(image: &MetadataImage, topic: &NewTopic, new_id: [u8; 16]) -
     if image.topic_by_id(&id).is_some() {
         return Err(refuse(error_code::TOPIC_ALREADY_EXISTS, "a topic with this id exists"));
     }
-    let assignments = match &topic.replicas {
-        Some(replicas) if !replicas.is_empty() => {
+    let assignments = match (&topic.assignment, &topic.replicas) {
+        (Some(assignment), _) => {
+            if assignment.len() != topic.partitions as usize {
+                return Err(refuse(error_code::INVALID_REPLICA_ASSIGNMENT, "one replica list per partition"));
+            }
+            for (p, replicas) in assignment.iter().enumerate() {
+                let live = |r: &NodeId| image.brokers.get(r).is_some_and(|b| !b.fenced);
+                if replicas.is_empty() {
+                    return Err(refuse(error_code::INVALID_REPLICA_ASSIGNMENT, format!("partition {p} has no replicas")));
+                }
+                if let Some(r) = replicas.iter().find(|r| !live(r)) {
+                    return Err(refuse(
+                        error_code::INVALID_REPLICA_ASSIGNMENT,
+                        format!("partition {p} names broker {r}, which is not a live broker"),
+                    ));
+                }
+            }
+            assignment.iter().map(|replicas| PartitionInfo::new(replicas.clone())).collect()
+        }
+        (None, Some(replicas)) if !replicas.is_empty() => {
             (0..topic.partitions).map(|_| PartitionInfo::new(replicas.clone())).collect()
         }
-        _ => {
+        (None, _) => {
             let rf = usize::try_from(topic.replication_factor).unwrap_or(0);
             placement::assign(image, topic.partitions, rf)
                 .map_err(|e| refuse(error_code::INVALID_REPLICATION_FACTOR, e))?
@@ -590,6 +608,7 @@ mod tests {
             configs: BTreeMap::new(),
             id: None,
             replicas: None,
+            assignment: None,
         }
     }
 

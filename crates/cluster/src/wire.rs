@@ -93,6 +93,10 @@ pub struct NewTopic {
     /// Replicas fixed by the request (an imported topic stays where its
     /// data is); None: the controller places them.
     pub replicas: Option<Vec<NodeId>>,
+    /// CreateTopics' manual assignment: the replicas of each partition, in
+    /// partition order (checked against the unfenced brokers).
+    #[serde(default)]
+    pub assignment: Option<Vec<Vec<NodeId>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

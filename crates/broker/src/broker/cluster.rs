@@ -1263,6 +1263,7 @@ async fn import_local_topics(node: &Rc<ClusterNode>) -> bool {
             configs: topic.configs.clone(),
             id: Some(topic.id),
             replicas: Some(vec![node.node_id]),
+            assignment: None,
         };
         match node.call_controller(RequestBody::CreateTopic { topic: new, validate_only: false }).await {
             ResponseBody::TopicCreated { offset, .. } => {

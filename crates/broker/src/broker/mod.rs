@@ -370,6 +370,20 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<TopicMeta, TopicError> {
+        self.create_topic_assigned(name, partitions, replication_factor, configs, validate_only, None).await
+    }
+
+    /// `create_topic` with CreateTopics' manual assignment, when given: the
+    /// replicas of each partition.
+    pub async fn create_topic_assigned(
+        &self,
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        assignment: Option<Vec<Vec<i32>>>,
+    ) -> Result<TopicMeta, TopicError> {
         let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
         let replication_factor =
             if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
@@ -394,7 +408,7 @@ impl Broker {
             return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("topic {name:?} already exists")));
         }
         // The controller places it (and refuses what it cannot place).
-        self.create_topic_in_cluster(name, partitions, replication_factor, configs, validate_only).await
+        self.create_topic_in_cluster(name, partitions, replication_factor, configs, validate_only, assignment).await
     }
 
     /// In a cluster, where the coordinator of offsets-log partition
@@ -456,6 +470,7 @@ impl Broker {
             configs: meta.configs,
             id: Some(meta.id),
             replicas: None,
+            assignment: None,
         }
     }
 
@@ -466,6 +481,7 @@ impl Broker {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
         validate_only: bool,
+        assignment: Option<Vec<Vec<i32>>>,
     ) -> Result<TopicMeta, TopicError> {
         use ringstream_cluster::wire::{NewTopic, RequestBody, ResponseBody};
         let topic = NewTopic {
@@ -475,6 +491,7 @@ impl Broker {
             configs: configs.clone(),
             id: None,
             replicas: None,
+            assignment,
         };
         match self.ask_controller(RequestBody::CreateTopic { topic, validate_only }).await? {
             ResponseBody::TopicCreated { id, partitions, .. } => {

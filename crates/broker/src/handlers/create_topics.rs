@@ -51,14 +51,25 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     .iter()
                     .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
                     .collect();
-                match check_assignments(
-                    &assignments,
-                    topic.num_partitions,
-                    topic.replication_factor,
-                    &[broker.config.node_id],
-                ) {
+                // The registered brokers; the controller checks they are live.
+                let brokers: Vec<i32> = broker
+                    .cluster()
+                    .map_or(vec![broker.config.node_id], |v| v.image.brokers.keys().copied().collect());
+                match check_assignments(&assignments, topic.num_partitions, topic.replication_factor, &brokers) {
                     Ok((partitions, replication)) => {
-                        broker.create_topic(name, partitions, replication, configs, create.validate_only).await
+                        let mut ordered = assignments.clone();
+                        ordered.sort_by_key(|(p, _)| *p);
+                        let replicas = ordered.into_iter().map(|(_, r)| r).collect();
+                        broker
+                            .create_topic_assigned(
+                                name,
+                                partitions,
+                                replication,
+                                configs,
+                                create.validate_only,
+                                Some(replicas),
+                            )
+                            .await
                     }
                     Err(e) => Err(e),
                 }
@@ -72,7 +83,10 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     let mut result = result.with_error_code(error_code::NONE).with_error_message(None);
                     if version >= 5 {
                         result.num_partitions = meta.partitions;
-                        result.replication_factor = 1;
+                        result.replication_factor = broker
+                            .cluster()
+                            .and_then(|v| v.image.topics.get(&meta.name).and_then(|t| t.partitions.first()).map(|p| p.replicas.len() as i16))
+                            .unwrap_or(1);
                     }
                     if version >= 7 {
                         result.topic_id = Uuid::from_bytes(meta.id);
