@@ -139,12 +139,21 @@ impl Load {
         fs::read_to_string(&self.acked).map(|t| t.lines().count()).unwrap_or(0)
     }
 
-    /// Waits until at least `more` further records are acknowledged.
-    fn progresses(&self, more: usize, limit: Duration) {
+    /// Waits until at least `more` further records are acknowledged; past
+    /// `limit`, panics with the load's errors and the nodes' logs.
+    fn progresses(&self, cluster: &Cluster, more: usize, limit: Duration) {
         let from = self.acked();
         let deadline = Instant::now() + limit;
         while self.acked() < from + more {
-            assert!(Instant::now() < deadline, "not {more} more acknowledged records (from {from}) in {limit:?}");
+            if Instant::now() >= deadline {
+                let stderr = fs::read_to_string(cluster.dir.path().join("load.stderr")).unwrap_or_default();
+                let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+                panic!(
+                    "not {more} more acknowledged records (from {from}) in {limit:?}\n--- load stderr (last 30, newest first) ---\n{}\n{}",
+                    tail.join("\n"),
+                    cluster.logs()
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -188,7 +197,7 @@ fn leader_sigkill_cycles_lose_nothing_acknowledged() {
     let cycles: usize = std::env::var("RINGSTREAM_FAULT_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let mut cluster = start_cluster();
     let mut load = Load::start(&cluster);
-    load.progresses(200, Duration::from_secs(60));
+    load.progresses(&cluster, 200, Duration::from_secs(60));
     let mut failovers = Vec::new();
     for cycle in 0..cycles {
         let view = partitions_of(&cluster, 1);
@@ -207,7 +216,7 @@ fn leader_sigkill_cycles_lose_nothing_acknowledged() {
             led.iter().all(|&p| now[p].0 > 0 && now[p].0 != victim)
         });
         failovers.push(killed.elapsed());
-        load.progresses(50, Duration::from_secs(60));
+        load.progresses(&cluster, 50, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         cluster.spawn(victim);
         cluster.wait_ready(victim);
@@ -215,7 +224,7 @@ fn leader_sigkill_cycles_lose_nothing_acknowledged() {
             full_isr(&cluster, survivor)
         });
     }
-    load.progresses(50, Duration::from_secs(60));
+    load.progresses(&cluster, 50, Duration::from_secs(60));
     let out = load.stop(&cluster);
     let figures = load.verify(&cluster, 1);
     failovers.sort();
@@ -238,7 +247,7 @@ fn coordinator_of(cluster: &Cluster, via: i32) -> i32 {
 fn a_paused_follower_leaves_the_isr_and_rejoins() {
     let cluster = start_cluster();
     let mut load = Load::start(&cluster);
-    load.progresses(200, Duration::from_secs(60));
+    load.progresses(&cluster, 200, Duration::from_secs(60));
     let view = partitions_of(&cluster, 1);
     let leader = view[0].0;
     let follower = view[0].1.iter().copied().find(|&r| r != leader).unwrap();
@@ -250,12 +259,12 @@ fn a_paused_follower_leaves_the_isr_and_rejoins() {
     eventually(&cluster, Duration::from_secs(30), "the paused follower leaves the ISR", || {
         partitions_of(&cluster, other).iter().all(|(_, isr)| !isr.contains(&follower))
     });
-    load.progresses(200, Duration::from_secs(60));
+    load.progresses(&cluster, 200, Duration::from_secs(60));
     unsafe { libc::kill(pid, libc::SIGCONT) };
     eventually(&cluster, Duration::from_secs(60), "the resumed follower back in every ISR", || {
         full_isr(&cluster, other)
     });
-    load.progresses(50, Duration::from_secs(60));
+    load.progresses(&cluster, 50, Duration::from_secs(60));
     load.stop(&cluster);
     let figures = load.verify(&cluster, other);
     println!("paused follower: {figures}");
@@ -265,7 +274,7 @@ fn a_paused_follower_leaves_the_isr_and_rejoins() {
 fn a_leader_cut_off_from_the_quorum_is_replaced_and_truncates_when_healed() {
     let cluster = start_cluster();
     let mut load = Load::start(&cluster);
-    load.progresses(200, Duration::from_secs(60));
+    load.progresses(&cluster, 200, Duration::from_secs(60));
     let view = partitions_of(&cluster, 1);
     let old = view[0].0;
     cluster.isolate(old);
@@ -275,10 +284,10 @@ fn a_leader_cut_off_from_the_quorum_is_replaced_and_truncates_when_healed() {
         let now = partitions_of(&cluster, other);
         now[0].0 > 0 && now[0].0 != old
     });
-    load.progresses(200, Duration::from_secs(60));
+    load.progresses(&cluster, 200, Duration::from_secs(60));
     cluster.heal_all();
     eventually(&cluster, Duration::from_secs(60), "the old leader back in every ISR", || full_isr(&cluster, other));
-    load.progresses(50, Duration::from_secs(60));
+    load.progresses(&cluster, 50, Duration::from_secs(60));
     load.stop(&cluster);
     let figures = load.verify(&cluster, other);
     println!("cut leader: {figures}");
@@ -288,7 +297,7 @@ fn a_leader_cut_off_from_the_quorum_is_replaced_and_truncates_when_healed() {
 fn two_of_three_down_acknowledges_nothing_then_a_full_restart_keeps_everything() {
     let mut cluster = start_cluster();
     let mut load = Load::start(&cluster);
-    load.progresses(200, Duration::from_secs(60));
+    load.progresses(&cluster, 200, Duration::from_secs(60));
     // Two of three down: no ISR change can be committed (no quorum), so
     // the high watermark cannot pass the lost replicas' log ends.
     cluster.kill(2);
@@ -305,7 +314,7 @@ fn two_of_three_down_acknowledges_nothing_then_a_full_restart_keeps_everything()
     for id in 1..=3 {
         cluster.wait_ready(id);
     }
-    load.progresses(200, Duration::from_secs(90));
+    load.progresses(&cluster, 200, Duration::from_secs(90));
     load.stop(&cluster);
     let figures = load.verify(&cluster, 1);
     println!("two down, then a full restart: {figures}");
@@ -324,7 +333,7 @@ fn reassignment_and_preferred_elections_keep_every_record() {
     // A two-replica topic on brokers 1 and 2 with data.
     cluster.run("replication_load", &boot, &["create", "--topic", topic]);
     let mut load = Load::start(&cluster);
-    load.progresses(300, Duration::from_secs(60));
+    load.progresses(&cluster, 300, Duration::from_secs(60));
     let view = partitions_of(&cluster, 1);
     let (leader, replicas) = (view[0].0, view[0].1.clone());
     let dropped = *replicas.iter().find(|&&r| r != leader).unwrap();
@@ -367,7 +376,7 @@ fn reassignment_and_preferred_elections_keep_every_record() {
     eventually(&cluster, Duration::from_secs(20), "the preferred leader leads again", || {
         partitions_of(&cluster, other)[1].0 == preferred
     });
-    load.progresses(100, Duration::from_secs(60));
+    load.progresses(&cluster, 100, Duration::from_secs(60));
     load.stop(&cluster);
     let figures = load.verify(&cluster, other);
     println!("reassignment and elections: {figures}");
@@ -406,7 +415,7 @@ fn a_consumer_reads_from_the_replica_in_its_rack() {
     let cluster = Cluster::start_racked(3, &["--set", selector]);
     cluster.run("replication_load", &cluster.bootstrap(1), &["create", "--topic", topic]);
     let mut load = Load::start(&cluster);
-    load.progresses(600, Duration::from_secs(60));
+    load.progresses(&cluster, 600, Duration::from_secs(60));
     // A node that follows at least one partition.
     let view = partitions_of(&cluster, 1);
     let reader = (1..=3).find(|n| view.iter().any(|(leader, _)| leader != n)).unwrap();

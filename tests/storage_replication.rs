@@ -114,3 +114,39 @@ fn a_follower_copies_the_leader_and_truncates_where_they_diverge() {
         a.close().await.unwrap();
     });
 }
+
+/// A follower whose log ends before the leader's log start (retention or
+/// DeleteRecords moved it while the follower was away) restarts its log at
+/// the leader's start, then copies from there.
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let (a_path, b_path) = (a_dir.path().to_owned(), b_dir.path().to_owned());
+    run_local(move || async move {
+        let tp = tp();
+        let a = open(&a_path, &tp, small_segments(8192)).await;
+        let b = open(&b_path, &tp, small_segments(8192)).await;
+        a.set_role(&tp, Role::Sole { epoch: LeaderEpoch(1) }).unwrap();
+        for i in 0..10 {
+            a.append(&tp, batch(4, 500, i, 1000)).await.unwrap();
+        }
+        a.delete_records(&tp, 20).await.unwrap();
+        a.set_role(&tp, leader(1, 2)).unwrap();
+        b.set_role(&tp, Role::Follower { leader: 1, epoch: LeaderEpoch(2) }).unwrap();
+        let err = a.read_replica(&tp, Offset(0), 1 << 20, 2, LeaderEpoch(-1)).await.err().expect("out of range");
+        let ringstream_storage::StorageError::OffsetOutOfRange { log_start, .. } = err else { panic!("{err}") };
+        assert_eq!(log_start, Offset(20));
+        b.restart_log_at(&tp, log_start).await.unwrap();
+        let offsets = b.offsets(&tp).unwrap();
+        assert_eq!((offsets.log_start_offset, offsets.log_end_offset), (Offset(20), Offset(20)));
+        sync(&a, &b, 2).await;
+        assert_eq!(b.offsets(&tp).unwrap().log_end_offset, Offset(40));
+        assert_eq!(read_all(&a, &tp).await, read_all(&b, &tp).await);
+        b.close().await.unwrap();
+        a.close().await.unwrap();
+        let b = open(&b_path, &tp, small_segments(8192)).await;
+        assert_eq!(b.offsets(&tp).unwrap().log_start_offset, Offset(20), "the restart is durable");
+        b.close().await.unwrap();
+    });
+}

@@ -117,6 +117,8 @@ def load(args):
         def done(err, msg):
             if err is not None:
                 errors["produce"] += 1
+                if errors["produce"] <= 20 or errors["produce"] % 1000 == 0:
+                    print(f"{time.time():.3f} produce error #{errors['produce']}: {err}", file=sys.stderr, flush=True)
                 if err.fatal():
                     fatal.append(err)
                 return

@@ -502,7 +502,10 @@ pub fn create_topic(image: &MetadataImage, topic: &NewTopic, new_id: [u8; 16]) -
             for (p, replicas) in assignment.iter().enumerate() {
                 let live = |r: &NodeId| image.brokers.get(r).is_some_and(|b| !b.fenced);
                 if replicas.is_empty() {
-                    return Err(refuse(error_code::INVALID_REPLICA_ASSIGNMENT, format!("partition {p} has no replicas")));
+                    return Err(refuse(
+                        error_code::INVALID_REPLICA_ASSIGNMENT,
+                        format!("partition {p} has no replicas"),
+                    ));
                 }
                 if let Some(r) = replicas.iter().find(|r| !live(r)) {
                     return Err(refuse(

@@ -252,17 +252,31 @@ async fn apply(broker: &Broker, leader: ReplicaId, asked: &[FollowedPartition], 
     let storage = &broker.shard.storage;
     let mut progressed = false;
     let mut errors = 0usize;
+    let asked: BTreeMap<&TopicPartition, &FollowedPartition> = asked.iter().map(|p| (&p.tp, p)).collect();
+    // Where each partition stands now: a role change while the fetch was
+    // out (a new leader or epoch, a truncation) voids its part of the answer.
+    let current: BTreeMap<TopicPartition, FollowedPartition> =
+        storage.followed().into_iter().map(|p| (p.tp.clone(), p)).collect();
     for topic in response.responses {
         let name = topic.topic.0.as_str().to_owned();
         for part in topic.partitions {
             let tp = TopicPartition::new(name.clone(), part.partition_index);
-            let Some(asked) = asked.iter().find(|p| p.tp == tp) else { continue };
-            // Still following this leader in this epoch from where it asked?
-            let current = storage.followed().into_iter().find(|p| p.tp == tp);
+            let Some(asked) = asked.get(&tp).copied() else { continue };
             let still = current
-                .as_ref()
+                .get(&tp)
                 .is_some_and(|c| c.leader == leader && c.epoch == asked.epoch && c.log_end == asked.log_end);
             if !still {
+                continue;
+            }
+            if part.error_code == error_code::OFFSET_OUT_OF_RANGE && part.log_start_offset > asked.log_end.0 {
+                // The leader's log now starts past all of this replica's.
+                match storage.restart_log_at(&tp, Offset(part.log_start_offset)).await {
+                    Ok(()) => progressed = true,
+                    Err(e) => {
+                        warn!(partition = %tp, "restarting the log at the leader's start failed: {e}");
+                        errors += 1;
+                    }
+                }
                 continue;
             }
             if part.error_code != error_code::NONE {

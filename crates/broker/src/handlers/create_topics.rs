@@ -52,9 +52,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
                     .collect();
                 // The registered brokers; the controller checks they are live.
-                let brokers: Vec<i32> = broker
-                    .cluster()
-                    .map_or(vec![broker.config.node_id], |v| v.image.brokers.keys().copied().collect());
+                let brokers: Vec<i32> =
+                    broker.cluster().map_or(vec![broker.config.node_id], |v| v.image.brokers.keys().copied().collect());
                 match check_assignments(&assignments, topic.num_partitions, topic.replication_factor, &brokers) {
                     Ok((partitions, replication)) => {
                         let mut ordered = assignments.clone();
@@ -85,7 +84,13 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                         result.num_partitions = meta.partitions;
                         result.replication_factor = broker
                             .cluster()
-                            .and_then(|v| v.image.topics.get(&meta.name).and_then(|t| t.partitions.first()).map(|p| p.replicas.len() as i16))
+                            .and_then(|v| {
+                                v.image
+                                    .topics
+                                    .get(&meta.name)
+                                    .and_then(|t| t.partitions.first())
+                                    .map(|p| p.replicas.len() as i16)
+                            })
                             .unwrap_or(1);
                     }
                     if version >= 7 {

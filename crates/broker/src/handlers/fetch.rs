@@ -457,6 +457,13 @@ async fn read_all(
             Err(StorageError::OffsetOutOfRange { offset, log_start, .. }) if w.follower_read && offset >= log_start => {
                 data.error_code = OFFSET_NOT_AVAILABLE
             }
+            // Out of range: the log's bounds go with the error, so a
+            // follower behind the log start restarts its log there.
+            Err(StorageError::OffsetOutOfRange { log_start, high_watermark, .. }) => {
+                data.error_code = error_code::OFFSET_OUT_OF_RANGE;
+                data.log_start_offset = log_start.0;
+                data.high_watermark = high_watermark.0;
+            }
             Err(e) => data.error_code = e.kafka_error_code(),
         }
         out.push((topic, data));
@@ -468,15 +475,7 @@ async fn read_all(
 /// FENCED_LEADER_EPOCH (older: the fetcher refreshes its metadata) or
 /// UNKNOWN_LEADER_EPOCH (newer: this broker has not caught up yet).
 fn epoch_error(broker: &Broker, w: &Wanted) -> Option<i16> {
-    if w.current_leader_epoch < 0 {
-        return None;
-    }
-    let epoch = broker.leader_epoch(w.topic.0.as_str(), w.partition)?;
-    match w.current_leader_epoch.cmp(&epoch) {
-        std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
-        std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
-        std::cmp::Ordering::Equal => None,
-    }
+    super::list_offsets::epoch_error(w.current_leader_epoch, broker.leader_epoch(w.topic.0.as_str(), w.partition))
 }
 
 /// Fires when a partition's owner commits past what the read saw (or when

@@ -44,14 +44,19 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     response.with_error_code(error_code::UNKNOWN_TOPIC_OR_PARTITION).with_offset(-1).with_timestamp(-1)
                 } else if broker.leadership(&name, partition.partition_index).is_err() {
                     response.with_error_code(error_code::NOT_LEADER_OR_FOLLOWER).with_offset(-1).with_timestamp(-1)
+                } else if let Some(code) =
+                    epoch_error(partition.current_leader_epoch, broker.leader_epoch(&name, partition.partition_index))
+                {
+                    response.with_error_code(code).with_offset(-1).with_timestamp(-1)
                 } else {
                     let tp = TopicPartition::new(name.clone(), partition.partition_index);
+                    let epoch = broker.leader_epoch(&name, partition.partition_index).unwrap_or(0);
                     match lookup(&broker, tp, partition.timestamp).await {
                         Ok((offset, timestamp)) => response
                             .with_error_code(error_code::NONE)
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         Err(e) => response.with_error_code(e.kafka_error_code()).with_offset(-1).with_timestamp(-1),
                     }
                 };
@@ -73,4 +78,18 @@ async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64) -> StorageR
         max_timestamp => shard.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
         at => shard.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
     })
+}
+
+/// KIP-320: a request naming a leader epoch older than the partition's gets
+/// FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH (-1: not checked).
+pub fn epoch_error(current_leader_epoch: i32, epoch: Option<i32>) -> Option<i16> {
+    let epoch = epoch?;
+    if current_leader_epoch < 0 {
+        return None;
+    }
+    match current_leader_epoch.cmp(&epoch) {
+        std::cmp::Ordering::Less => Some(error_code::FENCED_LEADER_EPOCH),
+        std::cmp::Ordering::Greater => Some(error_code::UNKNOWN_LEADER_EPOCH),
+        std::cmp::Ordering::Equal => None,
+    }
 }

@@ -15,8 +15,7 @@ use ringstream_protocol::{decode_body, error_code, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::OffsetForLeaderEpoch, min_version: 2, max_version: 4 };
 
-const FENCED_LEADER_EPOCH: i16 = 74;
-const UNKNOWN_LEADER_EPOCH: i16 = 76;
+use ringstream_core::error_code::{FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH};
 
 pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireError> {
     let version = request.api_version;

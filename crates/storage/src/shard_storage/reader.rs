@@ -22,6 +22,19 @@ impl ShardStorage {
         read
     }
 
+    /// Reads like `read`, but up to the log end rather than the high
+    /// watermark: a new leader's group coordinator loads its whole log
+    /// (everything in a leader's log is committed or about to be).
+    pub async fn read_to_log_end(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> StorageResult<ReadOutput> {
+        let partition = self.partition(tp)?;
+        self.read_from(&partition, tp, offset, max_bytes, true).await
+    }
+
     pub(super) async fn read_from(
         &self,
         partition: &Partition,

@@ -93,8 +93,13 @@ impl ShardStorage {
                     Some((epoch, epoch_end)) if epoch != last_fetched_epoch || epoch_end < offset => {
                         Some((epoch, epoch_end))
                     }
+                    Some(_) => None,
+                    // The follower has an epoch this leader never had (an
+                    // unclean election) and records past its end: it cuts
+                    // back to this log's end.
+                    None if offset > end => Some((log.epochs.latest().map_or(LeaderEpoch(-1), |e| e.epoch), end)),
                     // Older than anything here: nothing to compare.
-                    _ => None,
+                    None => None,
                 }
             } else {
                 None
@@ -288,6 +293,61 @@ impl ShardStorage {
         info!(partition = %tp, from = %end, to = %new_end, "follower truncated its log to the leader's");
         Ok(new_end)
     }
+}
+
+impl ShardStorage {
+    /// Empties a follower's log and starts it at `offset`: the leader's log
+    /// starts past everything this replica has (retention or compaction
+    /// moved it while this replica was away), as Kafka's
+    /// `truncateFullyAndStartAt`. Durable, like `truncate_to`.
+    pub async fn restart_log_at(&self, tp: &TopicPartition, offset: Offset) -> StorageResult<()> {
+        let partition = self.partition(tp)?;
+        let (replication, leader_epoch) = {
+            let log = partition.log.borrow();
+            (log.replication.clone(), log.leader_epoch)
+        };
+        let config = self.release_partition(tp).await?;
+        let dir = self.inner.config.data_dir.join(tp.dir_name());
+        let cut_dir = dir.clone();
+        let cut = glommio::executor().spawn_blocking(move || start_segment_files_at(&cut_dir, offset)).await;
+        if let Err(e) = cut {
+            warn!(partition = %tp, "restarting the log failed: {e}");
+        }
+        self.open_partition(tp.clone(), config).await?;
+        let partition = self.partition(tp)?;
+        let mut log = partition.log.borrow_mut();
+        log.leader_epoch = log.leader_epoch.max(leader_epoch);
+        log.replication = replication;
+        log.high_watermark_dirty = true;
+        info!(partition = %tp, start = %offset, "follower's log restarted at the leader's log start");
+        Ok(())
+    }
+}
+
+/// Blocking file surgery for `restart_log_at` on a closed partition: every
+/// segment and its indexes go, an empty segment named for `offset` takes
+/// their place, and the checkpoints that described the old log go too.
+fn start_segment_files_at(dir: &Path, offset: Offset) -> io::Result<()> {
+    for base in dir::list_segments(dir)? {
+        for path in [
+            dir::segment_log_path(dir, base),
+            dir::segment_index_path(dir, base),
+            dir::segment_time_index_path(dir, base),
+        ] {
+            remove_file_if_exists(&path)?;
+        }
+    }
+    for name in [
+        dir::CLEAN_MARKER_FILE_NAME,
+        dir::EPOCH_CHECKPOINT_FILE_NAME,
+        dir::PRODUCER_SNAPSHOT_FILE_NAME,
+        dir::LOG_START_FILE_NAME,
+        dir::HIGH_WATERMARK_FILE_NAME,
+    ] {
+        remove_file_if_exists(&dir.join(name))?;
+    }
+    std::fs::File::create(dir::segment_log_path(dir, offset))?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn wake(partition: &Partition) {

@@ -9,7 +9,7 @@ use crate::segment::{self};
 use glommio::sync::Semaphore;
 use ringstream_core::batch::BatchHeader;
 use ringstream_core::limits;
-use ringstream_core::types::{LeaderEpoch, TopicPartition};
+use ringstream_core::types::TopicPartition;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -94,15 +94,6 @@ impl ShardStorage {
 
     pub fn epochs(&self, tp: &TopicPartition) -> StorageResult<crate::checkpoint::EpochCheckpoint> {
         Ok(self.partition(tp)?.log.borrow().epochs.clone())
-    }
-
-    /// Sets the epoch stamped into batches from now on (a new leader term).
-    /// Leader epochs only grow: a lower one is ignored.
-    pub fn set_leader_epoch(&self, tp: &TopicPartition, epoch: LeaderEpoch) -> StorageResult<()> {
-        let partition = self.partition(tp)?;
-        let mut log = partition.log.borrow_mut();
-        log.leader_epoch = log.leader_epoch.max(epoch);
-        Ok(())
     }
 
     /// Replaces a partition's settings (e.g. a topic config change).

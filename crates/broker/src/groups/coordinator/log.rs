@@ -50,11 +50,13 @@ impl Coordinator {
     }
 
     pub(super) async fn replay(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+        // To the log end, not the high watermark: a new leader's high
+        // watermark can trail what the old one acknowledged by a fetch.
         let offsets = self.shard.storage.offsets(tp)?;
         let mut cursor = offsets.log_start_offset;
         let mut bytes = 0u64;
-        while cursor < offsets.high_watermark {
-            let read = self.shard.storage.read(tp, cursor, limits::recovery_read_bytes).await?;
+        while cursor < offsets.log_end_offset {
+            let read = self.shard.storage.read_to_log_end(tp, cursor, limits::recovery_read_bytes).await?;
             if read.batches.is_empty() {
                 break;
             }
