@@ -116,7 +116,7 @@ impl Load {
             (dir.join("load.stop"), dir.join("acked.txt"), dir.join("seen.txt"), dir.join("load.output"));
         let child = Command::new("python3")
             .arg(repo().join("tests/compat/replication_load.py"))
-            .args(["--bootstrap", &cluster.all_bootstrap(), "--timeout", "600", "load"])
+            .args(["--bootstrap", &cluster.all_bootstrap(), "--timeout", "7200", "load"])
             .args(["--topic", topic, "--group", group])
             .arg("--stop-file")
             .arg(&stop_file)

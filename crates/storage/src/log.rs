@@ -468,14 +468,7 @@ impl PartitionLog {
                     epochs.assign(info.leader_epoch, info.base_offset);
                 }
                 if info.producer_id >= 0 && info.base_offset >= producers_end && info.base_sequence >= 0 {
-                    let first = info.base_sequence;
-                    let record = BatchRecord {
-                        first_sequence: first,
-                        last_sequence: last_sequence(first, info.last_offset_delta),
-                        base_offset: info.base_offset,
-                        last_offset: info.last_offset(),
-                    };
-                    producers.record_recovered(info.producer_id, info.producer_epoch, record);
+                    record_copied_batch(producers, info);
                 }
             })
             .await?;
@@ -642,14 +635,7 @@ impl PartitionLog {
             });
         }
         if info.producer_id >= 0 && info.base_sequence >= 0 {
-            let first = info.base_sequence;
-            let record = BatchRecord {
-                first_sequence: first,
-                last_sequence: last_sequence(first, info.last_offset_delta),
-                base_offset: info.base_offset,
-                last_offset: info.last_offset(),
-            };
-            self.producers.record_recovered(info.producer_id, info.producer_epoch, record);
+            record_copied_batch(&mut self.producers, &info);
         }
         let (reply, receiver) = oneshot::channel();
         let base_offset = info.base_offset;
@@ -756,6 +742,19 @@ fn read_log_start(dir: &Path, tp: &TopicPartition, end: Offset) -> Offset {
             Offset::ZERO
         }
     }
+}
+
+/// Records an idempotent producer's batch found in the log (recovery) or
+/// copied from the leader (a follower), unchecked: it is in the log already.
+fn record_copied_batch(producers: &mut ProducerState, info: &BatchInfo) {
+    let first = info.base_sequence;
+    let record = BatchRecord {
+        first_sequence: first,
+        last_sequence: last_sequence(first, info.last_offset_delta),
+        base_offset: info.base_offset,
+        last_offset: info.last_offset(),
+    };
+    producers.record_recovered(info.producer_id, info.producer_epoch, record);
 }
 
 /// The high watermark checkpoint of a replicated partition, if any.

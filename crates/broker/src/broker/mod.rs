@@ -210,8 +210,16 @@ impl Broker {
         partitions: Option<Vec<(String, i32)>>,
         unclean: bool,
     ) -> Result<Vec<(String, i32, i16, String)>, TopicError> {
-        use ringstream_cluster::wire::{RequestBody, ResponseBody};
-        match self.ask_controller(RequestBody::ElectLeaders { partitions, unclean }).await? {
+        self.partition_results(ringstream_cluster::wire::RequestBody::ElectLeaders { partitions, unclean }).await
+    }
+
+    /// A controller request answered partition by partition.
+    async fn partition_results(
+        &self,
+        body: ringstream_cluster::wire::RequestBody,
+    ) -> Result<Vec<(String, i32, i16, String)>, TopicError> {
+        use ringstream_cluster::wire::ResponseBody;
+        match self.ask_controller(body).await? {
             ResponseBody::PartitionResults { results, .. } => Ok(results),
             other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
         }
@@ -224,11 +232,7 @@ impl Broker {
         partitions: Vec<(String, i32, Option<Vec<i32>>)>,
         allow_rf_change: bool,
     ) -> Result<Vec<(String, i32, i16, String)>, TopicError> {
-        use ringstream_cluster::wire::{RequestBody, ResponseBody};
-        match self.ask_controller(RequestBody::Reassign { partitions, allow_rf_change }).await? {
-            ResponseBody::PartitionResults { results, .. } => Ok(results),
-            other => Err(TopicError::new(error_code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
-        }
+        self.partition_results(ringstream_cluster::wire::RequestBody::Reassign { partitions, allow_rf_change }).await
     }
 
     /// Whether this node holds a replica of the partition (KIP-392: a

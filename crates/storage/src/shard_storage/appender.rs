@@ -42,15 +42,7 @@ impl ShardStorage {
             return Err(StorageError::BatchTooLarge { size_bytes: batch.len(), limit_bytes });
         }
         let info = batch::validate(&batch, limit_bytes)?;
-        let permit = partition
-            .pending_bytes
-            .acquire_static_permit(batch.len() as u64)
-            .await
-            .map_err(|_| StorageError::ShuttingDown)?;
-        if self.inner.closing.get() {
-            return Err(StorageError::ShuttingDown);
-        }
-        partition.traffic_bytes.set(partition.traffic_bytes.get() + batch.len() as u64);
+        let permit = self.admit(&partition, batch.len()).await?;
         let enqueued = partition.log.borrow_mut().enqueue(batch, info, permit)?;
         match enqueued {
             Enqueued::Queued(receiver) => {
@@ -72,18 +64,22 @@ impl ShardStorage {
         }
         let partition = self.partition(tp)?;
         let info = batch::validate(&batch, limits::batch_bytes_max)?;
-        let permit = partition
-            .pending_bytes
-            .acquire_static_permit(batch.len() as u64)
-            .await
-            .map_err(|_| StorageError::ShuttingDown)?;
-        if self.inner.closing.get() {
-            return Err(StorageError::ShuttingDown);
-        }
-        partition.traffic_bytes.set(partition.traffic_bytes.get() + batch.len() as u64);
+        let permit = self.admit(&partition, batch.len()).await?;
         let receiver = partition.log.borrow_mut().enqueue_replica(batch, info, permit)?;
         let _ = self.inner.doorbell.try_send(());
         Ok(AppendTicket::Queued(receiver))
+    }
+
+    /// Room for `len` bytes in a partition's queue (waiting while it is
+    /// full), counted as its traffic; refused once storage is closing.
+    async fn admit(&self, partition: &Partition, len: usize) -> StorageResult<glommio::sync::StaticPermit> {
+        let permit =
+            partition.pending_bytes.acquire_static_permit(len as u64).await.map_err(|_| StorageError::ShuttingDown)?;
+        if self.inner.closing.get() {
+            return Err(StorageError::ShuttingDown);
+        }
+        partition.traffic_bytes.set(partition.traffic_bytes.get() + len as u64);
+        Ok(permit)
     }
 
     /// One group-commit round over every partition with queued appends.
