@@ -416,17 +416,19 @@ fn a_consumer_reads_from_the_replica_in_its_rack() {
     cluster.run("replication_load", &cluster.bootstrap(1), &["create", "--topic", topic]);
     let mut load = Load::start(&cluster);
     load.progresses(&cluster, 600, Duration::from_secs(60));
-    // A node that follows at least one partition.
+    load.stop(&cluster);
+    // A node that follows at least one partition; the consumer reads every
+    // record, so also those of the partitions that node follows.
     let view = partitions_of(&cluster, 1);
     let reader = (1..=3).find(|n| view.iter().any(|(leader, _)| leader != n)).unwrap();
     let rack = format!("rack-{reader}");
+    let count = load.acked().to_string();
     let out = cluster.run(
         "replication_load",
         &cluster.bootstrap(reader),
-        &["rack-consume", "--topic", topic, "--rack", &rack, "--count", "600"],
+        &["rack-consume", "--topic", topic, "--rack", &rack, "--count", &count],
     );
     println!("{out}");
-    load.stop(&cluster);
     let log = fs::read_to_string(cluster.log_path(reader)).unwrap();
     assert!(
         log.contains("serving consumers as a follower"),

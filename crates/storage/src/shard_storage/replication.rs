@@ -87,6 +87,12 @@ impl ShardStorage {
         let partition = self.partition(tp)?;
         let diverging = {
             let mut log = partition.log.borrow_mut();
+            let follows =
+                matches!(&log.replication, Replication::Leader(state) if state.followers.contains_key(&replica));
+            if !follows {
+                // Only this leader's own followers read past the high watermark.
+                return Err(StorageError::NotLeader(tp.clone()));
+            }
             let end = log.log_end_offset;
             let diverging = if last_fetched_epoch.0 >= 0 {
                 match log.epochs.end_offset_for(last_fetched_epoch, end) {
