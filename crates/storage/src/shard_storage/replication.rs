@@ -278,22 +278,11 @@ impl ShardStorage {
         if offset < hw {
             warn!(partition = %tp, offset = %offset, high_watermark = %hw, "truncating below the high watermark");
         }
-        let config = self.release_partition(tp).await?;
-        let dir = self.inner.config.data_dir.join(tp.dir_name());
-        let cut_dir = dir.clone();
-        let cut = glommio::executor().spawn_blocking(move || cut_segment_files(&cut_dir, offset)).await;
-        if let Err(e) = cut {
-            // Reopen whatever is there: recovery makes it consistent.
-            warn!(partition = %tp, "cutting the log failed: {e}");
-        }
-        self.open_partition(tp.clone(), config).await?;
-        let partition = self.partition(tp)?;
+        let partition =
+            self.reopen_after(tp, replication, leader_epoch, move |dir| cut_segment_files(dir, offset)).await?;
         let new_end = {
             let mut log = partition.log.borrow_mut();
-            log.leader_epoch = log.leader_epoch.max(leader_epoch);
-            log.replication = replication;
             log.high_watermark = log.high_watermark.min(hw).min(log.log_end_offset);
-            log.high_watermark_dirty = true;
             log.log_end_offset
         };
         info!(partition = %tp, from = %end, to = %new_end, "follower truncated its log to the leader's");
@@ -312,21 +301,40 @@ impl ShardStorage {
             let log = partition.log.borrow();
             (log.replication.clone(), log.leader_epoch)
         };
+        self.reopen_after(tp, replication, leader_epoch, move |dir| start_segment_files_at(dir, offset)).await?;
+        info!(partition = %tp, start = %offset, "follower's log restarted at the leader's log start");
+        Ok(())
+    }
+}
+
+impl ShardStorage {
+    /// Closes a follower's partition as for a move, runs `surgery` on its
+    /// files (blocking, off the executor), reopens it through recovery and
+    /// gives it back its replication state and leader epoch. The shared
+    /// part of `truncate_to` and `restart_log_at`.
+    async fn reopen_after(
+        &self,
+        tp: &TopicPartition,
+        replication: Replication,
+        leader_epoch: LeaderEpoch,
+        surgery: impl FnOnce(&Path) -> io::Result<()> + Send + 'static,
+    ) -> StorageResult<Rc<Partition>> {
         let config = self.release_partition(tp).await?;
         let dir = self.inner.config.data_dir.join(tp.dir_name());
-        let cut_dir = dir.clone();
-        let cut = glommio::executor().spawn_blocking(move || start_segment_files_at(&cut_dir, offset)).await;
+        let cut = glommio::executor().spawn_blocking(move || surgery(&dir)).await;
         if let Err(e) = cut {
-            warn!(partition = %tp, "restarting the log failed: {e}");
+            // Reopen whatever is there: recovery makes it consistent.
+            warn!(partition = %tp, "changing the log's files failed: {e}");
         }
         self.open_partition(tp.clone(), config).await?;
         let partition = self.partition(tp)?;
-        let mut log = partition.log.borrow_mut();
-        log.leader_epoch = log.leader_epoch.max(leader_epoch);
-        log.replication = replication;
-        log.high_watermark_dirty = true;
-        info!(partition = %tp, start = %offset, "follower's log restarted at the leader's log start");
-        Ok(())
+        {
+            let mut log = partition.log.borrow_mut();
+            log.leader_epoch = log.leader_epoch.max(leader_epoch);
+            log.replication = replication;
+            log.high_watermark_dirty = true;
+        }
+        Ok(partition)
     }
 }
 
