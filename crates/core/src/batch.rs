@@ -200,6 +200,14 @@ pub struct BatchInfo {
 }
 
 impl BatchInfo {
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTRIBUTE_CONTROL != 0
+    }
+
     /// `baseOffset + lastOffsetDelta`. `validate` guarantees this and
     /// `next_offset` are representable; panics on an info it did not produce
     /// whose fields overflow.
@@ -807,6 +815,7 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    attributes: i16,
     records_count: i32,
     timestamp_delta_max: i64,
     records: Vec<u8>,
@@ -820,6 +829,7 @@ impl BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            attributes: 0,
             records_count: 0,
             timestamp_delta_max: i64::MIN,
             records: Vec::new(),
@@ -831,6 +841,13 @@ impl BatchBuilder {
         self.producer_id = id;
         self.producer_epoch = epoch;
         self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch transactional (its records belong to the producer's
+    /// open transaction).
+    pub fn transactional(&mut self) -> &mut BatchBuilder {
+        self.attributes |= ATTRIBUTE_TRANSACTIONAL;
         self
     }
 
@@ -872,7 +889,7 @@ impl BatchBuilder {
             partition_leader_epoch: I32::new(-1),
             magic: MAGIC_V2 as u8,
             crc: U32::new(0),
-            attributes: I16::new(0),
+            attributes: I16::new(self.attributes),
             last_offset_delta: I32::new(self.records_count - 1),
             base_timestamp: I64::new(self.base_timestamp_ms),
             max_timestamp: I64::new(max_timestamp.unwrap_or(i64::MAX)),
@@ -888,6 +905,44 @@ impl BatchBuilder {
         write_crc(&mut bytes);
         bytes
     }
+}
+
+/// Control record types (Kafka's `ControlRecordType`).
+pub const CONTROL_ABORT: i16 = 0;
+pub const CONTROL_COMMIT: i16 = 1;
+
+/// A transaction marker as Kafka writes it: a transactional control batch
+/// of one record, key (version 0, type), value (version 0, coordinator
+/// epoch), sequence -1.
+pub fn build_marker(producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, now_ms: i64) -> Vec<u8> {
+    let kind = if commit { CONTROL_COMMIT } else { CONTROL_ABORT };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut builder = BatchBuilder::new(now_ms);
+    builder.producer(producer_id, producer_epoch, -1);
+    builder.attributes = ATTRIBUTE_TRANSACTIONAL | ATTRIBUTE_CONTROL;
+    builder.push(&Record { key: Some(&key), value: Some(&value), headers: &[], timestamp_delta: 0 });
+    builder.build()
+}
+
+/// The control record type of a control batch (COMMIT or ABORT), read from
+/// its first record's key; None when the batch is not a readable control
+/// batch.
+pub fn control_type(bytes: &[u8]) -> Option<i16> {
+    let header = BatchHeader::ref_from_prefix(bytes)?;
+    if !header.is_control() {
+        return None;
+    }
+    let records = records(bytes).ok()?;
+    let key = records.first()?.key?;
+    if key.len() < 4 {
+        return None;
+    }
+    Some(i16::from_be_bytes([key[2], key[3]]))
 }
 
 /// Fills `out` from a xorshift stream seeded by `seed`: filler that does not

@@ -260,6 +260,29 @@ pub const producer_batches_max: usize = 5;
 /// forgotten (a producer forgotten this way may see one more duplicate).
 pub const partition_producers_max: usize = 10_000;
 
+/// Open transactions one partition tracks; a transactional batch of a new
+/// producer beyond it is refused (retriable: CONCURRENT_TRANSACTIONS).
+pub const partition_open_txns_max: usize = 10_000;
+
+/// Aborted transactions one partition keeps in memory for read_committed
+/// fetches; beyond it the oldest is forgotten, with a log line.
+pub const partition_aborted_txns_max: usize = 1_000_000;
+
+/// Transactional ids one transaction coordinator shard holds; InitProducerId
+/// for a new one beyond it gets COORDINATOR_NOT_AVAILABLE (retriable) until
+/// expired ids are removed.
+pub const transactional_ids_max: usize = 100_000;
+
+/// Partitions one transaction may span (AddPartitionsToTxn beyond it gets
+/// INVALID_REQUEST for the partitions over).
+pub const txn_partitions_max: usize = 10_000;
+
+/// Partitions of the internal transaction log (`transaction.state.log.num.partitions`).
+pub const txn_topic_partitions_max: i32 = 1000;
+
+/// Transactions one ListTransactions or DescribeTransactions answer carries.
+pub const txn_listing_max: usize = 100_000;
+
 /// Times a request is sent again after reaching a shard that had just
 /// given its partition away (each time it waits out the move first).
 pub const route_attempts_max: usize = 3;

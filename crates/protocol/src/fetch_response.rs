@@ -58,6 +58,9 @@ pub struct PartitionOut<B> {
     pub diverging_epoch: Option<(i32, i64)>,
     /// KIP-392, v11+: the replica the consumer should fetch from (-1: this one).
     pub preferred_read_replica: i32,
+    /// A read_committed fetch (v4+): the aborted transactions of the range,
+    /// (producer id, first offset); None is written as null.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 /// KIP-951, v16+: where a leader named in `current_leader` listens.
@@ -148,11 +151,19 @@ pub fn encode<B: AsRef<[u8]> + Clone>(version: i16, correlation_id: i32, respons
             if version >= 5 {
                 out.put_i64(p.log_start_offset);
             }
-            // aborted_transactions: null (no transactions).
-            if flexible {
-                put_uvarint(&mut out, 0);
-            } else {
-                out.put_i32(-1);
+            match &p.aborted_transactions {
+                None if flexible => put_uvarint(&mut out, 0),
+                None => out.put_i32(-1),
+                Some(aborted) => {
+                    put_array_len(&mut out, flexible, aborted.len());
+                    for (producer_id, first_offset) in aborted {
+                        out.put_i64(*producer_id);
+                        out.put_i64(*first_offset);
+                        if flexible {
+                            put_uvarint(&mut out, 0); // tagged fields
+                        }
+                    }
+                }
             }
             if version >= 11 {
                 out.put_i32(p.preferred_read_replica);
@@ -264,6 +275,7 @@ mod tests {
                                 current_leader: None,
                                 diverging_epoch: None,
                                 preferred_read_replica: 3,
+                                aborted_transactions: Some(vec![(17, 4), (18, 6)]),
                             },
                             PartitionOut {
                                 partition_index: 3,
@@ -275,6 +287,7 @@ mod tests {
                                 current_leader: Some((2, 5)),
                                 diverging_epoch: Some((4, 123)),
                                 preferred_read_replica: -1,
+                                aborted_transactions: None,
                             },
                         ],
                     },
@@ -291,6 +304,7 @@ mod tests {
                             current_leader: None,
                             diverging_epoch: None,
                             preferred_read_replica: -1,
+                            aborted_transactions: None,
                         }],
                     },
                 ],
@@ -315,6 +329,14 @@ mod tests {
                 assert_eq!(decoded.responses[0].topic.0.as_str(), "alpha");
             }
             assert_eq!(p0.high_watermark, 10);
+            let aborted: Vec<(i64, i64)> = p0
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
+            assert_eq!(aborted, vec![(17, 4), (18, 6)], "v{version}: aborted transactions");
+            assert!(decoded.responses[0].partitions[1].aborted_transactions.is_none());
             if version >= 11 {
                 assert_eq!(p0.preferred_read_replica.0, 3);
             }

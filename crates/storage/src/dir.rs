@@ -8,6 +8,7 @@
 //!     00000000000000000000.log        segment, named by its base offset
 //!     00000000000000000000.index      sparse offset index (Kafka format)
 //!     00000000000000000000.timeindex  time index (Kafka format)
+//!     00000000000000000000.txnindex   aborted transactions (Kafka format; only when any)
 //!     leader-epoch-checkpoint         epoch → start offset (Kafka format)
 //!     producer-snapshot               idempotent producers' last batches
 //!     clean-shutdown                  present only after a clean close
@@ -48,6 +49,11 @@ pub fn segment_time_index_path(dir: &Path, base_offset: Offset) -> PathBuf {
 }
 
 /// The base offset encoded in a segment file name, or None for other files.
+/// The segment's aborted-transaction index (Kafka's `.txnindex`).
+pub fn segment_txn_index_path(dir: &Path, base_offset: Offset) -> PathBuf {
+    dir.join(format!("{:020}.txnindex", base_offset.0))
+}
+
 pub fn parse_segment_log_name(name: &str) -> Option<Offset> {
     let digits = name.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -36,6 +36,8 @@ pub enum StorageError {
     OutOfOrderSequence { tp: TopicPartition, producer_id: i64, expected: i32, found: i32 },
     #[error("producer {producer_id} epoch {found} is older than its current epoch {current} on {tp}")]
     InvalidProducerEpoch { tp: TopicPartition, producer_id: i64, current: i16, found: i16 },
+    #[error("{0} has too many open transactions")]
+    TooManyOpenTransactions(TopicPartition),
     #[error("append to {0} aborted: an earlier append to it failed and was rolled back")]
     AppendAborted(TopicPartition),
     #[error("storage is shutting down")]
@@ -86,6 +88,7 @@ impl StorageError {
             StorageError::AppendAborted(_) => error_code::KAFKA_STORAGE_ERROR,
             StorageError::OutOfOrderSequence { .. } => error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
             StorageError::InvalidProducerEpoch { .. } => error_code::INVALID_PRODUCER_EPOCH,
+            StorageError::TooManyOpenTransactions(_) => error_code::CONCURRENT_TRANSACTIONS,
             StorageError::ShuttingDown => error_code::NOT_LEADER_OR_FOLLOWER,
             StorageError::Moved(_) => error_code::NOT_LEADER_OR_FOLLOWER,
             StorageError::Moving(_) => error_code::REQUEST_TIMED_OUT,

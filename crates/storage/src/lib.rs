@@ -30,6 +30,7 @@ pub mod producer_state;
 pub mod recovery;
 pub mod replica;
 pub mod segment;
+pub mod txn;
 pub mod shard_storage;
 
 pub use error::{StorageError, StorageResult};

@@ -33,10 +33,11 @@ use crate::dir;
 use crate::error::{glommio_io, StorageError, StorageResult};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::producer_state::{last_sequence, BatchRecord, ProducerState, SequenceCheck};
+use crate::txn::{self, Transactions};
 use crate::recovery::{self, ScanOutcome, ScanStop};
 use crate::replica::{LeaderState, Replication, Role};
 use crate::segment::Segment;
-use ringstream_core::batch::BatchInfo;
+use ringstream_core::batch::{self, BatchInfo};
 use ringstream_core::limits;
 use ringstream_core::types::{LeaderEpoch, Offset, TopicPartition};
 
@@ -153,6 +154,9 @@ pub struct PartitionOffsets {
     pub segments: usize,
     pub size_bytes: u64,
     pub leader_epoch: LeaderEpoch,
+    pub last_stable_offset: Offset,
+    /// Transactions open in this partition.
+    pub open_transactions: usize,
 }
 
 /// An append that has its offsets but is not written yet.
@@ -199,6 +203,8 @@ pub struct PartitionLog {
     pub replication: Replication,
     /// The high watermark changed since `high-watermark` was last written.
     pub high_watermark_dirty: bool,
+    /// Completed-but-unreplicated and aborted transactions (`txn`).
+    pub txns: Transactions,
 }
 
 /// What queuing an append did.
@@ -254,8 +260,20 @@ impl PartitionLog {
             log_start: Offset::ZERO,
             replication: Replication::Sole,
             high_watermark_dirty: false,
+            txns: Transactions::default(),
         };
         let (mut producers, producers_end) = read_producer_snapshot(&log.dir, &log.tp);
+        // Aborted transactions before the snapshot's end come from the
+        // segments' `.txnindex` files; recovery's scan adds the rest.
+        for &base in &bases {
+            if let Ok(bytes) = std::fs::read(dir::segment_txn_index_path(&log.dir, base)) {
+                for entry in txn::decode_index(&bytes) {
+                    if entry.last_offset < producers_end {
+                        log.txns.push_aborted(entry);
+                    }
+                }
+            }
+        }
 
         if bases.is_empty() {
             let segment =
@@ -287,7 +305,12 @@ impl PartitionLog {
         log.leader_epoch = epochs.latest().map_or(LeaderEpoch(0), |entry| entry.epoch);
         log.epochs = epochs;
         producers.truncate_from(end);
+        for (producer_id, open) in log.txns.truncate_from(end) {
+            producers.reopen_txn(producer_id, open);
+        }
+        log.txns.trim_before(start);
         log.producers = producers;
+        log.txns.on_high_watermark(log.high_watermark);
         log.check_invariants();
         Ok(log)
     }
@@ -448,7 +471,7 @@ impl PartitionLog {
 
     /// Scans a segment, rebuilding its indexes and feeding epochs.
     async fn rebuild_segment(
-        &self,
+        &mut self,
         segment: &mut Segment,
         file_bytes: u64,
         epochs: &mut EpochCheckpoint,
@@ -459,19 +482,22 @@ impl PartitionLog {
         let mut offset_index = OffsetIndex::new(segment.base_offset);
         let mut time_index = TimeIndex::new(segment.base_offset);
         let file = segment.file.clone();
+        let mut txns = std::mem::take(&mut self.txns);
         let outcome =
-            recovery::scan_segment(&file, &segment.log_path, segment.base_offset, file_bytes, |info, position, _| {
+            recovery::scan_segment(&file, &segment.log_path, segment.base_offset, file_bytes, |info, position, bytes| {
                 offset_index.on_append(info.base_offset, position as u32, info.total_bytes, interval);
                 time_index.on_append(info.max_timestamp, info.last_offset(), info.total_bytes, interval);
                 let newer = epochs.latest().map_or(true, |latest| info.leader_epoch > latest.epoch);
                 if newer && info.leader_epoch.0 >= 0 {
                     epochs.assign(info.leader_epoch, info.base_offset);
                 }
-                if info.producer_id >= 0 && info.base_offset >= producers_end && info.base_sequence >= 0 {
-                    record_copied_batch(producers, info);
+                if info.producer_id >= 0 && info.base_offset >= producers_end {
+                    apply_copied_batch(producers, &mut txns, info, bytes);
                 }
             })
-            .await?;
+            .await;
+        self.txns = txns;
+        let outcome = outcome?;
         segment.offset_index = offset_index;
         segment.time_index = time_index;
         segment.size_bytes = outcome.valid_bytes;
@@ -508,6 +534,8 @@ impl PartitionLog {
             segments: self.segments.len(),
             size_bytes: self.size_bytes(),
             leader_epoch: self.leader_epoch,
+            last_stable_offset: self.last_stable_offset(),
+            open_transactions: self.producers.open_txn_count(),
         }
     }
 
@@ -537,10 +565,32 @@ impl PartitionLog {
             return false;
         }
         self.high_watermark = next;
+        self.txns.on_high_watermark(next);
         if !matches!(self.replication, Replication::Sole) {
             self.high_watermark_dirty = true;
         }
         true
+    }
+
+    /// The last stable offset: below it every transaction is decided and
+    /// replicated (read_committed consumers read up to it).
+    pub fn last_stable_offset(&self) -> Offset {
+        let mut lso = self.high_watermark;
+        if let Some(first) = self.producers.first_open_offset() {
+            lso = lso.min(first);
+        }
+        if let Some(first) = self.txns.first_unreplicated() {
+            lso = lso.min(first);
+        }
+        lso
+    }
+
+    /// The first offset of any transaction not yet decided and replicated.
+    fn first_unstable(&self) -> Option<Offset> {
+        match (self.producers.first_open_offset(), self.txns.first_unreplicated()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Applies the metadata's view of this replica. A new leader epoch
@@ -577,9 +627,30 @@ impl PartitionLog {
             // Only the leader assigns offsets; a follower copies them.
             return Err(StorageError::NotLeader(self.tp.clone()));
         }
-        let idempotent = info.producer_id >= 0;
+        let control = info.is_control();
+        let idempotent = info.producer_id >= 0 && !control;
         let first = info.base_sequence;
         let last = last_sequence(first.max(0), info.last_offset_delta);
+        if control {
+            // A transaction marker (the coordinator's, never a client's:
+            // Produce refuses control batches). An older epoch than the
+            // producer's is a zombie coordinator's.
+            let current = self.producers.epoch_of(info.producer_id);
+            if info.producer_id < 0 || current.is_some_and(|c| c > info.producer_epoch) {
+                return Err(StorageError::InvalidProducerEpoch {
+                    tp: self.tp.clone(),
+                    producer_id: info.producer_id,
+                    current: current.unwrap_or(-1),
+                    found: info.producer_epoch,
+                });
+            }
+        }
+        let opens_txn = idempotent
+            && info.is_transactional()
+            && self.producers.open_txn_of(info.producer_id).is_none();
+        if opens_txn && self.producers.open_txn_count() >= ringstream_core::limits::partition_open_txns_max {
+            return Err(StorageError::TooManyOpenTransactions(self.tp.clone()));
+        }
         if idempotent {
             let producer_id = info.producer_id;
             if first < 0 {
@@ -612,6 +683,13 @@ impl PartitionLog {
                 last_offset: Offset(self.next_offset.0 - 1),
             };
             self.producers.record(info.producer_id, info.producer_epoch, record);
+            if opens_txn {
+                self.producers.open_txn(info.producer_id, info.producer_epoch, base_offset);
+            }
+        }
+        if control {
+            let commit = batch::control_type(&batch) == Some(batch::CONTROL_COMMIT);
+            self.apply_marker(info.producer_id, info.producer_epoch, base_offset, commit);
         }
         self.pending_bytes += batch.len();
         self.pending.push_back(Pending { batch, info, base_offset, reply, _permit: permit, replica: false });
@@ -634,8 +712,8 @@ impl PartitionLog {
                 found: info.base_offset,
             });
         }
-        if info.producer_id >= 0 && info.base_sequence >= 0 {
-            record_copied_batch(&mut self.producers, &info);
+        if info.producer_id >= 0 {
+            apply_copied_batch(&mut self.producers, &mut self.txns, &info, &batch);
         }
         let (reply, receiver) = oneshot::channel();
         let base_offset = info.base_offset;
@@ -655,6 +733,19 @@ impl PartitionLog {
         self.pending_bytes = 0;
         self.next_offset = self.log_end_offset;
         self.producers.truncate_from(self.log_end_offset);
+        for (producer_id, open) in self.txns.truncate_from(self.log_end_offset) {
+            self.producers.reopen_txn(producer_id, open);
+        }
+    }
+
+    /// A COMMIT or ABORT marker of `producer_id` at `offset` closes its
+    /// open transaction here, and fences older epochs.
+    fn apply_marker(&mut self, producer_id: i64, epoch: i16, offset: Offset, commit: bool) {
+        let first_unstable = self.first_unstable().unwrap_or(offset);
+        self.producers.fence(producer_id, epoch);
+        if let Some(open) = self.producers.close_txn(producer_id) {
+            self.txns.complete(producer_id, open, offset, commit, first_unstable);
+        }
     }
 
     /// Where a read of `offset` starts on disk: the segment holding it, the
@@ -755,6 +846,31 @@ fn record_copied_batch(producers: &mut ProducerState, info: &BatchInfo) {
         last_offset: info.last_offset(),
     };
     producers.record_recovered(info.producer_id, info.producer_epoch, record);
+}
+
+/// Applies a batch already in the log (recovery) or copied from the leader
+/// (a follower) to the producer and transaction state, unchecked.
+fn apply_copied_batch(producers: &mut ProducerState, txns: &mut Transactions, info: &BatchInfo, bytes: &[u8]) {
+    if info.is_control() {
+        let commit = batch::control_type(bytes) == Some(batch::CONTROL_COMMIT);
+        let first_unstable = match (producers.first_open_offset(), txns.first_unreplicated()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(info.base_offset),
+        };
+        producers.fence(info.producer_id, info.producer_epoch);
+        if let Some(open) = producers.close_txn(info.producer_id) {
+            if open.first_offset < info.base_offset {
+                txns.complete(info.producer_id, open, info.base_offset, commit, first_unstable);
+            }
+        }
+        return;
+    }
+    if info.base_sequence >= 0 {
+        record_copied_batch(producers, info);
+    }
+    if info.is_transactional() {
+        producers.open_txn(info.producer_id, info.producer_epoch, info.base_offset);
+    }
 }
 
 /// The high watermark checkpoint of a replicated partition, if any.

@@ -21,6 +21,8 @@ use ringstream_core::limits::partition_producers_max;
 use ringstream_core::limits::producer_batches_max;
 use ringstream_core::types::Offset;
 
+use crate::txn::OpenTxn;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchRecord {
     pub first_sequence: i32,
@@ -55,6 +57,8 @@ pub enum SequenceCheck {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerState {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Each transactional producer's open transaction in this partition.
+    open: BTreeMap<i64, OpenTxn>,
 }
 
 /// The sequence after `sequence`, wrapping as Kafka does.
@@ -151,6 +155,69 @@ impl ProducerState {
         self.record(producer_id, epoch, batch);
     }
 
+    /// Opens `producer_id`'s transaction at `first_offset` unless one is open.
+    /// False when the partition already tracks `partition_open_txns_max`.
+    pub fn open_txn(&mut self, producer_id: i64, epoch: i16, first_offset: Offset) -> bool {
+        if self.open.contains_key(&producer_id) {
+            return true;
+        }
+        if self.open.len() >= ringstream_core::limits::partition_open_txns_max {
+            return false;
+        }
+        self.open.insert(producer_id, OpenTxn { epoch, first_offset });
+        true
+    }
+
+    /// Closes `producer_id`'s open transaction (a marker), if any.
+    pub fn close_txn(&mut self, producer_id: i64) -> Option<OpenTxn> {
+        self.open.remove(&producer_id)
+    }
+
+    /// Reopens a transaction whose marker was cut from the log.
+    pub fn reopen_txn(&mut self, producer_id: i64, txn: OpenTxn) {
+        self.open.insert(producer_id, txn);
+    }
+
+    pub fn open_txn_of(&self, producer_id: i64) -> Option<OpenTxn> {
+        self.open.get(&producer_id).copied()
+    }
+
+    /// The least first offset of the open transactions.
+    pub fn first_open_offset(&self) -> Option<Offset> {
+        self.open.values().map(|t| t.first_offset).min()
+    }
+
+    pub fn open_txn_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Open transactions: (producer id, epoch, first offset), by id.
+    pub fn open_txns(&self) -> Vec<(i64, OpenTxn)> {
+        self.open.iter().map(|(id, t)| (*id, *t)).collect()
+    }
+
+    /// The epoch recorded for `producer_id`, if remembered.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// A marker written with a newer epoch (the coordinator fenced the
+    /// producer): batches of older epochs are refused from now on.
+    pub fn fence(&mut self, producer_id: i64, epoch: i16) {
+        let full = self.producers.len() >= partition_producers_max;
+        match self.producers.get_mut(&producer_id) {
+            Some(entry) if entry.epoch < epoch => {
+                entry.epoch = epoch;
+                entry.batches.clear();
+            }
+            Some(_) => {}
+            None if !full => {
+                self.producers.insert(producer_id, ProducerEntry { epoch, batches: VecDeque::new() });
+            }
+            None => {}
+        }
+    }
+
     /// Every producer remembered: (producer id, epoch, its newest batch), by id.
     pub fn active(&self) -> Vec<(i64, i16, BatchRecord)> {
         self.producers
@@ -167,12 +234,16 @@ impl ProducerState {
             }
         }
         self.producers.retain(|_, e| !e.batches.is_empty());
+        self.open.retain(|_, t| t.first_offset < offset);
     }
 
     /// Snapshot text: header, the offset it covers up to, then one line per
     /// batch: `<producer id> <epoch> <first seq> <last seq> <base> <last>`.
     pub fn encode(&self, end_offset: Offset) -> String {
-        let mut out = format!("ringstream-producers 1\nend_offset {}\n", end_offset.0);
+        let mut out = format!("ringstream-producers 2\nend_offset {}\n", end_offset.0);
+        for (id, txn) in &self.open {
+            out.push_str(&format!("txn {id} {} {}\n", txn.epoch, txn.first_offset.0));
+        }
         for (id, entry) in &self.producers {
             for b in &entry.batches {
                 out.push_str(&format!(
@@ -190,7 +261,7 @@ impl ProducerState {
             return Err("torn snapshot".into());
         }
         let mut lines = text.lines();
-        if lines.next() != Some("ringstream-producers 1") {
+        if !matches!(lines.next(), Some("ringstream-producers 1" | "ringstream-producers 2")) {
             return Err("bad header".into());
         }
         let end: i64 = lines
@@ -201,6 +272,24 @@ impl ProducerState {
             .ok_or("bad end_offset line")?;
         let mut state = ProducerState::default();
         for (i, line) in lines.enumerate() {
+            if let Some(txn) = line.strip_prefix("txn ") {
+                let fields: Vec<&str> = txn.split(' ').collect();
+                let parsed = (fields.len() == 3)
+                    .then(|| Some((fields[0].parse::<i64>().ok()?, fields[1].parse::<i16>().ok()?, fields[2].parse::<i64>().ok()?)))
+                    .flatten();
+                match parsed {
+                    Some((id, epoch, first))
+                        if id >= 0
+                            && first >= 0
+                            && first < end
+                            && state.open.len() < ringstream_core::limits::partition_open_txns_max =>
+                    {
+                        state.open.insert(id, OpenTxn { epoch, first_offset: Offset(first) });
+                    }
+                    _ => return Err(format!("line {}: invalid open transaction", i + 3)),
+                }
+                continue;
+            }
             let fields: Vec<&str> = line.split(' ').collect();
             let parsed = (fields.len() == 6)
                 .then(|| {
@@ -300,8 +389,10 @@ mod tests {
         state.record(1, 0, batch(0, 1, 0));
         state.record(2, 3, batch(0, 0, 2));
         state.record(1, 0, batch(2, 3, 3));
+        assert!(state.open_txn(2, 3, Offset(2)));
         let text = state.encode(Offset(5));
         assert_eq!(ProducerState::decode(&text).unwrap(), (state.clone(), Offset(5)));
+        assert_eq!(ProducerState::decode(&text).unwrap().0.open_txn_of(2), Some(OpenTxn { epoch: 3, first_offset: Offset(2) }));
         assert!(ProducerState::decode(&text[..text.len() - 1]).is_err());
         assert!(ProducerState::decode("ringstream-producers 1\nend_offset 1\n1 0 0 0 5 5\n").is_err());
         state.truncate_from(Offset(2));

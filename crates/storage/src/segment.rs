@@ -175,6 +175,7 @@ impl Segment {
             self.log_path.clone(),
             dir::segment_index_path(dir, self.base_offset),
             dir::segment_time_index_path(dir, self.base_offset),
+            dir::segment_txn_index_path(dir, self.base_offset),
         ] {
             dir::remove_if_exists(&path).await.map_err(|e| StorageError::io("remove segment file", &path, e))?;
         }

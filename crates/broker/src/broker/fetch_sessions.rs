@@ -44,7 +44,7 @@ pub struct SessionPartition {
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
     /// What the last response reported; None before the first.
-    pub reported: Option<(i64, i64)>,
+    pub reported: Option<(i64, i64, i64)>,
 }
 
 #[derive(Debug)]
@@ -261,7 +261,7 @@ impl FetchSessionCache {
 /// Whether an incremental response must carry a partition: it was named in
 /// the request, or it has records, an error, or offsets that moved since the
 /// last report.
-pub fn has_news(mentioned: bool, records: bool, error: bool, reported: Option<(i64, i64)>, now: (i64, i64)) -> bool {
+pub fn has_news(mentioned: bool, records: bool, error: bool, reported: Option<(i64, i64, i64)>, now: (i64, i64, i64)) -> bool {
     mentioned || records || error || reported != Some(now)
 }
 
@@ -358,8 +358,8 @@ mod tests {
         // Privileged (follower) sessions evict non-privileged ones at once.
         assert!(cache.open_as(vec![], true, t).is_some());
         assert_eq!(cache.len(), fetch_sessions_max);
-        assert!(!has_news(false, false, false, Some((5, 0)), (5, 0)));
-        assert!(has_news(false, false, false, Some((5, 0)), (6, 0)));
-        assert!(has_news(false, false, false, None, (5, 0)));
+        assert!(!has_news(false, false, false, Some((5, 0, 5)), (5, 0, 5)));
+        assert!(has_news(false, false, false, Some((5, 0, 5)), (6, 0, 6)));
+        assert!(has_news(false, false, false, None, (5, 0, 5)));
     }
 }

@@ -71,6 +71,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     // A follower names itself (v15+ in ReplicaState); consumers send -1.
     let replica_id = if version >= 15 { fetch.replica_state.replica_id.0 } else { fetch.replica_id.0 };
     let replica = (replica_id >= 0).then_some(replica_id);
+    // isolation.level=read_committed (v4+): up to the last stable offset.
+    let committed = replica.is_none() && version >= 4 && fetch.isolation_level == 1;
     let mut epochs: std::collections::HashMap<(String, i32), (i32, i32)> = std::collections::HashMap::new();
     let mut requested = Vec::new();
     // v13+: partitions of topic ids this broker does not know; each gets
@@ -225,7 +227,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             (fetch.max_bytes as usize).min(limits::fetch_response_bytes_max)
         };
         loop {
-            let (partitions, total, woken) = read_all(&broker, &wanted, max_bytes, replica).await;
+            let (partitions, total, woken) = read_all(&broker, &wanted, max_bytes, replica, committed).await;
             let now = Instant::now();
             let any_ok = partitions.iter().any(|p| p.1.error_code == error_code::NONE);
             if total >= min_bytes.max(1) || now >= deadline || !any_ok {
@@ -269,6 +271,7 @@ fn unknown_topic_id(partition: i32) -> PartitionOut<FetchBatch> {
         current_leader: None,
         diverging_epoch: None,
         preferred_read_replica: -1,
+        aborted_transactions: None,
     }
 }
 
@@ -310,7 +313,7 @@ fn report(
         .zip(wanted)
         .filter_map(|((topic, data), w)| {
             let key = (topic.name.clone(), data.partition_index);
-            let now = (data.high_watermark, data.log_start_offset);
+            let now = (data.high_watermark, data.log_start_offset, data.last_stable_offset);
             let records = !data.batches.is_empty();
             let entry = session.partitions.get_mut(&key)?;
             let news = has_news(w.mentioned, records, data.error_code != error_code::NONE, entry.reported, now);
@@ -361,6 +364,7 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     replica: Option<i32>,
+    committed: bool,
 ) -> (PartitionsOut, usize, Vec<DataWoken>) {
     let limit = |w: &Wanted| max_bytes.min(w.partition_max_bytes.max(0) as usize);
     let epoch_error = |w: &Wanted| epoch_error(broker, w);
@@ -380,6 +384,7 @@ async fn read_all(
                 max_bytes: limit(w),
                 waiter: Some(waiter),
                 replica: replica.map(|id| (id, LeaderEpoch(w.last_fetched_epoch))),
+                committed,
             }
         })
         .collect();
@@ -398,6 +403,7 @@ async fn read_all(
             current_leader: None,
             diverging_epoch: None,
             preferred_read_replica: -1,
+            aborted_transactions: None,
         };
         let topic = TopicKey { name: w.topic.0.as_str().to_owned(), id: w.topic_id };
         if !w.known {
@@ -424,7 +430,7 @@ async fn read_all(
         }
         let result = if limit(w) == 0 || w.preferred_read_replica >= 0 {
             let tp = TopicPartition::new(topic.name.clone(), w.partition);
-            broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset))
+            broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset, o.last_stable_offset, Vec::new()))
         } else {
             results.next().expect("one result per read").map(|read| match read {
                 // Zero-copy: slices of the batch cache or of the DMA reads.
@@ -434,21 +440,26 @@ async fn read_all(
                         r.batches.into_iter().map(FetchBatch::Local).collect::<Vec<_>>(),
                         r.high_watermark,
                         r.log_start_offset,
+                        r.last_stable_offset,
+                        r.aborted,
                     )
                 }
                 ManyRead::Remote { lent, part } => {
                     data.diverging_epoch = part.diverging.map(|(e, o)| (e.0, o.0));
                     let batches = part.batches.clone().map(|i| FetchBatch::Lent(lent.clone(), i)).collect();
-                    (batches, part.high_watermark, part.log_start_offset)
+                    (batches, part.high_watermark, part.log_start_offset, part.last_stable_offset, part.aborted)
                 }
             })
         };
         match result {
-            Ok((mut batches, hw, start)) => {
+            Ok((mut batches, hw, start, lso, aborted)) => {
                 fit_budget(&mut batches, budget, first_non_empty);
                 total += batches.iter().map(|b| b.as_ref().len()).sum::<usize>();
                 data.high_watermark = hw.0;
-                data.last_stable_offset = hw.0;
+                data.last_stable_offset = lso.0;
+                if committed {
+                    data.aborted_transactions = Some(aborted.into_iter().map(|(p, o)| (p, o.0)).collect());
+                }
                 data.log_start_offset = start.0;
                 data.batches = batches;
             }

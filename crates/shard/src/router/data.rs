@@ -36,6 +36,9 @@ pub struct ReadRequest {
     /// A follower's fetch: (its broker id, its last fetched epoch). Reads
     /// up to the log end and records the follower's position.
     pub replica: Option<(i32, ringstream_core::types::LeaderEpoch)>,
+    /// A read_committed consumer: up to the last stable offset, with the
+    /// aborted transactions of the range.
+    pub committed: bool,
 }
 
 /// Where one partition's batches are in a batched read's lent vector.
@@ -45,6 +48,8 @@ pub struct ReadPart {
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
     pub diverging: Option<(ringstream_core::types::LeaderEpoch, Offset)>,
+    pub last_stable_offset: Offset,
+    pub aborted: Vec<(i64, Offset)>,
 }
 
 /// The answer to `Message::ReadMany`: every partition's batches in one lent
@@ -114,7 +119,7 @@ impl Shard {
         // Where each request read from, kept for a partition that moved
         // (its `Moved` error names it).
         let asked_for: Vec<(Offset, usize, bool)> =
-            reads.iter().map(|r| (r.offset, r.max_bytes, r.replica.is_some())).collect();
+            reads.iter().map(|r| (r.offset, r.max_bytes, r.replica.is_some() || r.committed)).collect();
         let mut moved = Vec::new();
         // (request index, request) per owner shard.
         let mut by_owner: Vec<Vec<(usize, ReadRequest)>> = (0..self.peers.len()).map(|_| Vec::new()).collect();
@@ -167,7 +172,8 @@ impl Shard {
         for (index, tp) in moved {
             let (offset, max_bytes, replica) = asked_for[index];
             if replica {
-                // A follower fetches again, from the new owner.
+                // A follower (or a read_committed consumer) fetches again,
+                // from the new owner.
                 results[index] = Some(Err(StorageError::Moved(tp)));
                 continue;
             }
@@ -179,6 +185,8 @@ impl Shard {
                         high_watermark: read.high_watermark,
                         log_start_offset: read.log_start_offset,
                         diverging: None,
+                        last_stable_offset: read.high_watermark,
+                        aborted: Vec::new(),
                     };
                     ManyRead::Remote { lent: Rc::new(read.batches), part }
                 }
@@ -347,6 +355,8 @@ pub(super) async fn read_here(
                     high_watermark: output.high_watermark,
                     log_start_offset: output.log_start_offset,
                     diverging: output.diverging,
+                    last_stable_offset: output.last_stable_offset,
+                    aborted: output.aborted,
                 })
             }
             Err(StorageError::UnknownPartition(tp)) => Err(StorageError::Moved(tp)),
@@ -364,6 +374,7 @@ async fn read_one(storage: &ShardStorage, read: &ReadRequest) -> StorageResult<R
         Some((replica, last_fetched_epoch)) => {
             storage.read_replica(&read.tp, read.offset, read.max_bytes, replica, last_fetched_epoch).await
         }
+        None if read.committed => storage.read_committed(&read.tp, read.offset, read.max_bytes).await,
         None => storage.read(&read.tp, read.offset, read.max_bytes).await,
     }
 }

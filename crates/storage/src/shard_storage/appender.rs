@@ -396,10 +396,12 @@ impl ShardStorage {
     /// Seals the active segment and starts a new one at the log end. The
     /// caller holds the partition's write lock.
     pub(super) async fn roll_locked(&self, partition: &Partition, now: i64) -> StorageResult<()> {
-        let (job, dir, base, segment_bytes, producers, sync_writes) = {
+        let (job, dir, base, segment_bytes, producers, sync_writes, aborted) = {
             let log = partition.log.borrow();
             assert!(log.high_watermark <= log.log_end_offset);
             let producers = log.producers.encode(log.log_end_offset);
+            let active = log.active().base_offset;
+            let aborted = log.txns.aborted_in_range(active, log.log_end_offset);
             (
                 log.active().seal_job(),
                 log.dir.clone(),
@@ -407,9 +409,11 @@ impl ShardStorage {
                 log.config.segment_bytes,
                 producers,
                 log.sync_writes,
+                (active, aborted),
             )
         };
         job.run(&dir, &self.inner.config.disk).await?;
+        write_txn_index(&dir, aborted.0, &aborted.1).await?;
         // Before the next segment exists: an unclean start scans only the
         // tail, and finds the producers of every earlier segment here.
         dir::write_file_atomic(&dir, dir::PRODUCER_SNAPSHOT_FILE_NAME, producers.into_bytes())
@@ -460,4 +464,21 @@ impl ShardStorage {
         }))
         .await;
     }
+}
+
+/// Writes a segment's `.txnindex` (only when it has aborted transactions),
+/// atomically, before the snapshot that relies on it.
+pub(super) async fn write_txn_index(
+    dir: &std::path::Path,
+    base: Offset,
+    aborted: &[crate::txn::AbortedTxn],
+) -> StorageResult<()> {
+    if aborted.is_empty() {
+        return Ok(());
+    }
+    let path = dir::segment_txn_index_path(dir, base);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    dir::write_file_atomic(dir, &name, crate::txn::encode_index(aborted))
+        .await
+        .map_err(|e| StorageError::io("write transaction index", &path, e))
 }

@@ -124,6 +124,21 @@ pub struct ReadOutput {
     /// log where the follower's last fetched epoch ends, when the follower
     /// has records past it; the read then carries no batches.
     pub diverging: Option<(ringstream_core::types::LeaderEpoch, Offset)>,
+    pub last_stable_offset: Offset,
+    /// A read_committed read only: the aborted transactions overlapping
+    /// the batches returned, as (producer id, first offset).
+    pub aborted: Vec<(i64, Offset)>,
+}
+
+/// How far a read may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadBound {
+    /// A consumer (read_uncommitted).
+    HighWatermark,
+    /// A read_committed consumer.
+    LastStable,
+    /// A follower, or a coordinator loading its log.
+    LogEnd,
 }
 
 /// Counters for benchmarks and, later, metrics.

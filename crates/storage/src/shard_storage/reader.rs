@@ -15,7 +15,7 @@ use super::*;
 impl ShardStorage {
     pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
         let partition = self.partition(tp)?;
-        let read = self.read_from(&partition, tp, offset, max_bytes, false).await;
+        let read = self.read_from(&partition, tp, offset, max_bytes, ReadBound::HighWatermark).await;
         if let Ok(out) = &read {
             partition.traffic_bytes.set(partition.traffic_bytes.get() + out.bytes as u64);
         }
@@ -32,7 +32,31 @@ impl ShardStorage {
         max_bytes: usize,
     ) -> StorageResult<ReadOutput> {
         let partition = self.partition(tp)?;
-        self.read_from(&partition, tp, offset, max_bytes, true).await
+        self.read_from(&partition, tp, offset, max_bytes, ReadBound::LogEnd).await
+    }
+
+    /// A read_committed consumer's read: up to the last stable offset, with
+    /// the aborted transactions of the range it may return.
+    pub async fn read_committed(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> StorageResult<ReadOutput> {
+        let partition = self.partition(tp)?;
+        let mut out = self.read_from(&partition, tp, offset, max_bytes, ReadBound::LastStable).await?;
+        partition.traffic_bytes.set(partition.traffic_bytes.get() + out.bytes as u64);
+        let end = out
+            .batches
+            .last()
+            .and_then(|b| BatchHeader::ref_from_prefix(b))
+            .map_or(offset, |h| Offset(h.base_offset().0 + i64::from(h.last_offset_delta()) + 1));
+        if end > offset {
+            let log = partition.log.borrow();
+            out.aborted =
+                log.txns.aborted_between(offset, end).into_iter().map(|a| (a.producer_id, a.first_offset)).collect();
+        }
+        Ok(out)
     }
 
     pub(super) async fn read_from(
@@ -41,17 +65,22 @@ impl ShardStorage {
         tp: &TopicPartition,
         offset: Offset,
         max_bytes: usize,
-        to_log_end: bool,
+        bound: ReadBound,
     ) -> StorageResult<ReadOutput> {
         let max_bytes = max_bytes.min(limits::read_bytes_max);
-        let (key, high_watermark, log_end, log_start_offset) = {
+        let (key, high_watermark, log_end, log_start_offset, last_stable_offset) = {
             let log = partition.log.borrow();
-            (log.key, log.high_watermark, log.log_end_offset, log.log_start_offset())
+            (log.key, log.high_watermark, log.log_end_offset, log.log_start_offset(), log.last_stable_offset())
         };
-        // Consumers read below the high watermark; followers up to the log
-        // end. An offset between the two is in range, with nothing to read
-        // yet (Kafka's answer too).
-        let bound = if to_log_end { log_end } else { high_watermark };
+        // Consumers read below the high watermark (read_committed ones below
+        // the last stable offset); followers up to the log end. An offset
+        // between the two is in range, with nothing to read yet (Kafka's
+        // answer too).
+        let bound = match bound {
+            ReadBound::LogEnd => log_end,
+            ReadBound::HighWatermark => high_watermark,
+            ReadBound::LastStable => last_stable_offset,
+        };
         if offset < log_start_offset || offset > log_end {
             return Err(StorageError::OffsetOutOfRange {
                 tp: tp.clone(),
@@ -67,6 +96,8 @@ impl ShardStorage {
             log_start_offset,
             from_cache: 0,
             diverging: None,
+            last_stable_offset,
+            aborted: Vec::new(),
         };
         let mut cursor = offset;
         // Each step adds a batch or a disk window; bounded by the byte limit.

@@ -152,10 +152,12 @@ impl ShardStorage {
                 log_start_offset: log.log_start_offset(),
                 from_cache: 0,
                 diverging: Some(diverging),
+                last_stable_offset: log.last_stable_offset(),
+                aborted: Vec::new(),
             };
             return Ok(output);
         }
-        let output = self.read_from(&partition, tp, offset, max_bytes, true).await?;
+        let output = self.read_from(&partition, tp, offset, max_bytes, ReadBound::LogEnd).await?;
         partition.traffic_bytes.set(partition.traffic_bytes.get() + output.bytes as u64);
         Ok(output)
     }
@@ -347,6 +349,7 @@ fn start_segment_files_at(dir: &Path, offset: Offset) -> io::Result<()> {
             dir::segment_log_path(dir, base),
             dir::segment_index_path(dir, base),
             dir::segment_time_index_path(dir, base),
+            dir::segment_txn_index_path(dir, base),
         ] {
             remove_file_if_exists(&path)?;
         }
@@ -382,6 +385,7 @@ fn cut_segment_files(dir: &Path, offset: Offset) -> io::Result<()> {
             dir::segment_log_path(dir, base),
             dir::segment_index_path(dir, base),
             dir::segment_time_index_path(dir, base),
+            dir::segment_txn_index_path(dir, base),
         ] {
             remove_file_if_exists(&path)?;
         }
@@ -411,6 +415,9 @@ fn cut_segment_files(dir: &Path, offset: Offset) -> io::Result<()> {
         file.sync_all()?;
         remove_file_if_exists(&dir::segment_index_path(dir, base))?;
         remove_file_if_exists(&dir::segment_time_index_path(dir, base))?;
+        // Its aborted transactions at or after the cut go; recovery rescans
+        // the cut segment, so the index is rebuilt from what is left.
+        remove_file_if_exists(&dir::segment_txn_index_path(dir, base))?;
     }
     remove_file_if_exists(&dir.join(dir::CLEAN_MARKER_FILE_NAME))?;
     std::fs::File::open(dir)?.sync_all()

@@ -118,7 +118,7 @@ impl ShardStorage {
             if last.last_offset >= high_watermark {
                 continue;
             }
-            let timestamp = match self.read_from(&partition, tp, last.base_offset, 1, false).await {
+            let timestamp = match self.read_from(&partition, tp, last.base_offset, 1, ReadBound::HighWatermark).await {
                 Ok(read) => read
                     .batches
                     .first()
@@ -252,7 +252,7 @@ impl ShardStorage {
     }
 
     pub(super) async fn close_partition(&self, partition: &Partition) -> StorageResult<()> {
-        let (file, path, size, index_bytes, time_bytes, base, dir, epochs, marker, producers) = {
+        let (file, path, size, index_bytes, time_bytes, base, dir, epochs, marker, producers, aborted) = {
             let log = partition.log.borrow();
             assert!(log.pending.is_empty());
             let active = log.active();
@@ -268,8 +268,10 @@ impl ShardStorage {
                 log.epochs.encode(),
                 marker,
                 log.producers.encode(log.log_end_offset),
+                log.txns.aborted_in_range(active.base_offset, log.log_end_offset),
             )
         };
+        super::appender::write_txn_index(&dir, base, &aborted).await?;
         dir::write_file_atomic(&dir, dir::PRODUCER_SNAPSHOT_FILE_NAME, producers.into_bytes())
             .await
             .map_err(|e| StorageError::io("write producer snapshot", &dir, e))?;
