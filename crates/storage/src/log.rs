@@ -628,10 +628,14 @@ impl PartitionLog {
             return Err(StorageError::NotLeader(self.tp.clone()));
         }
         let control = info.is_control();
-        let idempotent = info.producer_id >= 0 && !control;
+        // A coordinator's transactional append (TxnOffsetCommit in the
+        // offsets log): no sequence, as Kafka's coordinators write them.
+        // Produce refuses such batches from clients.
+        let coordinator_txn = info.producer_id >= 0 && !control && info.is_transactional() && info.base_sequence < 0;
+        let idempotent = info.producer_id >= 0 && !control && !coordinator_txn;
         let first = info.base_sequence;
         let last = last_sequence(first.max(0), info.last_offset_delta);
-        if control {
+        if control || coordinator_txn {
             // A transaction marker (the coordinator's, never a client's:
             // Produce refuses control batches). An older epoch than the
             // producer's is a zombie coordinator's.
@@ -645,7 +649,7 @@ impl PartitionLog {
                 });
             }
         }
-        let opens_txn = idempotent
+        let opens_txn = (idempotent || coordinator_txn)
             && info.is_transactional()
             && self.producers.open_txn_of(info.producer_id).is_none();
         if opens_txn && self.producers.open_txn_count() >= ringstream_core::limits::partition_open_txns_max {
@@ -683,9 +687,9 @@ impl PartitionLog {
                 last_offset: Offset(self.next_offset.0 - 1),
             };
             self.producers.record(info.producer_id, info.producer_epoch, record);
-            if opens_txn {
-                self.producers.open_txn(info.producer_id, info.producer_epoch, base_offset);
-            }
+        }
+        if opens_txn {
+            self.producers.open_txn(info.producer_id, info.producer_epoch, base_offset);
         }
         if control {
             let commit = batch::control_type(&batch) == Some(batch::CONTROL_COMMIT);

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod fetch_sessions;
+pub mod peer;
 pub mod replication;
 pub mod topics;
 

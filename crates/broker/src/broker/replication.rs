@@ -24,14 +24,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tracing::{debug, info, warn};
 
 use super::Broker;
@@ -202,43 +198,20 @@ async fn exchange(
     request: &FetchRequest,
     wait_ms: u64,
 ) -> Result<FetchResponse, String> {
-    let version = replica_fetch_version;
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("ringstream-replica-fetcher")));
-    header.encode(&mut frame, ApiKey::Fetch.request_header_version(version)).map_err(|e| e.to_string())?;
-    request.encode(&mut frame, version).map_err(|e| e.to_string())?;
-    let size = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&size.to_be_bytes());
-    let io = async {
-        stream.write_all(&frame).await.map_err(|e| e.to_string())?;
-        let mut size = [0u8; 4];
-        stream.read_exact(&mut size).await.map_err(|e| e.to_string())?;
-        let size = i32::from_be_bytes(size);
-        if size < 0 || size as usize > limits::replica_fetch_response_bytes_max {
-            return Err(format!("fetch response of {size} bytes"));
-        }
-        let mut body = vec![0u8; size as usize];
-        stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-        Ok(Bytes::from(body))
-    };
     // The leader waits up to replica.fetch.wait.max.ms; well past that the
     // leader is presumed dead or stopped, and the fetcher reconnects.
-    let timeout = async {
-        glommio::timer::sleep(Duration::from_millis(wait_ms + replica_fetch_slack_ms)).await;
-        Err("timed out".to_owned())
-    };
-    let mut body = futures_lite::future::or(io, timeout).await?;
-    let header = ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(version))
-        .map_err(|e| format!("response header: {e}"))?;
-    if header.correlation_id != correlation_id {
-        return Err(format!("correlation id {} for {correlation_id}", header.correlation_id));
-    }
-    let response = FetchResponse::decode(&mut body, version).map_err(|e| format!("fetch response: {e}"))?;
+    let timeout = Duration::from_millis(wait_ms + replica_fetch_slack_ms);
+    let response: FetchResponse = super::peer::call(
+        stream,
+        ApiKey::Fetch,
+        replica_fetch_version,
+        correlation_id,
+        "ringstream-replica-fetcher",
+        request,
+        timeout,
+        limits::replica_fetch_response_bytes_max,
+    )
+    .await?;
     if response.error_code != error_code::NONE {
         return Err(format!("fetch error {}", response.error_code));
     }

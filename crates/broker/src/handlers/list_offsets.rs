@@ -3,8 +3,9 @@
 //! owning shard's time index. The tiered-storage specs answer as a Kafka
 //! without tiered storage does: earliest local (-4, v8+) is the log start,
 //! latest tiered (-5, v9+) is offset -1 (nothing is tiered). v10's timeout
-//! bounds remote lookups, which there are none of. READ_COMMITTED reads the
-//! high watermark too: without transactions it is the last stable offset.
+//! bounds remote lookups, which there are none of. READ_COMMITTED (v2+)
+//! answers latest with the last stable offset, and a timestamp lookup finds
+//! only offsets below it, as Kafka does.
 
 use std::rc::Rc;
 
@@ -51,7 +52,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 } else {
                     let tp = TopicPartition::new(name.clone(), partition.partition_index);
                     let epoch = broker.leader_epoch(&name, partition.partition_index).unwrap_or(0);
-                    match lookup(&broker, tp, partition.timestamp).await {
+                    let committed = version >= 2 && list.isolation_level == 1;
+                    match lookup(&broker, tp, partition.timestamp, committed).await {
                         Ok((offset, timestamp)) => response
                             .with_error_code(error_code::NONE)
                             .with_offset(offset)
@@ -69,15 +71,26 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 }
 
 /// (offset, timestamp) for one partition; -1s when no record qualifies.
-async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64) -> StorageResult<(i64, i64)> {
+async fn lookup(broker: &Broker, tp: TopicPartition, timestamp: i64, committed: bool) -> StorageResult<(i64, i64)> {
     let shard = &broker.shard;
-    Ok(match timestamp {
-        latest => (shard.offsets(&tp).await?.high_watermark.0, -1),
+    let found = match timestamp {
+        latest => {
+            let offsets = shard.offsets(&tp).await?;
+            return Ok((if committed { offsets.last_stable_offset.0 } else { offsets.high_watermark.0 }, -1));
+        }
         earliest | earliest_local => (shard.offsets(&tp).await?.log_start_offset.0, -1),
         latest_tiered => (-1, -1),
         max_timestamp => shard.max_timestamp(&tp).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
         at => shard.offset_for_timestamp(&tp, at).await?.map_or((-1, -1), |(offset, ts)| (offset.0, ts)),
-    })
+    };
+    if committed && (timestamp == max_timestamp || timestamp >= 0) && found.0 >= 0 {
+        // Only offsets a read_committed consumer could fetch.
+        let lso = shard.offsets(&tp).await?.last_stable_offset.0;
+        if found.0 >= lso {
+            return Ok((-1, -1));
+        }
+    }
+    Ok(found)
 }
 
 /// KIP-320: a request naming a leader epoch older than the partition's gets

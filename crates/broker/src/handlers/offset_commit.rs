@@ -44,6 +44,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             member_id: commit.member_id.as_str().to_owned(),
             instance_id: commit.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
             offsets,
+            txn: None,
         };
         let results =
             on_coordinator(&shard, &group_id, move |c| async move { c.commit(args).await }).await.unwrap_or_else(

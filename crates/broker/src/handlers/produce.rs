@@ -298,6 +298,20 @@ fn queue(topic: &str, partition: i32, records: Option<bytes::Bytes>, compact: bo
         (Some(Ok(_)), Some(_)) => return Outcome::Failed(error_code::INVALID_RECORD),
         _ => return Outcome::Failed(error_code::CORRUPT_MESSAGE),
     }
+    let header = batch::BatchHeader::ref_from_prefix(&records);
+    if header.is_some_and(|h| h.is_control()) {
+        // Markers are the transaction coordinator's (WriteTxnMarkers).
+        return Outcome::Rejected {
+            record_errors: Vec::new(),
+            message: "clients may not write control batches".to_owned(),
+        };
+    }
+    if header.is_some_and(|h| h.is_transactional() && (h.producer_id() < 0 || h.base_sequence() < 0)) {
+        return Outcome::Rejected {
+            record_errors: Vec::new(),
+            message: "a transactional batch needs a producer id and a sequence".to_owned(),
+        };
+    }
     let tp = TopicPartition::new(topic, partition);
     if compact {
         match keyless_records(&records, limits::decompressed_batch_bytes_max) {

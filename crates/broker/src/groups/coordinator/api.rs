@@ -105,6 +105,9 @@ pub struct CommitArgs {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub offsets: Vec<CommitOffset>,
+    /// TxnOffsetCommit: the transactional producer (id, epoch). The offsets
+    /// are written in its transaction and stay pending until its marker.
+    pub txn: Option<(i64, i16)>,
 }
 
 pub struct CommitOffset {

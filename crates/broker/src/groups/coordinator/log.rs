@@ -64,10 +64,20 @@ impl Coordinator {
                 bytes += batch_bytes.len() as u64;
                 let Some(header) = batch::BatchHeader::ref_from_prefix(batch_bytes) else { break };
                 cursor = Offset(header.base_offset().0 + i64::from(header.last_offset_delta()) + 1);
+                if header.is_control() {
+                    // A transaction's marker: its pending offsets commit or go.
+                    let commit = batch::control_type(batch_bytes) == Some(batch::CONTROL_COMMIT);
+                    self.complete_txn(tp.partition.0, header.producer_id(), commit);
+                    continue;
+                }
+                let txn = header.is_transactional().then(|| header.producer_id());
                 match batch::records(batch_bytes) {
                     Ok(records) => {
                         for record in records {
-                            self.apply_record(record.key, record.value);
+                            match txn {
+                                Some(producer_id) => self.apply_txn_record(tp.partition.0, producer_id, record.key, record.value),
+                                None => self.apply_record(record.key, record.value),
+                            }
                         }
                     }
                     Err(e) => error!(partition = %tp, "skipping an unreadable offsets-log batch: {e}"),
@@ -156,6 +166,15 @@ impl Coordinator {
         }
     }
 
+    /// A replayed offset record of an undecided transaction: pending.
+    fn apply_txn_record(&self, partition: i32, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(key) = key.and_then(|k| store::decode_key(k).ok()) else { return };
+        let value = value.and_then(|v| store::decode_value(&key, v).ok());
+        if let (RecordKey::Offset { group, topic, partition: p }, Some(RecordValue::Offset(v))) = (key, value) {
+            self.txn_offsets.borrow_mut().entry((partition, producer_id)).or_default().push((group, topic, p, v));
+        }
+    }
+
     fn log_state(&self, partition: i32) -> Rc<LogState> {
         self.logs
             .borrow_mut()
@@ -203,6 +222,18 @@ impl Coordinator {
         group_id: &str,
         records: Vec<(RecordKey, Option<RecordValue>)>,
     ) -> Result<GatePermit, GroupError> {
+        self.write_txn(group_id, records, None).await
+    }
+
+    /// `write`, in a transactional producer's transaction when `producer`
+    /// is given (TxnOffsetCommit): its batches carry the producer's id and
+    /// epoch, so its marker decides them.
+    pub(super) async fn write_txn(
+        self: &Rc<Self>,
+        group_id: &str,
+        records: Vec<(RecordKey, Option<RecordValue>)>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<GatePermit, GroupError> {
         let partition = self.partition_of(group_id);
         let tp = offsets_partition(partition);
         if !self.topics.coordinates(partition) {
@@ -212,7 +243,7 @@ impl Coordinator {
         let state = self.log_state(partition);
         let permit =
             state.gate.clone().acquire_static_permit(1).await.map_err(|_| GroupError::CoordinatorNotAvailable)?;
-        let batches = build_batches(&records).map_err(|bytes| {
+        let batches = build_batches(&records, producer).map_err(|bytes| {
             error!(group = group_id, bytes, "a group record is too large to store (Kafka: UNKNOWN_SERVER_ERROR)");
             GroupError::RecordTooLarge
         })?;
@@ -293,7 +324,7 @@ impl Coordinator {
             records
         };
         let mut bytes = 0u64;
-        let batches = build_batches(&records)
+        let batches = build_batches(&records, None)
             .map_err(|size| StorageError::Config(format!("a group record of {size} bytes is too large to store")))?;
         for batch in batches {
             bytes += batch.len() as u64;
@@ -331,10 +362,21 @@ impl Coordinator {
 /// Encodes records into uncompressed batches of at most
 /// `offsets_log_batch_bytes_max` bytes of records each (a larger record
 /// gets a batch of its own). Err: the size of a record no batch can hold.
-fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Result<Vec<Vec<u8>>, usize> {
+fn build_batches(
+    records: &[(RecordKey, Option<RecordValue>)],
+    producer: Option<(i64, i16)>,
+) -> Result<Vec<Vec<u8>>, usize> {
     let now = now_ms();
     let mut batches = Vec::new();
-    let mut builder = BatchBuilder::new(now);
+    let new_builder = || {
+        let mut builder = BatchBuilder::new(now);
+        if let Some((id, epoch)) = producer {
+            // The coordinator's append: no sequence (Kafka's NO_SEQUENCE).
+            builder.producer(id, epoch, -1).transactional();
+        }
+        builder
+    };
+    let mut builder = new_builder();
     let mut in_batch = 0usize;
     let mut bytes = 0usize;
     for (key, value) in records {
@@ -346,7 +388,7 @@ fn build_batches(records: &[(RecordKey, Option<RecordValue>)]) -> Result<Vec<Vec
         }
         if in_batch > 0 && bytes + size > limits::offsets_log_batch_bytes_max {
             batches.push(builder.build());
-            builder = BatchBuilder::new(now);
+            builder = new_builder();
             in_batch = 0;
             bytes = 0;
         }

@@ -93,7 +93,12 @@ pub struct Coordinator {
     load_lock: Rc<glommio::sync::Semaphore>,
     next_member: Cell<u64>,
     next_retention_check_ms: Cell<i64>,
+    /// TxnOffsetCommit offsets waiting for their transaction's marker, by
+    /// (offsets-log partition, producer id): (group, topic, partition, value).
+    txn_offsets: RefCell<HashMap<(i32, i64), Vec<PendingTxnOffset>>>,
 }
+
+type PendingTxnOffset = (String, String, i32, crate::groups::store::OffsetValue);
 
 impl Coordinator {
     /// Installs this shard's coordinator: replays the offsets-log
@@ -115,6 +120,7 @@ impl Coordinator {
             loaded: RefCell::new(HashMap::new()),
             load_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             next_member: Cell::new(0),
+            txn_offsets: RefCell::new(HashMap::new()),
         });
         let internal: Vec<TopicPartition> =
             coordinator.shard.storage.partitions().into_iter().filter(|tp| tp.topic == OFFSETS_TOPIC).collect();
@@ -144,6 +150,7 @@ impl Coordinator {
             return Ok(());
         }
         self.groups.borrow_mut().retain(|id, _| self.partition_of(id) != partition);
+        self.txn_offsets.borrow_mut().retain(|(p, _), _| *p != partition);
         let tp = crate::groups::offsets_partition(partition);
         if self.shard.storage.owns(&tp) {
             if let Err(e) = self.replay(&tp).await {

@@ -91,7 +91,17 @@ impl Coordinator {
         let all =
             |code: i16| -> CommitResult { args.offsets.iter().map(|o| (o.topic.clone(), o.partition, code)).collect() };
         // An empty group id is valid here, as in Kafka (only JoinGroup refuses it).
-        {
+        // TxnOffsetCommit before v3 names no generation or member: not checked.
+        let unchecked_txn = args.txn.is_some() && args.generation < 0 && args.member_id.is_empty();
+        if unchecked_txn {
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(&args.group_id) {
+                if groups.len() >= limits::shard_groups_max {
+                    return all(COORDINATOR_NOT_AVAILABLE);
+                }
+                groups.insert(args.group_id.clone(), Group::new(args.group_id.clone(), now));
+            }
+        } else {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(&args.group_id) {
                 None if args.generation < 0 => {
@@ -170,6 +180,27 @@ impl Coordinator {
         if records.is_empty() {
             return results;
         }
+        if let Some((producer_id, producer_epoch)) = args.txn {
+            // Pending until the transaction's marker (`complete_txn`).
+            match self.write_txn(&args.group_id, records, Some((producer_id, producer_epoch))).await {
+                Ok(_permit) => {
+                    let partition = self.partition_of(&args.group_id);
+                    let mut pending = self.txn_offsets.borrow_mut();
+                    let entry = pending.entry((partition, producer_id)).or_default();
+                    for ((topic, p), value) in accepted {
+                        entry.push((args.group_id.clone(), topic, p, value));
+                    }
+                }
+                Err(error) => {
+                    for r in &mut results {
+                        if r.2 == NONE {
+                            r.2 = error.code();
+                        }
+                    }
+                }
+            }
+            return results;
+        }
         match self.write(&args.group_id, records).await {
             Ok(_permit) => {
                 let mut groups = self.groups.borrow_mut();
@@ -194,6 +225,29 @@ impl Coordinator {
             }
         }
         results
+    }
+
+    /// A transaction marker reached offsets-log partition `partition`: the
+    /// producer's pending offsets become committed, or are dropped.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let Some(pending) = self.txn_offsets.borrow_mut().remove(&(partition, producer_id)) else { return };
+        if !commit {
+            return;
+        }
+        let now = now_ms();
+        let mut groups = self.groups.borrow_mut();
+        for (group, topic, p, value) in pending {
+            groups.entry(group.clone()).or_insert_with(|| Group::new(group, now)).offsets.insert((topic, p), value);
+        }
+    }
+
+    /// Whether `group` has transactional offsets waiting for a marker on
+    /// `topic`/`partition` (OffsetFetch's require_stable: UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_txn_offsets(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let group_partition = self.partition_of(group);
+        self.txn_offsets.borrow().iter().any(|((p, _), offsets)| {
+            *p == group_partition && offsets.iter().any(|(g, t, i, _)| g == group && t == topic && *i == partition)
+        })
     }
 
     /// OffsetFetch for one group. `topics` None: every committed offset.
