@@ -376,7 +376,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         shards.run_on(ShardId(i as u16), move |shard: Rc<Shard>| async move {
             let groups = broker.groups.clone();
             let broker = Broker::install(shard.clone(), broker, topics)?;
-            ringstream_broker::groups::Coordinator::install(shard, groups, broker).await?;
+            let txn = broker.config.txn.clone();
+            ringstream_broker::groups::Coordinator::install(shard.clone(), groups, broker).await?;
+            ringstream_broker::txn::TxnCoordinator::install(shard, txn);
             Ok::<(), String>(())
         })?;
     }

@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub groups: crate::groups::GroupsConfig,
     /// The cluster settings (Kafka's names).
     pub cluster: ClusterSettings,
+    /// The transaction coordinator's settings.
+    pub txn: crate::txn::TxnConfig,
 }
 
 /// How this node takes part in a cluster. With `voters` empty the node is
@@ -110,6 +112,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             connection_requests_in_flight_max: 32,
             groups: crate::groups::GroupsConfig::default(),
+            txn: crate::txn::TxnConfig::default(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -263,6 +266,20 @@ fn apply_broker_setting(broker: &mut BrokerConfig, setting: &str) -> Option<Resu
         "offsets.retention.check.interval.ms" => {
             int(1, i32::MAX as i64).map(|v| broker.groups.offsets_retention_check_interval_ms = v)
         }
+        "transaction.state.log.num.partitions" => int(1, i64::from(ringstream_core::limits::txn_topic_partitions_max))
+            .map(|v| broker.txn.state_log_partitions = v as i32),
+        "transaction.state.log.replication.factor" => {
+            int(1, i64::from(i16::MAX)).map(|v| broker.txn.state_log_replication_factor = v as i16)
+        }
+        "transaction.state.log.segment.bytes" => {
+            int(ringstream_core::limits::segment_bytes_min as i64, ringstream_core::limits::segment_bytes_max as i64)
+                .map(|v| broker.txn.segment_bytes = v as u64)
+        }
+        "transaction.max.timeout.ms" => int(1, i32::MAX as i64).map(|v| broker.txn.max_timeout_ms = v as i32),
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+            int(1, i32::MAX as i64).map(|v| broker.txn.abort_check_interval_ms = v as u64)
+        }
+        "transactional.id.expiration.ms" => int(1, i32::MAX as i64).map(|v| broker.txn.id_expiration_ms = v),
         "offsets.topic.num.partitions" => int(1, i64::from(ringstream_core::limits::offsets_topic_partitions_max))
             .map(|v| broker.groups.offsets_topic_partitions = v as i32),
         "offsets.topic.segment.bytes" => {

@@ -12,3 +12,4 @@ pub mod export;
 pub mod groups;
 pub mod handlers;
 pub mod http;
+pub mod txn;

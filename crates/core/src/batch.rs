@@ -914,7 +914,13 @@ pub const CONTROL_COMMIT: i16 = 1;
 /// A transaction marker as Kafka writes it: a transactional control batch
 /// of one record, key (version 0, type), value (version 0, coordinator
 /// epoch), sequence -1.
-pub fn build_marker(producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, now_ms: i64) -> Vec<u8> {
+pub fn build_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> Vec<u8> {
     let kind = if commit { CONTROL_COMMIT } else { CONTROL_ABORT };
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&0i16.to_be_bytes());

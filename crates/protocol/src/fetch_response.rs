@@ -329,12 +329,8 @@ mod tests {
                 assert_eq!(decoded.responses[0].topic.0.as_str(), "alpha");
             }
             assert_eq!(p0.high_watermark, 10);
-            let aborted: Vec<(i64, i64)> = p0
-                .aborted_transactions
-                .iter()
-                .flatten()
-                .map(|a| (a.producer_id.0, a.first_offset))
-                .collect();
+            let aborted: Vec<(i64, i64)> =
+                p0.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
             assert_eq!(aborted, vec![(17, 4), (18, 6)], "v{version}: aborted transactions");
             assert!(decoded.responses[0].partitions[1].aborted_transactions.is_none());
             if version >= 11 {

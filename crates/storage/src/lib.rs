@@ -30,7 +30,7 @@ pub mod producer_state;
 pub mod recovery;
 pub mod replica;
 pub mod segment;
-pub mod txn;
 pub mod shard_storage;
+pub mod txn;
 
 pub use error::{StorageError, StorageResult};

@@ -33,10 +33,10 @@ use crate::dir;
 use crate::error::{glommio_io, StorageError, StorageResult};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::producer_state::{last_sequence, BatchRecord, ProducerState, SequenceCheck};
-use crate::txn::{self, Transactions};
 use crate::recovery::{self, ScanOutcome, ScanStop};
 use crate::replica::{LeaderState, Replication, Role};
 use crate::segment::Segment;
+use crate::txn::{self, Transactions};
 use ringstream_core::batch::{self, BatchInfo};
 use ringstream_core::limits;
 use ringstream_core::types::{LeaderEpoch, Offset, TopicPartition};
@@ -483,8 +483,12 @@ impl PartitionLog {
         let mut time_index = TimeIndex::new(segment.base_offset);
         let file = segment.file.clone();
         let mut txns = std::mem::take(&mut self.txns);
-        let outcome =
-            recovery::scan_segment(&file, &segment.log_path, segment.base_offset, file_bytes, |info, position, bytes| {
+        let outcome = recovery::scan_segment(
+            &file,
+            &segment.log_path,
+            segment.base_offset,
+            file_bytes,
+            |info, position, bytes| {
                 offset_index.on_append(info.base_offset, position as u32, info.total_bytes, interval);
                 time_index.on_append(info.max_timestamp, info.last_offset(), info.total_bytes, interval);
                 let newer = epochs.latest().map_or(true, |latest| info.leader_epoch > latest.epoch);
@@ -494,8 +498,9 @@ impl PartitionLog {
                 if info.producer_id >= 0 && info.base_offset >= producers_end {
                     apply_copied_batch(producers, &mut txns, info, bytes);
                 }
-            })
-            .await;
+            },
+        )
+        .await;
         self.txns = txns;
         let outcome = outcome?;
         segment.offset_index = offset_index;

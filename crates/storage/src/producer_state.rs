@@ -275,7 +275,13 @@ impl ProducerState {
             if let Some(txn) = line.strip_prefix("txn ") {
                 let fields: Vec<&str> = txn.split(' ').collect();
                 let parsed = (fields.len() == 3)
-                    .then(|| Some((fields[0].parse::<i64>().ok()?, fields[1].parse::<i16>().ok()?, fields[2].parse::<i64>().ok()?)))
+                    .then(|| {
+                        Some((
+                            fields[0].parse::<i64>().ok()?,
+                            fields[1].parse::<i16>().ok()?,
+                            fields[2].parse::<i64>().ok()?,
+                        ))
+                    })
                     .flatten();
                 match parsed {
                     Some((id, epoch, first))
@@ -392,7 +398,10 @@ mod tests {
         assert!(state.open_txn(2, 3, Offset(2)));
         let text = state.encode(Offset(5));
         assert_eq!(ProducerState::decode(&text).unwrap(), (state.clone(), Offset(5)));
-        assert_eq!(ProducerState::decode(&text).unwrap().0.open_txn_of(2), Some(OpenTxn { epoch: 3, first_offset: Offset(2) }));
+        assert_eq!(
+            ProducerState::decode(&text).unwrap().0.open_txn_of(2),
+            Some(OpenTxn { epoch: 3, first_offset: Offset(2) })
+        );
         assert!(ProducerState::decode(&text[..text.len() - 1]).is_err());
         assert!(ProducerState::decode("ringstream-producers 1\nend_offset 1\n1 0 0 0 5 5\n").is_err());
         state.truncate_from(Offset(2));

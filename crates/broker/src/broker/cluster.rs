@@ -476,8 +476,9 @@ impl ClusterNode {
                 }
             }
             RequestBody::CreateTopic { mut topic, validate_only } => {
-                if topic.name == crate::groups::OFFSETS_TOPIC && topic.replicas.is_none() {
-                    // offsets.topic.replication.factor, capped at the live brokers.
+                if crate::broker::Broker::is_internal(&topic.name) && topic.replicas.is_none() {
+                    // offsets.topic.replication.factor (or the transaction
+                    // log's), capped at the live brokers.
                     let live = image.unfenced().count().max(1);
                     topic.replication_factor = topic.replication_factor.min(live as i16).max(1);
                 }
@@ -896,6 +897,24 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
             set_roles(shard, me, old, topic).await?;
             continue;
         }
+        if topic.name == crate::txn::TXN_TOPIC {
+            // Every replica of the transaction log is opened, with the
+            // coordinator's log settings; the leader's coordinator loads it.
+            let log = crate::txn::log_config(&crate::broker::local().config.txn);
+            let missing: Vec<TopicPartition> = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&me))
+                .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
+                .filter(|tp| shard.owner(tp).is_none())
+                .collect();
+            if !missing.is_empty() {
+                shard.create_partitions(missing, log).await.map_err(|e| e.to_string())?;
+            }
+            set_roles(shard, me, old, topic).await?;
+            continue;
+        }
         let meta = crate::broker::topics::TopicMeta {
             name: topic.name.clone(),
             id: topic.id,
@@ -951,7 +970,7 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
     }
     for topic in old.topics.values() {
         let gone = new.topics.get(&topic.name).map_or(true, |t| t.id != topic.id);
-        if gone && topic.name != crate::groups::OFFSETS_TOPIC {
+        if gone && !crate::broker::Broker::is_internal(&topic.name) {
             let local: Vec<TopicPartition> = (0..topic.partitions.len() as i32)
                 .map(|p| TopicPartition::new(topic.name.clone(), p))
                 .filter(|tp| shard.owner(tp).is_some())

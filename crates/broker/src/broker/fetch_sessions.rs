@@ -261,7 +261,13 @@ impl FetchSessionCache {
 /// Whether an incremental response must carry a partition: it was named in
 /// the request, or it has records, an error, or offsets that moved since the
 /// last report.
-pub fn has_news(mentioned: bool, records: bool, error: bool, reported: Option<(i64, i64, i64)>, now: (i64, i64, i64)) -> bool {
+pub fn has_news(
+    mentioned: bool,
+    records: bool,
+    error: bool,
+    reported: Option<(i64, i64, i64)>,
+    now: (i64, i64, i64),
+) -> bool {
     mentioned || records || error || reported != Some(now)
 }
 

@@ -177,7 +177,7 @@ impl Broker {
         let image = view.image;
         let mut table = TopicTable::default();
         for topic in image.topics.values() {
-            if topic.name == crate::groups::OFFSETS_TOPIC {
+            if Broker::is_internal(&topic.name) {
                 continue;
             }
             table.insert(TopicMeta {
@@ -346,7 +346,12 @@ impl Broker {
     /// the cluster id, so it is stable across restarts. It is not in the
     /// topic table: clients cannot produce to it, delete it or create it.
     pub fn offsets_topic(&self) -> TopicMeta {
-        let name = crate::groups::OFFSETS_TOPIC;
+        self.internal_topic(crate::groups::OFFSETS_TOPIC)
+    }
+
+    /// An internal topic (`__consumer_offsets` or `__transaction_state`)
+    /// as clients see it.
+    pub fn internal_topic(&self, name: &str) -> TopicMeta {
         let seed = format!("{name}/{}", self.config.cluster_id);
         let mut id = [0u8; 16];
         for (i, chunk) in id.chunks_mut(4).enumerate() {
@@ -357,12 +362,27 @@ impl Broker {
         id[8] = (id[8] & 0x3f) | 0x80;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
-        TopicMeta { name: name.to_owned(), id, partitions: self.config.groups.offsets_topic_partitions, configs }
+        let partitions = if name == crate::txn::TXN_TOPIC {
+            self.txn_partitions()
+        } else {
+            self.config.groups.offsets_topic_partitions
+        };
+        TopicMeta { name: name.to_owned(), id, partitions, configs }
+    }
+
+    /// The transaction log's partition count: as created (changing
+    /// `transaction.state.log.num.partitions` later would move ids), or as
+    /// configured before it exists.
+    pub fn txn_partitions(&self) -> i32 {
+        self.cluster()
+            .and_then(|view| view.image.topics.get(crate::txn::TXN_TOPIC).map(|t| t.partitions.len() as i32))
+            .filter(|n| *n > 0)
+            .unwrap_or(self.config.txn.state_log_partitions)
     }
 
     /// Whether `name` is an internal topic (Kafka's `Topic.isInternal`).
     pub fn is_internal(name: &str) -> bool {
-        name == crate::groups::OFFSETS_TOPIC || name == "__transaction_state"
+        name == crate::groups::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC
     }
 
     /// Creates a topic (on shard 0, wherever it is called from). With
@@ -395,11 +415,8 @@ impl Broker {
         if !is_valid_topic_name(&name) {
             return Err(TopicError::new(error_code::INVALID_TOPIC_EXCEPTION, format!("invalid topic name {name:?}")));
         }
-        if name == crate::groups::OFFSETS_TOPIC {
-            return Err(TopicError::new(
-                error_code::TOPIC_ALREADY_EXISTS,
-                format!("{name:?} is the internal offsets topic"),
-            ));
+        if Broker::is_internal(&name) {
+            return Err(TopicError::new(error_code::TOPIC_ALREADY_EXISTS, format!("{name:?} is an internal topic")));
         }
         if !(1..=limits::topic_partitions_max).contains(&partitions) {
             return Err(TopicError::new(
@@ -421,28 +438,34 @@ impl Broker {
     /// FindCoordinator with. The offsets topic is created (placed across
     /// the brokers by the controller) on first use, as Kafka creates it.
     pub async fn offsets_coordinator(&self, partition: i32) -> Result<(i32, String, i32), TopicError> {
+        self.internal_coordinator(crate::groups::OFFSETS_TOPIC, partition).await
+    }
+
+    /// `offsets_coordinator` for either internal topic: the leader of
+    /// `topic`/`partition`, the topic created on first use.
+    pub async fn internal_coordinator(&self, topic: &str, partition: i32) -> Result<(i32, String, i32), TopicError> {
         let Some(view) = self.cluster() else {
             return Ok((self.config.node_id, self.config.advertised_host.clone(), self.config.advertised_port));
         };
         let not_available = |why: &str| TopicError::new(error_code::COORDINATOR_NOT_AVAILABLE, why);
-        let Some(topic) = view.image.topics.get(crate::groups::OFFSETS_TOPIC) else {
+        let Some(placed) = view.image.topics.get(topic) else {
             use ringstream_cluster::wire::RequestBody;
-            let topic = self.offsets_new_topic();
-            match self.ask_controller(RequestBody::CreateTopic { topic, validate_only: false }).await {
+            let new = self.internal_new_topic(topic);
+            match self.ask_controller(RequestBody::CreateTopic { topic: new, validate_only: false }).await {
                 Ok(_) => {}
                 Err(e) if e.code == error_code::TOPIC_ALREADY_EXISTS => {}
-                Err(e) => return Err(not_available(&format!("creating the offsets topic: {}", e.message))),
+                Err(e) => return Err(not_available(&format!("creating {topic}: {}", e.message))),
             }
             // Created and on every shard: answer from the new image.
-            return match self.cluster().and_then(|v| v.image.topics.get(crate::groups::OFFSETS_TOPIC).cloned()) {
-                Some(_) => Box::pin(self.offsets_coordinator(partition)).await,
-                None => Err(not_available("the offsets topic is being created")),
+            return match self.cluster().and_then(|v| v.image.topics.get(topic).cloned()) {
+                Some(_) => Box::pin(self.internal_coordinator(topic, partition)).await,
+                None => Err(not_available(&format!("{topic} is being created"))),
             };
         };
-        let leader = topic.partitions.get(partition as usize).map_or(-1, |p| p.leader);
+        let leader = placed.partitions.get(partition as usize).map_or(-1, |p| p.leader);
         match view.image.brokers.get(&leader) {
             Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
-            _ => Err(not_available("the group's offsets partition has no leader")),
+            _ => Err(not_available("the coordinator's partition has no leader")),
         }
     }
 
@@ -467,11 +490,21 @@ impl Broker {
     /// The offsets topic as the controller creates it (placed across the
     /// brokers, its id derived from the cluster id as for a single node).
     pub fn offsets_new_topic(&self) -> ringstream_cluster::wire::NewTopic {
-        let meta = self.offsets_topic();
+        self.internal_new_topic(crate::groups::OFFSETS_TOPIC)
+    }
+
+    /// An internal topic as the controller creates it.
+    pub fn internal_new_topic(&self, name: &str) -> ringstream_cluster::wire::NewTopic {
+        let meta = self.internal_topic(name);
+        let replication_factor = if name == crate::txn::TXN_TOPIC {
+            self.config.txn.state_log_replication_factor
+        } else {
+            self.config.cluster.offsets_topic_replication_factor
+        };
         ringstream_cluster::wire::NewTopic {
             name: meta.name,
             partitions: meta.partitions,
-            replication_factor: self.config.cluster.offsets_topic_replication_factor,
+            replication_factor,
             configs: meta.configs,
             id: Some(meta.id),
             replicas: None,

@@ -178,9 +178,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             // The offsets topic is not in the topic table, but followers
             // fetch it (and Kafka lets consumers read it).
             let meta = broker.topic(&topic).or_else(|| {
-                let internal = topic == crate::groups::OFFSETS_TOPIC
+                let internal = Broker::is_internal(&topic)
                     && broker.cluster().is_some_and(|v| v.image.topics.contains_key(&topic));
-                internal.then(|| broker.offsets_topic())
+                internal.then(|| broker.internal_topic(&topic))
             });
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
             let mut not_led = if known { broker.leadership(&topic, partition).err() } else { None };
@@ -430,7 +430,11 @@ async fn read_all(
         }
         let result = if limit(w) == 0 || w.preferred_read_replica >= 0 {
             let tp = TopicPartition::new(topic.name.clone(), w.partition);
-            broker.shard.offsets(&tp).await.map(|o| (Vec::new(), o.high_watermark, o.log_start_offset, o.last_stable_offset, Vec::new()))
+            broker
+                .shard
+                .offsets(&tp)
+                .await
+                .map(|o| (Vec::new(), o.high_watermark, o.log_start_offset, o.last_stable_offset, Vec::new()))
         } else {
             results.next().expect("one result per read").map(|read| match read {
                 // Zero-copy: slices of the batch cache or of the DMA reads.

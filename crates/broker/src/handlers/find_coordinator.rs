@@ -1,7 +1,7 @@
-//! FindCoordinator (key 10), v0–v6 (v4: batched keys): the coordinator for
-//! a consumer group is this broker (inside it, the group's shard is found
-//! by `groups::on_coordinator`). Transaction keys get
-//! COORDINATOR_NOT_AVAILABLE: there is no transaction coordinator yet.
+//! FindCoordinator (key 10), v0–v6 (v4: batched keys): a consumer group's
+//! coordinator is the leader of its `__consumer_offsets` partition, a
+//! transactional id's (key type 1) the leader of its `__transaction_state`
+//! partition; either topic is created on first use.
 //! v5 only allows the TRANSACTION_ABORTABLE code; v6's share-group keys
 //! (KIP-932) get INVALID_REQUEST, as from a Kafka without share groups.
 
@@ -32,8 +32,8 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let config = broker.config.clone();
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        // Per group key: the broker leading its offsets partition.
-        let partitions = crate::groups::coordinator::partitions_configured();
+        // Per key: the broker leading its internal-topic partition.
+        let key_type = if version >= 1 { find.key_type } else { KEY_TYPE_GROUP };
         let mut located = Vec::new();
         let keys: Vec<String> = if version >= 4 {
             find.coordinator_keys.iter().map(|k| k.as_str().to_owned()).collect()
@@ -41,16 +41,20 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             vec![find.key.as_str().to_owned()]
         };
         for key in &keys {
-            let p = crate::groups::group_partition(key, partitions);
-            located.push(broker.offsets_coordinator(p).await);
+            located.push(match key_type {
+                KEY_TYPE_TRANSACTION => {
+                    let p = crate::txn::state::txn_partition(key, broker.txn_partitions());
+                    broker.internal_coordinator(crate::txn::TXN_TOPIC, p).await
+                }
+                _ => {
+                    let p = crate::groups::group_partition(key, crate::groups::coordinator::partitions_configured());
+                    broker.offsets_coordinator(p).await
+                }
+            });
         }
         let answer = |key_type: i8| -> (i16, Option<StrBytes>) {
             match key_type {
-                KEY_TYPE_GROUP => (error_code::NONE, None),
-                KEY_TYPE_TRANSACTION => (
-                    error_code::COORDINATOR_NOT_AVAILABLE,
-                    Some(str_bytes("no transaction coordinator on this broker")),
-                ),
+                KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => (error_code::NONE, None),
                 other => (
                     error_code::INVALID_REQUEST,
                     Some(str_bytes(&format!("coordinator key type {other} is not served"))),
@@ -67,7 +71,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 .map(|(key, at)| {
                     let (mut code, mut message) = answer(find.key_type);
                     let (mut node, mut host, mut port) = (node, host.clone(), config.advertised_port);
-                    if code == error_code::NONE && find.key_type == KEY_TYPE_GROUP {
+                    if code == error_code::NONE {
                         match at {
                             Ok((id, h, p)) => (node, host, port) = (BrokerId(*id), str_bytes(h), *p),
                             Err(e) => (code, message) = (e.code, Some(str_bytes(&e.message))),
@@ -85,10 +89,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 .collect();
             FindCoordinatorResponse::default().with_coordinators(coordinators)
         } else {
-            let key_type = if version >= 1 { find.key_type } else { KEY_TYPE_GROUP };
             let (mut code, mut message) = answer(key_type);
             let (mut node, mut host, mut port) = (node, host, config.advertised_port);
-            if code == error_code::NONE && key_type == KEY_TYPE_GROUP {
+            if code == error_code::NONE {
                 match &located[0] {
                     Ok((id, h, p)) => (node, host, port) = (BrokerId(*id), str_bytes(h), *p),
                     Err(e) => (code, message) = (e.code, Some(str_bytes(&e.message))),

@@ -46,11 +46,20 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             if offsets_placed {
                 topics.push(describe(&broker, &broker.offsets_topic(), version));
             }
+            if broker.cluster().is_some_and(|view| view.image.topics.contains_key(crate::txn::TXN_TOPIC)) {
+                topics.push(describe(&broker, &broker.internal_topic(crate::txn::TXN_TOPIC), version));
+            }
         } else {
             for requested in metadata.topics.iter().flatten().take(metadata_topics_max) {
                 let offsets = broker.offsets_topic();
                 let response = match &requested.name {
                     Some(name) if name.as_str() == offsets.name => describe(&broker, &offsets, version),
+                    Some(name)
+                        if name.as_str() == crate::txn::TXN_TOPIC
+                            && broker.cluster().is_some_and(|v| v.image.topics.contains_key(crate::txn::TXN_TOPIC)) =>
+                    {
+                        describe(&broker, &broker.internal_topic(crate::txn::TXN_TOPIC), version)
+                    }
                     None if requested.topic_id.as_bytes() == &offsets.id => describe(&broker, &offsets, version),
                     Some(name) => match broker.topic_or_create(name.as_str(), allow_create).await {
                         Ok(topic) => describe(&broker, &topic, version),

@@ -9,6 +9,8 @@
 //! rest as a future that yields the encoded response frame, or None when
 //! the request gets no response (Produce with acks=0).
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -26,7 +28,9 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -37,6 +41,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -44,6 +49,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -102,6 +109,13 @@ pub const REGISTRY: &[ApiSpec] = &[
     elect_leaders::SPEC,
     alter_partition_reassignments::SPEC,
     list_partition_reassignments::SPEC,
+    add_partitions_to_txn::SPEC,
+    add_offsets_to_txn::SPEC,
+    end_txn::SPEC,
+    write_txn_markers::SPEC,
+    txn_offset_commit::SPEC,
+    describe_transactions::SPEC,
+    list_transactions::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<ApiSpec> {
@@ -203,6 +217,13 @@ pub async fn start(
         ApiKey::ElectLeaders => elect_leaders::handle(broker, request),
         ApiKey::AlterPartitionReassignments => alter_partition_reassignments::handle(broker, request),
         ApiKey::ListPartitionReassignments => list_partition_reassignments::handle(broker, request),
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(broker, request),
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(broker, request),
+        ApiKey::EndTxn => end_txn::handle(broker, request),
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(broker, request),
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(broker, request),
+        ApiKey::DescribeTransactions => describe_transactions::handle(broker, request),
+        ApiKey::ListTransactions => list_transactions::handle(broker, request),
         other => unreachable!("{other:?} is in the registry but has no handler"),
     }
 }

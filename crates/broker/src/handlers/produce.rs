@@ -258,7 +258,7 @@ fn enough_in_sync(
 /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
 /// `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when this
 /// broker lost the leadership (the batch may yet be truncated away).
-async fn committed(
+pub(crate) async fn committed(
     broker: &Broker,
     topic: &str,
     partition: i32,

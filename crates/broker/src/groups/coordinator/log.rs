@@ -75,7 +75,9 @@ impl Coordinator {
                     Ok(records) => {
                         for record in records {
                             match txn {
-                                Some(producer_id) => self.apply_txn_record(tp.partition.0, producer_id, record.key, record.value),
+                                Some(producer_id) => {
+                                    self.apply_txn_record(tp.partition.0, producer_id, record.key, record.value)
+                                }
                                 None => self.apply_record(record.key, record.value),
                             }
                         }
