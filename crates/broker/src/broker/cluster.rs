@@ -81,6 +81,8 @@ pub struct ClusterNode {
     /// Whether this broker serves the partitions it leads (registered,
     /// unfenced and its session with the controller alive).
     serving: Cell<bool>,
+    /// Every shard has a view in which this broker serves and is listed.
+    published_serving: Cell<bool>,
     stopping: Cell<bool>,
     /// When each peer's last Raft message arrived (ms since the epoch).
     peer_heard: RefCell<BTreeMap<NodeId, i64>>,
@@ -154,6 +156,7 @@ impl ClusterNode {
             next_voter: Cell::new(0),
             producer_ids: RefCell::new((0, 0)),
             serving: Cell::new(false),
+            published_serving: Cell::new(false),
             stopping: Cell::new(false),
             duplicate_since: Cell::new(None),
             peer_heard: RefCell::new(BTreeMap::new()),
@@ -251,7 +254,7 @@ impl ClusterNode {
                 self.settings.voters.iter().map(|v| format!("{}@{}", v.id, v.address())).collect();
             return Some(format!("a quorum leader among the voters {}", voters.join(",")));
         }
-        if self.settings.broker_role && !self.serving.get() {
+        if self.settings.broker_role && !(self.serving.get() && self.published_serving.get()) {
             return Some("registration with the active controller (unfenced)".to_owned());
         }
         if self.settings.broker_role && !self.initialized.get() {
@@ -345,9 +348,14 @@ impl ClusterNode {
         let controller =
             self.controller_id().filter(|id| image.brokers.get(id).is_some_and(|b| !b.fenced)).unwrap_or(self.node_id);
         let serving = self.serving.get();
+        let listed = image.brokers.get(&self.node_id).is_some_and(|b| !b.fenced);
         let view = ringstream_cluster::MetadataView { image, controller, serving };
-        if self.shard.publish_metadata(view).await.is_err() {
-            debug!("metadata not published: shutting down");
+        match self.shard.publish_metadata(view).await {
+            // Clients are let in only once every shard lists this broker
+            // (`waiting_for`): a Metadata answer without it makes librdkafka
+            // drop the broker and its cached coordinators.
+            Ok(()) => self.published_serving.set(serving && listed),
+            Err(_) => debug!("metadata not published: shutting down"),
         }
     }
 

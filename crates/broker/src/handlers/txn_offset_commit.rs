@@ -62,6 +62,9 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, code) in results {
             let code = crate::txn::fenced_for(code, version, 3);
+            if code != ringstream_protocol::error_code::NONE {
+                tracing::debug!(group = %group_id, topic = %topic, partition, code, "transactional offset commit refused");
+            }
             let row = TxnOffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(code);
             match topics.last_mut() {
                 Some(last) if last.name.0.as_str() == topic => last.partitions.push(row),

@@ -90,14 +90,18 @@ where
     let tp = txn_log_partition(partition);
     let Some(owner) = shard.owner(&tp) else { return Err(error_code::COORDINATOR_NOT_AVAILABLE) };
     // A closure (see `Shard::run_on`): the coordinator lives above the router.
-    shard
+    let answer = shard
         .run_on(owner, move |_| async move {
             let coordinator = coordinator::local();
             coordinator.ensure_loaded(partition).await?;
             task(coordinator, partition).await
         })
         .await
-        .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE))
+        .unwrap_or(Err(error_code::COORDINATOR_NOT_AVAILABLE));
+    if let Err(code) = &answer {
+        tracing::debug!(transactional_id, code, "transaction request refused");
+    }
+    answer
 }
 
 /// PRODUCER_FENCED exists from a version on per API (KIP-588); older
