@@ -545,7 +545,7 @@ pub struct ResetOffsetsArgs {
 
 /// Prints rows under a header, columns left-aligned and two spaces apart;
 /// an empty cell prints as `-`.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let cell = |text: &str| if text.is_empty() { "-".to_owned() } else { text.to_owned() };
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {

@@ -3,6 +3,7 @@
 mod cli;
 mod cluster_cli;
 mod tune;
+mod txn_cli;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,6 +47,14 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: crate::cli::GroupCommand,
+        #[command(flatten)]
+        connection: crate::cli::Connection,
+    },
+    /// Transactions on a running cluster: list, describe, find-hanging,
+    /// abort (as kafka-transactions.sh).
+    Transactions {
+        #[command(subcommand)]
+        command: crate::txn_cli::TxnCommand,
         #[command(flatten)]
         connection: crate::cli::Connection,
     },
@@ -239,6 +248,9 @@ fn main() {
         Command::Serve(args) => serve(args),
         Command::Topic { command, connection } => crate::cli::topic(&connection, command).map_err(|e| e.to_string()),
         Command::Group { command, connection } => crate::cli::group(&connection, command).map_err(|e| e.to_string()),
+        Command::Transactions { command, connection } => {
+            crate::txn_cli::run(&connection, command).map_err(|e| e.to_string())
+        }
         Command::Produce { args, connection } => crate::cli::produce(&connection, args).map_err(|e| e.to_string()),
         Command::Consume { args, connection } => crate::cli::consume(&connection, args).map_err(|e| e.to_string()),
         Command::Status(args) => ringstream_client::status::run(&args),

@@ -260,36 +260,47 @@ impl Client {
     /// The `host:port` of `group`'s coordinator, asking again (a bounded
     /// number of times) while it loads or is not yet available.
     pub fn group_coordinator(&mut self, group: &str) -> Result<String, ClientError> {
+        self.coordinator(group, 0).map(|(_, address)| address)
+    }
+
+    /// The coordinator of `key`: a group (key type 0) or a transactional id
+    /// (1), as (node id, `host:port`).
+    pub fn coordinator(&mut self, key: &str, key_type: i8) -> Result<(i32, String), ClientError> {
         let api = ApiKey::FindCoordinator;
         let version = self.version(api, find_coordinator_version_max)?;
         let mut attempts = 0u32;
+        let what = if key_type == 1 { "transactional id" } else { "group" };
         loop {
             attempts += 1;
-            let mut request = FindCoordinatorRequest::default(); // key_type 0: a group
+            let mut request = FindCoordinatorRequest::default();
+            if version >= 1 {
+                request.key_type = key_type;
+            }
             if version >= 4 {
-                request.coordinator_keys = vec![str_bytes(group)];
+                request.coordinator_keys = vec![str_bytes(key)];
             } else {
-                request.key = str_bytes(group);
+                request.key = str_bytes(key);
             }
             let response: FindCoordinatorResponse = self.call(api, version, &request)?;
-            let (code, message, host, port) = if version >= 4 {
+            let (code, message, node, host, port) = if version >= 4 {
                 let found =
-                    response.coordinators.iter().find(|c| c.key.as_str() == group).ok_or_else(|| {
-                        ClientError::Protocol { api, reason: format!("no coordinator for {group:?}") }
+                    response.coordinators.iter().find(|c| c.key.as_str() == key).ok_or_else(|| {
+                        ClientError::Protocol { api, reason: format!("no coordinator for {key:?}") }
                     })?;
-                (found.error_code, found.error_message.clone(), found.host.clone(), found.port)
+                (found.error_code, found.error_message.clone(), found.node_id.0, found.host.clone(), found.port)
             } else {
-                (response.error_code, response.error_message.clone(), response.host.clone(), response.port)
+                (response.error_code, response.error_message.clone(), response.node_id.0, response.host.clone(), response.port)
             };
             if code == 0 {
                 let host = host.as_str();
-                return Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") });
+                let address = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+                return Ok((node, address));
             }
             let retriable = code == ResponseError::CoordinatorLoadInProgress.code()
                 || code == ResponseError::CoordinatorNotAvailable.code();
             if !retriable || attempts >= client_coordinator_attempts_max {
                 return Err(ClientError::Kafka {
-                    what: format!("finding the coordinator of group {group:?}"),
+                    what: format!("finding the coordinator of {what} {key:?}"),
                     code,
                     message: message.as_ref().map(text),
                 });

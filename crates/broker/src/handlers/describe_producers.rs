@@ -1,9 +1,9 @@
 //! DescribeProducers (key 61), v0: per partition, the idempotent producers
 //! its log remembers (`ProducerState`), read on the owning shard through the
 //! router: producer id, epoch, last sequence and the max timestamp of its
-//! newest acknowledged batch. No transactions here: coordinator epoch and
-//! current transaction start offset are -1, as Kafka reports producers
-//! outside a transaction. Unknown topics or partitions get
+//! newest acknowledged batch, and the first offset of its open transaction
+//! (-1 outside one: what `ringstream transactions find-hanging` looks for).
+//! The coordinator epoch is not kept per producer: -1. Unknown topics or partitions get
 //! UNKNOWN_TOPIC_OR_PARTITION.
 
 use std::rc::Rc;
@@ -47,14 +47,14 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     Ok(producers) => response.with_error_code(error_code::NONE).with_active_producers(
                         producers
                             .into_iter()
-                            .map(|(id, epoch, last_sequence, last_timestamp)| {
+                            .map(|(id, epoch, last_sequence, last_timestamp, txn_start)| {
                                 ProducerState::default()
                                     .with_producer_id(ProducerId(id))
                                     .with_producer_epoch(i32::from(epoch))
                                     .with_last_sequence(last_sequence)
                                     .with_last_timestamp(last_timestamp)
                                     .with_coordinator_epoch(-1)
-                                    .with_current_txn_start_offset(-1)
+                                    .with_current_txn_start_offset(txn_start)
                             })
                             .collect(),
                     ),

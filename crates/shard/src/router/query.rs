@@ -11,7 +11,7 @@ use ringstream_storage::checkpoint::EpochCheckpoint;
 use ringstream_storage::replica::Role;
 
 /// An active idempotent producer: (id, epoch, last sequence, last timestamp).
-pub type ProducerRow = (i64, i16, i32, i64);
+pub type ProducerRow = (i64, i16, i32, i64, i64);
 
 /// What is asked of a partition's owner, with where its answer goes.
 pub enum PartitionQuery {

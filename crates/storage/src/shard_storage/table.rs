@@ -105,13 +105,15 @@ impl ShardStorage {
 
     /// The idempotent producers a partition remembers: (producer id, epoch,
     /// last sequence, the max timestamp of its newest batch or -1 when that
-    /// batch is no longer readable), by producer id.
-    pub async fn producers(&self, tp: &TopicPartition) -> StorageResult<Vec<(i64, i16, i32, i64)>> {
+    /// batch is no longer readable, the first offset of its open
+    /// transaction or -1), by producer id.
+    pub async fn producers(&self, tp: &TopicPartition) -> StorageResult<Vec<(i64, i16, i32, i64, i64)>> {
         let partition = self.partition(tp)?;
-        let (active, high_watermark) = {
+        let (active, high_watermark, open) = {
             let log = partition.log.borrow();
-            (log.producers.active(), log.high_watermark)
+            (log.producers.active(), log.high_watermark, log.producers.open_txns())
         };
+        let txn_start = |id: i64| open.iter().find(|(p, _)| *p == id).map_or(-1, |(_, t)| t.first_offset.0);
         let mut out = Vec::with_capacity(active.len());
         for (id, epoch, last) in active {
             // Only acknowledged batches (queued ones are recorded already).
@@ -127,8 +129,16 @@ impl ShardStorage {
                     .map_or(-1, |header| header.max_timestamp()),
                 Err(_) => -1,
             };
-            out.push((id, epoch, last.last_sequence, timestamp));
+            out.push((id, epoch, last.last_sequence, timestamp, txn_start(id)));
         }
+        // Open transactions of producers with no acknowledged batch listed
+        // (a coordinator's offsets, or a batch not yet replicated).
+        for (id, txn) in &open {
+            if !out.iter().any(|row| row.0 == *id) {
+                out.push((*id, txn.epoch, -1, -1, txn.first_offset.0));
+            }
+        }
+        out.sort_by_key(|row| row.0);
         Ok(out)
     }
 
