@@ -49,6 +49,8 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
     ("ringstream_cross_shard_messages_received", MetricType::Counter, "Router messages delivered to this shard's inbox."),
     ("ringstream_partitions", MetricType::Gauge, "Partitions this shard owns (internal ones included)."),
     ("ringstream_connections", MetricType::Gauge, "Kafka client connections this shard serves."),
+    ("ringstream_transactions_open", MetricType::Gauge, "Open transactions at this shard's transaction coordinator (at scrape time)."),
+    ("ringstream_last_stable_offset_lag_ms", MetricType::Gauge, "How long the oldest open transaction has held a partition of this shard's last stable offset below its high watermark, ms (0: none; at scrape time)."),
 ];
 
 /// The route handler: refresh, then encode.
@@ -72,7 +74,15 @@ async fn refresh(shard: &Rc<Shard>) {
         let shard = shard.clone();
         async move {
             // A closure (see `Shard::run_on`): the scrape samples each shard's reactor on that shard.
-            let sample = shard.run_on(ShardId(i as u16), |_| async { ringstream_shard::reactor::sample_reactor() });
+            let sample = shard.run_on(ShardId(i as u16), |shard| async move {
+                ringstream_shard::reactor::sample_reactor();
+                // The transaction gauges, computed at scrape time.
+                if let Some(cells) = ringstream_core::metrics::local() {
+                    let cells = cells.table().shard(shard.id);
+                    cells.lso_lag_ms.set(shard.storage.last_stable_offset_lag_ms(ringstream_core::clock::now_ms()));
+                    cells.transactions_open.set(crate::txn::coordinator::local().open_count() as u64);
+                }
+            });
             futures_lite::future::or(
                 async {
                     let _ = sample.await;
@@ -235,6 +245,12 @@ impl Collector for ShardCollector {
                     "ringstream_partitions" => family.encode_family(&labels)?.encode_gauge(&cells.partitions.get())?,
                     "ringstream_connections" => {
                         family.encode_family(&labels)?.encode_gauge(&cells.connections.get())?
+                    }
+                    "ringstream_transactions_open" => {
+                        family.encode_family(&labels)?.encode_gauge(&cells.transactions_open.get())?
+                    }
+                    "ringstream_last_stable_offset_lag_ms" => {
+                        family.encode_family(&labels)?.encode_gauge(&cells.lso_lag_ms.get())?
                     }
                     other => {
                         let cell = match other {

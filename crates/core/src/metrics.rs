@@ -224,6 +224,11 @@ pub struct ShardCells {
     pub partitions: Cell64,
     /// Kafka connections this shard serves (gauge).
     pub connections: Cell64,
+    /// Open transactions at this shard's transaction coordinator (gauge, at scrape).
+    pub transactions_open: Cell64,
+    /// How long the oldest open transaction has held a partition's last
+    /// stable offset below its high watermark, ms (gauge, at scrape).
+    pub lso_lag_ms: Cell64,
     pub fdatasync_ns: Histogram,
     pub commit_bytes: Histogram,
     pub commit_batches: Histogram,
@@ -249,6 +254,8 @@ impl Default for ShardCells {
             cross_shard_received: Cell64::default(),
             partitions: Cell64::default(),
             connections: Cell64::default(),
+            transactions_open: Cell64::default(),
+            lso_lag_ms: Cell64::default(),
             fdatasync_ns: Histogram::new(fdatasync_bounds_ns),
             commit_bytes: Histogram::new(commit_bytes_bounds),
             commit_batches: Histogram::new(commit_batches_bounds),

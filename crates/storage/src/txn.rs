@@ -37,6 +37,7 @@ struct Completed {
     epoch: i16,
     first_offset: Offset,
     marker_offset: Offset,
+    opened_ms: i64,
 }
 
 /// An open transaction as the partition sees it.
@@ -44,6 +45,9 @@ struct Completed {
 pub struct OpenTxn {
     pub epoch: i16,
     pub first_offset: Offset,
+    /// When this replica saw it open (or loaded it), ms: the age the
+    /// last-stable-offset lag metric reports. Not persisted.
+    pub opened_ms: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +77,7 @@ impl Transactions {
             epoch: open.epoch,
             first_offset: open.first_offset,
             marker_offset,
+            opened_ms: open.opened_ms,
         });
         if !commit {
             self.push_aborted(AbortedTxn {
@@ -116,7 +121,10 @@ impl Transactions {
         while self.unreplicated.back().is_some_and(|c| c.marker_offset >= offset) {
             let c = self.unreplicated.pop_back().expect("non-empty");
             if c.first_offset < offset {
-                reopened.push((c.producer_id, OpenTxn { epoch: c.epoch, first_offset: c.first_offset }));
+                reopened.push((
+                    c.producer_id,
+                    OpenTxn { epoch: c.epoch, first_offset: c.first_offset, opened_ms: c.opened_ms },
+                ));
             }
         }
         while self.aborted.back().is_some_and(|a| a.last_offset >= offset) {
@@ -193,7 +201,7 @@ mod tests {
     use super::*;
 
     fn open(epoch: i16, first: i64) -> OpenTxn {
-        OpenTxn { epoch, first_offset: Offset(first) }
+        OpenTxn { epoch, first_offset: Offset(first), opened_ms: 0 }
     }
 
     #[test]

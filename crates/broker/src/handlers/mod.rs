@@ -276,6 +276,13 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
         _ => "an API this broker does not serve",
     }
 }
@@ -309,5 +316,14 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), REGISTRY.len(), "one handler per API");
+    }
+
+    #[test]
+    fn every_served_api_has_its_own_name() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|s| api_name(s.key)).collect();
+        assert!(!names.contains(&api_name(ApiKey::Vote)), "a served API is named as unserved");
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
     }
 }

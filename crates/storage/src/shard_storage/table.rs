@@ -142,6 +142,26 @@ impl ShardStorage {
         Ok(out)
     }
 
+    /// How long the oldest open transaction has held any partition's last
+    /// stable offset below its high watermark, ms (0: none). A scan of this
+    /// shard's partitions, for the metrics scrape.
+    pub fn last_stable_offset_lag_ms(&self, now_ms: i64) -> u64 {
+        let partitions = self.inner.partitions.borrow();
+        let mut lag = 0i64;
+        for partition in partitions.values() {
+            let log = partition.log.borrow();
+            if log.producers.open_txn_count() == 0 {
+                continue;
+            }
+            for (_, txn) in log.producers.open_txns() {
+                if txn.first_offset < log.high_watermark {
+                    lag = lag.max(now_ms - txn.opened_ms);
+                }
+            }
+        }
+        lag.max(0) as u64
+    }
+
     /// Every partition of this shard with the bytes of its segments.
     pub fn partition_sizes(&self) -> Vec<(TopicPartition, u64)> {
         let mut sizes: Vec<(TopicPartition, u64)> =
