@@ -438,3 +438,98 @@ fn a_consumer_reads_from_the_replica_in_its_rack() {
     let figures = load.verify(&cluster, reader);
     println!("rack-aware reads: {figures}");
 }
+
+/// Transactions across failovers (issue 15): a consume-transform-produce
+/// processor (confluent-kafka, send_offsets_to_transaction, RF=3 topics
+/// and transaction log) runs while the test SIGKILLs the transaction
+/// coordinator, then a leader of the output topic, then the coordinator
+/// again, each mid-transaction, restarting each. Every input record must
+/// be in the output exactly once, as read_committed reads it: nothing of
+/// an aborted or half-written transaction is ever visible.
+#[test]
+fn transactions_survive_coordinator_and_leader_failover() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--set",
+            "replica.lag.time.max.ms=2000",
+            "--set",
+            "default.replication.factor=3",
+            "--set",
+            "transaction.state.log.num.partitions=6",
+            "--set",
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
+        ],
+    );
+    let dir = cluster.dir.path().to_owned();
+    let (progress, output) = (dir.join("txn.progress"), dir.join("txn.output"));
+    let mut script = Command::new("python3")
+        .arg(repo().join("tests/compat/transactions.py"))
+        .args(["--bootstrap", &cluster.all_bootstrap(), "--timeout", "400", "--scenario", "cluster"])
+        .args(["--records", "2000", "--progress"])
+        .arg(&progress)
+        .current_dir(repo())
+        .env("PYTHONUNBUFFERED", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&output).unwrap())
+        .stderr(fs::File::create(dir.join("txn.stderr")).unwrap())
+        .spawn()
+        .expect("python3 runs");
+    let committed = || fs::read_to_string(&progress).ok().and_then(|t| t.trim().parse::<usize>().ok()).unwrap_or(0);
+    let mut kills = Vec::new();
+    for (what, at) in [("coordinator", 300), ("leader", 900), ("coordinator", 1400)] {
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while committed() < at && Instant::now() < deadline && script.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if script.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(committed() >= at, "the processor stalled at {} records\n{}", committed(), cluster.logs());
+        let survivor = (1..=3).find(|&n| cluster.nodes[&n].child.is_some()).unwrap();
+        let victim = if what == "coordinator" {
+            txn_coordinator_of(&cluster, survivor, "cluster-eos")
+        } else {
+            leader_of(&cluster, survivor, "txn-out", 0)
+        };
+        println!("SIGKILL node {victim} ({what}) at {} committed records", committed());
+        kills.push((what, victim, committed()));
+        cluster.kill(victim);
+        std::thread::sleep(Duration::from_secs(2));
+        cluster.spawn(victim);
+        cluster.wait_ready(victim);
+    }
+    let status = harness::wait_bounded(&mut script, Duration::from_secs(300));
+    let text = fs::read_to_string(&output).unwrap_or_default();
+    let stderr = fs::read_to_string(dir.join("txn.stderr")).unwrap_or_default();
+    let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the transactional processor failed ({status:?}): {text}\n--- stderr (last 40, newest first) ---\n{}\n{}",
+        tail.join("\n"),
+        cluster.logs()
+    );
+    assert_eq!(kills.len(), 3, "the processor finished before every kill: {kills:?}");
+    println!("kills={kills:?} {}", text.trim());
+}
+
+/// The node coordinating transactional id `id`, as `ringstream transactions describe` finds it.
+fn txn_coordinator_of(cluster: &Cluster, via: i32, id: &str) -> i32 {
+    let out = Command::new(cluster_harness::bin())
+        .args(["transactions", "describe", "--transactional-id", id, "-b", &cluster.bootstrap(via)])
+        .output()
+        .expect("ringstream runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1).and_then(|l| l.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        panic!("no coordinator in {text:?} {}", String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// The leader of `name`/`partition`, as node `via` answers Metadata.
+fn leader_of(cluster: &Cluster, via: i32, name: &str, partition: i32) -> i32 {
+    let out = cluster.run("cluster", &cluster.bootstrap(via), &["describe", "--topic", name]);
+    let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {out}"));
+    let d: serde_json::Value = serde_json::from_str(line).unwrap();
+    d["topics"][name]["leaders"][partition.to_string()].as_i64().unwrap_or(-1) as i32
+}
