@@ -149,7 +149,17 @@ fn describe(connection: &Connection, id: &str) -> Result<(), CliError> {
         "-".into()
     };
     print_table(
-        &["COORDINATOR", "TRANSACTIONAL-ID", "PRODUCER-ID", "EPOCH", "STATE", "TIMEOUT-MS", "START-MS", "DURATION-MS", "PARTITIONS"],
+        &[
+            "COORDINATOR",
+            "TRANSACTIONAL-ID",
+            "PRODUCER-ID",
+            "EPOCH",
+            "STATE",
+            "TIMEOUT-MS",
+            "START-MS",
+            "DURATION-MS",
+            "PARTITIONS",
+        ],
         &[vec![
             node.to_string(),
             id.to_owned(),
@@ -266,7 +276,9 @@ fn abort(connection: &Connection, topic: &str, partition: i32, start_offset: i64
     let (producer, epoch, _) = open_producers(&leader, topic, partition)?
         .into_iter()
         .find(|(_, _, start)| *start == start_offset)
-        .ok_or_else(|| CliError::NotFound(format!("no open transaction starts at offset {start_offset} in {topic}-{partition}")))?;
+        .ok_or_else(|| {
+            CliError::NotFound(format!("no open transaction starts at offset {start_offset} in {topic}-{partition}"))
+        })?;
     let marker = WritableTxnMarker::default()
         .with_producer_id(ProducerId(producer))
         .with_producer_epoch(i16::try_from(epoch).unwrap_or(i16::MAX))
@@ -285,6 +297,8 @@ fn abort(connection: &Connection, topic: &str, partition: i32, start_offset: i64
             }
         }
     }
-    println!("aborted producer {producer} (epoch {epoch})'s transaction starting at {start_offset} in {topic}-{partition}");
+    println!(
+        "aborted producer {producer} (epoch {epoch})'s transaction starting at {start_offset} in {topic}-{partition}"
+    );
     Ok(())
 }

@@ -521,9 +521,11 @@ fn txn_coordinator_of(cluster: &Cluster, via: i32, id: &str) -> i32 {
         .output()
         .expect("ringstream runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().nth(1).and_then(|l| l.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        panic!("no coordinator in {text:?} {}", String::from_utf8_lossy(&out.stderr))
-    })
+    text.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no coordinator in {text:?} {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// The leader of `name`/`partition`, as node `via` answers Metadata.

@@ -80,3 +80,129 @@ fn eos_across_sigkill(client: &str) {
         ],
     );
 }
+
+mod bad_input {
+    //! Transactional requests in the wrong state, with the wrong producer,
+    //! or out of bounds get Kafka's error codes, and nothing is written to
+    //! the transaction log for them.
+
+    use std::time::Duration;
+
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use ringstream_client::Client;
+
+    use super::harness::Broker;
+
+    const INVALID_TXN_STATE: i16 = 48;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+    const INVALID_RECORD: i16 = 87;
+    const PRODUCER_FENCED: i16 = 90;
+
+    fn s(text: &str) -> StrBytes {
+        StrBytes::from_string(text.to_owned())
+    }
+
+    fn init(client: &mut Client, id: &str, timeout_ms: i32) -> InitProducerIdResponse {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(id))))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        client.call(ApiKey::InitProducerId, 4, &request).unwrap()
+    }
+
+    fn end(client: &mut Client, id: &str, producer: i64, epoch: i16, commit: bool, version: i16) -> i16 {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        let response: EndTxnResponse = client.call(ApiKey::EndTxn, version, &request).unwrap();
+        response.error_code
+    }
+
+    fn add(client: &mut Client, id: &str, producer: i64, epoch: i16, version: i16) -> i16 {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+            .with_v3_and_below_producer_id(ProducerId(producer))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(s("bad-txn")))
+                .with_partitions(vec![0])]);
+        let response: AddPartitionsToTxnResponse = client.call(ApiKey::AddPartitionsToTxn, version, &request).unwrap();
+        response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    }
+
+    /// The end offsets of every transaction-log partition (1 partition here).
+    fn txn_log_end(client: &mut Client) -> i64 {
+        let request =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(s("__transaction_state")))
+                .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+        let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 5, &request).unwrap();
+        response.topics.first().map_or(-1, |t| t.partitions[0].offset)
+    }
+
+    #[test]
+    fn wrong_state_wrong_producer_and_bad_bounds_get_kafkas_codes_and_write_nothing() {
+        let broker = Broker::start_with(&[
+            "--set",
+            "transaction.state.log.num.partitions=1",
+            "--set",
+            "transaction.max.timeout.ms=60000",
+        ]);
+        let mut client = Client::connect(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+        let topic = create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s("bad-txn")))
+            .with_num_partitions(1)
+            .with_replication_factor(1);
+        let created: CreateTopicsResponse = client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                &CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000),
+            )
+            .unwrap();
+        assert_eq!(created.topics[0].error_code, 0);
+        // As clients do: find the coordinator first (the log is created then).
+        client.coordinator("nobody", 1).unwrap();
+        // Unknown id: EndTxn and AddPartitionsToTxn.
+        assert_eq!(end(&mut client, "nobody", 1, 0, true, 3), INVALID_PRODUCER_ID_MAPPING);
+        assert_eq!(add(&mut client, "nobody", 1, 0, 3), INVALID_PRODUCER_ID_MAPPING);
+        // A timeout above transaction.max.timeout.ms.
+        assert_eq!(init(&mut client, "t1", 60_001).error_code, INVALID_TRANSACTION_TIMEOUT);
+        let first = init(&mut client, "t1", 30_000);
+        assert_eq!(first.error_code, 0);
+        let (producer, epoch) = (first.producer_id.0, first.producer_epoch);
+        let written = txn_log_end(&mut client);
+        assert!(written > 0, "InitProducerId wrote the id's state");
+        // EndTxn with no open transaction: INVALID_TXN_STATE.
+        assert_eq!(end(&mut client, "t1", producer, epoch, true, 3), INVALID_TXN_STATE);
+        // Another producer id: INVALID_PRODUCER_ID_MAPPING; an old epoch:
+        // PRODUCER_FENCED from v2 (KIP-588), INVALID_PRODUCER_EPOCH before.
+        assert_eq!(end(&mut client, "t1", producer + 1, epoch, false, 3), INVALID_PRODUCER_ID_MAPPING);
+        let second = init(&mut client, "t1", 30_000);
+        assert_eq!((second.producer_id.0, second.producer_epoch), (producer, epoch + 1), "the epoch is bumped");
+        let written = txn_log_end(&mut client);
+        assert_eq!(add(&mut client, "t1", producer, epoch, 3), PRODUCER_FENCED);
+        assert_eq!(add(&mut client, "t1", producer, epoch, 1), INVALID_PRODUCER_EPOCH);
+        assert_eq!(end(&mut client, "t1", producer, epoch, true, 3), PRODUCER_FENCED);
+        assert_eq!(end(&mut client, "t1", producer, epoch, true, 1), INVALID_PRODUCER_EPOCH);
+        assert_eq!(txn_log_end(&mut client), written, "refused requests wrote nothing");
+        // A client's control batch is refused.
+        let marker = ringstream_core::batch::build_marker(producer, epoch + 1, true, 0, 0);
+        let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+            TopicProduceData::default().with_name(TopicName(s("bad-txn"))).with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(bytes::Bytes::from(marker))),
+            ]),
+        ]);
+        let response: ProduceResponse = client.call(ApiKey::Produce, 9, &produce).unwrap();
+        assert_eq!(response.responses[0].partition_responses[0].error_code, INVALID_RECORD);
+    }
+}

@@ -283,13 +283,20 @@ impl Client {
             }
             let response: FindCoordinatorResponse = self.call(api, version, &request)?;
             let (code, message, node, host, port) = if version >= 4 {
-                let found =
-                    response.coordinators.iter().find(|c| c.key.as_str() == key).ok_or_else(|| {
-                        ClientError::Protocol { api, reason: format!("no coordinator for {key:?}") }
-                    })?;
+                let found = response
+                    .coordinators
+                    .iter()
+                    .find(|c| c.key.as_str() == key)
+                    .ok_or_else(|| ClientError::Protocol { api, reason: format!("no coordinator for {key:?}") })?;
                 (found.error_code, found.error_message.clone(), found.node_id.0, found.host.clone(), found.port)
             } else {
-                (response.error_code, response.error_message.clone(), response.node_id.0, response.host.clone(), response.port)
+                (
+                    response.error_code,
+                    response.error_message.clone(),
+                    response.node_id.0,
+                    response.host.clone(),
+                    response.port,
+                )
             };
             if code == 0 {
                 let host = host.as_str();

@@ -370,6 +370,15 @@ impl Broker {
         TopicMeta { name: name.to_owned(), id, partitions, configs }
     }
 
+    /// A topic by name, internal ones included once the controller has
+    /// placed them (Fetch and ListOffsets serve them, as Kafka does).
+    pub fn topic_or_internal(&self, name: &str) -> Option<TopicMeta> {
+        self.topic(name).or_else(|| {
+            let placed = Broker::is_internal(name) && self.cluster().is_some_and(|v| v.image.topics.contains_key(name));
+            placed.then(|| self.internal_topic(name))
+        })
+    }
+
     /// The transaction log's partition count: as created (changing
     /// `transaction.state.log.num.partitions` later would move ids), or as
     /// configured before it exists.

@@ -177,11 +177,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         .map(|((topic, partition), offset, partition_max_bytes)| {
             // The offsets topic is not in the topic table, but followers
             // fetch it (and Kafka lets consumers read it).
-            let meta = broker.topic(&topic).or_else(|| {
-                let internal = Broker::is_internal(&topic)
-                    && broker.cluster().is_some_and(|v| v.image.topics.contains_key(&topic));
-                internal.then(|| broker.internal_topic(&topic))
-            });
+            let meta = broker.topic_or_internal(&topic);
             let known = meta.as_ref().is_some_and(|m| (0..m.partitions).contains(&partition));
             let mut not_led = if known { broker.leadership(&topic, partition).err() } else { None };
             // KIP-392: a follower serves consumers (v11+) that fetch from it.

@@ -36,7 +36,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
         let mut topics = Vec::with_capacity(list.topics.len());
         for topic in list.topics {
             let name = topic.name.0.as_str().to_owned();
-            let meta = broker.topic(&name);
+            let meta = broker.topic_or_internal(&name);
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for partition in topic.partitions {
                 let response = ListOffsetsPartitionResponse::default().with_partition_index(partition.partition_index);
