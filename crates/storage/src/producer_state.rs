@@ -237,15 +237,20 @@ impl ProducerState {
         self.open.retain(|_, t| t.first_offset < offset);
     }
 
-    /// Snapshot text: header, the offset it covers up to, then one line per
-    /// batch: `<producer id> <epoch> <first seq> <last seq> <base> <last>`.
-    pub fn encode(&self, end_offset: Offset) -> String {
+    /// Snapshot text: header, the offset it covers up to, the transactions
+    /// open at that offset, then one line per batch: `<producer id> <epoch>
+    /// <first seq> <last seq> <base> <last>`. State recorded for appends
+    /// still queued (at or past `end_offset`) is left out, and
+    /// `closed_later` are transactions whose markers are still queued: open
+    /// as of `end_offset`.
+    pub fn encode(&self, end_offset: Offset, closed_later: &[(i64, OpenTxn)]) -> String {
         let mut out = format!("ringstream-producers 2\nend_offset {}\n", end_offset.0);
-        for (id, txn) in &self.open {
+        let open = self.open.iter().map(|(id, t)| (*id, *t)).chain(closed_later.iter().copied());
+        for (id, txn) in open.filter(|(_, t)| t.first_offset < end_offset) {
             out.push_str(&format!("txn {id} {} {}\n", txn.epoch, txn.first_offset.0));
         }
         for (id, entry) in &self.producers {
-            for b in &entry.batches {
+            for b in entry.batches.iter().filter(|b| b.last_offset < end_offset) {
                 out.push_str(&format!(
                     "{id} {} {} {} {} {}\n",
                     entry.epoch, b.first_sequence, b.last_sequence, b.base_offset.0, b.last_offset.0
@@ -397,7 +402,7 @@ mod tests {
         state.record(2, 3, batch(0, 0, 2));
         state.record(1, 0, batch(2, 3, 3));
         assert!(state.open_txn(2, 3, Offset(2)));
-        let text = state.encode(Offset(5));
+        let text = state.encode(Offset(5), &[]);
         let decoded = ProducerState::decode(&text).unwrap();
         assert_eq!(decoded.1, Offset(5));
         assert_eq!(decoded.0.active(), state.active());

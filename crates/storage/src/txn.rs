@@ -133,6 +133,16 @@ impl Transactions {
         reopened
     }
 
+    /// Transactions closed by markers at or after `offset` (still queued
+    /// when a snapshot at `offset` is taken): open as of `offset`.
+    pub fn closed_from(&self, offset: Offset) -> Vec<(i64, OpenTxn)> {
+        self.unreplicated
+            .iter()
+            .filter(|c| c.marker_offset >= offset)
+            .map(|c| (c.producer_id, OpenTxn { epoch: c.epoch, first_offset: c.first_offset, opened_ms: c.opened_ms }))
+            .collect()
+    }
+
     /// Forgets aborted transactions wholly before the log start.
     pub fn trim_before(&mut self, log_start: Offset) {
         while self.aborted.front().is_some_and(|a| a.last_offset < log_start) {

@@ -399,7 +399,7 @@ impl ShardStorage {
         let (job, dir, base, segment_bytes, producers, sync_writes, aborted) = {
             let log = partition.log.borrow();
             assert!(log.high_watermark <= log.log_end_offset);
-            let producers = log.producers.encode(log.log_end_offset);
+            let producers = log.producers.encode(log.log_end_offset, &log.txns.closed_from(log.log_end_offset));
             let active = log.active().base_offset;
             let aborted = log.txns.aborted_in_range(active, log.log_end_offset);
             (

@@ -297,7 +297,7 @@ impl ShardStorage {
                 log.dir.clone(),
                 log.epochs.encode(),
                 marker,
-                log.producers.encode(log.log_end_offset),
+                log.producers.encode(log.log_end_offset, &log.txns.closed_from(log.log_end_offset)),
                 log.txns.aborted_in_range(active.base_offset, log.log_end_offset),
             )
         };
