@@ -32,6 +32,13 @@ fn kafka_python_transactional_producer() {
     scenario("kafka_python");
 }
 
+/// aiokafka's transactional producer (commit, abort, send_offsets_to_transaction)
+/// and read_committed consumer.
+#[test]
+fn aiokafka_transactions() {
+    scenario("aiokafka");
+}
+
 /// A second producer with the same transactional.id fences the first.
 #[test]
 fn a_new_instance_fences_the_zombie() {

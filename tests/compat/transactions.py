@@ -206,6 +206,58 @@ def scenario_kafka_python(args):
     c.log("kafka_python: 2 committed and 1 aborted transaction, read by both clients at both isolation levels")
 
 
+def scenario_aiokafka(args):
+    """aiokafka's transactional producer and read_committed consumer,
+    including send_offsets_to_transaction."""
+    import asyncio
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    bs = args.bootstrap
+    topic = "txn-aio"
+    create_topic(bs, topic)
+
+    async def run():
+        producer = AIOKafkaProducer(bootstrap_servers=bs, transactional_id="aio-1", enable_idempotence=True)
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for i in range(20):
+                    await producer.send(topic, key=b"k", value=f"commit-{i}".encode())
+            try:
+                async with producer.transaction():
+                    for i in range(10):
+                        await producer.send_and_wait(topic, key=b"k", value=f"abort-{i}".encode())
+                    raise RuntimeError("abort this one")
+            except RuntimeError:
+                pass
+            async with producer.transaction():
+                await producer.send(topic, key=b"k", value=b"with-offsets")
+                await producer.send_offsets_to_transaction({TopicPartition(topic, 0): 5}, "aio-group")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bs, isolation_level="read_committed",
+                                    auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        got = []
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(got) < 21:
+                batches = await consumer.getmany(timeout_ms=500)
+                got.extend(m.value.decode() for ms in batches.values() for m in ms)
+        finally:
+            await consumer.stop()
+        return got
+
+    got = asyncio.run(run())
+    want = sorted(["commit-%d" % i for i in range(20)] + ["with-offsets"])
+    c.check(sorted(got) == want, f"aiokafka read_committed saw {len(got)}: {sorted(got)[:5]}")
+    from confluent_kafka import Consumer, TopicPartition as CfTopicPartition
+    consumer = Consumer({"bootstrap.servers": bs, "group.id": "aio-group"})
+    committed = consumer.committed([CfTopicPartition(topic, 0)], 10)
+    consumer.close()
+    c.check(committed[0].offset == 5, f"the transaction's offset commit reads back as {committed[0].offset}")
+    c.log("aiokafka: commit, abort and send_offsets_to_transaction; read_committed sees the committed ones")
+
+
 def scenario_fencing(args):
     from confluent_kafka import KafkaException
     from kafka import KafkaProducer
@@ -510,6 +562,7 @@ def main():
     scenarios = {
         "visibility": scenario_visibility,
         "kafka_python": scenario_kafka_python,
+        "aiokafka": scenario_aiokafka,
         "fencing": scenario_fencing,
         "timeout": scenario_timeout,
         "eos": scenario_eos,
