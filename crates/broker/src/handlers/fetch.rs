@@ -12,8 +12,10 @@
 //!
 //! Fetch sessions (KIP-227), full and incremental: see
 //! `broker::fetch_sessions`.
-//! Isolation: there are no transactions yet, so the last stable offset is
-//! the high watermark and READ_COMMITTED reads the same as READ_UNCOMMITTED.
+//! Isolation (v4+): READ_COMMITTED reads up to each partition's last stable
+//! offset and gets the aborted transactions of what it read, so the client
+//! drops their records; READ_UNCOMMITTED reads up to the high watermark.
+//! Control batches (markers) go out as stored: clients skip them.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};

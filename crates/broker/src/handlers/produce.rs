@@ -5,9 +5,15 @@
 //! it on disk), with NOT_ENOUGH_REPLICAS before the append when the ISR is
 //! smaller than `min.insync.replicas`. Errors are per partition.
 //!
-//! v10's leader hints (KIP-951) accompany NOT_LEADER_OR_FOLLOWER. v12 (KIP-890 part 2: partitions joining a
-//! transaction implicitly) is advertised once transactions exist, and v13
-//! (topic ids) after it.
+//! v10's leader hints (KIP-951) accompany NOT_LEADER_OR_FOLLOWER. v12 (KIP-890
+//! part 2: partitions joining a transaction implicitly) belongs to
+//! transaction version 2, which is not enabled (ARCHITECTURE.md), and v13
+//! (topic ids) comes after it.
+//!
+//! Transactional batches open their producer's transaction in the
+//! partition (storage tracks it for the last stable offset). Control
+//! batches are the coordinator's markers: a client's gets INVALID_RECORD,
+//! as does a transactional batch without a producer id or sequence.
 //!
 //! Internal topics (`__consumer_offsets`) refuse client appends with
 //! INVALID_TOPIC_EXCEPTION, as Kafka does. A `cleanup.policy=compact` topic
