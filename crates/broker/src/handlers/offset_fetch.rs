@@ -1,7 +1,9 @@
 //! OffsetFetch (key 9), v1–v9: committed offsets of a group (v8+: of many
 //! groups). Topics null (v2+) means every committed offset. A partition
 //! with no committed offset, and any partition of an unknown group, gets
-//! offset -1 and no error, as Kafka does.
+//! offset -1 and no error, as Kafka does. With require_stable (v7+, what
+//! read_committed consumers send), a partition whose offsets wait for a
+//! transaction's marker gets UNSTABLE_OFFSET_COMMIT, which clients retry.
 
 use std::rc::Rc;
 
@@ -27,6 +29,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
     let version = request.api_version;
     let mut body = request.body;
     let fetch: OffsetFetchRequest = decode_body(&mut body, version, "OffsetFetch request")?;
+    let require_stable = version >= 7 && fetch.require_stable;
     let correlation_id = request.header.correlation_id;
     let shard = broker.shard.clone();
     Ok(Box::pin(async move {
@@ -37,7 +40,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                     topics.iter().map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone())).collect()
                 });
                 let group_id = group.group_id.0.as_str().to_owned();
-                let (code, rows) = lookup(&shard, &group_id, topics).await;
+                let (code, rows) = lookup(&shard, &group_id, topics, require_stable).await;
                 let topics = rows
                     .into_iter()
                     .map(|(name, partitions)| {
@@ -76,7 +79,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             .as_ref()
             .map(|topics| topics.iter().map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone())).collect());
         let group_id = fetch.group_id.0.as_str().to_owned();
-        let (code, rows) = lookup(&shard, &group_id, topics).await;
+        let (code, rows) = lookup(&shard, &group_id, topics, require_stable).await;
         let topics = rows
             .into_iter()
             .map(|(name, partitions)| {
@@ -109,10 +112,15 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
 }
 
 /// One group's offsets from its coordinator: (group error, rows).
-async fn lookup(shard: &Rc<Shard>, group_id: &str, topics: Topics) -> (i16, Vec<(String, Vec<FetchedOffset>)>) {
+async fn lookup(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    topics: Topics,
+    require_stable: bool,
+) -> (i16, Vec<(String, Vec<FetchedOffset>)>) {
     let id = group_id.to_owned();
     let asked = topics.clone();
-    match on_coordinator(shard, group_id, move |c| async move { c.fetch_offsets(&id, topics) }).await {
+    match on_coordinator(shard, group_id, move |c| async move { c.fetch_offsets(&id, topics, require_stable) }).await {
         Some(rows) => (error_code::NONE, rows),
         None => {
             let code = crate::groups::no_coordinator_code(group_id);

@@ -246,6 +246,24 @@ impl TxnCoordinator {
     /// Writes `id`'s new state (None: removes it) and waits for the ISR;
     /// then applies it in memory. Err: the code to answer with.
     async fn write(self: &Rc<Self>, partition: i32, id: &str, meta: Option<TxnMeta>) -> Result<(), i16> {
+        self.write_as(partition, id, meta, true).await
+    }
+
+    /// `write`; with `durable` false it returns once the record is queued
+    /// in the log, applied in memory. Only for a completion
+    /// (CompleteCommit/CompleteAbort): any later record of the id is
+    /// appended after it in the same log, so whatever a client is told next
+    /// is durable only once the completion is; and a completion that is
+    /// lost leaves the id preparing, whose markers the next coordinator
+    /// writes again (a second marker for a closed transaction changes
+    /// nothing). The next transaction of the id need not wait for it.
+    async fn write_as(
+        self: &Rc<Self>,
+        partition: i32,
+        id: &str,
+        meta: Option<TxnMeta>,
+        durable: bool,
+    ) -> Result<(), i16> {
         let epoch = self.serves(partition).ok_or(error_code::NOT_COORDINATOR)?;
         let tp = txn_log_partition(partition);
         let log = self.log(partition);
@@ -268,15 +286,25 @@ impl TxnCoordinator {
             }
         };
         let ticket = self.shard.storage.submit(&tp, Bytes::from(batch)).await.map_err(failed)?;
-        let info = ticket.wait().await.map_err(failed)?;
-        let timeout = Duration::from_millis(write_timeout_ms);
-        match self.shard.storage.wait_for_high_watermark(&tp, info.last_offset, timeout).await {
-            Ok(true) => {}
-            Ok(false) => {
-                warn!(partition = %tp, transactional_id = id, "transaction-log write not replicated in time");
-                return Err(error_code::COORDINATOR_NOT_AVAILABLE);
+        if durable {
+            let info = ticket.wait().await.map_err(failed)?;
+            let timeout = Duration::from_millis(write_timeout_ms);
+            match self.shard.storage.wait_for_high_watermark(&tp, info.last_offset, timeout).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    warn!(partition = %tp, transactional_id = id, "transaction-log write not replicated in time");
+                    return Err(error_code::COORDINATOR_NOT_AVAILABLE);
+                }
+                Err(e) => return Err(failed(e)),
             }
-            Err(e) => return Err(failed(e)),
+        } else {
+            let id = id.to_owned();
+            glommio::spawn_local(async move {
+                if let Err(e) = ticket.wait().await {
+                    warn!(transactional_id = %id, "a transaction's completion was not written: {e}");
+                }
+            })
+            .detach();
         }
         if self.serves(partition) != Some(epoch) {
             return Err(error_code::NOT_COORDINATOR);
@@ -536,7 +564,7 @@ impl TxnCoordinator {
             }
         }
         let done = state::completed(&meta, now_ms());
-        match self.write(partition, &id, Some(done)).await {
+        match self.write_as(partition, &id, Some(done), false).await {
             Ok(()) => debug!(transactional_id = %id, commit, "transaction completed"),
             // Still preparing: the ticker (or the next coordinator) retries.
             Err(code) => warn!(transactional_id = %id, code, "could not record the transaction's completion"),

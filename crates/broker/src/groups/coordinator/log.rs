@@ -70,7 +70,7 @@ impl Coordinator {
                     self.complete_txn(tp.partition.0, header.producer_id(), commit);
                     continue;
                 }
-                let txn = header.is_transactional().then(|| header.producer_id());
+                let txn = header.is_transactional().then(|| (header.producer_id(), header.producer_epoch()));
                 match batch::records(batch_bytes) {
                     Ok(records) => {
                         for record in records {
@@ -169,11 +169,14 @@ impl Coordinator {
     }
 
     /// A replayed offset record of an undecided transaction: pending.
-    fn apply_txn_record(&self, partition: i32, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+    fn apply_txn_record(&self, partition: i32, producer: (i64, i16), key: Option<&[u8]>, value: Option<&[u8]>) {
         let Some(key) = key.and_then(|k| store::decode_key(k).ok()) else { return };
         let value = value.and_then(|v| store::decode_value(&key, v).ok());
         if let (RecordKey::Offset { group, topic, partition: p }, Some(RecordValue::Offset(v))) = (key, value) {
-            self.txn_offsets.borrow_mut().entry((partition, producer_id)).or_default().push((group, topic, p, v));
+            let mut pending = self.txn_offsets.borrow_mut();
+            let entry = pending.entry((partition, producer.0)).or_insert_with(|| (producer.1, Vec::new()));
+            entry.0 = entry.0.max(producer.1);
+            entry.1.push((group, topic, p, v));
         }
     }
 
@@ -331,6 +334,33 @@ impl Coordinator {
         for batch in batches {
             bytes += batch.len() as u64;
             self.shard.storage.append(&tp, Bytes::from(batch)).await?;
+        }
+        // Offsets of undecided transactions go along, in their producers'
+        // transactions, so the marker still decides them after a replay.
+        let pending: Vec<((i64, i16), Vec<(RecordKey, Option<RecordValue>)>)> = self
+            .txn_offsets
+            .borrow()
+            .iter()
+            .filter(|((p, _), _)| *p == partition)
+            .map(|((_, producer_id), (epoch, offsets))| {
+                let records = offsets
+                    .iter()
+                    .map(|(group, topic, p, v)| {
+                        let key = RecordKey::Offset { group: group.clone(), topic: topic.clone(), partition: *p };
+                        (key, Some(RecordValue::Offset(v.clone())))
+                    })
+                    .collect();
+                ((*producer_id, *epoch), records)
+            })
+            .collect();
+        for (producer, records) in pending {
+            let batches = build_batches(&records, Some(producer)).map_err(|size| {
+                StorageError::Config(format!("a group record of {size} bytes is too large to store"))
+            })?;
+            for batch in batches {
+                bytes += batch.len() as u64;
+                self.shard.storage.append(&tp, Bytes::from(batch)).await?;
+            }
         }
         let deleted = self.shard.storage.delete_segments_before(&tp, start).await?;
         state.snapshot_bytes.set(bytes);

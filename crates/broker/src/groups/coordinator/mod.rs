@@ -94,8 +94,9 @@ pub struct Coordinator {
     next_member: Cell<u64>,
     next_retention_check_ms: Cell<i64>,
     /// TxnOffsetCommit offsets waiting for their transaction's marker, by
-    /// (offsets-log partition, producer id): (group, topic, partition, value).
-    txn_offsets: RefCell<HashMap<(i32, i64), Vec<PendingTxnOffset>>>,
+    /// (offsets-log partition, producer id): the producer's epoch and
+    /// (group, topic, partition, value) per offset.
+    txn_offsets: RefCell<HashMap<(i32, i64), (i16, Vec<PendingTxnOffset>)>>,
 }
 
 type PendingTxnOffset = (String, String, i32, crate::groups::store::OffsetValue);

@@ -186,9 +186,10 @@ impl Coordinator {
                 Ok(_permit) => {
                     let partition = self.partition_of(&args.group_id);
                     let mut pending = self.txn_offsets.borrow_mut();
-                    let entry = pending.entry((partition, producer_id)).or_default();
+                    let entry = pending.entry((partition, producer_id)).or_insert_with(|| (producer_epoch, Vec::new()));
+                    entry.0 = entry.0.max(producer_epoch);
                     for ((topic, p), value) in accepted {
-                        entry.push((args.group_id.clone(), topic, p, value));
+                        entry.1.push((args.group_id.clone(), topic, p, value));
                     }
                 }
                 Err(error) => {
@@ -230,7 +231,7 @@ impl Coordinator {
     /// A transaction marker reached offsets-log partition `partition`: the
     /// producer's pending offsets become committed, or are dropped.
     pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
-        let Some(pending) = self.txn_offsets.borrow_mut().remove(&(partition, producer_id)) else { return };
+        let Some((_, pending)) = self.txn_offsets.borrow_mut().remove(&(partition, producer_id)) else { return };
         if !commit {
             return;
         }
@@ -245,13 +246,32 @@ impl Coordinator {
     /// `topic`/`partition` (OffsetFetch's require_stable: UNSTABLE_OFFSET_COMMIT).
     pub fn has_pending_txn_offsets(&self, group: &str, topic: &str, partition: i32) -> bool {
         let group_partition = self.partition_of(group);
-        self.txn_offsets.borrow().iter().any(|((p, _), offsets)| {
+        self.txn_offsets.borrow().iter().any(|((p, _), (_, offsets))| {
             *p == group_partition && offsets.iter().any(|(g, t, i, _)| g == group && t == topic && *i == partition)
         })
     }
 
     /// OffsetFetch for one group. `topics` None: every committed offset.
     pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
+    ) -> Vec<(String, Vec<FetchedOffset>)> {
+        let mut rows = self.committed_offsets(group_id, topics);
+        if require_stable {
+            for (topic, partitions) in &mut rows {
+                for row in partitions.iter_mut() {
+                    if self.has_pending_txn_offsets(group_id, topic, row.partition) {
+                        row.error = UNSTABLE_OFFSET_COMMIT;
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    fn committed_offsets(
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
