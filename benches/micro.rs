@@ -313,6 +313,7 @@ fn fetch_out(batch: &Bytes) -> FetchOut<Bytes> {
                 current_leader: None,
                 diverging_epoch: None,
                 preferred_read_replica: -1,
+                aborted_transactions: None,
             }],
         }],
         node_endpoints: Vec::new(),

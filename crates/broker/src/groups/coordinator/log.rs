@@ -337,7 +337,8 @@ impl Coordinator {
         }
         // Offsets of undecided transactions go along, in their producers'
         // transactions, so the marker still decides them after a replay.
-        let pending: Vec<((i64, i16), Vec<(RecordKey, Option<RecordValue>)>)> = self
+        type Records = Vec<(RecordKey, Option<RecordValue>)>;
+        let pending: Vec<((i64, i16), Records)> = self
             .txn_offsets
             .borrow()
             .iter()

@@ -96,10 +96,13 @@ pub struct Coordinator {
     /// TxnOffsetCommit offsets waiting for their transaction's marker, by
     /// (offsets-log partition, producer id): the producer's epoch and
     /// (group, topic, partition, value) per offset.
-    txn_offsets: RefCell<HashMap<(i32, i64), (i16, Vec<PendingTxnOffset>)>>,
+    txn_offsets: RefCell<HashMap<(i32, i64), PendingTxn>>,
 }
 
+/// One offset of a transaction: (group, topic, partition, value).
 type PendingTxnOffset = (String, String, i32, crate::groups::store::OffsetValue);
+/// A producer's pending offsets in one offsets-log partition, with its epoch.
+type PendingTxn = (i16, Vec<PendingTxnOffset>);
 
 impl Coordinator {
     /// Installs this shard's coordinator: replays the offsets-log
