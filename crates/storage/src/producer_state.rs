@@ -228,12 +228,16 @@ impl ProducerState {
 
     /// Forgets batches at or after `offset` (the log was cut back there).
     pub fn truncate_from(&mut self, offset: Offset) {
-        for entry in self.producers.values_mut() {
+        // A producer known only by its epoch (fenced by a marker) stays.
+        self.producers.retain(|_, entry| {
+            if entry.batches.is_empty() {
+                return true;
+            }
             while entry.batches.back().is_some_and(|b| b.base_offset >= offset) {
                 entry.batches.pop_back();
             }
-        }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+            !entry.batches.is_empty()
+        });
         self.open.retain(|_, t| t.first_offset < offset);
     }
 
@@ -248,6 +252,9 @@ impl ProducerState {
         let open = self.open.iter().map(|(id, t)| (*id, *t)).chain(closed_later.iter().copied());
         for (id, txn) in open.filter(|(_, t)| t.first_offset < end_offset) {
             out.push_str(&format!("txn {id} {} {}\n", txn.epoch, txn.first_offset.0));
+        }
+        for (id, entry) in self.producers.iter().filter(|(_, e)| e.batches.is_empty()) {
+            out.push_str(&format!("fence {id} {}\n", entry.epoch));
         }
         for (id, entry) in &self.producers {
             for b in entry.batches.iter().filter(|b| b.last_offset < end_offset) {
@@ -277,6 +284,20 @@ impl ProducerState {
             .ok_or("bad end_offset line")?;
         let mut state = ProducerState::default();
         for (i, line) in lines.enumerate() {
+            if let Some(fence) = line.strip_prefix("fence ") {
+                let parsed = fence
+                    .split_once(' ')
+                    .and_then(|(id, epoch)| Some((id.parse::<i64>().ok()?, epoch.parse::<i16>().ok()?)));
+                match parsed {
+                    Some((id, epoch))
+                        if id >= 0 && !state.producers.contains_key(&id) && state.len() < partition_producers_max =>
+                    {
+                        state.producers.insert(id, ProducerEntry { epoch, batches: VecDeque::new() });
+                    }
+                    _ => return Err(format!("line {}: invalid fenced producer", i + 3)),
+                }
+                continue;
+            }
             if let Some(txn) = line.strip_prefix("txn ") {
                 let fields: Vec<&str> = txn.split(' ').collect();
                 let parsed = (fields.len() == 3)
@@ -402,16 +423,20 @@ mod tests {
         state.record(2, 3, batch(0, 0, 2));
         state.record(1, 0, batch(2, 3, 3));
         assert!(state.open_txn(2, 3, Offset(2)));
+        state.fence(9, 4);
         let text = state.encode(Offset(5), &[]);
         let decoded = ProducerState::decode(&text).unwrap();
         assert_eq!(decoded.1, Offset(5));
         assert_eq!(decoded.0.active(), state.active());
         let open = decoded.0.open_txn_of(2).unwrap();
         assert_eq!((open.epoch, open.first_offset), (3, Offset(2)));
+        assert_eq!(decoded.0.epoch_of(9), Some(4), "a fenced producer's epoch is kept");
+        assert_eq!(decoded.0.check(9, 3, 0, 0), SequenceCheck::FencedEpoch { current: 4, found: 3 });
         assert!(ProducerState::decode(&text[..text.len() - 1]).is_err());
         assert!(ProducerState::decode("ringstream-producers 1\nend_offset 1\n1 0 0 0 5 5\n").is_err());
         state.truncate_from(Offset(2));
-        assert_eq!(state.len(), 1);
+        assert_eq!(state.len(), 2, "producer 1, and the fenced producer 9");
+        assert_eq!(state.epoch_of(9), Some(4));
         assert_eq!(state.check(1, 0, 2, 3), SequenceCheck::Fresh, "rolled-back batch can be sent again");
     }
 }
