@@ -213,3 +213,46 @@ mod bad_input {
         assert_eq!(response.responses[0].partition_responses[0].error_code, INVALID_RECORD);
     }
 }
+
+/// A hanging transaction (its producer vanished, its timeout 15 minutes)
+/// holds the last stable offset: the metrics show it, `ringstream
+/// transactions find-hanging` finds it and `abort` ends it, after which
+/// read_committed readers move on and the metrics return to zero.
+#[test]
+fn a_hanging_transaction_shows_in_the_metrics_and_the_tool_aborts_it() {
+    use ringstream_client::metrics_text as text;
+    let broker = Broker::start_with(&["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = broker.metrics.clone().expect("a metrics address");
+    let gauge = |name: &str| -> f64 {
+        let (status, body) = ringstream_client::status::http_get(&metrics, "/metrics").expect("scrape");
+        assert_eq!(status, 200);
+        let exposition = text::parse(&body).unwrap();
+        (0..2).filter_map(|s| exposition.value(name, &[("shard", s.to_string().as_str())])).fold(0.0, f64::max)
+    };
+    broker.run("transactions", &["--scenario", "hang"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(gauge("ringstream_transactions_open") >= 1.0, "the open transaction is counted");
+    assert!(gauge("ringstream_last_stable_offset_lag_ms") >= 300.0, "the last stable offset is held");
+    let tool = |args: &[&str]| -> String {
+        let out = std::process::Command::new(bin())
+            .arg("transactions")
+            .args(args)
+            .args(["-b", &broker.bootstrap()])
+            .output()
+            .expect("ringstream runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = tool(&["list"]);
+    assert!(listed.contains("hang-1") && listed.contains("Ongoing"), "{listed}");
+    let hanging = tool(&["find-hanging", "--max-transaction-timeout", "0"]);
+    let row = hanging.lines().find(|l| l.starts_with("txn-hang")).unwrap_or_else(|| panic!("{hanging}"));
+    let start = row.split_whitespace().nth(4).unwrap().to_owned();
+    assert_eq!(start, "0", "the hanging transaction starts at offset 0: {row}");
+    let aborted = tool(&["abort", "--topic", "txn-hang", "--partition", "0", "--start-offset", &start]);
+    assert!(aborted.starts_with("aborted producer"), "{aborted}");
+    assert_eq!(gauge("ringstream_last_stable_offset_lag_ms"), 0.0, "the last stable offset is released");
+    let again = tool(&["find-hanging", "--max-transaction-timeout", "0"]);
+    assert!(!again.contains("txn-hang"), "{again}");
+    broker.run("transactions", &["--scenario", "released"]);
+}

@@ -258,6 +258,35 @@ def scenario_aiokafka(args):
     c.log("aiokafka: commit, abort and send_offsets_to_transaction; read_committed sees the committed ones")
 
 
+def scenario_hang(args):
+    """Leaves a transaction open (its producer vanishes) and exits."""
+    bs = args.bootstrap
+    topic = "txn-hang"
+    create_topic(bs, topic, partitions=1)
+    p = cf_txn_producer(bs, "hang-1", **{"transaction.timeout.ms": 900000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce(topic, key=b"h", value=f"hanging-{i}")
+    c.check(p.flush(30) == 0, "the hanging transaction's records were not acknowledged")
+    c.log("hang: 10 records in an open transaction; its producer vanishes")
+
+
+def scenario_released(args):
+    """After the hanging transaction was aborted: read_committed reads past it."""
+    bs = args.bootstrap
+    topic = "txn-hang"
+    later = cf_txn_producer(bs, "hang-2")
+    later.init_transactions(30)
+    later.begin_transaction()
+    for i in range(5):
+        later.produce(topic, key=b"h", value=f"after-{i}")
+    later.commit_transaction(30)
+    rc = cf_read(bs, topic, "read_committed", expect=5)
+    c.check(values(rc) == sorted("after-%d" % i for i in range(5)), f"read_committed saw {values(rc)}")
+    c.log("released: read_committed reads the later transaction, not the aborted one")
+
+
 def scenario_fencing(args):
     from confluent_kafka import KafkaException
     from kafka import KafkaProducer
@@ -563,6 +592,8 @@ def main():
         "visibility": scenario_visibility,
         "kafka_python": scenario_kafka_python,
         "aiokafka": scenario_aiokafka,
+        "hang": scenario_hang,
+        "released": scenario_released,
         "fencing": scenario_fencing,
         "timeout": scenario_timeout,
         "eos": scenario_eos,
