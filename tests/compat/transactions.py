@@ -358,10 +358,10 @@ def scenario_timeout(args):
           f"the producer's commit got {failed.name()}")
 
 
-class Processor(threading.Thread):
-    """Consume-transform-produce with a transactional producer."""
+class ProcessorBase(threading.Thread):
+    """A consume-transform-produce loop's counters; subclasses run it with one client."""
 
-    def __init__(self, bootstrap, n, txn_id="eos-1", group="eos-group", batch=200):
+    def __init__(self, bootstrap, n, txn_id, group, batch):
         super().__init__(daemon=True)
         self.bs, self.n, self.txn_id, self.group, self.batch = bootstrap, n, txn_id, group, batch
         self.committed = 0
@@ -370,6 +370,13 @@ class Processor(threading.Thread):
         self.errors = []
         self.done = threading.Event()
         self.stop = threading.Event()
+
+
+class Processor(ProcessorBase):
+    """Consume-transform-produce with confluent-kafka's transactional producer."""
+
+    def __init__(self, bootstrap, n, txn_id="eos-1", group="eos-group", batch=200):
+        super().__init__(bootstrap, n, txn_id, group, batch)
 
     def make(self):
         from confluent_kafka import Consumer
@@ -444,18 +451,11 @@ class Processor(threading.Thread):
         self.done.set()
 
 
-class KpProcessor(threading.Thread):
+class KpProcessor(ProcessorBase):
     """Consume-transform-produce with kafka-python's transactional producer."""
 
     def __init__(self, bootstrap, n, txn_id="eos-kp", group="eos-kp-group", batch=200):
-        super().__init__(daemon=True)
-        self.bs, self.n, self.txn_id, self.group, self.batch = bootstrap, n, txn_id, group, batch
-        self.committed = 0
-        self.commits = 0
-        self.aborts = 0
-        self.errors = []
-        self.done = threading.Event()
-        self.stop = threading.Event()
+        super().__init__(bootstrap, n, txn_id, group, batch)
 
     def make(self):
         from kafka import KafkaConsumer, KafkaProducer

@@ -30,7 +30,7 @@ pub struct BrokerConfig {
     /// The cluster settings (Kafka's names).
     pub cluster: ClusterSettings,
     /// The transaction coordinator's settings.
-    pub txn: crate::txn::TxnConfig,
+    pub txn: TxnConfig,
 }
 
 /// How this node takes part in a cluster. With `voters` empty the node is
@@ -112,7 +112,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             connection_requests_in_flight_max: 32,
             groups: crate::groups::GroupsConfig::default(),
-            txn: crate::txn::TxnConfig::default(),
+            txn: TxnConfig::default(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -594,5 +594,47 @@ mod tests {
         configs.broker.remove("num.partitions");
         configs.broker.insert("log.segment.bytes".into(), "10".into());
         assert!(configs.apply_to(&LogConfig::default()).is_err(), "values are validated as --set validates them");
+    }
+}
+
+/// Coordinator settings (Kafka's names in comments).
+#[derive(Clone, Debug)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`
+    pub state_log_partitions: i32,
+    /// `transaction.state.log.replication.factor` (capped at the live brokers)
+    pub state_log_replication_factor: i16,
+    /// `transaction.state.log.segment.bytes`
+    pub segment_bytes: u64,
+    /// `transaction.max.timeout.ms`
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_check_interval_ms: u64,
+    /// `transactional.id.expiration.ms`
+    pub id_expiration_ms: i64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            state_log_partitions: 50,
+            state_log_replication_factor: 3,
+            segment_bytes: 16 * 1024 * 1024,
+            max_timeout_ms: 900_000,
+            abort_check_interval_ms: 10_000,
+            id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// The transaction log's partitions' settings: no retention (the
+/// coordinator compacts it by rewriting the live state).
+pub fn txn_log_config(config: &TxnConfig) -> ringstream_storage::log::LogConfig {
+    ringstream_storage::log::LogConfig {
+        segment_bytes: config.segment_bytes,
+        retention_ms: -1,
+        retention_bytes: -1,
+        max_message_bytes: ringstream_core::limits::batch_bytes_max,
+        ..ringstream_storage::log::LogConfig::default()
     }
 }

@@ -879,6 +879,29 @@ fn refused(code: i16, message: &str) -> ResponseBody {
     ResponseBody::Error { code, message: message.to_owned(), leader: None }
 }
 
+/// Opens the replicas of `topic` placed on `me` that this node does not
+/// hold yet (those whose replica count `wanted` accepts).
+async fn open_replicas(
+    shard: &Rc<Shard>,
+    me: NodeId,
+    topic: &TopicInfo,
+    log: ringstream_storage::log::LogConfig,
+    wanted: impl Fn(usize) -> bool,
+) -> Result<(), String> {
+    let missing: Vec<TopicPartition> = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.replicas.contains(&me) && wanted(p.replicas.len()))
+        .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
+        .filter(|tp| shard.owner(tp).is_none())
+        .collect();
+    if !missing.is_empty() {
+        shard.create_partitions(missing, log).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Brings local storage in line with the image: opens partitions placed on
 /// this node, deletes those of removed topics, applies changed configs.
 async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &MetadataImage) -> Result<(), String> {
@@ -891,35 +914,15 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
             // partition with one replica opens on its first write, as on a
             // single broker (50 idle partitions cost a start nothing).
             let log = crate::groups::coordinator::local().log_config();
-            let missing: Vec<TopicPartition> = topic
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.replicas.contains(&me) && p.replicas.len() > 1)
-                .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
-                .filter(|tp| shard.owner(tp).is_none())
-                .collect();
-            if !missing.is_empty() {
-                shard.create_partitions(missing, log).await.map_err(|e| e.to_string())?;
-            }
+            open_replicas(shard, me, topic, log, |replicas| replicas > 1).await?;
             set_roles(shard, me, old, topic).await?;
             continue;
         }
-        if topic.name == crate::txn::TXN_TOPIC {
+        if topic.name == crate::broker::topics::TXN_TOPIC {
             // Every replica of the transaction log is opened, with the
             // coordinator's log settings; the leader's coordinator loads it.
-            let log = crate::txn::log_config(&crate::broker::local().config.txn);
-            let missing: Vec<TopicPartition> = topic
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.replicas.contains(&me))
-                .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
-                .filter(|tp| shard.owner(tp).is_none())
-                .collect();
-            if !missing.is_empty() {
-                shard.create_partitions(missing, log).await.map_err(|e| e.to_string())?;
-            }
+            let log = crate::config::txn_log_config(&crate::broker::local().config.txn);
+            open_replicas(shard, me, topic, log, |_| true).await?;
             set_roles(shard, me, old, topic).await?;
             continue;
         }
@@ -930,17 +933,7 @@ async fn reconcile(shard: &Rc<Shard>, me: NodeId, old: &MetadataImage, new: &Met
             configs: topic.configs.clone(),
         };
         let log = meta.log_config(&defaults).map_err(|e| format!("topic {}: {e}", topic.name))?;
-        let missing: Vec<TopicPartition> = topic
-            .partitions
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.replicas.contains(&me))
-            .map(|(i, _)| TopicPartition::new(topic.name.clone(), i as i32))
-            .filter(|tp| shard.owner(tp).is_none())
-            .collect();
-        if !missing.is_empty() {
-            shard.create_partitions(missing, log.clone()).await.map_err(|e| e.to_string())?;
-        }
+        open_replicas(shard, me, topic, log.clone(), |_| true).await?;
         set_roles(shard, me, old, topic).await?;
         // A reassignment moved replicas off this node: they go (Kafka's
         // StopReplica with deletion), once the metadata says so.

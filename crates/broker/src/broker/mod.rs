@@ -362,12 +362,48 @@ impl Broker {
         id[8] = (id[8] & 0x3f) | 0x80;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
-        let partitions = if name == crate::txn::TXN_TOPIC {
+        let partitions = if name == crate::broker::topics::TXN_TOPIC {
             self.txn_partitions()
         } else {
             self.config.groups.offsets_topic_partitions
         };
         TopicMeta { name: name.to_owned(), id, partitions, configs }
+    }
+
+    /// acks=all after the local append: waits until the high watermark passes
+    /// `last_offset` (every ISR replica has the batch), up to the request's
+    /// timeout. Kafka's answers: REQUEST_TIMED_OUT when it does not in time,
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
+    /// `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when this
+    /// broker lost the leadership (the batch may yet be truncated away).
+    pub async fn committed(
+        &self,
+        topic: &str,
+        partition: i32,
+        last_offset: ringstream_core::types::Offset,
+        timeout: std::time::Duration,
+    ) -> i16 {
+        let Some(view) = self.cluster() else { return error_code::NONE };
+        let Some(info) = view.image.partition(topic, partition) else { return error_code::NONE };
+        if info.replicas.len() <= 1 {
+            return error_code::NONE; // the sole replica: durable is committed
+        }
+        let tp = TopicPartition::new(topic, partition);
+        match self.shard.wait_committed(&tp, last_offset, timeout).await {
+            Ok(true) => {}
+            Ok(false) => return error_code::REQUEST_TIMED_OUT,
+            Err(e) => return e.kafka_error_code(),
+        }
+        let Some(view) = self.cluster() else { return error_code::NONE };
+        let Some(info) = view.image.partition(topic, partition) else { return error_code::UNKNOWN_TOPIC_OR_PARTITION };
+        let configs = view.image.topics.get(topic).map(|t| t.configs.clone()).unwrap_or_default();
+        if info.leader != self.config.node_id {
+            return error_code::NOT_LEADER_OR_FOLLOWER;
+        }
+        if info.isr.len() < min_insync(&configs) {
+            return error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND;
+        }
+        error_code::NONE
     }
 
     /// A topic by name, internal ones included once the controller has
@@ -384,14 +420,14 @@ impl Broker {
     /// configured before it exists.
     pub fn txn_partitions(&self) -> i32 {
         self.cluster()
-            .and_then(|view| view.image.topics.get(crate::txn::TXN_TOPIC).map(|t| t.partitions.len() as i32))
+            .and_then(|view| view.image.topics.get(crate::broker::topics::TXN_TOPIC).map(|t| t.partitions.len() as i32))
             .filter(|n| *n > 0)
             .unwrap_or(self.config.txn.state_log_partitions)
     }
 
     /// Whether `name` is an internal topic (Kafka's `Topic.isInternal`).
     pub fn is_internal(name: &str) -> bool {
-        name == crate::groups::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC
+        name == crate::groups::OFFSETS_TOPIC || name == crate::broker::topics::TXN_TOPIC
     }
 
     /// Creates a topic (on shard 0, wherever it is called from). With
@@ -505,7 +541,7 @@ impl Broker {
     /// An internal topic as the controller creates it.
     pub fn internal_new_topic(&self, name: &str) -> ringstream_cluster::wire::NewTopic {
         let meta = self.internal_topic(name);
-        let replication_factor = if name == crate::txn::TXN_TOPIC {
+        let replication_factor = if name == crate::broker::topics::TXN_TOPIC {
             self.config.txn.state_log_replication_factor
         } else {
             self.config.cluster.offsets_topic_replication_factor
@@ -661,4 +697,9 @@ impl Broker {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A topic's `min.insync.replicas` (Kafka's default: 1).
+pub fn min_insync(configs: &std::collections::BTreeMap<String, String>) -> usize {
+    configs.get("min.insync.replicas").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).max(1)
 }

@@ -7,6 +7,9 @@
 //! `topics` file a single-node Ringstream wrote: it is read once, to import
 //! those topics into the metadata log (then kept as `topics.imported`).
 
+/// The internal topic holding transactional ids' state (`txn`).
+pub const TXN_TOPIC: &str = "__transaction_state";
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;

@@ -129,6 +129,16 @@ where
         .flatten()
 }
 
+/// Commits offsets (OffsetCommit, TxnOffsetCommit) at the group's
+/// coordinator; every partition gets the no-coordinator code when there is none.
+pub async fn commit_offsets(shard: &Rc<Shard>, args: coordinator::CommitArgs) -> coordinator::CommitResult {
+    let group_id = args.group_id.clone();
+    let asked: Vec<(String, i32)> = args.offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+    on_coordinator(shard, &group_id, move |c| async move { c.commit(args).await })
+        .await
+        .unwrap_or_else(|| asked.into_iter().map(|(t, p)| (t, p, no_coordinator_code(&group_id))).collect())
+}
+
 /// Drops a deleted topic's committed offsets on every shard's coordinator.
 pub async fn forget_committed_offsets(shard: &Rc<Shard>, name: &str) {
     for i in 0..shard.shard_count() {

@@ -11,7 +11,6 @@ use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::coordinator::{CommitArgs, CommitOffset};
-use crate::groups::on_coordinator;
 use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::OffsetCommit, min_version: 2, max_version: 9 };
@@ -37,19 +36,15 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 })
             })
             .collect();
-        let asked: Vec<(String, i32)> = offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
         let args = CommitArgs {
-            group_id: group_id.clone(),
+            group_id,
             generation: commit.generation_id_or_member_epoch,
             member_id: commit.member_id.as_str().to_owned(),
             instance_id: commit.group_instance_id.as_ref().map(|i| i.as_str().to_owned()),
             offsets,
             txn: None,
         };
-        let results =
-            on_coordinator(&shard, &group_id, move |c| async move { c.commit(args).await }).await.unwrap_or_else(
-                || asked.into_iter().map(|(t, p)| (t, p, crate::groups::no_coordinator_code(&group_id))).collect(),
-            );
+        let results = crate::groups::commit_offsets(&shard, args).await;
         let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, code) in results {
             let row = OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(code);

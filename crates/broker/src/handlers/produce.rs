@@ -192,7 +192,7 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
                     Outcome::Queued(ticket) => match ticket.wait().await {
                         Ok(info) if acks == -1 => {
                             // acks=all: once every ISR replica has the batch.
-                            let code = committed(&broker, name.0.as_str(), index, info.last_offset, timeout).await;
+                            let code = broker.committed(name.0.as_str(), index, info.last_offset, timeout).await;
                             if code == error_code::NONE {
                                 response
                                     .with_error_code(error_code::NONE)
@@ -241,12 +241,6 @@ pub async fn start(broker: &Rc<Broker>, request: Request) -> Result<Pending, Wir
         respond(ApiKey::Produce, version, correlation_id, &response)
     }))
 }
-
-/// A topic's `min.insync.replicas` (Kafka's default: 1).
-fn min_insync(configs: &std::collections::BTreeMap<String, String>) -> usize {
-    configs.get("min.insync.replicas").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).max(1)
-}
-
 /// Whether a partition has at least `min.insync.replicas` in its ISR (acks=all).
 fn enough_in_sync(
     broker: &Broker,
@@ -255,43 +249,7 @@ fn enough_in_sync(
     configs: &std::collections::BTreeMap<String, String>,
 ) -> bool {
     let Some(view) = broker.cluster() else { return true };
-    view.image.partition(topic, partition).map_or(true, |p| p.isr.len() >= min_insync(configs))
-}
-
-/// acks=all after the local append: waits until the high watermark passes
-/// `last_offset` (every ISR replica has the batch), up to the request's
-/// timeout. Kafka's answers: REQUEST_TIMED_OUT when it does not in time,
-/// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank below
-/// `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when this
-/// broker lost the leadership (the batch may yet be truncated away).
-pub(crate) async fn committed(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    last_offset: ringstream_core::types::Offset,
-    timeout: std::time::Duration,
-) -> i16 {
-    let Some(view) = broker.cluster() else { return error_code::NONE };
-    let Some(info) = view.image.partition(topic, partition) else { return error_code::NONE };
-    if info.replicas.len() <= 1 {
-        return error_code::NONE; // the sole replica: durable is committed
-    }
-    let tp = TopicPartition::new(topic, partition);
-    match broker.shard.wait_committed(&tp, last_offset, timeout).await {
-        Ok(true) => {}
-        Ok(false) => return error_code::REQUEST_TIMED_OUT,
-        Err(e) => return e.kafka_error_code(),
-    }
-    let Some(view) = broker.cluster() else { return error_code::NONE };
-    let Some(info) = view.image.partition(topic, partition) else { return error_code::UNKNOWN_TOPIC_OR_PARTITION };
-    let configs = view.image.topics.get(topic).map(|t| t.configs.clone()).unwrap_or_default();
-    if info.leader != broker.config.node_id {
-        return error_code::NOT_LEADER_OR_FOLLOWER;
-    }
-    if info.isr.len() < min_insync(&configs) {
-        return error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND;
-    }
-    error_code::NONE
+    view.image.partition(topic, partition).map_or(true, |p| p.isr.len() >= crate::broker::min_insync(configs))
 }
 
 /// Checks one partition's records; `Ready` when they may be appended.

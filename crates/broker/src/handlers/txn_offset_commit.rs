@@ -15,7 +15,6 @@ use kafka_protocol::messages::{ApiKey, TopicName, TxnOffsetCommitRequest, TxnOff
 use super::{respond, str_bytes, ApiSpec, Pending};
 use crate::broker::Broker;
 use crate::groups::coordinator::{CommitArgs, CommitOffset};
-use crate::groups::on_coordinator;
 use ringstream_protocol::{decode_body, Request, WireError};
 
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::TxnOffsetCommit, min_version: 0, max_version: 5 };
@@ -41,7 +40,6 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
                 })
             })
             .collect();
-        let asked: Vec<(String, i32)> = offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
         let (generation, member_id) = if version >= 3 {
             (commit.generation_id, commit.member_id.as_str().to_owned())
         } else {
@@ -55,10 +53,7 @@ pub fn handle(broker: &Rc<Broker>, request: Request) -> Result<Pending, WireErro
             offsets,
             txn: Some((commit.producer_id.0, commit.producer_epoch)),
         };
-        let results =
-            on_coordinator(&shard, &group_id, move |c| async move { c.commit(args).await }).await.unwrap_or_else(
-                || asked.into_iter().map(|(t, p)| (t, p, crate::groups::no_coordinator_code(&group_id))).collect(),
-            );
+        let results = crate::groups::commit_offsets(&shard, args).await;
         let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
         for (topic, partition, code) in results {
             let code = crate::txn::fenced_for(code, version, 3);

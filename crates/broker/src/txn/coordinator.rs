@@ -33,7 +33,6 @@ use ringstream_core::batch::{self, BatchBuilder, Record};
 use ringstream_core::clock::now_ms;
 use ringstream_core::error_code;
 use ringstream_core::limits;
-use ringstream_core::types::Offset;
 use ringstream_shard::Shard;
 
 thread_local! {
@@ -151,36 +150,22 @@ impl TxnCoordinator {
     async fn load(self: &Rc<Self>, partition: i32, epoch: i32) -> Result<(), i16> {
         let tp = txn_log_partition(partition);
         self.txns.borrow_mut().retain(|_, e| e.partition != partition);
-        let offsets = self.shard.storage.offsets(&tp).map_err(|_| error_code::COORDINATOR_NOT_AVAILABLE)?;
-        let mut cursor = offsets.log_start_offset;
-        let mut bytes = 0u64;
-        // To the log end: a new leader's high watermark can trail what the
-        // old one acknowledged.
-        while cursor < offsets.log_end_offset {
-            let read = match self.shard.storage.read_to_log_end(&tp, cursor, limits::recovery_read_bytes).await {
-                Ok(read) => read,
-                Err(e) => {
-                    error!(partition = %tp, "loading transactions failed: {e}");
-                    return Err(error_code::COORDINATOR_NOT_AVAILABLE);
-                }
-            };
-            if read.batches.is_empty() {
-                break;
-            }
-            for batch_bytes in &read.batches {
-                bytes += batch_bytes.len() as u64;
-                let Some(header) = batch::BatchHeader::ref_from_prefix(batch_bytes) else { break };
-                cursor = Offset(header.base_offset().0 + i64::from(header.last_offset_delta()) + 1);
-                match batch::records(batch_bytes) {
-                    Ok(records) => {
-                        for record in records {
-                            self.apply_record(partition, record.key, record.value);
-                        }
+        let replayed = self
+            .shard
+            .storage
+            .replay_to_log_end(&tp, |batch_bytes| match batch::records(batch_bytes) {
+                Ok(records) => {
+                    for record in records {
+                        self.apply_record(partition, record.key, record.value);
                     }
-                    Err(e) => error!(partition = %tp, "skipping an unreadable transaction-log batch: {e}"),
                 }
-            }
-        }
+                Err(e) => error!(partition = %tp, "skipping an unreadable transaction-log batch: {e}"),
+            })
+            .await;
+        let bytes = replayed.map_err(|e| {
+            error!(partition = %tp, "loading transactions failed: {e}");
+            error_code::COORDINATOR_NOT_AVAILABLE
+        })?;
         self.log(partition).bytes_since_rewrite.set(bytes);
         self.loaded.borrow_mut().insert(partition, epoch);
         // Transactions that were deciding when the last coordinator stopped

@@ -54,9 +54,7 @@ pub async fn write_local(
         let code = match ticket {
             Err(code) => code,
             Ok(ticket) => match ticket.wait().await {
-                Ok(info) => {
-                    crate::handlers::produce::committed(broker, &topic, partition, info.last_offset, timeout).await
-                }
+                Ok(info) => broker.committed(&topic, partition, info.last_offset, timeout).await,
                 Err(e) => e.kafka_error_code(),
             },
         };

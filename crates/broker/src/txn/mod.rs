@@ -18,54 +18,11 @@ use std::rc::Rc;
 
 use ringstream_core::types::TopicPartition;
 use ringstream_shard::Shard;
-use ringstream_storage::log::LogConfig;
 
 pub use coordinator::TxnCoordinator;
 
-/// The internal topic holding transactional ids' state.
-pub const TXN_TOPIC: &str = "__transaction_state";
-
-/// Coordinator settings (Kafka's names in comments).
-#[derive(Clone, Debug)]
-pub struct TxnConfig {
-    /// `transaction.state.log.num.partitions`
-    pub state_log_partitions: i32,
-    /// `transaction.state.log.replication.factor` (capped at the live brokers)
-    pub state_log_replication_factor: i16,
-    /// `transaction.state.log.segment.bytes`
-    pub segment_bytes: u64,
-    /// `transaction.max.timeout.ms`
-    pub max_timeout_ms: i32,
-    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
-    pub abort_check_interval_ms: u64,
-    /// `transactional.id.expiration.ms`
-    pub id_expiration_ms: i64,
-}
-
-impl Default for TxnConfig {
-    fn default() -> Self {
-        TxnConfig {
-            state_log_partitions: 50,
-            state_log_replication_factor: 3,
-            segment_bytes: 16 * 1024 * 1024,
-            max_timeout_ms: 900_000,
-            abort_check_interval_ms: 10_000,
-            id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
-        }
-    }
-}
-
-/// The transaction log's partitions' settings: no retention (the
-/// coordinator compacts it by rewriting the live state).
-pub fn log_config(config: &TxnConfig) -> LogConfig {
-    LogConfig {
-        segment_bytes: config.segment_bytes,
-        retention_ms: -1,
-        retention_bytes: -1,
-        max_message_bytes: ringstream_core::limits::batch_bytes_max,
-        ..LogConfig::default()
-    }
-}
+pub use crate::broker::topics::TXN_TOPIC;
+pub use crate::config::{txn_log_config as log_config, TxnConfig};
 
 pub fn txn_log_partition(partition: i32) -> TopicPartition {
     TopicPartition::new(TXN_TOPIC.to_owned(), partition)

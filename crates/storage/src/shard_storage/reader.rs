@@ -35,6 +35,29 @@ impl ShardStorage {
         self.read_from(&partition, tp, offset, max_bytes, ReadBound::LogEnd).await
     }
 
+    /// Calls `visit` with every batch of `tp` from its log start to its log
+    /// end, in order (a coordinator loading its log: to the log end, not the
+    /// high watermark, which can trail what the old leader acknowledged).
+    /// Returns the bytes read.
+    pub async fn replay_to_log_end(&self, tp: &TopicPartition, mut visit: impl FnMut(&[u8])) -> StorageResult<u64> {
+        let offsets = self.offsets(tp)?;
+        let mut cursor = offsets.log_start_offset;
+        let mut bytes = 0u64;
+        while cursor < offsets.log_end_offset {
+            let read = self.read_to_log_end(tp, cursor, limits::recovery_read_bytes).await?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for batch_bytes in &read.batches {
+                let Some(header) = BatchHeader::ref_from_prefix(batch_bytes) else { return Ok(bytes) };
+                bytes += batch_bytes.len() as u64;
+                cursor = Offset(header.base_offset().0 + i64::from(header.last_offset_delta()) + 1);
+                visit(batch_bytes);
+            }
+        }
+        Ok(bytes)
+    }
+
     /// A read_committed consumer's read: up to the last stable offset, with
     /// the aborted transactions of the range it may return.
     pub async fn read_committed(

@@ -16,7 +16,7 @@ use crate::groups::store::{self, RecordKey, RecordValue};
 use ringstream_core::batch::{self, BatchBuilder, Record};
 use ringstream_core::clock::now_ms;
 use ringstream_core::limits;
-use ringstream_core::types::{Offset, TopicPartition};
+use ringstream_core::types::TopicPartition;
 use ringstream_storage::log::LogConfig;
 use ringstream_storage::StorageError;
 
@@ -50,33 +50,24 @@ impl Coordinator {
     }
 
     pub(super) async fn replay(&self, tp: &TopicPartition) -> Result<(), StorageError> {
-        // To the log end, not the high watermark: a new leader's high
-        // watermark can trail what the old one acknowledged by a fetch.
-        let offsets = self.shard.storage.offsets(tp)?;
-        let mut cursor = offsets.log_start_offset;
-        let mut bytes = 0u64;
-        while cursor < offsets.log_end_offset {
-            let read = self.shard.storage.read_to_log_end(tp, cursor, limits::recovery_read_bytes).await?;
-            if read.batches.is_empty() {
-                break;
-            }
-            for batch_bytes in &read.batches {
-                bytes += batch_bytes.len() as u64;
-                let Some(header) = batch::BatchHeader::ref_from_prefix(batch_bytes) else { break };
-                cursor = Offset(header.base_offset().0 + i64::from(header.last_offset_delta()) + 1);
+        let bytes = self
+            .shard
+            .storage
+            .replay_to_log_end(tp, |batch_bytes| {
+                let Some(header) = batch::BatchHeader::ref_from_prefix(batch_bytes) else { return };
                 if header.is_control() {
                     // A transaction's marker: its pending offsets commit or go.
                     let commit = batch::control_type(batch_bytes) == Some(batch::CONTROL_COMMIT);
                     self.complete_txn(tp.partition.0, header.producer_id(), commit);
-                    continue;
+                    return;
                 }
                 let txn = header.is_transactional().then(|| (header.producer_id(), header.producer_epoch()));
                 match batch::records(batch_bytes) {
                     Ok(records) => {
                         for record in records {
                             match txn {
-                                Some(producer_id) => {
-                                    self.apply_txn_record(tp.partition.0, producer_id, record.key, record.value)
+                                Some(producer) => {
+                                    self.apply_txn_record(tp.partition.0, producer, record.key, record.value)
                                 }
                                 None => self.apply_record(record.key, record.value),
                             }
@@ -84,8 +75,8 @@ impl Coordinator {
                     }
                     Err(e) => error!(partition = %tp, "skipping an unreadable offsets-log batch: {e}"),
                 }
-            }
-        }
+            })
+            .await?;
         let state = self.log_state(tp.partition.0);
         state.bytes_since_snapshot.set(bytes);
         Ok(())
