@@ -211,6 +211,30 @@ mod bad_input {
         ]);
         let response: ProduceResponse = client.call(ApiKey::Produce, 9, &produce).unwrap();
         assert_eq!(response.responses[0].partition_responses[0].error_code, INVALID_RECORD);
+
+        // A transaction that added a group's offsets but committed none
+        // ends (its offsets partition was never opened), and the id can
+        // start again.
+        let (producer, epoch) = (second.producer_id.0, second.producer_epoch);
+        let add_offsets = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("t1")))
+            .with_producer_id(ProducerId(producer))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(s("never-committed")));
+        let added: AddOffsetsToTxnResponse = client.call(ApiKey::AddOffsetsToTxn, 3, &add_offsets).unwrap();
+        assert_eq!(added.error_code, 0);
+        assert_eq!(end(&mut client, "t1", producer, epoch, false, 3), 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let again = init(&mut client, "t1", 30_000);
+            if again.error_code == 0 {
+                assert_eq!(again.producer_epoch, epoch + 1);
+                break;
+            }
+            assert_eq!(again.error_code, 51, "CONCURRENT_TRANSACTIONS while the abort completes");
+            assert!(std::time::Instant::now() < deadline, "the abort never completed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -45,6 +45,12 @@ pub async fn write_local(
             continue;
         }
         let tp = TopicPartition::new(topic.clone(), partition);
+        if topic == crate::groups::OFFSETS_TOPIC && broker.shard.owner(&tp).is_none() {
+            // An offsets-log partition opens on its first write (one
+            // replica): never opened, it holds nothing of the transaction.
+            submitted.push(((topic, partition), Err(error_code::NONE)));
+            continue;
+        }
         let ticket = broker.shard.submit(&tp, marker.clone()).await.map_err(|e| e.kafka_error_code());
         submitted.push(((topic, partition), ticket));
     }
