@@ -446,6 +446,8 @@ fn a_consumer_reads_from_the_replica_in_its_rack() {
 /// again, each mid-transaction, restarting each. Every input record must
 /// be in the output exactly once, as read_committed reads it: nothing of
 /// an aborted or half-written transaction is ever visible.
+/// `RINGSTREAM_FAULT_CYCLES` sets the kills (3 in CI), alternating
+/// coordinator and leader, with 700 input records per kill.
 #[test]
 fn transactions_survive_coordinator_and_leader_failover() {
     let mut cluster = Cluster::start(
@@ -461,12 +463,14 @@ fn transactions_survive_coordinator_and_leader_failover() {
             "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
         ],
     );
+    let cycles: usize = std::env::var("RINGSTREAM_FAULT_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let records = 700 * cycles.max(1);
     let dir = cluster.dir.path().to_owned();
     let (progress, output) = (dir.join("txn.progress"), dir.join("txn.output"));
     let mut script = Command::new("python3")
         .arg(repo().join("tests/compat/transactions.py"))
-        .args(["--bootstrap", &cluster.all_bootstrap(), "--timeout", "400", "--scenario", "cluster"])
-        .args(["--records", "2000", "--progress"])
+        .args(["--bootstrap", &cluster.all_bootstrap(), "--timeout", "3600", "--scenario", "cluster"])
+        .args(["--records", &records.to_string(), "--progress"])
         .arg(&progress)
         .current_dir(repo())
         .env("PYTHONUNBUFFERED", "1")
@@ -478,7 +482,11 @@ fn transactions_survive_coordinator_and_leader_failover() {
         .expect("python3 runs");
     let committed = || fs::read_to_string(&progress).ok().and_then(|t| t.trim().parse::<usize>().ok()).unwrap_or(0);
     let mut kills = Vec::new();
-    for (what, at) in [("coordinator", 300), ("leader", 900), ("coordinator", 1400)] {
+    let schedule = (0..cycles).map(|i| {
+        let what = if i % 2 == 0 { "coordinator" } else { "leader" };
+        (what, (i + 1) * records / (cycles + 1))
+    });
+    for (what, at) in schedule {
         let deadline = Instant::now() + Duration::from_secs(150);
         while committed() < at && Instant::now() < deadline && script.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(100));
@@ -510,7 +518,7 @@ fn transactions_survive_coordinator_and_leader_failover() {
         tail.join("\n"),
         cluster.logs()
     );
-    assert_eq!(kills.len(), 3, "the processor finished before every kill: {kills:?}");
+    assert_eq!(kills.len(), cycles, "the processor finished before every kill: {kills:?}");
     println!("kills={kills:?} {}", text.trim());
 }
 

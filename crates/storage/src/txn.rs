@@ -71,7 +71,12 @@ impl Transactions {
         commit: bool,
         first_unstable: Offset,
     ) {
-        assert!(open.first_offset < marker_offset);
+        if open.first_offset >= marker_offset {
+            // Not a transaction this marker can close (state recovered from
+            // a damaged snapshot): nothing to track.
+            tracing::warn!(producer_id, first = %open.first_offset, marker = %marker_offset, "marker before its transaction's start");
+            return;
+        }
         self.unreplicated.push_back(Completed {
             producer_id,
             epoch: open.epoch,
