@@ -54,6 +54,16 @@ pub fn segment_txn_index_path(dir: &Path, base_offset: Offset) -> PathBuf {
     dir.join(format!("{:020}.txnindex", base_offset.0))
 }
 
+/// Every file of one segment: log, offset index, time index, transaction index.
+pub fn segment_file_paths(dir: &Path, base_offset: Offset) -> [PathBuf; 4] {
+    [
+        segment_log_path(dir, base_offset),
+        segment_index_path(dir, base_offset),
+        segment_time_index_path(dir, base_offset),
+        segment_txn_index_path(dir, base_offset),
+    ]
+}
+
 pub fn parse_segment_log_name(name: &str) -> Option<Offset> {
     let digits = name.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {

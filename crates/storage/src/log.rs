@@ -155,8 +155,6 @@ pub struct PartitionOffsets {
     pub size_bytes: u64,
     pub leader_epoch: LeaderEpoch,
     pub last_stable_offset: Offset,
-    /// Transactions open in this partition.
-    pub open_transactions: usize,
 }
 
 /// An append that has its offsets but is not written yet.
@@ -540,7 +538,6 @@ impl PartitionLog {
             size_bytes: self.size_bytes(),
             leader_epoch: self.leader_epoch,
             last_stable_offset: self.last_stable_offset(),
-            open_transactions: self.producers.open_txn_count(),
         }
     }
 
@@ -580,22 +577,7 @@ impl PartitionLog {
     /// The last stable offset: below it every transaction is decided and
     /// replicated (read_committed consumers read up to it).
     pub fn last_stable_offset(&self) -> Offset {
-        let mut lso = self.high_watermark;
-        if let Some(first) = self.producers.first_open_offset() {
-            lso = lso.min(first);
-        }
-        if let Some(first) = self.txns.first_unreplicated() {
-            lso = lso.min(first);
-        }
-        lso
-    }
-
-    /// The first offset of any transaction not yet decided and replicated.
-    fn first_unstable(&self) -> Option<Offset> {
-        match (self.producers.first_open_offset(), self.txns.first_unreplicated()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        first_unstable(&self.producers, &self.txns).map_or(self.high_watermark, |f| f.min(self.high_watermark))
     }
 
     /// Applies the metadata's view of this replica. A new leader epoch
@@ -698,7 +680,14 @@ impl PartitionLog {
         }
         if control {
             let commit = batch::control_type(&batch) == Some(batch::CONTROL_COMMIT);
-            self.apply_marker(info.producer_id, info.producer_epoch, base_offset, commit);
+            apply_marker(
+                &mut self.producers,
+                &mut self.txns,
+                info.producer_id,
+                info.producer_epoch,
+                base_offset,
+                commit,
+            );
         }
         self.pending_bytes += batch.len();
         self.pending.push_back(Pending { batch, info, base_offset, reply, _permit: permit, replica: false });
@@ -749,14 +738,6 @@ impl PartitionLog {
 
     /// A COMMIT or ABORT marker of `producer_id` at `offset` closes its
     /// open transaction here, and fences older epochs.
-    fn apply_marker(&mut self, producer_id: i64, epoch: i16, offset: Offset, commit: bool) {
-        let first_unstable = self.first_unstable().unwrap_or(offset);
-        self.producers.fence(producer_id, epoch);
-        if let Some(open) = self.producers.close_txn(producer_id) {
-            self.txns.complete(producer_id, open, offset, commit, first_unstable);
-        }
-    }
-
     /// Where a read of `offset` starts on disk: the segment holding it, the
     /// indexed position at or before it, and how far that segment may be read.
     pub fn locate(&self, offset: Offset) -> Option<(Rc<DmaFile>, PathBuf, u64, u64)> {
@@ -857,21 +838,37 @@ fn record_copied_batch(producers: &mut ProducerState, info: &BatchInfo) {
     producers.record_recovered(info.producer_id, info.producer_epoch, record);
 }
 
+/// The first offset of any transaction not yet decided and replicated.
+fn first_unstable(producers: &ProducerState, txns: &Transactions) -> Option<Offset> {
+    match (producers.first_open_offset(), txns.first_unreplicated()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A COMMIT or ABORT marker of `producer_id` at `offset` (appended, copied
+/// or recovered) closes its open transaction here, and fences older epochs.
+fn apply_marker(
+    producers: &mut ProducerState,
+    txns: &mut Transactions,
+    producer_id: i64,
+    epoch: i16,
+    offset: Offset,
+    commit: bool,
+) {
+    let first = first_unstable(producers, txns).unwrap_or(offset);
+    producers.fence(producer_id, epoch);
+    if let Some(open) = producers.close_txn(producer_id) {
+        txns.complete(producer_id, open, offset, commit, first);
+    }
+}
+
 /// Applies a batch already in the log (recovery) or copied from the leader
 /// (a follower) to the producer and transaction state, unchecked.
 fn apply_copied_batch(producers: &mut ProducerState, txns: &mut Transactions, info: &BatchInfo, bytes: &[u8]) {
     if info.is_control() {
         let commit = batch::control_type(bytes) == Some(batch::CONTROL_COMMIT);
-        let first_unstable = match (producers.first_open_offset(), txns.first_unreplicated()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(info.base_offset),
-        };
-        producers.fence(info.producer_id, info.producer_epoch);
-        if let Some(open) = producers.close_txn(info.producer_id) {
-            if open.first_offset < info.base_offset {
-                txns.complete(info.producer_id, open, info.base_offset, commit, first_unstable);
-            }
-        }
+        apply_marker(producers, txns, info.producer_id, info.producer_epoch, info.base_offset, commit);
         return;
     }
     if info.base_sequence >= 0 {

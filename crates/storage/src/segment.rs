@@ -171,12 +171,7 @@ impl Segment {
 
     /// Deletes the segment's files (retention).
     pub async fn remove_files(&self, dir: &Path) -> StorageResult<()> {
-        for path in [
-            self.log_path.clone(),
-            dir::segment_index_path(dir, self.base_offset),
-            dir::segment_time_index_path(dir, self.base_offset),
-            dir::segment_txn_index_path(dir, self.base_offset),
-        ] {
+        for path in dir::segment_file_paths(dir, self.base_offset) {
             dir::remove_if_exists(&path).await.map_err(|e| StorageError::io("remove segment file", &path, e))?;
         }
         Ok(())

@@ -14,8 +14,19 @@ use super::*;
 
 impl ShardStorage {
     pub async fn read(&self, tp: &TopicPartition, offset: Offset, max_bytes: usize) -> StorageResult<ReadOutput> {
+        self.read_counted(tp, offset, max_bytes, ReadBound::HighWatermark).await
+    }
+
+    /// A consumer's read, counted in the partition's traffic (the balancer's load).
+    async fn read_counted(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+        bound: ReadBound,
+    ) -> StorageResult<ReadOutput> {
         let partition = self.partition(tp)?;
-        let read = self.read_from(&partition, tp, offset, max_bytes, ReadBound::HighWatermark).await;
+        let read = self.read_from(&partition, tp, offset, max_bytes, bound).await;
         if let Ok(out) = &read {
             partition.traffic_bytes.set(partition.traffic_bytes.get() + out.bytes as u64);
         }
@@ -66,15 +77,14 @@ impl ShardStorage {
         offset: Offset,
         max_bytes: usize,
     ) -> StorageResult<ReadOutput> {
-        let partition = self.partition(tp)?;
-        let mut out = self.read_from(&partition, tp, offset, max_bytes, ReadBound::LastStable).await?;
-        partition.traffic_bytes.set(partition.traffic_bytes.get() + out.bytes as u64);
+        let mut out = self.read_counted(tp, offset, max_bytes, ReadBound::LastStable).await?;
         let end = out
             .batches
             .last()
             .and_then(|b| BatchHeader::ref_from_prefix(b))
             .map_or(offset, |h| Offset(h.base_offset().0 + i64::from(h.last_offset_delta()) + 1));
         if end > offset {
+            let partition = self.partition(tp)?;
             let log = partition.log.borrow();
             out.aborted =
                 log.txns.aborted_between(offset, end).into_iter().map(|a| (a.producer_id, a.first_offset)).collect();

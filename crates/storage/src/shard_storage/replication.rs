@@ -345,12 +345,7 @@ impl ShardStorage {
 /// their place, and the checkpoints that described the old log go too.
 fn start_segment_files_at(dir: &Path, offset: Offset) -> io::Result<()> {
     for base in dir::list_segments(dir)? {
-        for path in [
-            dir::segment_log_path(dir, base),
-            dir::segment_index_path(dir, base),
-            dir::segment_time_index_path(dir, base),
-            dir::segment_txn_index_path(dir, base),
-        ] {
+        for path in dir::segment_file_paths(dir, base) {
             remove_file_if_exists(&path)?;
         }
     }
@@ -381,12 +376,7 @@ fn cut_segment_files(dir: &Path, offset: Offset) -> io::Result<()> {
     let bases = dir::list_segments(dir)?;
     let holder = bases.iter().rev().find(|&&b| b <= offset).copied();
     for &base in bases.iter().filter(|&&b| b > offset) {
-        for path in [
-            dir::segment_log_path(dir, base),
-            dir::segment_index_path(dir, base),
-            dir::segment_time_index_path(dir, base),
-            dir::segment_txn_index_path(dir, base),
-        ] {
+        for path in dir::segment_file_paths(dir, base) {
             remove_file_if_exists(&path)?;
         }
     }
@@ -413,11 +403,11 @@ fn cut_segment_files(dir: &Path, offset: Offset) -> io::Result<()> {
         }
         file.set_len(position.min(len))?;
         file.sync_all()?;
-        remove_file_if_exists(&dir::segment_index_path(dir, base))?;
-        remove_file_if_exists(&dir::segment_time_index_path(dir, base))?;
-        // Its aborted transactions at or after the cut go; recovery rescans
-        // the cut segment, so the index is rebuilt from what is left.
-        remove_file_if_exists(&dir::segment_txn_index_path(dir, base))?;
+        // Its indexes go (the transaction index too: recovery rescans the
+        // cut segment and rebuilds them from what is left).
+        for path in dir::segment_file_paths(dir, base).iter().skip(1) {
+            remove_file_if_exists(path)?;
+        }
     }
     remove_file_if_exists(&dir.join(dir::CLEAN_MARKER_FILE_NAME))?;
     std::fs::File::open(dir)?.sync_all()
